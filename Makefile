@@ -1,0 +1,67 @@
+# The user's entry point. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+include versions.mk
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+# Run with a small data set by default so a laptop finishes quickly; override: make demo ROWS=100000
+ROWS ?= 20000
+PYTEST_ARGS ?=
+
+.PHONY: help install demo test lint fmt compile lock clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..." >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip==25.3"
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,s3]'
+	touch $@
+
+install: $(INSTALLED) ## create .venv and install the project with pinned dependencies
+
+demo: $(INSTALLED) ## run the whole loop locally, no cluster (ROWS=20000)
+	$(BIN)/mlops demo --rows $(ROWS)
+
+test: $(INSTALLED) lint ## lint, then run every test this machine can run
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(INSTALLED) ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: $(INSTALLED) ## format and fix what ruff can
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+compile: $(INSTALLED) ## regenerate the compiled pipeline IR YAML under pipelines/ (IMAGE=...)
+	$(BIN)/mlops pipeline compile --image $(COMPONENT_IMAGE)
+
+lock: ## re-resolve requirements.lock from pyproject.toml (needs network)
+	rm -rf /tmp/mlops-lock && $(PYTHON) -m venv /tmp/mlops-lock
+	/tmp/mlops-lock/bin/pip install --quiet '.[dev,s3]'
+	/tmp/mlops-lock/bin/pip freeze --exclude mlops-platform > requirements.lock
+
+clean: ## remove local state (registry, runs) but keep .venv
+	rm -rf .mlops build *.egg-info
+
+# --- benchmarks ---------------------------------------------------------------------------------
+
+# --- serving ------------------------------------------------------------------------------------
+
+# --- canary -------------------------------------------------------------------------------------
+
+# --- images and cluster -------------------------------------------------------------------------
+
+# --- monitoring ---------------------------------------------------------------------------------
+
+# --- kube-apiserver test harness ----------------------------------------------------------------

@@ -1,0 +1,159 @@
+"""Train: a scikit-learn Pipeline (preprocessing + estimator), saved with skops.
+
+The whole Pipeline is the artifact, so the predictor never re-implements a feature. Columns are
+selected by position in schema order: the same Pipeline accepts a DataFrame from the training step
+and a NumPy object array from the predictor's fast path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+import numpy as np
+import pandas as pd
+import skops.io as sio
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from xgboost import XGBClassifier
+
+from components.schema import FeatureSchema
+
+Estimator = Literal["xgboost", "hist_gradient_boosting", "logistic_regression"]
+ESTIMATORS: tuple[str, ...] = get_args(Estimator)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    estimator: str = "xgboost"
+    seed: int = 42
+    validation_fraction: float = 0.2
+    n_estimators: int = 400
+    learning_rate: float = 0.08
+    max_depth: int = 4
+    early_stopping_rounds: int = 30
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {self.estimator!r}; choose one of {list(ESTIMATORS)}")
+        if not 0 < self.validation_fraction < 0.5:
+            raise ValueError("validation_fraction must be in (0, 0.5)")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    pipeline: Pipeline
+    params: dict[str, Any]
+    best_iteration: int | None
+    validation_rows: int
+
+
+def build_preprocessor(schema: FeatureSchema, *, scale: bool) -> ColumnTransformer:
+    num_idx = [schema.index_of(f.name) for f in schema.numeric_features]
+    cat_idx = [schema.index_of(f.name) for f in schema.categorical_features]
+    num_steps: list[tuple[str, Any]] = [
+        ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True))
+    ]
+    if scale:
+        num_steps.append(("scale", StandardScaler()))
+    categories = [list(f.categories) for f in schema.categorical_features]
+    cat = Pipeline([
+        ("impute", SimpleImputer(strategy="constant", fill_value="__missing__",
+                                 missing_values=None)),
+        # Known categories come from the schema, so a category absent from one training sample
+        # still gets its column; unseen ones encode as all zeros.
+        ("onehot", OneHotEncoder(categories=[[*c, "__missing__"] for c in categories],
+                                 handle_unknown="ignore", sparse_output=False)),
+    ])
+    ct = ColumnTransformer(
+        [("numeric", Pipeline(num_steps), num_idx), ("categorical", cat, cat_idx)],
+        verbose_feature_names_out=False,
+    )
+    return ct
+
+
+def model_input(df: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
+    """The model's input: feature columns in schema order as an object array.
+
+    Numeric columns are floats with NaN for missing; categorical columns are str or None.
+    """
+    frame = schema.coerce_frame(df)
+    return frame.to_numpy(dtype=object)
+
+
+def build_estimator(params: TrainParams) -> Any:
+    if params.estimator == "xgboost":
+        return XGBClassifier(
+            n_estimators=params.n_estimators,
+            learning_rate=params.learning_rate,
+            max_depth=params.max_depth,
+            subsample=0.9,
+            colsample_bytree=0.9,
+            eval_metric="logloss",
+            early_stopping_rounds=params.early_stopping_rounds,
+            random_state=params.seed,
+            n_jobs=1,
+            tree_method="hist",
+        )
+    if params.estimator == "hist_gradient_boosting":
+        return HistGradientBoostingClassifier(
+            max_iter=params.n_estimators,
+            learning_rate=params.learning_rate,
+            max_depth=params.max_depth,
+            early_stopping=True,
+            validation_fraction=params.validation_fraction,
+            n_iter_no_change=params.early_stopping_rounds,
+            random_state=params.seed,
+        )
+    return LogisticRegression(max_iter=2000, C=1.0, random_state=params.seed)
+
+
+def train_model(df: pd.DataFrame, schema: FeatureSchema, params: TrainParams) -> TrainResult:
+    """Fit the Pipeline on `df` (features + target). Deterministic for a given seed."""
+    if schema.target not in df.columns:
+        raise ValueError(f"training data lacks the target column {schema.target!r}")
+    y = df[schema.target].astype(int).to_numpy()
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"target {schema.target!r} has a single class; cannot train a classifier")
+    X = model_input(df, schema)
+    pre = build_preprocessor(schema, scale=params.estimator == "logistic_regression")
+    est = build_estimator(params)
+    best_iteration: int | None = None
+    validation_rows = 0
+    if params.estimator == "xgboost":
+        # Early stopping needs a transformed validation set; the preprocessor is fitted on the
+        # training split only so the validation score stays honest.
+        X_tr, X_val, y_tr, y_val = train_test_split(
+            X, y, test_size=params.validation_fraction, random_state=params.seed, stratify=y
+        )
+        pre.fit(X_tr)
+        est.fit(pre.transform(X_tr), y_tr, eval_set=[(pre.transform(X_val), y_val)],
+                verbose=False)
+        best_iteration = int(est.best_iteration)
+        validation_rows = len(y_val)
+        pipeline = Pipeline([("preprocess", pre), ("model", est)])
+    else:
+        pipeline = Pipeline([("preprocess", pre), ("model", est)]).fit(X, y)
+        if params.estimator == "hist_gradient_boosting":
+            best_iteration = int(est.n_iter_)
+    return TrainResult(
+        pipeline=pipeline,
+        params={**params.__dict__, "rows": len(df)},
+        best_iteration=best_iteration,
+        validation_rows=validation_rows,
+    )
+
+
+def predict_proba(pipeline: Pipeline, df: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
+    """Positive-class probability for the rows of `df`."""
+    return pipeline.predict_proba(model_input(df, schema))[:, 1]
+
+
+def save_model(pipeline: Pipeline, path: str) -> None:
+    sio.dump(pipeline, path)

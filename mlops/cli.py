@@ -1,0 +1,48 @@
+"""The `mlops` command line: one entry point for the pipeline, registry, serving, canary and monitor.
+
+Each command group lives in its own module under `mlops/commands/` and is registered here.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from mlops.commands import registry_cmd
+from mlops.errors import USER_ERRORS
+
+app = typer.Typer(
+    name="mlops",
+    help="Kubernetes-native ML platform: train, register, serve, roll out and monitor models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+
+
+def user_errors_as_red_line(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as e:
+            err_console.print(f"[red]error:[/red] {e}")
+            sys.exit(2)
+
+    return wrapper
+
+
+app.add_typer(registry_cmd.app, name="registry")
+
+
+def main() -> None:
+    user_errors_as_red_line(app)()
+
+
+if __name__ == "__main__":
+    main()
