@@ -125,8 +125,12 @@ def _with_proportions(profile: FeatureProfile, values: Any) -> FeatureProfile:
     total = counts.sum()
     props = counts / total if total else counts
     return FeatureProfile(
-        profile.name, profile.kind, tuple(float(p) for p in props), profile.edges,
-        profile.categories, profile.count,
+        profile.name,
+        profile.kind,
+        tuple(float(p) for p in props),
+        profile.edges,
+        profile.categories,
+        profile.count,
     )
 
 
@@ -162,7 +166,9 @@ def psi(expected: np.ndarray, actual_counts: np.ndarray) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def ks_from_counts(expected: np.ndarray, actual_counts: np.ndarray, n_ref: int) -> tuple[float, float]:
+def ks_from_counts(
+    expected: np.ndarray, actual_counts: np.ndarray, n_ref: int
+) -> tuple[float, float]:
     """Two-sample KS statistic from bucket counts (exact at the bucket edges) and its p-value.
 
     The missing bucket is excluded. With `edges` at fine quantiles this tracks `ks_2samp` closely;
@@ -251,8 +257,15 @@ def feature_drift(
     if pval < thresholds.alpha and effect >= floor:
         reasons.append(f"{test} p={pval:.2g} with effect {effect:.3f} >= {floor}")
     return FeatureDrift(
-        feature=profile.name, kind=profile.kind, psi=p, test=test, statistic=stat,
-        p_value=pval, effect=effect, drifted=bool(reasons), reason="; ".join(reasons),
+        feature=profile.name,
+        kind=profile.kind,
+        psi=p,
+        test=test,
+        statistic=stat,
+        p_value=pval,
+        effect=effect,
+        drifted=bool(reasons),
+        reason="; ".join(reasons),
     )
 
 

@@ -77,7 +77,10 @@ def code_version() -> str:
         out = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"],
             cwd=Path(__file__).resolve().parent,
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -195,8 +198,9 @@ class ModelRegistry:
 
     def schema(self, model: str, version: int | str = "champion") -> FeatureSchema:
         n = self.resolve(model, version)
-        return FeatureSchema.load(self.fs.unstrip_protocol(
-            posixpath.join(self.version_dir(model, n), "schema.json")))
+        return FeatureSchema.load(
+            self.fs.unstrip_protocol(posixpath.join(self.version_dir(model, n), "schema.json"))
+        )
 
     def reference(self, model: str, version: int | str = "champion") -> ReferenceProfile:
         n = self.resolve(model, version)
@@ -233,25 +237,35 @@ class ModelRegistry:
         existing = [v.version for v in self.versions(model)]
         base = self._path(model, "versions")
         if self.fs.exists(base):  # a folder without version.json is a half-written version
-            existing += [int(posixpath.basename(p.rstrip("/"))) for p in self.fs.ls(base, detail=False)
-                         if posixpath.basename(p.rstrip("/")).isdigit()]
+            existing += [
+                int(posixpath.basename(p.rstrip("/")))
+                for p in self.fs.ls(base, detail=False)
+                if posixpath.basename(p.rstrip("/")).isdigit()
+            ]
         n = max(existing, default=0) + 1
         vdir = self.version_dir(model, n)
         self.fs.makedirs(vdir, exist_ok=True)
         digest = sha256_file(artifact_path)
-        with fsspec.open(artifact_path, "rb") as src, self.fs.open(
-            posixpath.join(vdir, MODEL_FILE), "wb"
-        ) as dst:
+        with (
+            fsspec.open(artifact_path, "rb") as src,
+            self.fs.open(posixpath.join(vdir, MODEL_FILE), "wb") as dst,
+        ):
             dst.write(src.read())
         with self.fs.open(posixpath.join(vdir, "schema.json"), "w") as fh:
             fh.write(schema.to_json())
         self._write_json(posixpath.join(vdir, "reference.json"), reference.to_dict())
         mv = ModelVersion(
-            model=model, version=n, artifact_sha256=digest,
+            model=model,
+            version=n,
+            artifact_sha256=digest,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            metrics=dict(metrics or {}), params=dict(params or {}),
-            data_fingerprint=data_fingerprint, data_source=data_source,
-            code_version=code_version(), run_id=run_id, estimator=estimator,
+            metrics=dict(metrics or {}),
+            params=dict(params or {}),
+            data_fingerprint=data_fingerprint,
+            data_source=data_source,
+            code_version=code_version(),
+            run_id=run_id,
+            estimator=estimator,
             tags=dict(tags or {}),
         )
         self._write_json(posixpath.join(vdir, "version.json"), mv.to_dict())
@@ -260,10 +274,15 @@ class ModelRegistry:
     def set_champion(self, model: str, version: int, *, reason: str, actor: str = "mlops") -> None:
         self.get(model, version)  # must exist
         doc = self.champion_doc(model)
-        doc["history"].append({
-            "version": version, "previous": doc["version"], "reason": reason, "actor": actor,
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        })
+        doc["history"].append(
+            {
+                "version": version,
+                "previous": doc["version"],
+                "reason": reason,
+                "actor": actor,
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        )
         doc["version"] = version
         self._write_json(self._path(model, "champion.json"), doc)
 
@@ -272,8 +291,11 @@ class ModelRegistry:
         doc = self.champion_doc(model)
         current = doc["version"]
         if to_version is None:
-            earlier = [h["previous"] for h in reversed(doc["history"])
-                       if h["version"] == current and h["previous"] is not None]
+            earlier = [
+                h["previous"]
+                for h in reversed(doc["history"])
+                if h["version"] == current and h["previous"] is not None
+            ]
             if not earlier:
                 raise RegistryError(
                     f"model {model!r} has no earlier champion to roll back to; "

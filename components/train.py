@@ -41,7 +41,9 @@ class TrainParams:
 
     def __post_init__(self) -> None:
         if self.estimator not in ESTIMATORS:
-            raise ValueError(f"unknown estimator {self.estimator!r}; choose one of {list(ESTIMATORS)}")
+            raise ValueError(
+                f"unknown estimator {self.estimator!r}; choose one of {list(ESTIMATORS)}"
+            )
         if not 0 < self.validation_fraction < 0.5:
             raise ValueError("validation_fraction must be in (0, 0.5)")
 
@@ -63,14 +65,24 @@ def build_preprocessor(schema: FeatureSchema, *, scale: bool) -> ColumnTransform
     if scale:
         num_steps.append(("scale", StandardScaler()))
     categories = [list(f.categories) for f in schema.categorical_features]
-    cat = Pipeline([
-        ("impute", SimpleImputer(strategy="constant", fill_value="__missing__",
-                                 missing_values=None)),
-        # Known categories come from the schema, so a category absent from one training sample
-        # still gets its column; unseen ones encode as all zeros.
-        ("onehot", OneHotEncoder(categories=[[*c, "__missing__"] for c in categories],
-                                 handle_unknown="ignore", sparse_output=False)),
-    ])
+    cat = Pipeline(
+        [
+            (
+                "impute",
+                SimpleImputer(strategy="constant", fill_value="__missing__", missing_values=None),
+            ),
+            # Known categories come from the schema, so a category absent from one training sample
+            # still gets its column; unseen ones encode as all zeros.
+            (
+                "onehot",
+                OneHotEncoder(
+                    categories=[[*c, "__missing__"] for c in categories],
+                    handle_unknown="ignore",
+                    sparse_output=False,
+                ),
+            ),
+        ]
+    )
     ct = ColumnTransformer(
         [("numeric", Pipeline(num_steps), num_idx), ("categorical", cat, cat_idx)],
         verbose_feature_names_out=False,
@@ -133,8 +145,7 @@ def train_model(df: pd.DataFrame, schema: FeatureSchema, params: TrainParams) ->
             X, y, test_size=params.validation_fraction, random_state=params.seed, stratify=y
         )
         pre.fit(X_tr)
-        est.fit(pre.transform(X_tr), y_tr, eval_set=[(pre.transform(X_val), y_val)],
-                verbose=False)
+        est.fit(pre.transform(X_tr), y_tr, eval_set=[(pre.transform(X_val), y_val)], verbose=False)
         best_iteration = int(est.best_iteration)
         validation_rows = len(y_val)
         pipeline = Pipeline([("preprocess", pre), ("model", est)])

@@ -11,8 +11,9 @@ from rich.table import Table
 from components.registry import ModelRegistry
 from mlops.settings import load_settings
 
-app = typer.Typer(help="Inspect the model registry and move the champion pointer.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect the model registry and move the champion pointer.", no_args_is_help=True
+)
 console = Console()
 
 RegistryOpt = typer.Option(None, "--registry", help="registry URI [env MLOPS_REGISTRY_URI]")
@@ -34,8 +35,13 @@ def list_versions(registry: str | None = RegistryOpt, model: str | None = ModelO
         table.add_column(col)
     for v in reg.versions(name):
         table.add_row(
-            str(v.version), "*" if v.version == champion else "", v.created_at, v.estimator,
-            f"{v.metrics.get('roc_auc', float('nan')):.4f}", v.run_id, v.data_fingerprint[:12],
+            str(v.version),
+            "*" if v.version == champion else "",
+            v.created_at,
+            v.estimator,
+            f"{v.metrics.get('roc_auc', float('nan')):.4f}",
+            v.run_id,
+            v.data_fingerprint[:12],
         )
     console.print(table)
 
@@ -49,8 +55,10 @@ def show(
     """Print one version's full record (lineage, metrics, parameters) as JSON."""
     reg, name = _open(registry, model)
     mv = reg.get(name, version)
-    doc = mv.to_dict() | {"is_champion": reg.champion(name) == mv.version,
-                          "uri": reg.version_uri(name, mv.version)}
+    doc = mv.to_dict() | {
+        "is_champion": reg.champion(name) == mv.version,
+        "uri": reg.version_uri(name, mv.version),
+    }
     console.print_json(json.dumps(doc))
 
 
@@ -69,7 +77,9 @@ def promote(
 
 @app.command()
 def rollback(
-    to: int | None = typer.Option(None, "--to", help="version to restore (default: the previous champion)"),
+    to: int | None = typer.Option(
+        None, "--to", help="version to restore (default: the previous champion)"
+    ),
     reason: str = typer.Option("manual rollback", help="recorded in the champion history"),
     registry: str | None = RegistryOpt,
     model: str | None = ModelOpt,
