@@ -171,7 +171,9 @@ def ks_from_counts(
 ) -> tuple[float, float]:
     """Two-sample KS statistic from bucket counts (exact at the bucket edges) and its p-value.
 
-    The missing bucket is excluded. With `edges` at fine quantiles this tracks `ks_2samp` closely;
+    The missing bucket is excluded; `n_ref` counts the reference's non-missing values. With `edges`
+    at fine quantiles this tracks `ks_2samp` closely (equal when every distinct value has its own
+    bucket), and the p-value is scipy's asymptotic one (`kstwo` at the effective sample size);
     `ks_exact` below is the unbinned version for when both samples are at hand.
     """
     e = np.asarray(expected[:-1], float)
@@ -181,7 +183,7 @@ def ks_from_counts(
         return 0.0, 1.0
     d = float(np.max(np.abs(np.cumsum(e / e.sum()) - np.cumsum(a / n_cur))))
     n_eff = n_ref * n_cur / (n_ref + n_cur) if n_ref else n_cur
-    return d, float(stats.kstwobign.sf(d * np.sqrt(n_eff)))
+    return d, float(stats.kstwo.sf(d, max(1, round(n_eff))))
 
 
 def ks_exact(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
@@ -246,7 +248,8 @@ def feature_drift(
     """Judge one feature from its bucket counts in the current window."""
     p = psi(np.asarray(profile.proportions), counts)
     if profile.kind == "numeric":
-        stat, pval = ks_from_counts(np.asarray(profile.proportions), counts, profile.count)
+        n_ref = round(profile.count * (1.0 - profile.proportions[-1])) if profile.proportions else 0
+        stat, pval = ks_from_counts(np.asarray(profile.proportions), counts, n_ref)
         test, effect, floor = "ks", stat, thresholds.ks_statistic
     else:
         stat, pval, effect = chi_square(np.asarray(profile.proportions), counts)
@@ -277,13 +280,40 @@ def compare(
     predictions: np.ndarray | None = None,
 ) -> DriftReport:
     """Compare a current frame (and optionally its predictions) against the reference."""
-    thresholds = thresholds or DriftThresholds()
-    results = [
-        feature_drift(fp, fp.bucket_counts(current[fp.name].to_numpy()), thresholds)
+    counts = {
+        fp.name: fp.bucket_counts(current[fp.name].to_numpy())
         for fp in reference.features
         if fp.name in current.columns
+    }
+    prediction_counts = (
+        reference.prediction.bucket_counts(predictions)
+        if predictions is not None and reference.prediction is not None
+        else None
+    )
+    return compare_counts(
+        reference, counts, rows=len(current), thresholds=thresholds, prediction=prediction_counts
+    )
+
+
+def compare_counts(
+    reference: ReferenceProfile,
+    counts: dict[str, np.ndarray],
+    *,
+    rows: int,
+    thresholds: DriftThresholds | None = None,
+    prediction: np.ndarray | None = None,
+) -> DriftReport:
+    """Judge bucket counts already accumulated over the reference's bins.
+
+    The live monitor sums `bucket_counts` over a sliding window and calls this; `compare` is the
+    same judgement for a whole frame at hand.
+    """
+    thresholds = thresholds or DriftThresholds()
+    results = [
+        feature_drift(fp, counts[fp.name], thresholds)
+        for fp in reference.features
+        if fp.name in counts
     ]
-    if predictions is not None and reference.prediction is not None:
-        fp = reference.prediction
-        results.append(feature_drift(fp, fp.bucket_counts(predictions), thresholds))
-    return DriftReport(features=tuple(results), rows=len(current), thresholds=thresholds)
+    if prediction is not None and reference.prediction is not None:
+        results.append(feature_drift(reference.prediction, prediction, thresholds))
+    return DriftReport(features=tuple(results), rows=rows, thresholds=thresholds)
