@@ -1,0 +1,405 @@
+"""The analysis engine: one window of metrics in, one decision out. Pure: no I/O, no clock.
+
+`analyze(policy, state, observation)` returns the `CanaryDecision` (step up, hold, promote or roll
+back, with every check's numbers and a reason) and the next `CanaryState`. The state carries the
+sequential tests' evidence across windows and steps, so a rollout can be resumed from its JSON.
+
+Checks (see `sequential` for the statistics):
+- errors: mSPRT on the canary's share of 5xx responses, null "canary error rate <= tolerance x
+  stable's";
+- latency: mSPRT on the canary's share of requests slower than the stable-and-canary pooled
+  `latency_quantile` bucket bound (p99 by default), null "<= tolerance x stable's share";
+- predictions: non-central chi-square test that the PSI between the predicted-probability
+  distributions exceeds `max_prediction_divergence`.
+The rollout's false-rollback budget (`false_rollback_rate`) is split evenly over the three.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from serving.canary.policy import RolloutPolicy
+from serving.canary.sequential import (
+    divergence_test,
+    log_evidence,
+    share_llr_increment,
+    spent_alpha,
+)
+from serving.canary.window import Histogram, Window
+
+Action = Literal["step_up", "hold", "promote", "rollback"]
+CheckStatus = Literal["pass", "fail", "waiting"]
+CHECKS = ("errors", "latency", "predictions")
+
+
+@dataclass(frozen=True)
+class NoData:
+    """The source answered, but one version has no series yet (not scraped, no traffic)."""
+
+    detail: str
+
+
+@dataclass(frozen=True)
+class SourceFailed:
+    """The source could not be read (unreachable, HTTP error, malformed answer)."""
+
+    detail: str
+
+
+Observation = Window | NoData | SourceFailed
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    status: CheckStatus
+    reason: str
+    numbers: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CanaryDecision:
+    action: Action
+    reason: str
+    canary_percent: int  # the traffic share the canary has after this decision
+    previous_percent: int
+    checks: tuple[CheckResult, ...] = ()
+    numbers: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def final(self) -> bool:
+        return self.action in ("promote", "rollback")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["checks"] = [asdict(c) for c in self.checks]
+        return d
+
+
+@dataclass(frozen=True)
+class CanaryState:
+    step_index: int = 0
+    step_canary_requests: int = 0
+    analyses: int = 0
+    failed_in_a_row: int = 0
+    error_llr: tuple[float, ...] = ()
+    latency_llr: tuple[float, ...] = ()
+    stable_total: dict[str, int] = field(default_factory=lambda: {"requests": 0, "errors": 0})
+    canary_total: dict[str, int] = field(default_factory=lambda: {"requests": 0, "errors": 0})
+    # Cumulative histograms of the rollout so far (None until the first window with data).
+    stable_latency: Histogram | None = None
+    canary_latency: Histogram | None = None
+    stable_predictions: Histogram | None = None
+    canary_predictions: Histogram | None = None
+    divergence_looks: int = 0
+    done: Action | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        for k, v in self.__dict__.items():
+            d[k] = v.to_dict() if isinstance(v, Histogram) else v
+        d["error_llr"] = list(self.error_llr)
+        d["latency_llr"] = list(self.latency_llr)
+        return d
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> CanaryState:
+        kw = dict(doc)
+        for k in ("stable_latency", "canary_latency", "stable_predictions", "canary_predictions"):
+            if kw.get(k) is not None:
+                kw[k] = Histogram.from_dict(kw[k])
+        kw["error_llr"] = tuple(kw.get("error_llr", ()))
+        kw["latency_llr"] = tuple(kw.get("latency_llr", ()))
+        return cls(**kw)
+
+
+def _percent(policy: RolloutPolicy, state: CanaryState) -> int:
+    return policy.steps[min(state.step_index, len(policy.steps) - 1)]
+
+
+def _add(h: Histogram | None, delta: Histogram) -> Histogram:
+    return delta if h is None else h + delta
+
+
+def _slow_bound(pooled: Histogram, quantile: float) -> tuple[int, float]:
+    """The bucket bound just below the pooled `quantile`: index and value (seconds).
+
+    Requests above it are "slow". Taking the lower edge of the bucket that holds the quantile
+    keeps the slow share at or above 1 - quantile despite coarse buckets, so the test has events
+    to work with. The pooled histogram is used because, when the versions are equal, the canary
+    labels are exchangeable given it, which keeps the test's error bound.
+    """
+    cum = np.cumsum(pooled.counts)
+    i = int(np.searchsorted(cum, quantile * pooled.total, side="left"))
+    last_finite = (
+        len(pooled.bounds) - 2 if pooled.bounds[-1] == math.inf else len(pooled.bounds) - 1
+    )
+    i = max(min(i, last_finite + 1) - 1, 0)
+    return i, pooled.bounds[i]
+
+
+def _rate_check(
+    name: str,
+    llr: np.ndarray,
+    alpha: float,
+    numbers: dict[str, float],
+    what: str,
+    tolerance: float,
+) -> CheckResult:
+    ev = log_evidence(llr)
+    threshold = math.log(1.0 / alpha)
+    numbers = numbers | {"log_evidence": round(ev, 3), "log_threshold": round(threshold, 3)}
+    ratio = numbers.get("ratio", float("nan"))
+    if ev >= threshold:
+        return CheckResult(
+            name,
+            "fail",
+            f"canary {what} is above {tolerance:g}x the stable's "
+            f"(observed ratio {ratio:.2f}, evidence e^{ev:.1f} >= 1/alpha = e^{threshold:.1f})",
+            numbers,
+        )
+    return CheckResult(
+        name,
+        "pass",
+        f"no evidence that the canary's {what} exceeds {tolerance:g}x the stable's "
+        f"(observed ratio {ratio:.2f}, evidence e^{ev:.1f} < e^{threshold:.1f})",
+        numbers,
+    )
+
+
+def _ratio(c_events: int, c_n: int, s_events: int, s_n: int) -> float:
+    if c_n == 0 or s_n == 0:
+        return float("nan")
+    c, s = c_events / c_n, s_events / s_n
+    if s == 0:
+        return float("inf") if c > 0 else 1.0
+    return c / s
+
+
+def analyze(
+    policy: RolloutPolicy, state: CanaryState, observation: Observation
+) -> tuple[CanaryDecision, CanaryState]:
+    """Decide what to do after one analysis window."""
+    percent = _percent(policy, state)
+    if state.done is not None:
+        raise ValueError(f"the rollout already ended with {state.done}; start a new one")
+    alts = policy.sequential_alternatives
+    alpha = policy.false_rollback_rate / len(CHECKS)
+
+    if isinstance(observation, SourceFailed):
+        failed = state.failed_in_a_row + 1
+        state = replace(state, failed_in_a_row=failed, analyses=state.analyses + 1)
+        if failed >= policy.max_failed_analyses:
+            return _end(
+                state,
+                "rollback",
+                f"metrics could not be read in {failed} analyses in a row "
+                f"({observation.detail}); the canary cannot be verified",
+                percent,
+            )
+        return CanaryDecision(
+            "hold",
+            f"metrics source failed ({failed}/{policy.max_failed_analyses}): {observation.detail}",
+            percent,
+            percent,
+        ), state
+
+    if isinstance(observation, NoData):
+        state = replace(state, failed_in_a_row=0, analyses=state.analyses + 1)
+        return CanaryDecision("hold", f"no data yet: {observation.detail}", percent, percent), state
+
+    w = observation
+    if w.canary.requests == 0:
+        state = replace(state, failed_in_a_row=0, analyses=state.analyses + 1)
+        return CanaryDecision(
+            "hold",
+            f"no canary requests in this window (stable served {w.stable.requests}); "
+            "waiting for traffic",
+            percent,
+            percent,
+        ), state
+
+    error_llr = np.asarray(state.error_llr) if state.error_llr else np.zeros(len(alts))
+    latency_llr = np.asarray(state.latency_llr) if state.latency_llr else np.zeros(len(alts))
+    n_c, n_s = w.canary.requests, w.stable.requests
+    share = n_c / (n_c + n_s)
+
+    # --- errors
+    error_llr = error_llr + share_llr_increment(
+        w.canary.errors, w.stable.errors, share, policy.error_rate_tolerance, alts
+    )
+    stable_total = {
+        "requests": state.stable_total["requests"] + n_s,
+        "errors": state.stable_total["errors"] + w.stable.errors,
+    }
+    canary_total = {
+        "requests": state.canary_total["requests"] + n_c,
+        "errors": state.canary_total["errors"] + w.canary.errors,
+    }
+    err_numbers = {
+        "canary_error_rate": canary_total["errors"] / max(canary_total["requests"], 1),
+        "stable_error_rate": stable_total["errors"] / max(stable_total["requests"], 1),
+        "canary_errors": canary_total["errors"],
+        "stable_errors": stable_total["errors"],
+        "ratio": _ratio(
+            canary_total["errors"],
+            canary_total["requests"],
+            stable_total["errors"],
+            stable_total["requests"],
+        ),
+    }
+    errors = _rate_check(
+        "errors", error_llr, alpha, err_numbers, "error rate", policy.error_rate_tolerance
+    )
+
+    # --- latency
+    stable_latency = _add(state.stable_latency, w.stable.latency)
+    canary_latency = _add(state.canary_latency, w.canary.latency)
+    window_pooled = w.stable.latency + w.canary.latency
+    if window_pooled.total:
+        i, bound = _slow_bound(stable_latency + canary_latency, policy.latency_quantile)
+        slow_c = int(sum(w.canary.latency.counts[i + 1 :]))
+        slow_s = int(sum(w.stable.latency.counts[i + 1 :]))
+        lat_share = w.canary.latency.total / window_pooled.total
+        latency_llr = latency_llr + share_llr_increment(
+            slow_c, slow_s, lat_share, policy.latency_tolerance, alts
+        )
+        q = policy.latency_quantile
+        c_slow_total = int(sum(canary_latency.counts[i + 1 :]))
+        s_slow_total = int(sum(stable_latency.counts[i + 1 :]))
+        lat_numbers = {
+            f"canary_p{round(q * 100):d}_s": float(canary_latency.quantile(q)),
+            f"stable_p{round(q * 100):d}_s": float(stable_latency.quantile(q)),
+            "slow_bound_s": bound,
+            "canary_slow_share": c_slow_total / max(canary_latency.total, 1),
+            "stable_slow_share": s_slow_total / max(stable_latency.total, 1),
+            "ratio": _ratio(c_slow_total, canary_latency.total, s_slow_total, stable_latency.total),
+        }
+        latency = _rate_check(
+            "latency",
+            latency_llr,
+            alpha,
+            lat_numbers,
+            "share of slow requests",
+            policy.latency_tolerance,
+        )
+    else:
+        latency = CheckResult("latency", "waiting", "no latency observations yet")
+
+    # --- predictions
+    stable_pred = _add(state.stable_predictions, w.stable.predictions)
+    canary_pred = _add(state.canary_predictions, w.canary.predictions)
+    looks = state.divergence_looks
+    if stable_pred.total and canary_pred.total:
+        looks += 1
+        dt = divergence_test(
+            stable_pred.array(),
+            canary_pred.array(),
+            policy.max_prediction_divergence,
+            spent_alpha(alpha, looks),
+        )
+        pred_numbers = {
+            "psi": dt.psi,
+            "chi2": dt.chi2,
+            "chi2_critical": dt.critical,
+            "df": dt.df,
+            "canary_rows": canary_pred.total,
+            "stable_rows": stable_pred.total,
+        }
+        if dt.exceeds:
+            predictions = CheckResult(
+                "predictions",
+                "fail",
+                f"canary predictions diverge from the stable's beyond PSI "
+                f"{policy.max_prediction_divergence:g} (PSI {dt.psi:.3f}, chi2 {dt.chi2:.1f} > "
+                f"{dt.critical:.1f})",
+                pred_numbers,
+            )
+        else:
+            predictions = CheckResult(
+                "predictions",
+                "pass",
+                f"predictions within tolerance (PSI {dt.psi:.3f}, chi2 {dt.chi2:.1f} <= "
+                f"{dt.critical:.1f})",
+                pred_numbers,
+            )
+    else:
+        predictions = CheckResult("predictions", "waiting", "no predictions observed yet")
+
+    checks = (errors, latency, predictions)
+    step_requests = state.step_canary_requests + n_c
+    state = replace(
+        state,
+        analyses=state.analyses + 1,
+        failed_in_a_row=0,
+        error_llr=tuple(float(x) for x in error_llr),
+        latency_llr=tuple(float(x) for x in latency_llr),
+        stable_total=stable_total,
+        canary_total=canary_total,
+        stable_latency=stable_latency,
+        canary_latency=canary_latency,
+        stable_predictions=stable_pred,
+        canary_predictions=canary_pred,
+        divergence_looks=looks,
+        step_canary_requests=step_requests,
+    )
+    numbers = {
+        "window_canary_requests": n_c,
+        "window_stable_requests": n_s,
+        "step_canary_requests": step_requests,
+        "min_requests_per_step": policy.min_requests_per_step,
+    }
+    failed = [c for c in checks if c.status == "fail"]
+    if failed:
+        reason = "; ".join(f"{c.name}: {c.reason}" for c in failed)
+        return _end(state, "rollback", reason, percent, checks, numbers, rollback=True)
+    if step_requests < policy.min_requests_per_step:
+        return CanaryDecision(
+            "hold",
+            f"checks pass; canary served {step_requests}/{policy.min_requests_per_step} "
+            f"requests at {percent}%",
+            percent,
+            percent,
+            checks,
+            numbers,
+        ), state
+    nxt = state.step_index + 1
+    if policy.steps[nxt] >= 100:
+        return _end(
+            state,
+            "promote",
+            f"every check passed at each step up to {percent}% "
+            f"({canary_total['requests']} canary requests in all)",
+            percent,
+            checks,
+            numbers,
+        )
+    state = replace(state, step_index=nxt, step_canary_requests=0)
+    return CanaryDecision(
+        "step_up",
+        f"every check passed at {percent}% over {step_requests} canary requests",
+        policy.steps[nxt],
+        percent,
+        checks,
+        numbers,
+    ), state
+
+
+def _end(
+    state: CanaryState,
+    action: Action,
+    reason: str,
+    percent: int,
+    checks: tuple[CheckResult, ...] = (),
+    numbers: dict[str, float] | None = None,
+    *,
+    rollback: bool | None = None,
+) -> tuple[CanaryDecision, CanaryState]:
+    to = 0 if action == "rollback" else 100
+    return CanaryDecision(action, reason, to, percent, checks, dict(numbers or {})), replace(
+        state, done=action
+    )

@@ -1,0 +1,117 @@
+"""`RolloutPolicy`: the rollout's rules as data (Argo Rollouts style), serialisable to JSON/YAML.
+
+A policy is validated on construction, so a bad policy file fails before any traffic moves.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlops.errors import MlopsError
+
+
+class PolicyError(MlopsError):
+    """A rollout policy field is missing, of the wrong type or out of range."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutPolicy:
+    # Canary traffic percentages, in order. Reaching 100 is the promotion.
+    steps: tuple[int, ...] = (10, 25, 50, 100)
+    # Canary requests a step must serve (with every check passing) before the next step.
+    min_requests_per_step: int = 300
+    # Seconds between two analyses (the window the counters' deltas cover).
+    analysis_interval_s: float = 30.0
+    # Bound on the probability of rolling back a canary that is as good as the stable version,
+    # over the whole rollout, however many analyses it takes. Split evenly over the three checks.
+    false_rollback_rate: float = 0.01
+    # The canary's error rate (5xx share) may be this many times the stable's before it is "bad".
+    error_rate_tolerance: float = 1.0
+    # Latency: the share of canary requests slower than the stable's `latency_quantile` may be
+    # this many times the stable's share (1.5 at p99: the canary's p98.5 may reach stable's p99).
+    latency_quantile: float = 0.99
+    latency_tolerance: float = 1.5
+    # Prediction divergence: the largest population stability index between the canary's and the
+    # stable's predicted-probability distributions that still counts as "the same behaviour".
+    max_prediction_divergence: float = 0.1
+    # Effect sizes (multiples of the tolerance) the sequential test mixes over; larger values
+    # catch gross failures in fewer requests, smaller ones catch subtle ones at all.
+    sequential_alternatives: tuple[float, ...] = (1.5, 2.0, 3.0, 5.0, 10.0)
+    # Consecutive analyses whose metrics could not be read before rolling back (fail safe).
+    max_failed_analyses: int = 3
+    # Seconds the whole rollout may take before it is rolled back as unverifiable.
+    progress_deadline_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        steps = tuple(int(s) for s in self.steps)
+        object.__setattr__(self, "steps", steps)
+        object.__setattr__(
+            self, "sequential_alternatives", tuple(float(a) for a in self.sequential_alternatives)
+        )
+        if not steps or any(not 0 < s <= 100 for s in steps):
+            raise PolicyError(f"steps must be percentages in (0, 100], got {list(steps)}")
+        if list(steps) != sorted(set(steps)):
+            raise PolicyError(f"steps must be strictly increasing, got {list(steps)}")
+        if steps[-1] != 100:
+            raise PolicyError(f"the last step must be 100 (the promotion), got {steps[-1]}")
+        if self.min_requests_per_step < 1:
+            raise PolicyError("min_requests_per_step must be at least 1")
+        if self.analysis_interval_s <= 0 or self.progress_deadline_s <= 0:
+            raise PolicyError("analysis_interval_s and progress_deadline_s must be positive")
+        if not 0 < self.false_rollback_rate < 0.5:
+            raise PolicyError(
+                f"false_rollback_rate must be in (0, 0.5), got {self.false_rollback_rate}"
+            )
+        if self.error_rate_tolerance < 1 or self.latency_tolerance < 1:
+            raise PolicyError("error_rate_tolerance and latency_tolerance must be at least 1")
+        if not 0.5 <= self.latency_quantile < 1:
+            raise PolicyError(f"latency_quantile must be in [0.5, 1), got {self.latency_quantile}")
+        if self.max_prediction_divergence <= 0:
+            raise PolicyError("max_prediction_divergence must be positive")
+        if not self.sequential_alternatives or min(self.sequential_alternatives) <= 1:
+            raise PolicyError("sequential_alternatives must be effect sizes above 1")
+        if self.max_failed_analyses < 1:
+            raise PolicyError("max_failed_analyses must be at least 1")
+
+    @property
+    def first_step(self) -> int:
+        return self.steps[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["steps"] = list(self.steps)
+        d["sequential_alternatives"] = list(self.sequential_alternatives)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> RolloutPolicy:
+        if not isinstance(doc, dict):
+            raise PolicyError(f"a rollout policy is a mapping, got {type(doc).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(doc) - known)
+        if unknown:
+            raise PolicyError(f"unknown rollout policy fields {unknown}; known: {sorted(known)}")
+        try:
+            return cls(**doc)
+        except (TypeError, ValueError) as e:
+            raise PolicyError(f"invalid rollout policy: {e}") from e
+
+    @classmethod
+    def load(cls, path: str | Path) -> RolloutPolicy:
+        """Read a policy from a YAML or JSON file (JSON is YAML)."""
+        p = Path(path)
+        if not p.is_file():
+            raise PolicyError(f"rollout policy file {p} does not exist")
+        try:
+            doc = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise PolicyError(f"rollout policy file {p} is not valid YAML/JSON: {e}") from e
+        return cls.from_dict(doc)

@@ -1,0 +1,106 @@
+"""The statistics behind the canary checks.
+
+Rate checks (errors, slow requests): a mixture sequential probability ratio test (mSPRT) on the
+canary's share of "bad events". In a window where the canary served a share `w` of the requests,
+each bad event comes from the canary with probability
+
+    q(r) = r*w / (r*w + 1 - w)
+
+where `r` is the ratio of the canary's bad-event rate to the stable's (exact for Poisson arrivals,
+a close approximation for rare events). Conditioning on the number of bad events makes the test
+free of the unknown baseline rate. For every alternative `r_k = tolerance*m_k` the log likelihood
+ratio against `r0 = tolerance` is summed over windows; the evidence is the average of the
+likelihood ratios (a uniform prior over the alternatives). Under the null (`r <= r0`) that average
+is a non-negative supermartingale with mean <= 1, so by Ville's inequality
+
+    P(evidence ever reaches 1/alpha) <= alpha
+
+however often it is looked at and however the traffic share changes between windows: the false
+rollback rate is bounded without fixing the sample size in advance, and a grossly bad canary
+crosses 1/alpha after a handful of events.
+
+Divergence check (predicted-probability distributions): the two-sample chi-square statistic
+X2 = n_eff*sum(c_k - s_k)^2/pbar_k is, for small differences, n_eff times the population stability
+index (PSI) between the two distributions, and follows a non-central chi-square with
+non-centrality n_eff*PSI. "Canary diverges by more than the tolerance tau" is decided when X2 exceeds
+the (1 - alpha_i) quantile of the non-central chi-square with non-centrality n_eff*tau, with
+alpha_i = alpha*6/(pi^2*i^2) at the i-th look (the alpha-spending sums to alpha over any number of looks).
+A new model whose predictions differ a little (PSI < tau) is not rolled back however much traffic
+it serves; one that differs by more is caught as soon as the evidence is there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+from scipy.special import logsumexp
+
+from components.drift import psi
+
+
+def canary_share_probability(ratio: np.ndarray | float, share: float) -> np.ndarray:
+    r = np.asarray(ratio, dtype=float)
+    return r * share / (r * share + 1.0 - share)
+
+
+def share_llr_increment(
+    canary_events: int,
+    stable_events: int,
+    canary_share: float,
+    tolerance: float,
+    alternatives: tuple[float, ...],
+) -> np.ndarray:
+    """Log likelihood ratios (one per alternative) contributed by one window's bad events."""
+    if canary_events + stable_events == 0 or not 0.0 < canary_share < 1.0:
+        return np.zeros(len(alternatives))
+    q0 = float(canary_share_probability(tolerance, canary_share))
+    q1 = canary_share_probability(np.asarray(alternatives) * tolerance, canary_share)
+    return canary_events * np.log(q1 / q0) + stable_events * np.log((1.0 - q1) / (1.0 - q0))
+
+
+def log_evidence(llr: np.ndarray) -> float:
+    """Log of the mixture likelihood ratio (uniform weights over the alternatives)."""
+    return float(logsumexp(llr) - math.log(len(llr)))
+
+
+def spent_alpha(alpha: float, look: int) -> float:
+    """The share of `alpha` spent at the `look`-th analysis (1-based); the series sums to alpha."""
+    return alpha * 6.0 / (math.pi**2 * look**2)
+
+
+@dataclass(frozen=True)
+class DivergenceTest:
+    psi: float  # canary vs stable predicted-probability distributions
+    chi2: float
+    df: int
+    n_eff: float
+    critical: float  # the chi2 value above which the divergence exceeds the tolerance
+    exceeds: bool
+
+
+def divergence_test(
+    stable_counts: np.ndarray, canary_counts: np.ndarray, tolerance: float, alpha: float
+) -> DivergenceTest:
+    s = np.asarray(stable_counts, dtype=float)
+    c = np.asarray(canary_counts, dtype=float)
+    keep = (s + c) > 0
+    s, c = s[keep], c[keep]
+    n_s, n_c = s.sum(), c.sum()
+    if n_s == 0 or n_c == 0 or len(s) < 2:
+        return DivergenceTest(0.0, 0.0, 0, 0.0, math.inf, False)
+    pooled = (s + c) / (n_s + n_c)
+    n_eff = n_s * n_c / (n_s + n_c)
+    chi2 = float(n_eff * np.sum((c / n_c - s / n_s) ** 2 / pooled))
+    df = len(s) - 1
+    critical = float(stats.ncx2.ppf(1.0 - alpha, df, n_eff * tolerance))
+    return DivergenceTest(
+        psi=psi(s / n_s, c),
+        chi2=chi2,
+        df=df,
+        n_eff=float(n_eff),
+        critical=critical,
+        exceeds=chi2 > critical,
+    )
