@@ -1,0 +1,145 @@
+"""The one builder of the KServe InferenceService body that serves a registered model version.
+
+Used by the pipeline's deploy step (components/deploy.py), by the canary actuator, and checked
+against manifests/model/inference-service.yaml. KServe runs in serverless mode (Knative), where a
+new predictor spec with `canaryTrafficPercent` sends that share of traffic to the new revision and
+the rest to the last ready one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlops.errors import MlopsError
+
+API_VERSION = "serving.kserve.io/v1beta1"
+GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+# KServe only injects the storage initializer into a container with this name.
+PREDICTOR_CONTAINER = "kserve-container"
+MODEL_DIR = "/mnt/models"
+MODEL_VERSION_ANNOTATION = "mlops.io/model-version"
+SERVING_PORT = 8080
+# The serving image's user (docker/serving.Dockerfile); Kubernetes checks runAsNonRoot by uid.
+SERVING_UID = 10001
+
+
+class InferenceServiceError(MlopsError):
+    """An InferenceService cannot be built from the given values."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resources:
+    """Sized for a laptop kind cluster; override for production."""
+
+    cpu_request: str = "100m"
+    memory_request: str = "256Mi"
+    cpu_limit: str = "1"
+    memory_limit: str = "1Gi"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": {"cpu": self.cpu_request, "memory": self.memory_request},
+            "limits": {"cpu": self.cpu_limit, "memory": self.memory_limit},
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class InferenceServiceSpec:
+    """What varies between deployments of the model; everything else is fixed by the builder."""
+
+    name: str
+    namespace: str
+    image: str
+    storage_uri: str
+    model_name: str
+    model_version: str
+    canary_traffic_percent: int | None = None
+    service_account: str = "mlops-model-server"
+    min_replicas: int = 1
+    max_replicas: int = 2
+    resources: Resources = field(default_factory=Resources)
+
+    def __post_init__(self) -> None:
+        for name in ("name", "namespace", "image", "storage_uri", "model_name", "model_version"):
+            if not getattr(self, name):
+                raise InferenceServiceError(f"InferenceService field {name!r} must not be empty")
+        if "://" not in self.storage_uri:
+            raise InferenceServiceError(
+                f"storage_uri must be a URI KServe can fetch (s3://, gs://, pvc://...), "
+                f"got {self.storage_uri!r}"
+            )
+        pct = self.canary_traffic_percent
+        if pct is not None and not 0 <= pct <= 100:
+            raise InferenceServiceError(f"canary_traffic_percent must be 0..100, got {pct}")
+        if not 0 <= self.min_replicas <= self.max_replicas:
+            raise InferenceServiceError(
+                f"need 0 <= min_replicas <= max_replicas, got {self.min_replicas}, {self.max_replicas}"
+            )
+
+
+def build_inference_service(spec: InferenceServiceSpec) -> dict[str, Any]:
+    """The InferenceService body (a plain dict, as the Kubernetes API takes it)."""
+    predictor: dict[str, Any] = {
+        "serviceAccountName": spec.service_account,
+        "minReplicas": spec.min_replicas,
+        "maxReplicas": spec.max_replicas,
+        "containers": [
+            {
+                "name": PREDICTOR_CONTAINER,
+                "image": spec.image,
+                "imagePullPolicy": "IfNotPresent",
+                "args": ["serve", "--model-dir", MODEL_DIR, "--model", spec.model_name],
+                "env": [
+                    # KServe downloads this URI into /mnt/models before the server starts.
+                    {"name": "STORAGE_URI", "value": spec.storage_uri},
+                    {"name": "MLOPS_MODEL_NAME", "value": spec.model_name},
+                ],
+                "ports": [{"containerPort": SERVING_PORT, "protocol": "TCP"}],
+                "readinessProbe": {
+                    "httpGet": {"path": f"/v1/models/{spec.model_name}", "port": SERVING_PORT},
+                    "periodSeconds": 5,
+                },
+                "resources": spec.resources.to_dict(),
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": SERVING_UID,
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+            }
+        ],
+    }
+    if spec.canary_traffic_percent is not None:
+        predictor["canaryTrafficPercent"] = spec.canary_traffic_percent
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "InferenceService",
+        "metadata": {
+            "name": spec.name,
+            "namespace": spec.namespace,
+            "labels": {
+                "app.kubernetes.io/part-of": "mlops-platform",
+                "app.kubernetes.io/name": spec.model_name,
+            },
+            "annotations": {
+                "serving.kserve.io/deploymentMode": "Serverless",
+                # Marks the pods for scraping; the PodMonitor in manifests/base/monitoring is
+                # what makes Prometheus actually scrape them.
+                "serving.kserve.io/enable-prometheus-scraping": "true",
+                MODEL_VERSION_ANNOTATION: spec.model_version,
+            },
+        },
+        "spec": {"predictor": predictor},
+    }
+
+
+def storage_uri_of(body: dict[str, Any]) -> str | None:
+    """The model URI an InferenceService body (built here, or read back from the API) serves."""
+    for container in body.get("spec", {}).get("predictor", {}).get("containers", []):
+        if container.get("name") == PREDICTOR_CONTAINER:
+            for env in container.get("env", []):
+                if env.get("name") == "STORAGE_URI":
+                    return env.get("value")
+    return None

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Create or delete the local cluster: kind (default) or minikube (CLUSTER=minikube).
+# Usage: hack/cluster.sh create|delete. Versions come from versions.mk through the Makefile.
+set -euo pipefail
+
+CLUSTER=${CLUSTER:-kind}
+CLUSTER_NAME=${CLUSTER_NAME:-mlops}
+KIND_NODE_IMAGE=${KIND_NODE_IMAGE:?set by the Makefile from versions.mk}
+MINIKUBE_KUBERNETES_VERSION=${MINIKUBE_KUBERNETES_VERSION:?set by the Makefile from versions.mk}
+# Knative + KServe + KFP + Prometheus + two model revisions fit in 4 CPUs / 8 GiB.
+MINIKUBE_CPUS=${MINIKUBE_CPUS:-4}
+MINIKUBE_MEMORY=${MINIKUBE_MEMORY:-8g}
+HERE=$(cd "$(dirname "$0")" && pwd)
+
+need() { command -v "$1" >/dev/null || { echo "error: $1 not found on PATH; $2" >&2; exit 2; }; }
+
+case "${1:-}:$CLUSTER" in
+  create:kind)
+    need kind "install kind (https://kind.sigs.k8s.io)"
+    if kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
+      echo "kind cluster $CLUSTER_NAME already exists"
+    else
+      kind create cluster --name "$CLUSTER_NAME" --image "$KIND_NODE_IMAGE" \
+        --config "$HERE/../kind-config.yaml" --wait 120s
+    fi
+    kubectl config use-context "kind-$CLUSTER_NAME" >/dev/null ;;
+  delete:kind)
+    need kind "install kind (https://kind.sigs.k8s.io)"
+    kind delete cluster --name "$CLUSTER_NAME" ;;
+  create:minikube)
+    need minikube "install minikube (https://minikube.sigs.k8s.io)"
+    minikube start -p "$CLUSTER_NAME" --kubernetes-version "$MINIKUBE_KUBERNETES_VERSION" \
+      --cpus "$MINIKUBE_CPUS" --memory "$MINIKUBE_MEMORY" --ports 31080:31080 ;;
+  delete:minikube)
+    need minikube "install minikube (https://minikube.sigs.k8s.io)"
+    minikube delete -p "$CLUSTER_NAME" ;;
+  *)
+    echo "usage: CLUSTER=kind|minikube $0 create|delete (got '${1:-}' with CLUSTER=$CLUSTER)" >&2
+    exit 2 ;;
+esac
