@@ -13,7 +13,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from mlops.commands import registry_cmd
+from mlops.commands import registry_cmd, serve_cmd
 from mlops.errors import USER_ERRORS
 
 app = typer.Typer(
@@ -38,6 +38,7 @@ def user_errors_as_red_line(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 app.add_typer(registry_cmd.app, name="registry")
+app.add_typer(serve_cmd.app, name="serve")
 
 
 def main() -> None:

@@ -1,0 +1,59 @@
+"""`mlops serve`: run the KServe predictor for one registered model version.
+
+The serving container runs this same command (`mlops serve --model-dir /mnt/models --model NAME`).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from mlops.settings import load_settings
+
+app = typer.Typer(help="Serve a registered model (KServe V1/V2 + explain + /metrics).")
+
+
+@app.callback(invoke_without_command=True)
+def serve(
+    model: str | None = typer.Option(
+        None, "--model", help="model name, also the URL path name [env MLOPS_MODEL_NAME]"
+    ),
+    version: str | None = typer.Option(
+        None, "--version", help="N, 'champion' or 'latest' [env MLOPS_MODEL_VERSION]"
+    ),
+    port: int | None = typer.Option(None, "--port", help="HTTP port [env MLOPS_SERVE_PORT]"),
+    registry: str | None = typer.Option(
+        None, "--registry", help="registry URI [env MLOPS_REGISTRY_URI]"
+    ),
+    model_dir: str | None = typer.Option(
+        None,
+        "--model-dir",
+        help="a version folder to serve instead of the registry, e.g. /mnt/models "
+        "[env MLOPS_MODEL_DIR]",
+    ),
+    max_batch_rows: int | None = typer.Option(
+        None, "--max-batch-rows", help="rows per request limit [env MLOPS_MAX_BATCH_ROWS]"
+    ),
+    unknown_category: str | None = typer.Option(
+        None,
+        "--unknown-category",
+        help="'reject' (400) or 'unseen' (encode as unknown) [env MLOPS_UNKNOWN_CATEGORY]",
+    ),
+) -> None:
+    """Start the model server on 0.0.0.0:PORT; stops cleanly on SIGTERM."""
+    settings = load_settings(
+        model_name=model,
+        model_version=version,
+        serve_port=port,
+        registry_uri=registry,
+        model_dir=model_dir,
+        max_batch_rows=max_batch_rows,
+        unknown_category=unknown_category,
+    )
+    # kserve parses sys.argv when first imported; give it none of ours.
+    sys.argv = sys.argv[:1]
+    from serving.server import ServeOptions, load_model_for, run_server
+
+    bundle = load_model_for(settings)
+    run_server(bundle, ServeOptions.from_settings(settings))

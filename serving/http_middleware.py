@@ -1,0 +1,126 @@
+"""ASGI middleware around the KServe app: request ids, version headers, body limit, request metrics.
+
+Pure ASGI (not Starlette's BaseHTTPMiddleware) so it adds microseconds, not a task per request.
+For every response it sets `x-model-version` and `x-request-id` (the client's, else a new uuid4
+hex, also injected into the request headers so the model puts the same id in the body). Bodies
+over the limit get 413 before anything reads them. Prediction routes are counted and timed by
+protocol, endpoint and outcome.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from serving.metrics import RequestMetrics
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_V1 = re.compile(r"^/v1/models/[^/]+:(predict|explain)$")
+_V2 = re.compile(r"^/v2/models/[^/]+(?:/versions/[^/]+)?/infer$")
+_REQUEST_ID = re.compile(rb"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces, bounded
+
+
+def route_of(path: str) -> tuple[str, str] | None:
+    """(protocol, endpoint) of a prediction route, None for anything else."""
+    m = _V1.match(path)
+    if m:
+        return "v1", m.group(1)
+    if _V2.match(path):
+        return "v2", "infer"
+    return None
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ServingMiddleware:
+    def __init__(
+        self, app: ASGIApp, *, model_version: str, max_body_bytes: int, metrics: RequestMetrics
+    ) -> None:
+        self.app = app
+        self.version_header = (b"x-model-version", model_version.encode())
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = route_of(scope["path"])
+        request_id = b""
+        length = -1
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                request_id = value
+            elif key == b"content-length":
+                length = int(value) if value.isdigit() else -1
+        if not _REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex.encode()
+            scope["headers"] = [
+                *(h for h in scope["headers"] if h[0] != b"x-request-id"),
+                (b"x-request-id", request_id),
+            ]
+        extra = [self.version_header, (b"x-request-id", request_id)]
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        received = 0
+
+        async def receive_bounded() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge
+            return message
+
+        try:
+            if length > self.max_body_bytes:
+                raise BodyTooLarge
+            await self.app(scope, receive_bounded, send_with_headers)
+        except BodyTooLarge:
+            if not response_started:
+                status = 413
+                body = orjson.dumps(
+                    {
+                        "error": f"request body is over this server's limit of "
+                        f"{self.max_body_bytes} bytes; send fewer rows per request"
+                    }
+                )
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 413,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close"),
+                            *extra,
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+        finally:
+            if route is not None:
+                self.metrics.record(route[0], route[1], status, time.perf_counter() - started)

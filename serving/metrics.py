@@ -1,0 +1,215 @@
+"""The predictor's Prometheus metrics, all labelled with the model name and version.
+
+Request counters and latency use prometheus-client's own types (updated once per request). The
+per-row statistics (predicted probabilities, feature values, categories, missing values) are
+accumulated in NumPy arrays and turned into metric families only when /metrics is scraped, so a
+100-row request costs a few vector operations instead of hundreds of `observe()` calls.
+
+Names and labels are a contract with the canary analysis and the drift monitor; README.md
+(## Serving) documents each one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from components.schema import FeatureSchema
+
+OTHER_CATEGORY = "__other__"  # a category the schema does not know (policy "unseen")
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+ROW_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))  # 0.05 ... 1.0
+
+REQUESTS = Counter(
+    "mlops_requests",
+    "Prediction requests by protocol, endpoint and outcome (status class).",
+    ["model", "version", "protocol", "endpoint", "outcome"],
+)
+REQUEST_DURATION = Histogram(
+    "mlops_request_duration_seconds",
+    "Time from request received to response sent, by protocol and endpoint.",
+    ["model", "version", "protocol", "endpoint"],
+    buckets=LATENCY_BUCKETS,
+)
+REQUEST_ROWS = Histogram(
+    "mlops_request_rows",
+    "Rows per successful prediction request.",
+    ["model", "version"],
+    buckets=ROW_BUCKETS,
+)
+
+
+class RequestMetrics:
+    """Per-request series bound to one model version (label lookups done once, not per request)."""
+
+    def __init__(self, model: str, version: str) -> None:
+        self.model, self.version = model, version
+        self._counters: dict[tuple[str, str, str], Counter] = {}
+        self._durations: dict[tuple[str, str], Histogram] = {}
+        self._rows = REQUEST_ROWS.labels(model, version)
+
+    def record(self, protocol: str, endpoint: str, status: int, seconds: float) -> None:
+        outcome = f"{status // 100}xx"
+        key = (protocol, endpoint, outcome)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = REQUESTS.labels(self.model, self.version, protocol, endpoint, outcome)
+            self._counters[key] = counter
+        counter.inc()
+        hist = self._durations.get((protocol, endpoint))
+        if hist is None:
+            hist = REQUEST_DURATION.labels(self.model, self.version, protocol, endpoint)
+            self._durations[(protocol, endpoint)] = hist
+        hist.observe(seconds)
+
+    def rows(self, n: int) -> None:
+        self._rows.observe(n)
+
+
+class PredictionStatistics(Collector):
+    """Running sums of predictions and feature values, exposed at scrape time."""
+
+    def __init__(self, model: str, version: str, schema: FeatureSchema) -> None:
+        self.labels = [model, version]
+        self.schema = schema
+        self._lock = threading.Lock()
+        self.numeric_idx = [i for i, f in enumerate(schema.features) if f.is_numeric]
+        self.numeric_names = [schema.features[i].name for i in self.numeric_idx]
+        self.categorical_idx = [i for i, f in enumerate(schema.features) if not f.is_numeric]
+        self.category_index = {
+            i: {c: k for k, c in enumerate(schema.features[i].categories)}
+            for i in self.categorical_idx
+        }
+        self.prob_le = np.array(PROBABILITY_BUCKETS)
+        self.prob_counts = np.zeros(len(PROBABILITY_BUCKETS), dtype=np.int64)
+        self.prob_sum = 0.0
+        self.value_count = np.zeros(len(self.numeric_idx), dtype=np.int64)
+        self.value_sum = np.zeros(len(self.numeric_idx))
+        self.value_squares = np.zeros(len(self.numeric_idx))
+        self.missing = np.zeros(len(schema.features), dtype=np.int64)
+        # One slot per known category, then OTHER.
+        self.category_counts = {
+            i: np.zeros(len(schema.features[i].categories) + 1, dtype=np.int64)
+            for i in self.categorical_idx
+        }
+
+    def update(self, rows: np.ndarray, probabilities: np.ndarray) -> None:
+        numeric = rows[:, self.numeric_idx].astype(np.float64)
+        present = ~np.isnan(numeric)
+        clean = np.where(present, numeric, 0.0)
+        prob_bins = np.bincount(
+            np.searchsorted(self.prob_le, probabilities, side="left").clip(
+                0, len(self.prob_le) - 1
+            ),
+            minlength=len(self.prob_le),
+        )
+        cat_updates = []
+        for i in self.categorical_idx:
+            index = self.category_index[i]
+            other = len(index)
+            codes = np.fromiter(
+                (index.get(v, other) for v in rows[:, i] if v is not None),
+                dtype=np.intp,
+            )
+            cat_updates.append(
+                (i, rows.shape[0] - codes.size, np.bincount(codes, minlength=other + 1))
+            )
+        with self._lock:
+            self.prob_counts += prob_bins
+            self.prob_sum += float(probabilities.sum())
+            self.value_count += present.sum(axis=0)
+            self.value_sum += clean.sum(axis=0)
+            self.value_squares += (clean * clean).sum(axis=0)
+            self.missing[self.numeric_idx] += (~present).sum(axis=0)
+            for i, n_missing, counts in cat_updates:
+                self.category_counts[i] += counts
+                self.missing[i] += n_missing
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            prob_counts = self.prob_counts.copy()
+            prob_sum = self.prob_sum
+            value_count = self.value_count.copy()
+            value_sum = self.value_sum.copy()
+            value_squares = self.value_squares.copy()
+            missing = self.missing.copy()
+            category_counts = {i: c.copy() for i, c in self.category_counts.items()}
+        labels = self.labels
+        prob = HistogramMetricFamily(
+            "mlops_prediction_probability",
+            "Predicted probability of the positive class.",
+            labels=["model", "version"],
+        )
+        cumulative = np.cumsum(prob_counts)
+        buckets = [
+            (floatToGoString(le), float(c))
+            for le, c in zip(PROBABILITY_BUCKETS, cumulative, strict=True)
+        ]
+        buckets.append(("+Inf", float(cumulative[-1])))
+        prob.add_metric(labels, buckets, sum_value=prob_sum)
+        yield prob
+        values = SummaryMetricFamily(
+            "mlops_feature_value",
+            "Sum and count of the non-missing values of each numeric feature.",
+            labels=["model", "version", "feature"],
+        )
+        squares = CounterMetricFamily(
+            "mlops_feature_value_squares",
+            "Sum of squared values of each numeric feature (variance = E[x^2] - E[x]^2).",
+            labels=["model", "version", "feature"],
+        )
+        for k, name in enumerate(self.numeric_names):
+            values.add_metric([*labels, name], float(value_count[k]), float(value_sum[k]))
+            squares.add_metric([*labels, name], float(value_squares[k]))
+        yield values
+        yield squares
+        missing_family = CounterMetricFamily(
+            "mlops_feature_missing",
+            "Rows in which a feature was null or NaN.",
+            labels=["model", "version", "feature"],
+        )
+        for i, f in enumerate(self.schema.features):
+            missing_family.add_metric([*labels, f.name], float(missing[i]))
+        yield missing_family
+        cats = CounterMetricFamily(
+            "mlops_feature_category",
+            f"Rows per category of each categorical feature ({OTHER_CATEGORY}: unknown category).",
+            labels=["model", "version", "feature", "category"],
+        )
+        for i, counts in category_counts.items():
+            f = self.schema.features[i]
+            for k, c in enumerate((*f.categories, OTHER_CATEGORY)):
+                cats.add_metric([*labels, f.name, c], float(counts[k]))
+        yield cats
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+_registered: dict[tuple[str, str], PredictionStatistics] = {}
+
+
+def prediction_statistics(
+    model: str, version: str, schema: FeatureSchema, registry: CollectorRegistry = REGISTRY
+) -> PredictionStatistics:
+    """The statistics collector of one model version, registered once per process."""
+    key = (model, version)
+    if key not in _registered:
+        stats = PredictionStatistics(model, version, schema)
+        registry.register(stats)
+        _registered[key] = stats
+    return _registered[key]

@@ -1,0 +1,88 @@
+"""Load one registered model version into memory: the verified Pipeline, its schema and metadata.
+
+The one place the predictor (and the benchmark) turns "a version's folder" into something that can
+predict. The folder is either the registry's ``<model>/versions/<n>/`` (local path or any fsspec URI)
+or ``/mnt/models``, where KServe's storage initializer copies that same folder. The sha256 check and
+the skops type allow-list are `components.registry.load_artifact`'s; nothing is re-implemented here.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+from sklearn.pipeline import Pipeline
+
+from components.drift import ReferenceProfile
+from components.registry import MODEL_FILE, ModelRegistry, ModelVersion, load_artifact
+from components.schema import FeatureSchema
+from mlops.errors import MlopsError
+
+
+class ModelBundleError(MlopsError):
+    """A version folder is incomplete or does not hold a usable model."""
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """Everything the predictor needs from one registered version."""
+
+    pipeline: Pipeline
+    schema: FeatureSchema
+    reference: ReferenceProfile | None
+    record: ModelVersion
+    source: str
+
+    @property
+    def version(self) -> str:
+        return str(self.record.version)
+
+    @property
+    def model_name(self) -> str:
+        return self.record.model
+
+
+def _read_json(fs: fsspec.AbstractFileSystem, path: str) -> Any:
+    with fs.open(path, "r") as fh:
+        return json.load(fh)
+
+
+def load_bundle(folder: str) -> ModelBundle:
+    """Load a version folder (``model.skops``, ``schema.json``, ``reference.json``, ``version.json``)."""
+    fs, root = fsspec.core.url_to_fs(folder)
+    needed = (MODEL_FILE, "schema.json", "version.json")
+    absent = [n for n in needed if not fs.exists(posixpath.join(root, n))]
+    if absent:
+        raise ModelBundleError(
+            f"{folder} is not a registered model version: it lacks {absent}. Point --model-dir at "
+            "a registry version folder (<registry>/<model>/versions/<n>) or use --registry."
+        )
+    try:
+        record = ModelVersion(**_read_json(fs, posixpath.join(root, "version.json")))
+    except TypeError as e:
+        raise ModelBundleError(f"{folder}/version.json is not a model version record: {e}") from e
+    schema = FeatureSchema.from_dict(_read_json(fs, posixpath.join(root, "schema.json")))
+    ref_path = posixpath.join(root, "reference.json")
+    reference = (
+        ReferenceProfile.from_dict(_read_json(fs, ref_path)) if fs.exists(ref_path) else None
+    )
+    pipeline = load_artifact(
+        fs.unstrip_protocol(posixpath.join(root, MODEL_FILE)), record.artifact_sha256
+    )
+    if not hasattr(pipeline, "predict_proba"):
+        raise ModelBundleError(
+            f"{folder}/{MODEL_FILE} holds a {type(pipeline).__name__}, not a classifier Pipeline"
+        )
+    return ModelBundle(
+        pipeline=pipeline, schema=schema, reference=reference, record=record, source=folder
+    )
+
+
+def load_registered(registry_uri: str, model: str, version: int | str = "champion") -> ModelBundle:
+    """Resolve `version` ('champion', 'latest' or a number) in the registry and load its folder."""
+    registry = ModelRegistry(registry_uri)
+    number = registry.get(model, version).version
+    return load_bundle(registry.version_uri(model, number))

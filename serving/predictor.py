@@ -1,0 +1,176 @@
+"""The KServe predictor: one registered model version behind V1, V2 (Open Inference Protocol) and
+V1 `:explain`.
+
+`kserve.ModelServer` owns the HTTP routes, decoding and error mapping; this class owns what happens
+between a decoded body and a response: schema checks (`RequestValidator`), the Pipeline's
+`predict_proba`, the version and request id in the body, per-row statistics and the observers.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from kserve import Model
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from sklearn import config_context
+
+from serving.explanation import Explainer, ExplainerUnavailable
+from serving.metrics import RequestMetrics, prediction_statistics
+from serving.model_bundle import ModelBundle
+from serving.prediction_observer import PredictionObserver
+from serving.request_validation import RequestLimits, RequestValidator, v2_datatype
+
+logger = logging.getLogger(__name__)
+
+
+class ChurnPredictor(Model):
+    """Serves a scikit-learn classifier Pipeline from a `ModelBundle` (any schema, not only churn)."""
+
+    def __init__(
+        self,
+        name: str,
+        bundle: ModelBundle,
+        *,
+        limits: RequestLimits | None = None,
+        threshold: float = 0.5,
+        observers: Sequence[PredictionObserver] = (),
+    ) -> None:
+        super().__init__(name)
+        self.bundle = bundle
+        self.version = bundle.version
+        self.limits = limits or RequestLimits()
+        self.threshold = threshold
+        self.observers = list(observers)
+        self.validator = RequestValidator(bundle.schema, self.limits)
+        self.request_metrics = RequestMetrics(name, self.version)
+        self.explainer: Explainer | None = None
+        self.explain_unavailable = ""
+
+    def load(self) -> bool:
+        estimator = self.bundle.pipeline[-1]
+        # One thread per inference: requests run concurrently, so threads inside one prediction
+        # only add contention (and latency) on a small pod.
+        if "n_jobs" in estimator.get_params():
+            estimator.set_params(n_jobs=1)
+        self.stats = prediction_statistics(self.name, self.version, self.bundle.schema)
+        try:
+            self.explainer = Explainer(
+                self.bundle.pipeline, self.bundle.schema, self.bundle.reference
+            )
+        except ExplainerUnavailable as e:
+            self.explain_unavailable = str(e)
+            logger.warning("explain is unavailable for %s v%s: %s", self.name, self.version, e)
+        self.ready = True
+        return self.ready
+
+    # --- the model -----------------------------------------------------------------------------
+    def predict_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Positive-class probability for validated rows (the only call into the Pipeline)."""
+        # The validator has already refused inf/NaN where not allowed and wrong types, so
+        # scikit-learn's own per-call checks are skipped (they cost more than the trees here).
+        with config_context(assume_finite=True, skip_parameter_validation=True):
+            return self.bundle.pipeline.predict_proba(rows)[:, 1]
+
+    def _after_prediction(
+        self, rows: np.ndarray, probabilities: np.ndarray, request_id: str
+    ) -> None:
+        self.request_metrics.rows(rows.shape[0])
+        self.stats.update(rows, probabilities)
+        for observer in self.observers:
+            try:
+                observer.observe(rows, probabilities, request_id, self.version)
+            except Exception:  # an observer must never fail a prediction
+                logger.exception("prediction observer %r failed", observer)
+
+    @staticmethod
+    def _request_id(headers: dict[str, str] | None) -> str:
+        return (headers or {}).get("x-request-id") or uuid.uuid4().hex
+
+    # --- KServe handlers -----------------------------------------------------------------------
+    def predict(
+        self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
+    ) -> dict[str, Any] | InferResponse:
+        request_id = self._request_id(headers)
+        if isinstance(payload, InferRequest):
+            rows = self.validator.from_v2(payload.inputs)
+        else:
+            rows = self.validator.from_v1(payload)
+        probabilities = self.predict_rows(rows)
+        labels = (probabilities >= self.threshold).astype(np.int64)
+        self._after_prediction(rows, probabilities, request_id)
+        if isinstance(payload, InferRequest):
+            n = len(probabilities)
+            return InferResponse(
+                response_id=request_id,
+                model_name=self.name,
+                model_version=self.version,
+                parameters={"request_id": request_id},
+                infer_outputs=[
+                    InferOutput("probability", [n], "FP64", probabilities.tolist()),
+                    InferOutput("label", [n], "INT64", labels.tolist()),
+                ],
+            )
+        return {
+            "predictions": [
+                {"probability": p, "label": y}
+                for p, y in zip(probabilities.tolist(), labels.tolist(), strict=True)
+            ],
+            "model_name": self.name,
+            "model_version": self.version,
+            "request_id": request_id,
+        }
+
+    def explain(
+        self, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        if self.explainer is None:
+            raise NotImplementedError(
+                f"explain is unavailable for this model: {self.explain_unavailable}"
+            )
+        request_id = self._request_id(headers)
+        rows = self.validator.from_v1(payload)
+        probabilities = self.predict_rows(rows)
+        exp = self.explainer.explain(rows)
+        names = self.bundle.schema.feature_names
+        return {
+            "explanations": [
+                {
+                    "probability": p,
+                    "label": int(p >= self.threshold),
+                    "margin": m,
+                    "bias": b,
+                    "residual": r,
+                    "contributions": dict(zip(names, c, strict=True)),
+                }
+                for p, m, b, r, c in zip(
+                    probabilities.tolist(),
+                    exp.margin.tolist(),
+                    exp.bias.tolist(),
+                    exp.residual.tolist(),
+                    exp.contributions.tolist(),
+                    strict=True,
+                )
+            ],
+            "method": exp.method,
+            "units": "log-odds",
+            "model_name": self.name,
+            "model_version": self.version,
+            "request_id": request_id,
+        }
+
+    # --- V2 metadata ---------------------------------------------------------------------------
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [
+            {"name": f.name, "datatype": v2_datatype(f), "shape": [-1]}
+            for f in self.bundle.schema.features
+        ]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [
+            {"name": "probability", "datatype": "FP64", "shape": [-1]},
+            {"name": "label", "datatype": "INT64", "shape": [-1]},
+        ]

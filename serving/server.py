@@ -1,0 +1,131 @@
+"""Build and run the model server: `kserve.ModelServer` plus the project's middleware and routes.
+
+KServe keeps one module-level FastAPI app; its routes, exception handlers and timing middleware are
+attached when the server starts. Everything added here (our middleware, the 400 mapping for
+request-body validation errors, extra routers) is attached to that same app first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+
+from mlops.settings import Settings
+from serving.http_middleware import ServingMiddleware
+from serving.model_bundle import ModelBundle, load_bundle, load_registered
+from serving.prediction_observer import PredictionObserver
+from serving.predictor import ChurnPredictor
+from serving.request_validation import RequestLimits
+from serving.routes import extra_routers
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    model_name: str
+    port: int = 8080
+    max_batch_rows: int = 1000
+    max_body_bytes: int = 4 * 1024 * 1024
+    unknown_category: str = "reject"
+    decision_threshold: float = 0.5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServeOptions:
+        return cls(
+            model_name=settings.model_name,
+            port=settings.serve_port,
+            max_batch_rows=settings.max_batch_rows,
+            max_body_bytes=settings.max_body_bytes,
+            unknown_category=settings.unknown_category,
+            decision_threshold=settings.decision_threshold,
+        )
+
+
+def load_model_for(settings: Settings) -> ModelBundle:
+    """The version to serve: `model_dir` (KServe's /mnt/models) if set, else the registry."""
+    if settings.model_dir:
+        return load_bundle(settings.model_dir)
+    return load_registered(settings.registry_uri, settings.model_name, settings.model_version)
+
+
+def _field_path(loc: Sequence[object]) -> str:
+    parts = [str(p) for p in loc if p != "body"]
+    return ".".join(parts) or "body"
+
+
+async def request_validation_error(_: Request, exc: Exception) -> Response:
+    """FastAPI's body parsing errors (V2 requests) as a 400 in KServe's error format."""
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for err in exc.errors()[:5]:
+        if err.get("type") == "json_invalid":
+            detail = (err.get("ctx") or {}).get("error", "")
+            problems.append(f"malformed JSON: {detail}".rstrip(": "))
+        else:
+            problems.append(f"{_field_path(err.get('loc', ()))}: {err.get('msg', 'invalid')}")
+    body = orjson.dumps({"error": "invalid request body: " + "; ".join(problems)})
+    return Response(body, status_code=400, media_type="application/json")
+
+
+def attach(app: FastAPI, predictor: ChurnPredictor, options: ServeOptions) -> None:
+    """Add the project's middleware, error mapping and extra routes to KServe's app."""
+    app.add_middleware(
+        ServingMiddleware,
+        model_version=predictor.version,
+        max_body_bytes=options.max_body_bytes,
+        metrics=predictor.request_metrics,
+    )
+    app.add_exception_handler(RequestValidationError, request_validation_error)
+    for router in extra_routers(predictor):
+        app.include_router(router)
+
+
+def build_predictor(
+    bundle: ModelBundle, options: ServeOptions, observers: Sequence[PredictionObserver] = ()
+) -> ChurnPredictor:
+    predictor = ChurnPredictor(
+        options.model_name,
+        bundle,
+        limits=RequestLimits(
+            max_rows=options.max_batch_rows, unknown_category=options.unknown_category
+        ),
+        threshold=options.decision_threshold,
+        observers=observers,
+    )
+    predictor.load()
+    return predictor
+
+
+def run_server(
+    bundle: ModelBundle, options: ServeOptions, observers: Sequence[PredictionObserver] = ()
+) -> None:
+    """Serve until SIGTERM/SIGINT (uvicorn drains in-flight requests, then the process exits)."""
+    # Imported here: kserve.model_server parses sys.argv at import time; the CLI clears it first.
+    from kserve import ModelServer
+    from kserve import model_server as kserve_model_server
+
+    predictor = build_predictor(bundle, options, observers)
+    attach(kserve_model_server.app, predictor, options)
+    logger.info(
+        "serving %s version %s from %s on port %d",
+        options.model_name,
+        predictor.version,
+        bundle.source,
+        options.port,
+    )
+    server = ModelServer(
+        http_port=options.port,
+        workers=1,
+        enable_grpc=False,
+        enable_docs_url=False,
+        enable_latency_logging=False,
+        grace_period=10,
+    )
+    server.start([predictor])
