@@ -23,6 +23,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from xgboost import XGBClassifier
 
 from components.schema import FeatureSchema
+from components.step_timing import timed_step
 
 Estimator = Literal["xgboost", "hist_gradient_boosting", "logistic_regression"]
 ESTIMATORS: tuple[str, ...] = get_args(Estimator)
@@ -168,3 +169,43 @@ def predict_proba(pipeline: Pipeline, df: pd.DataFrame, schema: FeatureSchema) -
 
 def save_model(pipeline: Pipeline, path: str) -> None:
     sio.dump(pipeline, path)
+
+
+@timed_step("train")
+def train_step(
+    *,
+    train_path: str,
+    schema_path: str,
+    model_path: str,
+    reference_path: str,
+    summary_path: str,
+    params: TrainParams,
+) -> dict[str, Any]:
+    """The pipeline step: fit on the train Parquet, save the model and its drift reference.
+
+    The reference profile includes the model's own predictions on its training data, so the live
+    monitor can watch prediction drift as well as feature drift.
+    """
+    import json
+
+    from components.drift import profile_reference
+
+    schema = FeatureSchema.load(schema_path)
+    df = pd.read_parquet(train_path)
+    result = train_model(df, schema, params)
+    save_model(result.pipeline, model_path)
+    reference = profile_reference(
+        df, schema, predictions=predict_proba(result.pipeline, df, schema)
+    )
+    with open(reference_path, "w") as fh:
+        json.dump(reference.to_dict(), fh)
+    summary = {
+        "params": result.params,
+        "best_iteration": result.best_iteration,
+        "validation_rows": result.validation_rows,
+        "train_rows": len(df),
+        "train_positive_rate": float((df[schema.target] == schema.positive_label).mean()),
+    }
+    with open(summary_path, "w") as fh:
+        json.dump(summary, fh, indent=2)
+    return summary

@@ -1,0 +1,360 @@
+"""Evaluate: holdout metrics, per-slice metrics and the ML tests a candidate must pass.
+
+- metrics: ROC AUC, PR AUC, log loss, Brier score, accuracy/precision/recall at a threshold;
+- slices: the same metrics per category of a chosen column;
+- differential test: the candidate against the current champion on the SAME holdout;
+- extreme-input test: min/max values, all-missing rows, unseen categories, values far outside the
+  schema's range: no crash, every probability finite and in [0, 1];
+- invariance test: changing a feature the schema marks `invariant` moves predictions by at most a
+  tolerance.
+
+Everything returns plain data; `log_evaluation` writes it into KFP's Metrics/ClassificationMetrics
+artifacts through their public methods (duck-typed, so this module does not import KFP).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+from components.schema import FeatureSchema
+from components.step_timing import timed_step
+from components.train import model_input, predict_proba
+
+HIGHER_IS_BETTER = {
+    "roc_auc": True,
+    "pr_auc": True,
+    "accuracy": True,
+    "precision": True,
+    "recall": True,
+    "f1": True,
+    "log_loss": False,
+    "brier": False,
+}
+_ROC_POINTS = 101  # points kept on the ROC curve artifact (the UI does not need thousands)
+
+
+@dataclass(frozen=True)
+class MLTest:
+    name: str
+    passed: bool
+    detail: str
+    values: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metrics: dict[str, float]
+    slices: dict[str, dict[str, float]]
+    slice_column: str
+    threshold: float
+    tests: tuple[MLTest, ...]
+    champion_version: int | None
+    champion_metrics: dict[str, float] | None
+    roc_curve: dict[str, list[float]]
+    confusion_matrix: list[list[int]]
+    holdout_rows: int
+
+    @property
+    def tests_passed(self) -> bool:
+        return all(t.passed for t in self.tests)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"tests_passed": self.tests_passed}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Evaluation:
+        doc = {k: v for k, v in doc.items() if k != "tests_passed"}
+        doc["tests"] = tuple(MLTest(**t) for t in doc["tests"])
+        return cls(**doc)
+
+
+def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+    """Threshold-free and thresholded metrics; AUCs are NaN where only one class is present."""
+    y = np.asarray(y, int)
+    p = np.clip(np.asarray(p, float), 0.0, 1.0)
+    pred = (p >= threshold).astype(int)
+    both = len(np.unique(y)) == 2
+    return {
+        "roc_auc": float(skm.roc_auc_score(y, p)) if both else float("nan"),
+        "pr_auc": float(skm.average_precision_score(y, p)) if both else float("nan"),
+        "log_loss": float(skm.log_loss(y, p, labels=[0, 1])),
+        "brier": float(skm.brier_score_loss(y, p, pos_label=1)) if len(y) else float("nan"),
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "precision": float(skm.precision_score(y, pred, zero_division=0)),
+        "recall": float(skm.recall_score(y, pred, zero_division=0)),
+        "f1": float(skm.f1_score(y, pred, zero_division=0)),
+        "positive_rate": float(y.mean()) if len(y) else float("nan"),
+        "rows": float(len(y)),
+    }
+
+
+def slice_metrics(
+    df: pd.DataFrame, y: np.ndarray, p: np.ndarray, column: str, threshold: float
+) -> dict[str, dict[str, float]]:
+    """Metrics per category of `column` (missing values form their own slice)."""
+    if column not in df.columns:
+        raise ValueError(f"slice column {column!r} is not in the data; columns: {list(df.columns)}")
+    keys = df[column].astype(object).where(df[column].notna(), "__missing__").astype(str)
+    return {
+        str(k): classification_metrics(y[idx], p[idx], threshold)
+        for k, idx in keys.groupby(keys).indices.items()
+    }
+
+
+def roc_points(y: np.ndarray, p: np.ndarray) -> dict[str, list[float]]:
+    fpr, tpr, thr = skm.roc_curve(y, p, drop_intermediate=True)
+    if len(fpr) > _ROC_POINTS:
+        keep = np.unique(np.linspace(0, len(fpr) - 1, _ROC_POINTS).round().astype(int))
+        fpr, tpr, thr = fpr[keep], tpr[keep], thr[keep]
+    # roc_curve's first threshold is +inf; KFP stores JSON numbers, so cap it at 1.
+    thr = np.minimum(thr, 1.0)
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thr.tolist()}
+
+
+# --- ML tests ----------------------------------------------------------------------------------
+
+
+def extreme_inputs(schema: FeatureSchema) -> pd.DataFrame:
+    """Rows at and beyond the edges of what the schema allows."""
+    rows: list[dict[str, Any]] = []
+
+    def row(numeric: str, category: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in schema.features:
+            if f.is_numeric:
+                lo = f.min if f.min is not None else -1e6
+                hi = f.max if f.max is not None else 1e6
+                out[f.name] = {
+                    "min": lo,
+                    "max": hi,
+                    "missing": None,
+                    "below": lo - 1e6,
+                    "above": hi + 1e6,
+                }[numeric]
+            else:
+                out[f.name] = {
+                    "first": f.categories[0],
+                    "last": f.categories[-1],
+                    "missing": None,
+                    "unseen": "__never_seen_category__",
+                }[category]
+        return out
+
+    rows += [row("min", "first"), row("max", "last"), row("missing", "missing")]
+    rows += [row("below", "unseen"), row("above", "unseen"), row("min", "unseen")]
+    return pd.DataFrame(rows, columns=schema.feature_names)
+
+
+def extreme_input_test(pipeline: Any, schema: FeatureSchema) -> MLTest:
+    frame = extreme_inputs(schema)
+    try:
+        p = pipeline.predict_proba(model_input(frame, schema))[:, 1]
+    except Exception as e:  # any crash is the finding this test exists for
+        return MLTest("extreme_inputs", False, f"prediction crashed: {type(e).__name__}: {e}")
+    ok = bool(np.all(np.isfinite(p)) and np.all((p >= 0) & (p <= 1)))
+    detail = f"{len(p)} extreme rows (min/max, all-missing, unseen categories, out of range): " + (
+        "all probabilities finite and in [0, 1]" if ok else f"bad probabilities {p.tolist()}"
+    )
+    return MLTest(
+        "extreme_inputs", ok, detail, {"min_p": float(np.min(p)), "max_p": float(np.max(p))}
+    )
+
+
+def invariance_test(
+    pipeline: Any, df: pd.DataFrame, schema: FeatureSchema, *, tolerance: float, rows: int = 500
+) -> MLTest:
+    """Swap each invariant feature through its values; the mean |change| must stay <= tolerance."""
+    invariant = [f for f in schema.features if f.invariant]
+    if not invariant:
+        return MLTest("invariance", True, "the schema marks no feature invariant: nothing to test")
+    sample = df.sample(n=min(rows, len(df)), random_state=0) if len(df) else df
+    base = predict_proba(pipeline, sample, schema)
+    values: dict[str, float] = {}
+    failures = []
+    for f in invariant:
+        if f.is_numeric:
+            lo = f.min if f.min is not None else float(pd.to_numeric(sample[f.name]).min())
+            hi = f.max if f.max is not None else float(pd.to_numeric(sample[f.name]).max())
+            alternatives: list[Any] = [lo, (lo + hi) / 2, hi]
+        else:
+            alternatives = list(f.categories)
+        shifts = []
+        for v in alternatives:
+            changed = sample.assign(**{f.name: v})
+            shifts.append(np.abs(predict_proba(pipeline, changed, schema) - base))
+        shift = np.concatenate(shifts)
+        mean_shift, max_shift = float(shift.mean()), float(shift.max())
+        values[f"{f.name}_mean_shift"] = mean_shift
+        values[f"{f.name}_max_shift"] = max_shift
+        if mean_shift > tolerance:
+            failures.append(f"{f.name} moves predictions by {mean_shift:.4f} on average")
+    names = [f.name for f in invariant]
+    detail = (
+        f"invariant features {names}: mean shift within {tolerance}"
+        if not failures
+        else "; ".join(failures) + f" (tolerance {tolerance})"
+    )
+    return MLTest("invariance", not failures, detail, values)
+
+
+def differential_test(
+    candidate: dict[str, float],
+    champion: dict[str, float] | None,
+    *,
+    primary_metric: str,
+    max_regression: float,
+    champion_version: int | None = None,
+) -> MLTest:
+    """The candidate must not be worse than the champion on the same holdout beyond a tolerance."""
+    if champion is None:
+        return MLTest("differential", True, "no champion yet: nothing to compare against")
+    higher = HIGHER_IS_BETTER[primary_metric]
+    c, k = candidate[primary_metric], champion[primary_metric]
+    delta = (c - k) if higher else (k - c)  # positive = candidate better
+    passed = bool(delta >= -max_regression)
+    detail = (
+        f"{primary_metric} candidate {c:.4f} vs champion v{champion_version} {k:.4f} on the same "
+        f"holdout (improvement {delta:+.4f}, allowed regression {max_regression})"
+    )
+    return MLTest(
+        "differential", passed, detail, {"candidate": c, "champion": k, "improvement": delta}
+    )
+
+
+def evaluate_model(
+    pipeline: Any,
+    holdout: pd.DataFrame,
+    schema: FeatureSchema,
+    *,
+    threshold: float = 0.5,
+    slice_column: str = "",
+    champion: Any | None = None,
+    champion_schema: FeatureSchema | None = None,
+    champion_version: int | None = None,
+    primary_metric: str = "roc_auc",
+    max_regression: float = 0.01,
+    invariance_tolerance: float = 0.02,
+) -> Evaluation:
+    if primary_metric not in HIGHER_IS_BETTER:
+        raise ValueError(
+            f"unknown primary metric {primary_metric!r}; choose one of {list(HIGHER_IS_BETTER)}"
+        )
+    y = pd.to_numeric(holdout[schema.target]).astype(int).to_numpy()
+    p = predict_proba(pipeline, holdout, schema)
+    metrics = classification_metrics(y, p, threshold)
+    slice_column = slice_column or (
+        schema.categorical_features[0].name if schema.categorical_features else ""
+    )
+    slices = slice_metrics(holdout, y, p, slice_column, threshold) if slice_column else {}
+    champion_metrics = None
+    if champion is not None:
+        p_champ = predict_proba(champion, holdout, champion_schema or schema)
+        champion_metrics = classification_metrics(y, p_champ, threshold)
+    tests = (
+        differential_test(
+            metrics,
+            champion_metrics,
+            primary_metric=primary_metric,
+            max_regression=max_regression,
+            champion_version=champion_version,
+        ),
+        extreme_input_test(pipeline, schema),
+        invariance_test(pipeline, holdout, schema, tolerance=invariance_tolerance),
+    )
+    return Evaluation(
+        metrics=metrics,
+        slices=slices,
+        slice_column=slice_column,
+        threshold=threshold,
+        tests=tests,
+        champion_version=champion_version,
+        champion_metrics=champion_metrics,
+        roc_curve=roc_points(y, p),
+        confusion_matrix=skm.confusion_matrix(y, (p >= threshold).astype(int), labels=[0, 1])
+        .astype(int)
+        .tolist(),
+        holdout_rows=len(holdout),
+    )
+
+
+@timed_step("evaluate")
+def evaluate_step(
+    *,
+    model_path: str,
+    holdout_path: str,
+    schema_path: str,
+    evaluation_path: str,
+    registry_uri: str = "",
+    model_name: str = "",
+    threshold: float = 0.5,
+    slice_column: str = "",
+    primary_metric: str = "roc_auc",
+    max_regression: float = 0.01,
+    invariance_tolerance: float = 0.02,
+    metrics_sink: Any = None,
+    classification_sink: Any = None,
+) -> Evaluation:
+    """The pipeline step: evaluate the candidate and the current champion on the same holdout.
+
+    The champion is loaded through the registry, which refuses an artifact whose sha256 changed.
+    """
+    from components.registry import ModelRegistry, load_artifact
+
+    schema = FeatureSchema.load(schema_path)
+    holdout = pd.read_parquet(holdout_path)
+    candidate = load_artifact(model_path)
+    champion = champion_schema = champion_version = None
+    if registry_uri and model_name:
+        registry = ModelRegistry(registry_uri)
+        champion_version = registry.champion(model_name)
+        if champion_version is not None:
+            champion_schema = registry.schema(model_name, champion_version)
+            missing = [c for c in champion_schema.feature_names if c not in holdout.columns]
+            if missing:
+                raise ValueError(
+                    f"the champion v{champion_version} needs columns {missing} that this data "
+                    "lacks; train under another model name or supply those columns"
+                )
+            champion = registry.load_model(model_name, champion_version)
+    evaluation = evaluate_model(
+        candidate,
+        holdout,
+        schema,
+        threshold=threshold,
+        slice_column=slice_column,
+        champion=champion,
+        champion_schema=champion_schema,
+        champion_version=champion_version,
+        primary_metric=primary_metric,
+        max_regression=max_regression,
+        invariance_tolerance=invariance_tolerance,
+    )
+    with open(evaluation_path, "w") as fh:
+        json.dump(evaluation.to_dict(), fh, indent=2)
+    if metrics_sink is not None and classification_sink is not None:
+        log_evaluation(evaluation, metrics_sink, classification_sink)
+    return evaluation
+
+
+def log_evaluation(evaluation: Evaluation, metrics: Any, classification: Any) -> None:
+    """Write into KFP `Metrics` and `ClassificationMetrics` outputs so the KFP UI shows them."""
+    for name, value in evaluation.metrics.items():
+        if np.isfinite(value):
+            metrics.log_metric(name, round(float(value), 6))
+    for key, sm in evaluation.slices.items():
+        for name in ("roc_auc", "accuracy", "rows"):
+            if np.isfinite(sm[name]):
+                metrics.log_metric(f"{evaluation.slice_column}={key}/{name}", round(sm[name], 6))
+    for t in evaluation.tests:
+        metrics.log_metric(f"test/{t.name}", 1.0 if t.passed else 0.0)
+    roc = evaluation.roc_curve
+    classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+    classification.log_confusion_matrix(
+        ["0 (negative)", "1 (positive)"], evaluation.confusion_matrix
+    )

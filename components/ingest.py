@@ -1,0 +1,209 @@
+"""Ingest: bring tabular data in from any fsspec path (or the churn generator) and split it.
+
+A user brings their own CSV or Parquet file (local folder, http(s), s3) and names the target
+column; when no schema document is given, one is inferred from the data and saved next to the
+outputs so every later step (and the registered model) uses the same columns, types and ranges.
+Outputs are Parquet: typed, compact and fast to read back in the next step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import fsspec
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from components.churn_data import CHURN_SCHEMA, generate_churn
+from components.schema import FeatureSchema, SchemaError, infer_schema
+from components.step_timing import timed_step
+
+SYNTHETIC_SOURCE = "synthetic"  # `data_source` value (or empty) that selects the churn generator
+_CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".txt")
+_PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+
+
+class IngestError(ValueError):
+    """The data source cannot be read or does not contain what was asked for."""
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    data_source: str
+    rows: int
+    train_rows: int
+    holdout_rows: int
+    columns: list[str]
+    target: str
+    positive_rate: float
+    fingerprint: str
+    schema_inferred: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_table(uri: str, **storage_options: Any) -> pd.DataFrame:
+    """Read one CSV or Parquet file (chosen by suffix) from any fsspec URL, or a folder of them."""
+    fs, path = fsspec.core.url_to_fs(uri, **storage_options)
+    try:
+        is_dir = fs.isdir(path)
+    except (OSError, ValueError):  # e.g. http servers that do not list
+        is_dir = False
+    if is_dir:
+        files = sorted(p for p in fs.ls(path, detail=False) if _table_format(p, strict=False))
+        if not files:
+            raise IngestError(f"folder {uri} holds no .csv or .parquet files")
+        return pd.concat(
+            [read_table(fs.unstrip_protocol(p), **storage_options) for p in files],
+            ignore_index=True,
+        )
+    fmt = _table_format(uri, strict=True)
+    try:
+        with fsspec.open(uri, "rb", compression="infer", **storage_options) as fh:
+            if fmt == "parquet":
+                return pd.read_parquet(fh)
+            return pd.read_csv(fh)
+    except FileNotFoundError as e:
+        raise IngestError(f"data source {uri} does not exist") from e
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as e:
+        raise IngestError(f"cannot read {uri} as {fmt}: {e}") from e
+
+
+def _table_format(uri: str, *, strict: bool) -> str:
+    name = uri.lower().split("?", 1)[0]
+    if name.endswith(_PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith(_CSV_SUFFIXES):
+        return "csv"
+    if strict:
+        raise IngestError(
+            f"cannot tell the format of {uri}: expected a name ending in "
+            f"{list(_CSV_SUFFIXES + _PARQUET_SUFFIXES)}"
+        )
+    return ""
+
+
+def fingerprint(df: pd.DataFrame) -> str:
+    """A stable content hash of a frame: column names, order, dtypes and every value."""
+    h = hashlib.sha256()
+    h.update(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
+    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def arrow_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Make mixed-type object columns storable in Parquet without losing the bad values.
+
+    A column holding numbers and strings (e.g. "n/a" in a numeric column) becomes all strings, so
+    validation still sees the value that does not parse and can report it.
+    """
+    out = df.copy()
+    for col in out.columns:
+        s = out[col]
+        if s.dtype != object:
+            continue
+        present = s.dropna()
+        if len(present) and not all(isinstance(v, str) for v in present):
+            out[col] = s.map(str).where(s.notna(), None)
+    return out
+
+
+def load_source(
+    *, data_source: str, target: str, scenario: str, rows: int, seed: int
+) -> tuple[pd.DataFrame, FeatureSchema | None]:
+    """The raw frame and, for the generator, its known schema."""
+    if data_source in ("", SYNTHETIC_SOURCE):
+        if target != CHURN_SCHEMA.target:
+            raise IngestError(
+                f"the synthetic churn data's target is {CHURN_SCHEMA.target!r}, not {target!r}"
+            )
+        return generate_churn(rows, scenario=scenario, seed=seed), CHURN_SCHEMA
+    df = read_table(data_source)
+    if target not in df.columns:
+        raise IngestError(
+            f"target column {target!r} is not in {data_source}; its columns are {list(df.columns)}"
+        )
+    return df, None
+
+
+def split_holdout(
+    df: pd.DataFrame, target: str, holdout_fraction: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded train/holdout split, stratified on the target when every class has two rows."""
+    if not 0 < holdout_fraction < 1:
+        raise IngestError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
+    y = df[target]
+    counts = y.value_counts(dropna=True)
+    stratify = y if y.notna().all() and len(counts) > 1 and counts.min() >= 2 else None
+    train, holdout = train_test_split(
+        df, test_size=holdout_fraction, random_state=seed, stratify=stratify
+    )
+    return train.reset_index(drop=True), holdout.reset_index(drop=True)
+
+
+def ingest(
+    *,
+    data_source: str,
+    target: str,
+    train_path: str,
+    holdout_path: str,
+    schema_path: str,
+    schema_uri: str = "",
+    scenario: str = "clean",
+    rows: int = 20000,
+    seed: int = 0,
+    holdout_fraction: float = 0.2,
+) -> IngestSummary:
+    """Read the data, settle its schema, split it and write train/holdout Parquet + schema JSON.
+
+    The schema comes from `schema_uri` when given, from the generator for synthetic data, and is
+    otherwise inferred from this data (and saved, so the user can edit and pass it next time).
+    """
+    df, known_schema = load_source(
+        data_source=data_source, target=target, scenario=scenario, rows=rows, seed=seed
+    )
+    if df.empty:
+        raise IngestError(f"data source {data_source or SYNTHETIC_SOURCE!r} has no rows")
+    inferred = False
+    if schema_uri:
+        schema = FeatureSchema.load(schema_uri)
+        if schema.target != target:
+            raise SchemaError(f"schema {schema_uri} has target {schema.target!r}, not {target!r}")
+    elif known_schema is not None:
+        schema = known_schema
+    else:
+        schema = infer_schema(df, target)
+        inferred = True
+    missing = [c for c in [*schema.feature_names, schema.target] if c not in df.columns]
+    if missing:
+        raise SchemaError(f"data lacks columns the schema names: {missing}")
+    df = arrow_safe(df[[*schema.feature_names, schema.target]])
+    train, holdout = split_holdout(df, target, holdout_fraction, seed)
+    train.to_parquet(train_path, index=False)
+    holdout.to_parquet(holdout_path, index=False)
+    schema.save(schema_path)
+    y = pd.to_numeric(df[target], errors="coerce")
+    return IngestSummary(
+        data_source=data_source or f"{SYNTHETIC_SOURCE}:{scenario}:rows={rows}:seed={seed}",
+        rows=len(df),
+        train_rows=len(train),
+        holdout_rows=len(holdout),
+        columns=[str(c) for c in df.columns],
+        target=target,
+        positive_rate=float((y == schema.positive_label).mean()),
+        fingerprint=fingerprint(df),
+        schema_inferred=inferred,
+    )
+
+
+@timed_step("ingest")
+def ingest_step(*, summary_path: str, **kwargs: Any) -> IngestSummary:
+    """The pipeline step: `ingest` plus its summary (fingerprint, rows, source) as JSON."""
+    summary = ingest(**kwargs)
+    with open(summary_path, "w") as fh:
+        json.dump(summary.to_dict(), fh, indent=2)
+    return summary

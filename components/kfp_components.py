@@ -1,0 +1,231 @@
+"""The thin KFP wrappers over the pipeline steps: the only module in components/ that imports KFP.
+
+Each wrapper is a lightweight Python component whose body imports the project's plain step function
+and calls it with artifact paths. `base_image` is the project's component image (which has this
+project installed) and `install_kfp_package=False`, so the same definition runs in
+`kfp.local.SubprocessRunner` (the current interpreter, no Docker) and on a cluster. The image is a
+compile-time argument: `build_components(image)` makes the set for one image.
+"""
+
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from kfp import dsl
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
+IMAGE_REPOSITORY = "mlops-platform/components"  # versions.mk's COMPONENT_IMAGE repository
+
+
+def default_image() -> str:
+    """`mlops-platform/components:<package version>`: fixed per release, so the golden YAML is."""
+    try:
+        tag = version("mlops-platform")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        tag = "dev"
+    return f"{IMAGE_REPOSITORY}:{tag}"
+
+
+# --- component bodies --------------------------------------------------------------------------
+# KFP ships each body's source to the task, so every body imports what it uses itself.
+
+
+def ingest(
+    data_source: str,
+    target: str,
+    schema_uri: str,
+    scenario: str,
+    rows: int,
+    seed: int,
+    holdout_fraction: float,
+    train: Output[Dataset],
+    holdout: Output[Dataset],
+    schema: Output[Artifact],
+    summary: Output[Artifact],
+):
+    """Read the data (or generate churn data), settle its schema, split train/holdout."""
+    from components.ingest import ingest_step
+
+    ingest_step(
+        data_source=data_source,
+        target=target,
+        schema_uri=schema_uri,
+        scenario=scenario,
+        rows=rows,
+        seed=seed,
+        holdout_fraction=holdout_fraction,
+        train_path=train.path,
+        holdout_path=holdout.path,
+        schema_path=schema.path,
+        summary_path=summary.path,
+    )
+
+
+def validate(
+    train: Input[Dataset],
+    holdout: Input[Dataset],
+    schema: Input[Artifact],
+    registry_uri: str,
+    model_name: str,
+    fail_on_drift: bool,
+    report: Output[Artifact],
+    validation_metrics: Output[Metrics],
+):
+    """Schema checks (fatal) and drift vs the champion's reference (fatal if fail_on_drift)."""
+    from components.validate import validate_step
+
+    validate_step(
+        data_paths=[train.path, holdout.path],
+        schema_path=schema.path,
+        report_path=report.path,
+        registry_uri=registry_uri,
+        model_name=model_name,
+        fail_on_drift=fail_on_drift,
+        metrics_sink=validation_metrics,
+    )
+
+
+def train(
+    train_data: Input[Dataset],
+    schema: Input[Artifact],
+    estimator: str,
+    seed: int,
+    model: Output[Model],
+    reference: Output[Artifact],
+    summary: Output[Artifact],
+):
+    """Fit the scikit-learn Pipeline; save it (skops) and its drift reference profile."""
+    from components.train import TrainParams, train_step
+
+    train_step(
+        train_path=train_data.path,
+        schema_path=schema.path,
+        model_path=model.path,
+        reference_path=reference.path,
+        summary_path=summary.path,
+        params=TrainParams(estimator=estimator, seed=seed),
+    )
+
+
+def evaluate(
+    model: Input[Model],
+    holdout: Input[Dataset],
+    schema: Input[Artifact],
+    registry_uri: str,
+    model_name: str,
+    threshold: float,
+    slice_column: str,
+    primary_metric: str,
+    max_regression: float,
+    invariance_tolerance: float,
+    evaluation: Output[Artifact],
+    metrics: Output[Metrics],
+    classification: Output[ClassificationMetrics],
+):
+    """Holdout metrics, slices and ML tests, the champion scored on the same holdout."""
+    from components.evaluate import evaluate_step
+
+    evaluate_step(
+        model_path=model.path,
+        holdout_path=holdout.path,
+        schema_path=schema.path,
+        evaluation_path=evaluation.path,
+        registry_uri=registry_uri,
+        model_name=model_name,
+        threshold=threshold,
+        slice_column=slice_column,
+        primary_metric=primary_metric,
+        max_regression=max_regression,
+        invariance_tolerance=invariance_tolerance,
+        metrics_sink=metrics,
+        classification_sink=classification,
+    )
+
+
+def gate(
+    evaluation: Input[Artifact],
+    primary_metric: str,
+    margin: float,
+    decision: Output[Artifact],
+) -> bool:
+    """Promote only if the tests passed and the candidate beats the champion by `margin`."""
+    from components.gate import gate_step
+
+    return gate_step(
+        evaluation_path=evaluation.path,
+        decision_path=decision.path,
+        primary_metric=primary_metric,
+        margin=margin,
+    ).promote
+
+
+def register(
+    model: Input[Model],
+    schema: Input[Artifact],
+    reference: Input[Artifact],
+    evaluation: Input[Artifact],
+    decision: Input[Artifact],
+    ingest_summary: Input[Artifact],
+    train_summary: Input[Artifact],
+    registry_uri: str,
+    model_name: str,
+    run_id: str,
+    result: Output[Artifact],
+) -> str:
+    """Register the version with its lineage; set the champion if the gate passed."""
+    import json
+
+    from components.register import register_step
+
+    return json.dumps(
+        register_step(
+            model_path=model.path,
+            schema_path=schema.path,
+            reference_path=reference.path,
+            evaluation_path=evaluation.path,
+            decision_path=decision.path,
+            ingest_summary_path=ingest_summary.path,
+            train_summary_path=train_summary.path,
+            registry_uri=registry_uri,
+            model_name=model_name,
+            run_id=run_id,
+            output_path=result.path,
+        )
+    )
+
+
+# --- the factory -------------------------------------------------------------------------------
+
+_BODIES = {
+    "ingest": ingest,
+    "validate": validate,
+    "train": train,
+    "evaluate": evaluate,
+    "gate": gate,
+    "register": register,
+}
+
+
+@dataclass(frozen=True)
+class TrainingComponents:
+    """The training pipeline's components, built for one image."""
+
+    image: str
+    ingest: Any
+    validate: Any
+    train: Any
+    evaluate: Any
+    gate: Any
+    register: Any
+
+
+def component(body: Any, image: str) -> Any:
+    """One body as a lightweight component on `image` (also for steps other modules add)."""
+    return dsl.component(body, base_image=image, install_kfp_package=False)
+
+
+def build_components(image: str | None = None) -> TrainingComponents:
+    image = image or default_image()
+    return TrainingComponents(
+        image=image, **{name: component(body, image) for name, body in _BODIES.items()}
+    )

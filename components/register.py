@@ -1,0 +1,97 @@
+"""Register: record the candidate as a new version with its lineage; make it champion if the gate
+passed.
+
+Every candidate that reached this step is registered (a rejected candidate is still worth keeping
+for comparison and audit); only the champion pointer depends on the gate. The returned decision
+document is the run's answer: promoted or not, which version, why, and the metric deltas.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from components.drift import ReferenceProfile
+from components.evaluate import Evaluation
+from components.gate import GateDecision
+from components.registry import ModelRegistry
+from components.schema import FeatureSchema
+from components.step_timing import timed_step
+
+
+@timed_step("register")
+def register_step(
+    *,
+    model_path: str,
+    schema_path: str,
+    reference_path: str,
+    evaluation_path: str,
+    decision_path: str,
+    ingest_summary_path: str,
+    train_summary_path: str,
+    registry_uri: str,
+    model_name: str,
+    run_id: str = "",
+    output_path: str = "",
+) -> dict[str, Any]:
+    """Register the candidate, move the champion pointer if the gate passed, return the decision."""
+    if not registry_uri:
+        raise ValueError(
+            "registry_uri is empty: name the registry (a folder or s3://bucket/prefix)"
+        )
+    docs = {}
+    for key, path in {
+        "evaluation": evaluation_path,
+        "decision": decision_path,
+        "ingest": ingest_summary_path,
+        "train": train_summary_path,
+    }.items():
+        with open(path) as fh:
+            docs[key] = json.load(fh)
+    evaluation = Evaluation.from_dict(docs["evaluation"])
+    decision = GateDecision.from_dict(docs["decision"])
+    ingest, train = docs["ingest"], docs["train"]
+    with open(reference_path) as fh:
+        reference = ReferenceProfile.from_dict(json.load(fh))
+    registry = ModelRegistry(registry_uri)
+    metrics = dict(evaluation.metrics)
+    metrics["train_positive_rate"] = train["train_positive_rate"]
+    mv = registry.register(
+        model_name,
+        model_path,
+        schema=FeatureSchema.load(schema_path),
+        reference=reference,
+        metrics=metrics,
+        params=train["params"] | {"best_iteration": train["best_iteration"]},
+        data_fingerprint=ingest["fingerprint"],
+        data_source=ingest["data_source"],
+        run_id=run_id,
+        estimator=train["params"]["estimator"],
+        tags={"gate": "passed" if decision.promote else "rejected"},
+    )
+    if decision.promote:
+        registry.set_champion(
+            model_name, mv.version, reason="; ".join(decision.reasons), actor=run_id or "pipeline"
+        )
+    result = {
+        "promoted": decision.promote,
+        "version": mv.version,
+        "model": model_name,
+        "champion": registry.champion(model_name),
+        "previous_champion": decision.champion_version,
+        "primary_metric": decision.primary_metric,
+        "candidate": decision.candidate,
+        "champion_metric": decision.champion,
+        "improvement": decision.improvement,
+        "margin": decision.margin,
+        "reasons": list(decision.reasons),
+        "metric_deltas": decision.metric_deltas,
+        "tests": {t.name: t.passed for t in evaluation.tests},
+        "data_fingerprint": ingest["fingerprint"],
+        "run_id": run_id,
+        "uri": registry.version_uri(model_name, mv.version),
+    }
+    if output_path:
+        with open(output_path, "w") as fh:
+            json.dump(result, fh, indent=2)
+    return result
