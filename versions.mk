@@ -3,6 +3,13 @@
 IMAGE_TAG ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo dev)
 COMPONENT_IMAGE ?= mlops-platform/components:$(IMAGE_TAG)
 SERVING_IMAGE ?= mlops-platform/serving:$(IMAGE_TAG)
+# kube-apiserver test harness (hack/kube-apiserver/, tests/apiserver/): the Kubernetes release
+# the API tests run against, the etcd it needs (>= kubeadm's MinExternalEtcdVersion for that release),
+# and the upstream releases whose CRDs are installed from their Go modules at test time.
+KUBERNETES_VERSION ?= v1.37.2
+ETCD_VERSION ?= v3.7.3
+KSERVE_VERSION ?= v0.21.0
+PROMETHEUS_OPERATOR_VERSION ?= v0.85.0
 # Cluster (hack/cluster.sh, hack/deploy.sh): every upstream release installed by `make cluster deploy`,
 # each applied from its release URL by version. KServe runs in SERVERLESS mode (Knative + Kourier).
 KIND_VERSION ?= v0.30.0
