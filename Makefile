@@ -65,3 +65,10 @@ clean: ## remove local state (registry, runs) but keep .venv
 # --- monitoring ---------------------------------------------------------------------------------
 
 # --- kube-apiserver test harness ----------------------------------------------------------------
+.PHONY: apiserver test-apiserver
+
+apiserver: ## build kube-apiserver + etcd (KUBERNETES_VERSION, ETCD_VERSION) into ~/.cache, or reuse them
+	bash hack/kube-apiserver/build.sh
+
+test-apiserver: $(INSTALLED) ## run the tests against a real kube-apiserver + etcd (builds them on first use)
+	$(BIN)/python -m pytest -m apiserver tests/apiserver $(PYTEST_ARGS)

@@ -1,0 +1,132 @@
+"""Fixtures for the tests that run against a real kube-apiserver + etcd (see control_plane.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from control_plane import ControlPlane, ControlPlaneError, start_control_plane
+from kubernetes import client, config
+from project_manifests import BASE, DEPLOYER_SERVICE_ACCOUNT, PROJECT_NAMESPACE
+from upstream_crds import kserve_inferenceservice_crd, prometheus_operator_crd_files
+
+KUBECTL = shutil.which("kubectl")
+
+
+@dataclass
+class Kubectl:
+    """kubectl against the test API server as its admin."""
+
+    binary: str
+    kubeconfig: Path
+
+    def run(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [self.binary, f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} exited {done.returncode}:\n{done.stderr}{done.stdout}"
+            )
+        return done
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    try:
+        plane = start_control_plane()
+    except ControlPlaneError as exc:
+        pytest.fail(f"the kube-apiserver test control plane did not start: {exc}")
+    print(f"\nkube-apiserver ready at {plane.server} in {plane.startup_s:.1f} s", file=sys.stderr)
+    yield plane
+    plane.stop()
+    shutil.rmtree(plane.workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kubectl(control_plane: ControlPlane) -> Kubectl:
+    if KUBECTL is None:
+        pytest.skip("kubectl is not installed (the manifest tests render and apply with it)")
+    return Kubectl(KUBECTL, control_plane.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def admin_api(control_plane: ControlPlane) -> client.ApiClient:
+    """A Kubernetes API client authenticated as the test admin (system:masters)."""
+    return config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def crds(kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The pinned upstream CRDs the project uses, installed and Established. Returns their names."""
+    kserve_file = tmp_path_factory.mktemp("crds") / "inferenceservices.json"
+    kserve_file.write_text(json.dumps(kserve_inferenceservice_crd()))
+    files = [*prometheus_operator_crd_files(), kserve_file]
+    # Server-side apply: the prometheus-operator CRDs are too big for kubectl's
+    # last-applied-configuration annotation.
+    args = ["apply", "--server-side", "--field-manager=mlops-tests"]
+    for path in files:
+        args += ["-f", str(path)]
+    names = kubectl.run(*args, "-o", "name").stdout.split()
+    kubectl.run("wait", "--for=condition=Established", "--timeout=60s", *names)
+    return names
+
+
+@pytest.fixture
+def namespace(admin_api: client.ApiClient) -> str:
+    """A fresh namespace for one test (left behind: no namespace controller runs to finalize it,
+    and the whole control plane is thrown away after the session)."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    client.CoreV1Api(admin_api).create_namespace(client.V1Namespace(metadata={"name": name}))
+    return name
+
+
+@pytest.fixture(scope="session")
+def project_base(kubectl: Kubectl, crds: list[str]) -> str:
+    """manifests/base applied for real (namespace, ServiceAccounts, the deployer Role and its
+    binding, monitoring objects). Returns the project namespace."""
+    rendered = kubectl.run("kustomize", str(BASE)).stdout
+    kubectl.run("apply", "--server-side", "--field-manager=mlops-tests", "-f", "-", stdin=rendered)
+    return PROJECT_NAMESPACE
+
+
+def token_api(control_plane: ControlPlane, token: str) -> client.ApiClient:
+    configuration = client.Configuration()
+    configuration.host = control_plane.server
+    configuration.ssl_ca_cert = str(control_plane.ca_file)
+    configuration.api_key = {"authorization": token}
+    configuration.api_key_prefix = {"authorization": "Bearer"}
+    return client.ApiClient(configuration)
+
+
+@pytest.fixture(scope="session")
+def deployer_api(
+    control_plane: ControlPlane, admin_api: client.ApiClient, project_base: str
+) -> client.ApiClient:
+    """An API client authenticated as the deploy step's ServiceAccount from the manifests, with a
+    real token from the TokenRequest API: every call it makes goes through RBAC."""
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(
+            audiences=["https://kubernetes.default.svc"], expiration_seconds=3600
+        )
+    )
+    token = (
+        client.CoreV1Api(admin_api)
+        .create_namespaced_service_account_token(DEPLOYER_SERVICE_ACCOUNT, project_base, request)
+        .status.token
+    )
+    return token_api(control_plane, token)
