@@ -1,0 +1,157 @@
+"""The analysis engine on synthetic metric streams (serving/canary/simulation.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from serving.canary.analysis import CanaryState, NoData, SourceFailed, analyze
+from serving.canary.policy import PolicyError, RolloutPolicy
+from serving.canary.simulation import TrafficModel, draw_window
+from serving.canary.window import Histogram
+
+STABLE = TrafficModel(error_rate=0.005)
+
+
+def rollout(canary: TrafficModel, *, seed: int, policy: RolloutPolicy | None = None, requests=1000):
+    """Run a rollout to its end; return the decisions."""
+    policy = policy or RolloutPolicy()
+    rng = np.random.default_rng(seed)
+    state, decisions = CanaryState(), []
+    for _ in range(500):
+        percent = policy.steps[state.step_index]
+        d, state = analyze(policy, state, draw_window(STABLE, canary, requests, percent, rng))
+        decisions.append(d)
+        if d.final:
+            return decisions, state
+    raise AssertionError("rollout did not end in 500 windows")
+
+
+def test_equal_versions_are_promoted_through_every_step() -> None:
+    outcomes = []
+    for seed in range(40):
+        decisions, _ = rollout(STABLE, seed=seed)
+        outcomes.append(decisions[-1].action)
+        if seed == 0:
+            percents = [d.canary_percent for d in decisions if d.action == "step_up"]
+            assert percents == [25, 50]
+            assert decisions[-1].canary_percent == 100
+    assert outcomes.count("promote") == 40
+
+
+def test_higher_error_rate_is_rolled_back_by_the_error_check() -> None:
+    decisions, state = rollout(TrafficModel(error_rate=0.05), seed=1)
+    last = decisions[-1]
+    assert last.action == "rollback" and last.canary_percent == 0
+    failed = [c for c in last.checks if c.status == "fail"]
+    assert [c.name for c in failed] == ["errors"]
+    assert failed[0].numbers["canary_error_rate"] > 5 * failed[0].numbers["stable_error_rate"]
+    assert failed[0].numbers["log_evidence"] >= failed[0].numbers["log_threshold"]
+    assert state.done == "rollback"
+    # caught at the first step, before the canary took more than 10% of traffic
+    assert last.previous_percent == 10
+
+
+def test_slower_canary_is_rolled_back_by_the_latency_check() -> None:
+    decisions, _ = rollout(STABLE.slower(2.0), seed=2)
+    last = decisions[-1]
+    assert last.action == "rollback"
+    latency = next(c for c in last.checks if c.name == "latency")
+    assert latency.status == "fail"
+    assert latency.numbers["canary_p99_s"] > latency.numbers["stable_p99_s"]
+
+
+def test_shifted_predictions_are_rolled_back_by_the_divergence_check() -> None:
+    decisions, _ = rollout(TrafficModel(error_rate=0.005, score_shift=1.5), seed=3)
+    last = decisions[-1]
+    assert last.action == "rollback"
+    pred = next(c for c in last.checks if c.name == "predictions")
+    assert pred.status == "fail" and pred.numbers["psi"] > 0.1
+    assert pred.numbers["chi2"] > pred.numbers["chi2_critical"]
+
+
+def test_a_small_prediction_difference_within_tolerance_is_promoted() -> None:
+    # A retrained model differs a little from the old one; that is not a reason to roll back.
+    decisions, _ = rollout(TrafficModel(error_rate=0.005, score_shift=0.1), seed=4)
+    assert decisions[-1].action == "promote"
+
+
+def test_too_little_traffic_holds_until_the_step_minimum() -> None:
+    policy = RolloutPolicy(min_requests_per_step=300)
+    decisions, _ = rollout(STABLE, seed=5, policy=policy, requests=200)  # ~20 canary per window
+    first_step = [d for d in decisions if d.previous_percent == 10]
+    assert first_step[0].action == "hold"
+    assert "requests at 10%" in first_step[0].reason
+    assert sum(d.action == "hold" for d in first_step) >= 10
+    assert decisions[-1].action == "promote"
+
+
+def test_no_canary_requests_holds_and_names_the_missing_traffic() -> None:
+    rng = np.random.default_rng(0)
+    w = draw_window(STABLE, STABLE, 500, 0, rng)  # a 0% split: the canary serves nothing
+    d, state = analyze(RolloutPolicy(), CanaryState(), w)
+    assert d.action == "hold" and "no canary requests" in d.reason
+    assert state.step_index == 0 and state.analyses == 1
+
+
+def test_no_data_holds_and_failed_sources_roll_back_after_the_limit() -> None:
+    policy = RolloutPolicy(max_failed_analyses=3)
+    d, state = analyze(policy, CanaryState(), NoData("canary series absent"))
+    assert d.action == "hold" and "no data" in d.reason and state.failed_in_a_row == 0
+    for i in range(1, 3):
+        d, state = analyze(policy, state, SourceFailed("connection refused"))
+        assert d.action == "hold" and f"({i}/3)" in d.reason
+    d, state = analyze(policy, state, SourceFailed("connection refused"))
+    assert d.action == "rollback" and "3 analyses in a row" in d.reason
+
+
+def test_a_finished_rollout_refuses_more_windows() -> None:
+    _, state = rollout(TrafficModel(error_rate=0.05), seed=6)
+    with pytest.raises(ValueError, match="already ended with rollback"):
+        analyze(RolloutPolicy(), state, NoData("x"))
+
+
+def test_state_and_decision_round_trip_through_json_and_resume_identically() -> None:
+    policy = RolloutPolicy()
+    rng = np.random.default_rng(7)
+    state = CanaryState()
+    windows = [draw_window(STABLE, STABLE, 1000, 10, rng) for _ in range(3)]
+    d, state = analyze(policy, state, windows[0])
+    json.dumps(d.to_dict())  # a decision is a JSON line
+    resumed = CanaryState.from_dict(json.loads(json.dumps(state.to_dict())))
+    assert resumed == state
+    a, _ = analyze(policy, state, windows[1])
+    b, _ = analyze(policy, resumed, windows[1])
+    assert a == b
+
+
+def test_false_rollbacks_stay_within_the_budget_on_equal_versions() -> None:
+    # 300 rollouts: with a 1% budget, more than 9 false rollbacks would be a <0.1% event.
+    rolled_back = sum(rollout(STABLE, seed=100 + s)[0][-1].action == "rollback" for s in range(300))
+    assert rolled_back <= 9
+
+
+def test_histogram_delta_treats_a_shrinking_counter_as_a_restart() -> None:
+    before = Histogram((0.1, float("inf")), (5, 1))
+    after = Histogram((0.1, float("inf")), (7, 3))
+    assert after.minus(before).counts == (2, 2)
+    restarted = Histogram((0.1, float("inf")), (1, 0))
+    assert restarted.minus(before).counts == (1, 0)
+    with pytest.raises(ValueError, match="different buckets"):
+        after + Histogram((0.2, float("inf")), (1, 1))
+
+
+def test_policy_validates_and_round_trips(tmp_path) -> None:
+    p = RolloutPolicy(steps=(5, 20, 100), min_requests_per_step=50)
+    assert RolloutPolicy.from_dict(json.loads(p.to_json())) == p
+    f = tmp_path / "policy.yaml"
+    f.write_text("steps: [10, 50, 100]\nanalysis_interval_s: 5\n")
+    assert RolloutPolicy.load(f).steps == (10, 50, 100)
+    with pytest.raises(PolicyError, match="last step must be 100"):
+        RolloutPolicy(steps=(10, 50))
+    with pytest.raises(PolicyError, match="strictly increasing"):
+        RolloutPolicy(steps=(50, 10, 100))
+    with pytest.raises(PolicyError, match="unknown rollout policy fields"):
+        RolloutPolicy.from_dict({"step": [10, 100]})
