@@ -78,7 +78,7 @@ class RunLauncher(Protocol):
     def launch(self, request: RetrainingRequest) -> LaunchedRun: ...
 
 
-Action = Literal["idle", "pending", "fired", "cooldown", "launch_failed"]
+Action = Literal["idle", "pending", "cooldown", "fire", "fired", "launch_failed"]
 
 
 @dataclass(frozen=True)
@@ -144,18 +144,21 @@ class RetrainingTrigger:
 
     def _log(self, event: str, **fields: Any) -> None:
         if self.decisions is not None:
-            self.decisions.append(event, model=self.model, **fields)
+            self.decisions.append(event, **({"model": self.model} | fields))
 
-    def evaluate(
+    def decide(
         self, snapshot: DriftSnapshot, *, quality: LiveQuality | None = None
     ) -> TriggerDecision:
-        """Judge one drift evaluation of the champion; launches a run when the policy says so."""
-        with self._lock:
-            return self._evaluate(snapshot, quality)
+        """The policy's state machine alone: "idle", "pending", "cooldown" or "fire".
 
-    def _evaluate(self, snap: DriftSnapshot, quality: LiveQuality | None) -> TriggerDecision:
+        A "fire" starts the cool-down; `evaluate` is this plus launching the run.
+        """
+        with self._lock:
+            return self._decide(snapshot, quality)
+
+    def _decide(self, snap: DriftSnapshot, quality: LiveQuality | None) -> TriggerDecision:
         at, version = snap.at, snap.version
-        reason, drifted = drifting_reason(self.policy, snap, quality)
+        reason, _ = drifting_reason(self.policy, snap, quality)
         if self._last_fired is not None and at - self._last_fired < self.policy.cooldown_s:
             left = self.policy.cooldown_s - (at - self._last_fired)
             return TriggerDecision("cooldown", at, version, f"cool-down: {left:.0f}s left")
@@ -171,32 +174,42 @@ class RetrainingTrigger:
         held = at - (self._since if self._since is not None else at)
         if self._streak < self.policy.min_evaluations or held < self.policy.sustain_s:
             return TriggerDecision("pending", at, version, reason, self._streak, held)
-        trigger_id = f"trg-{uuid.uuid4().hex[:12]}"
-        request = RetrainingRequest(
-            trigger_id=trigger_id,
-            model=self.model,
-            version=version,
-            at=at,
-            reason=f"drift sustained {held:.0f}s over {self._streak} evaluations: {reason}",
-            drifted_features=drifted,
-        )
         streak = self._streak
         self._streak, self._since, self._last_fired = 0, None, at
+        return TriggerDecision(
+            "fire",
+            at,
+            version,
+            f"drift sustained {held:.0f}s over {streak} evaluations: {reason}",
+            streak,
+            held,
+            f"trg-{uuid.uuid4().hex[:12]}",
+        )
+
+    def evaluate(
+        self, snapshot: DriftSnapshot, *, quality: LiveQuality | None = None
+    ) -> TriggerDecision:
+        """Judge one drift evaluation of the champion; launches a run when the policy fires."""
+        decision = self.decide(snapshot, quality=quality)
+        if decision.action != "fire":
+            return decision
+        request = RetrainingRequest(
+            trigger_id=decision.trigger_id,
+            model=self.model,
+            version=decision.version,
+            at=decision.at,
+            reason=decision.reason,
+            drifted_features=tuple(f for f, d in snapshot.drifted.items() if d),
+        )
         try:
             if self._data_source is not None:
-                request = replace(request, data_source=self._data_source(trigger_id))
+                request = replace(request, data_source=self._data_source(request.trigger_id))
             run = self.launcher.launch(request)
-        except Exception as e:  # recorded, and the cool-down still applies: no launch storm
+        except Exception as e:  # recorded; the cool-down still applies, so no launch storm
             log.exception("retraining launch failed")
-            self._log("retraining_launch_failed", trigger_id=trigger_id, error=str(e))
-            return TriggerDecision(
-                "launch_failed",
-                at,
-                version,
-                f"{request.reason}; launch failed: {e}",
-                streak,
-                held,
-                trigger_id,
+            self._log("retraining_launch_failed", **request.to_dict(), error=str(e))
+            return replace(
+                decision, action="launch_failed", reason=f"{decision.reason}; launch failed: {e}"
             )
         self._log(
             "retraining_triggered",
@@ -205,11 +218,9 @@ class RetrainingTrigger:
             run_name=run.run_name,
             **{f"run_{k}": v for k, v in run.details.items()},
         )
-        decision = TriggerDecision(
-            "fired", at, version, request.reason, streak, held, trigger_id, run
-        )
-        self.fired.append(decision)
-        return decision
+        fired = replace(decision, action="fired", run=run)
+        self.fired.append(fired)
+        return fired
 
 
 # --- launchers --------------------------------------------------------------------------------
@@ -307,7 +318,7 @@ class KfpRunLauncher:
         if request.data_source:
             arguments["data_source"] = request.data_source
         name = f"retrain-{request.model}-{request.trigger_id}"
-        try:
+        try:  # kfp.Client checks the API's health when it is made, so that is inside too
             result = self.client.create_run_from_pipeline_package(
                 self.package_path,
                 arguments=arguments,
