@@ -30,6 +30,36 @@ class Settings:
     decision_threshold: float = field(
         default_factory=lambda: float(_env("decision_threshold", "0.5"))
     )
+    access_log: bool = field(
+        default_factory=lambda: _env("access_log", "false").lower() in ("1", "true", "yes")
+    )
+    # --- monitoring: live drift monitor, label feedback, retraining trigger, audit logs ---
+    audit_dir: str = field(default_factory=lambda: _env("audit_dir", ".mlops/audit"))
+    monitor_pane_rows: int = field(default_factory=lambda: int(_env("monitor_pane_rows", "500")))
+    monitor_panes: int = field(default_factory=lambda: int(_env("monitor_panes", "10")))
+    monitor_min_rows: int = field(default_factory=lambda: int(_env("monitor_min_rows", "1000")))
+    monitor_interval_s: float = field(
+        default_factory=lambda: float(_env("monitor_interval_s", "5"))
+    )
+    drift_psi: float = field(default_factory=lambda: float(_env("drift_psi", "0.2")))
+    drift_alpha: float = field(default_factory=lambda: float(_env("drift_alpha", "0.01")))
+    drift_ks_statistic: float = field(
+        default_factory=lambda: float(_env("drift_ks_statistic", "0.1"))
+    )
+    drift_cramers_v: float = field(default_factory=lambda: float(_env("drift_cramers_v", "0.1")))
+    trigger_share_drifted: float = field(
+        default_factory=lambda: float(_env("trigger_share_drifted", "0.1"))
+    )
+    trigger_sustain_s: float = field(
+        default_factory=lambda: float(_env("trigger_sustain_s", "300"))
+    )
+    trigger_min_evaluations: int = field(
+        default_factory=lambda: int(_env("trigger_min_evaluations", "3"))
+    )
+    trigger_cooldown_s: float = field(
+        default_factory=lambda: float(_env("trigger_cooldown_s", "3600"))
+    )
+    kfp_host: str = field(default_factory=lambda: _env("kfp_host", ""))
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """Apply CLI flags; a flag left at None keeps the environment's value."""

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from serving.monitoring import monitoring_routers
 from serving.predictor import ChurnPredictor
 
 
 def extra_routers(predictor: ChurnPredictor) -> list[APIRouter]:
-    """Routers to serve alongside the predictor; empty until another component adds one."""
-    del predictor  # used by the routes that get added here
-    return []
+    """Routers to serve alongside the predictor: label feedback, live quality, drift."""
+    return [*monitoring_routers(predictor)]

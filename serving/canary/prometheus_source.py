@@ -1,0 +1,117 @@
+"""Metrics from Prometheus (the cluster): instant PromQL queries over its HTTP API.
+
+Each read sums the series over pods: `sum by (version, ...)` of the cumulative counters, selected
+by model, version and an optional extra label selector (e.g. `namespace="mlops"`). A pod restart
+drops the sum; the window delta then counts the new total (as `increase()` would, approximately).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any
+
+import httpx
+
+from serving.canary.analysis import NoData, SourceFailed
+from serving.canary.source import (
+    ANALYSED_ENDPOINTS,
+    DURATION_BUCKET,
+    PROBABILITY_BUCKET,
+    REQUESTS,
+    Reading,
+)
+from serving.canary.window import Histogram, Snapshot, VersionCounters
+
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
+
+class PrometheusError(RuntimeError):
+    pass
+
+
+def _quote(value: str) -> str:
+    if not _LABEL_VALUE.match(value):
+        raise ValueError(f"label value {value!r} has characters a selector cannot take safely")
+    return value
+
+
+class PrometheusSource:
+    def __init__(self, url: str, *, selector: str = "", timeout_s: float = 10.0) -> None:
+        """`url` is Prometheus' base URL; `selector` extra matchers, e.g. 'namespace="mlops"'."""
+        self.url = url.rstrip("/")
+        self.selector = selector.strip().strip(",")
+        self.timeout_s = timeout_s
+
+    def queries(self, model: str, versions: tuple[str, str]) -> dict[str, str]:
+        """The PromQL this source runs (also shown by `mlops canary status`)."""
+        matchers = [f'model="{_quote(model)}"', f'version=~"{"|".join(map(_quote, versions))}"']
+        if self.selector:
+            matchers.append(self.selector)
+        sel = ",".join(matchers)
+        endpoints = f'endpoint=~"{"|".join(ANALYSED_ENDPOINTS)}"'
+        return {
+            "requests": f"sum by (version, outcome) ({REQUESTS}{{{sel},{endpoints}}})",
+            "latency": f"sum by (version, le) ({DURATION_BUCKET}{{{sel},{endpoints}}})",
+            "predictions": f"sum by (version, le) ({PROBABILITY_BUCKET}{{{sel}}})",
+        }
+
+    def _query(self, promql: str) -> list[dict[str, Any]]:
+        r = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=self.timeout_s)
+        try:
+            doc = r.json()
+        except ValueError as e:
+            raise PrometheusError(f"HTTP {r.status_code}, not JSON: {r.text[:200]!r}") from e
+        if r.status_code != 200 or doc.get("status") != "success":
+            raise PrometheusError(
+                f"HTTP {r.status_code} {doc.get('errorType', '')}: {doc.get('error', r.text[:200])}"
+            )
+        data = doc.get("data", {})
+        if data.get("resultType") != "vector":
+            raise PrometheusError(f"expected an instant vector, got {data.get('resultType')!r}")
+        return data.get("result", [])
+
+    def read(self, model: str, stable_version: str, canary_version: str) -> Reading:
+        versions = (stable_version, canary_version)
+        try:
+            q = self.queries(model, versions)
+            results = {name: self._query(promql) for name, promql in q.items()}
+        except (httpx.HTTPError, PrometheusError) as e:
+            return SourceFailed(f"Prometheus {self.url}: {e}")
+        requests: dict[str, float] = defaultdict(float)
+        errors: dict[str, float] = defaultdict(float)
+        latency: dict[str, dict[float, float]] = defaultdict(dict)
+        probability: dict[str, dict[float, float]] = defaultdict(dict)
+        try:
+            for row in results["requests"]:
+                v = row["metric"].get("version", "")
+                value = float(row["value"][1])
+                requests[v] += value
+                if row["metric"].get("outcome") == "5xx":
+                    errors[v] += value
+            for name, into in (("latency", latency), ("predictions", probability)):
+                for row in results[name]:
+                    v = row["metric"].get("version", "")
+                    into[v][float(row["metric"]["le"])] = float(row["value"][1])
+        except (KeyError, IndexError, TypeError, ValueError) as e:
+            return SourceFailed(f"Prometheus {self.url}: unexpected result shape: {e!r}")
+        counters = {}
+        for role, v in (("stable", stable_version), ("canary", canary_version)):
+            missing = [
+                n
+                for n, have in (
+                    (REQUESTS, v in requests),
+                    (DURATION_BUCKET, v in latency),
+                    (PROBABILITY_BUCKET, v in probability),
+                )
+                if not have
+            ]
+            if missing:
+                return NoData(f"Prometheus has no {', '.join(missing)} for {role} version {v}")
+            counters[role] = VersionCounters(
+                requests=round(requests[v]),
+                errors=round(errors[v]),
+                latency=Histogram.from_cumulative(latency[v]),
+                predictions=Histogram.from_cumulative(probability[v]),
+            )
+        return Snapshot(stable=counters["stable"], canary=counters["canary"])
