@@ -81,7 +81,7 @@ class PredictionLog:
     """Observer: one JSON line per scored request."""
 
     def __init__(
-        self, path: str | Path, *, model: str, revision: str | None = None, flush_every: int = 64
+        self, path: str | Path, *, model: str, revision: str | None = None, flush_every: int = 1
     ) -> None:
         self.model = model
         self.revision = revision or serving_revision()

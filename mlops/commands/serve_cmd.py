@@ -53,7 +53,9 @@ def serve(
     )
     # kserve parses sys.argv when first imported; give it none of ours.
     sys.argv = sys.argv[:1]
+    from serving.monitoring import build_monitoring
     from serving.server import ServeOptions, load_model_for, run_server
 
     bundle = load_model_for(settings)
-    run_server(bundle, ServeOptions.from_settings(settings))
+    monitoring = build_monitoring(bundle, settings)  # drift monitor, label store, prediction log
+    run_server(bundle, ServeOptions.from_settings(settings), monitoring.observers)
