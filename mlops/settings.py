@@ -60,6 +60,16 @@ class Settings:
         default_factory=lambda: float(_env("trigger_cooldown_s", "3600"))
     )
     kfp_host: str = field(default_factory=lambda: _env("kfp_host", ""))
+    # --- canary rollout (`mlops canary`) ---
+    canary_router_url: str = field(
+        default_factory=lambda: _env("canary_router_url", "http://127.0.0.1:8090")
+    )
+    canary_policy: str = field(default_factory=lambda: _env("canary_policy", ""))
+    prometheus_url: str = field(
+        default_factory=lambda: _env("prometheus_url", "http://127.0.0.1:9090")
+    )
+    prometheus_selector: str = field(default_factory=lambda: _env("prometheus_selector", ""))
+    namespace: str = field(default_factory=lambda: _env("namespace", "mlops"))
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """Apply CLI flags; a flag left at None keeps the environment's value."""
