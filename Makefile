@@ -61,6 +61,48 @@ clean: ## remove local state (registry, runs) but keep .venv
 # --- canary -------------------------------------------------------------------------------------
 
 # --- images and cluster -------------------------------------------------------------------------
+# CLUSTER=kind (default) or minikube; every upstream version comes from versions.mk.
+CLUSTER ?= kind
+CLUSTER_NAME ?= mlops
+KFP_HOST ?= http://localhost:8887
+export CLUSTER CLUSTER_NAME KIND_NODE_IMAGE MINIKUBE_KUBERNETES_VERSION CERT_MANAGER_VERSION \
+  KNATIVE_SERVING_VERSION NET_KOURIER_VERSION KSERVE_VERSION KFP_VERSION PROMETHEUS_OPERATOR_VERSION
+
+.PHONY: wheelhouse images kind-load cluster cluster-delete deploy undeploy status run
+
+wheelhouse: $(INSTALLED) ## prepare build/ (runtime wheels + project wheel) for offline image builds
+	PYTHON_BIN=$(BIN)/python hack/wheelhouse.sh
+
+images: wheelhouse ## build the component and serving images, tagged by git revision (BASE_IMAGE=...)
+	docker build -f docker/components.Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(COMPONENT_IMAGE) .
+	docker build -f docker/serving.Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(SERVING_IMAGE) .
+	@echo "built $(COMPONENT_IMAGE) $(SERVING_IMAGE)"
+
+kind-load: ## load the images into the cluster (kind, or minikube with CLUSTER=minikube)
+	@if [ "$(CLUSTER)" = minikube ]; then \
+	  minikube -p $(CLUSTER_NAME) image load $(COMPONENT_IMAGE) && minikube -p $(CLUSTER_NAME) image load $(SERVING_IMAGE); \
+	else \
+	  kind load docker-image --name $(CLUSTER_NAME) $(COMPONENT_IMAGE) $(SERVING_IMAGE); \
+	fi
+
+cluster: ## create a laptop cluster (kind-config.yaml; needs ~8 GiB for Docker)
+	hack/cluster.sh create
+
+cluster-delete: ## delete the laptop cluster
+	hack/cluster.sh delete
+
+deploy: ## install cert-manager, Knative+Kourier, KServe, KFP, Prometheus, then the project (OVERLAY=...)
+	hack/deploy.sh all
+
+undeploy: ## remove the project's part (manifests and its InferenceServices); add-ons stay
+	-kubectl delete inferenceservices -n mlops -l app.kubernetes.io/part-of=mlops-platform --ignore-not-found
+	kubectl delete -k $${OVERLAY:-manifests/overlays/dev} --ignore-not-found
+
+status: ## what runs on the cluster, and the port-forwards to reach KFP, Prometheus and the models
+	hack/status.sh
+
+run: $(INSTALLED) ## compile the pipeline for the current image tag and submit it to KFP (KFP_HOST=...)
+	$(BIN)/mlops pipeline submit --image $(COMPONENT_IMAGE) --serving-image $(SERVING_IMAGE) --host $(KFP_HOST)
 
 # --- monitoring ---------------------------------------------------------------------------------
 
