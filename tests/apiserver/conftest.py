@@ -5,19 +5,42 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from control_plane import ControlPlane, ControlPlaneError, start_control_plane
+from control_plane import ControlPlane, ControlPlaneError, assets_dir, start_control_plane
 from kubernetes import client, config
 from project_manifests import BASE, DEPLOYER_SERVICE_ACCOUNT, PROJECT_NAMESPACE
 from upstream_crds import kserve_inferenceservice_crd, prometheus_operator_crd_files
 
 KUBECTL = shutil.which("kubectl")
+# Figures for the terminal summary: where the binaries came from, build and start times.
+_figures: dict[str, str] = {}
+_assets: Path | ControlPlaneError | None = None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Provide the binaries before any test runs, so a first-time build (minutes) is not counted
+    against a test's timeout. Only when apiserver tests were selected."""
+    global _assets
+    if not any(item.get_closest_marker("apiserver") for item in session.items):
+        return
+    started = time.monotonic()
+    try:
+        _assets = assets_dir()
+    except ControlPlaneError as exc:
+        _assets = exc
+        return
+    _figures["kube-apiserver/etcd binaries"] = f"{_assets} ({time.monotonic() - started:.1f} s)"
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for name, value in _figures.items():
+        terminalreporter.write_line(f"{name}: {value}")
 
 
 @dataclass
@@ -48,10 +71,12 @@ class Kubectl:
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
     try:
-        plane = start_control_plane()
+        if isinstance(_assets, ControlPlaneError):
+            raise _assets
+        plane = start_control_plane(_assets or assets_dir())
     except ControlPlaneError as exc:
         pytest.fail(f"the kube-apiserver test control plane did not start: {exc}")
-    print(f"\nkube-apiserver ready at {plane.server} in {plane.startup_s:.1f} s", file=sys.stderr)
+    _figures["kube-apiserver start (etcd + apiserver to /readyz)"] = f"{plane.startup_s:.1f} s"
     yield plane
     plane.stop()
     shutil.rmtree(plane.workdir, ignore_errors=True)

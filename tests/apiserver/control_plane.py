@@ -307,9 +307,9 @@ class ControlPlane:
         self._procs.clear()
 
 
-def start_control_plane() -> ControlPlane:
+def start_control_plane(assets: Path) -> ControlPlane:
     workdir = Path(tempfile.mkdtemp(prefix="mlops-apiserver-"))
-    plane = ControlPlane(assets=assets_dir(), workdir=workdir)
+    plane = ControlPlane(assets=assets, workdir=workdir)
     try:
         plane.start()
     except BaseException:

@@ -12,8 +12,10 @@ pytestmark = pytest.mark.apiserver
 
 ISVC = ("serving.kserve.io", "inferenceservices", "")
 ISVC_STATUS = ("serving.kserve.io", "inferenceservices", "status")
-# What components/deploy.py calls: read, create, and merge-patch the InferenceService.
-NEEDED = [(ISVC, "get"), (ISVC, "create"), (ISVC, "patch")]
+EVENTS = ("", "events", "")
+# What components/deploy.py calls (read, create, merge-patch the InferenceService) and what the
+# canary actuator calls (read, merge-patch, and record its decisions as Events).
+NEEDED = [(ISVC, "get"), (ISVC, "create"), (ISVC, "patch"), (EVENTS, "create")]
 NOT_NEEDED = [
     (ISVC, "delete"),
     (ISVC, "deletecollection"),
