@@ -76,6 +76,35 @@ async def request_validation_error(_: Request, exc: Exception) -> Response:
     return Response(body, status_code=400, media_type="application/json")
 
 
+def _malformed_json_message(body: object) -> str | None:
+    if not isinstance(body, bytes | str):
+        return None
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        hint = " (NaN and Infinity are not JSON; send null for a missing value)"
+        return f"malformed JSON: {e}{hint if b'NaN' in body or b'Infinity' in body else ''}"
+    return None
+
+
+def project_dataplane(model_registry: object) -> object:
+    """KServe's DataPlane, with V1 JSON errors worded like every other 400 this server sends."""
+    from kserve.errors import InvalidInput
+    from kserve.protocol.dataplane import DataPlane
+
+    class ProjectDataPlane(DataPlane):
+        def decode(self, body, headers, *args, **kwargs):  # type: ignore[no-untyped-def]
+            try:
+                return super().decode(body, headers, *args, **kwargs)
+            except InvalidInput as e:
+                message = _malformed_json_message(body)
+                if message is None:
+                    raise
+                raise InvalidInput(message) from e
+
+    return ProjectDataPlane(model_registry=model_registry)
+
+
 def attach(app: FastAPI, predictor: ChurnPredictor, options: ServeOptions) -> None:
     """Add the project's middleware, error mapping and extra routes to KServe's app."""
     app.add_middleware(
@@ -130,6 +159,7 @@ def run_server(
         enable_latency_logging=False,
         grace_period=10,
     )
+    server.dataplane = project_dataplane(server.registered_models)
     if not options.access_log:
         # uvicorn's access line and KServe's two timing lines per request cost more than the
         # request's own work at 1-row sizes; /metrics carries the same counts and latencies.
