@@ -69,6 +69,7 @@ def validate(
     model_name: str,
     fail_on_drift: bool,
     report: Output[Artifact],
+    summary: Output[Artifact],
     validation_metrics: Output[Metrics],
 ):
     """Schema checks (fatal) and drift vs the champion's reference (fatal if fail_on_drift)."""
@@ -78,6 +79,7 @@ def validate(
         data_paths=[train.path, holdout.path],
         schema_path=schema.path,
         report_path=report.path,
+        summary_path=summary.path,
         registry_uri=registry_uri,
         model_name=model_name,
         fail_on_drift=fail_on_drift,
@@ -194,6 +196,31 @@ def register(
     )
 
 
+def deploy(
+    register_result: str,
+    enabled: bool,
+    serving_image: str,
+    namespace: str,
+    service_name: str,
+    canary_percent: int,
+) -> str:
+    """Serve the new champion: create the InferenceService (100%) or roll it out as a canary."""
+    import json
+
+    from components.deploy import deploy_step
+
+    return json.dumps(
+        deploy_step(
+            register_result=json.loads(register_result),
+            enabled=enabled,
+            serving_image=serving_image,
+            namespace=namespace,
+            service_name=service_name,
+            canary_percent=canary_percent,
+        )
+    )
+
+
 # --- the factory -------------------------------------------------------------------------------
 
 _BODIES = {
@@ -203,6 +230,7 @@ _BODIES = {
     "evaluate": evaluate,
     "gate": gate,
     "register": register,
+    "deploy": deploy,
 }
 
 
@@ -217,6 +245,7 @@ class TrainingComponents:
     evaluate: Any
     gate: Any
     register: Any
+    deploy: Any
 
 
 def component(body: Any, image: str) -> Any:

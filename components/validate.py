@@ -10,6 +10,7 @@ failing column and why.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -275,7 +276,10 @@ def validate_frame(
     violations = check_schema(df, schema)
     notes: list[str] = []
     drift = None
-    if reference is not None:
+    absent = [n for n in schema.feature_names if n not in df.columns]
+    if reference is not None and absent:
+        notes.append(f"drift checks skipped: the data lacks {absent}")
+    elif reference is not None:
         ref_names = {f.name for f in reference.features}
         skipped = [n for n in schema.feature_names if n not in ref_names]
         if skipped:
@@ -362,6 +366,7 @@ def validate_step(
     fail_on_drift: bool = False,
     thresholds: DriftThresholds | None = None,
     metrics_sink: Any = None,
+    summary_path: str = "",
 ) -> ValidationReport:
     """Validate the ingested Parquet files; write the Markdown report; raise when they fail.
 
@@ -389,6 +394,9 @@ def validate_step(
     )
     with open(report_path, "w") as fh:
         fh.write(render_markdown(report))
+    if summary_path:
+        with open(summary_path, "w") as fh:
+            json.dump(report.to_dict() | {"summary": report.summary()}, fh, indent=2)
     if metrics_sink is not None:
         for name, value in report.metrics().items():
             if np.isfinite(value):

@@ -13,7 +13,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from mlops.commands import canary_cmd, registry_cmd, serve_cmd
+from mlops.commands import canary_cmd, demo_cmd, pipeline_cmd, registry_cmd, serve_cmd
 from mlops.errors import USER_ERRORS
 
 app = typer.Typer(
@@ -39,7 +39,9 @@ def user_errors_as_red_line(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 app.add_typer(registry_cmd.app, name="registry")
 app.add_typer(serve_cmd.app, name="serve")
+app.add_typer(pipeline_cmd.app, name="pipeline")
 app.add_typer(canary_cmd.app, name="canary")
+app.command("demo")(demo_cmd.demo)
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ from typing import Any
 
 from mlops.errors import MlopsError
 
-_VALIDATION_LINE = re.compile(r"DataValidationError: (.*)")
 _ERROR_LINE = re.compile(r"^(\w+(?:\.\w+)*(?:Error|Exception)): (.*)$", re.MULTILINE)
 
 
@@ -35,9 +34,17 @@ class PipelineRunError(MlopsError):
 class ValidationFailed(PipelineRunError):
     """The validate step rejected the data; nothing was trained or registered."""
 
-    def __init__(self, message: str, *, run_dir: Path, report_path: Path | None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_dir: Path,
+        report_path: Path | None,
+        failing_columns: list[str],
+    ) -> None:
         super().__init__(message, run_dir=run_dir, step="validate")
         self.report_path = report_path
+        self.failing_columns = failing_columns
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,7 +120,31 @@ def run_training_locally(
     if failure is not None:
         raise _explain_failure(failure, run_root, log_path) from failure
     result = json.loads(task.output)
-    return result | {"run_dir": str(run_root), "log": str(log_path), "seconds": seconds}
+    validation = _validation_outputs(run_root)
+    return result | {
+        "validation": validation,
+        "run_dir": str(run_root),
+        "log": str(log_path),
+        "seconds": seconds,
+    }
+
+
+def _validation_outputs(run_root: Path) -> dict[str, Any]:
+    """The validate step's summary (drifted/failing columns) and the path of its report."""
+    summaries = sorted(run_root.glob("*/validate/summary"))
+    reports = sorted(run_root.glob("*/validate/report"))
+    doc = json.loads(summaries[-1].read_text()) if summaries else {}
+    drift = doc.get("drift") or {"features": []}
+    drifted = [f["feature"] for f in drift["features"] if f["drifted"]]
+    if (doc.get("label_shift") or {}).get("drifted"):
+        drifted.append(doc["label_shift"]["feature"])
+    return {
+        "passed": doc.get("passed"),
+        "summary": doc.get("summary", ""),
+        "failing_columns": doc.get("failing_columns", []),
+        "drifted_columns": drifted,
+        "report": str(reports[-1]) if reports else "",
+    }
 
 
 def _absolute(uri: str) -> str:
@@ -135,13 +166,15 @@ def _absolute_source(params: TrainingParams) -> TrainingParams:
 def _explain_failure(error: RuntimeError, run_root: Path, log_path: Path) -> PipelineRunError:
     log = log_path.read_text(errors="replace") if log_path.exists() else ""
     failed_step = _failed_step(str(error))
-    if failed_step == "validate":
-        reports = sorted(run_root.glob("*/validate/report"))
-        report = reports[-1] if reports else None
-        found = _VALIDATION_LINE.findall(log)
-        detail = found[-1] if found else "data validation failed"
-        where = f"; report: {report}" if report else ""
-        return ValidationFailed(f"{detail}{where}", run_dir=run_root, report_path=report)
+    validation = _validation_outputs(run_root)
+    if failed_step == "validate" and validation["summary"]:
+        report = Path(validation["report"]) if validation["report"] else None
+        return ValidationFailed(
+            f"{validation['summary']}; report: {report}",
+            run_dir=run_root,
+            report_path=report,
+            failing_columns=validation["failing_columns"],
+        )
     errors = _ERROR_LINE.findall(log)
     cause = f"{errors[-1][0].rsplit('.', 1)[-1]}: {errors[-1][1]}" if errors else str(error)
     return PipelineRunError(
@@ -154,5 +187,5 @@ def _explain_failure(error: RuntimeError, run_root: Path, log_path: Path) -> Pip
 def _failed_step(message: str) -> str:
     # kfp.local: "... Inner task failed: <colour codes>validate<colour codes>."
     plain = re.sub(r"\x1b\[[0-9;]*m", "", message)
-    m = re.search(r"Inner task failed: ([\w-]+)", plain)
+    m = re.search(r"Inner task failed: '?([\w-]+)", plain)
     return m.group(1) if m else ""

@@ -1,0 +1,122 @@
+"""Benchmark: the local training pipeline's wall time, split into compute and orchestration.
+
+For each row count, one kfp.local run (SubprocessRunner, fresh registry) of the real pipeline.
+Compute = time spent inside the plain step functions (recorded by `components.step_timing` in the
+task subprocesses); orchestration overhead = wall time - compute (task subprocess start, Python and
+library imports, KFP executor, artifact bookkeeping). Target: overhead <= 20% of compute at 100k.
+
+Also measured in the same run, to say where the overhead goes: the cost of starting one task's
+interpreter with KFP's executor and with the project's step modules imported.
+
+    python benchmarks/bench_pipeline.py --rows 10000 100000 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from components.step_timing import ENV_VAR, read_timings
+from pipelines.local_run import TrainingParams, run_training_locally
+
+TARGET_RATIO = 0.20
+STEPS = ("ingest", "validate", "train", "evaluate", "gate", "register")
+STEP_MODULES = {
+    "ingest": "components.ingest",
+    "validate": "components.validate",
+    "train": "components.train",
+    "evaluate": "components.evaluate",
+    "gate": "components.gate",
+    "register": "components.register",
+}
+
+
+def interpreter_start(imports: str, repeats: int = 3) -> float:
+    """Best-of-n seconds to start Python and import `imports` (a task's fixed cost)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", imports], check=True)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def run_once(rows: int, work: Path) -> dict[str, float]:
+    timings = work / f"timings-{rows}.jsonl"
+    os.environ[ENV_VAR] = str(timings)
+    try:
+        result = run_training_locally(
+            TrainingParams(rows=rows),
+            registry_uri=str(work / f"registry-{rows}"),
+            model_name="churn",
+            work_dir=work,
+        )
+    finally:
+        del os.environ[ENV_VAR]
+    per_step: dict[str, float] = defaultdict(float)
+    for t in read_timings(str(timings)):
+        per_step[str(t["step"])] += float(t["seconds"])
+    compute = sum(per_step.values())
+    return {"rows": rows, "wall": result["seconds"], "compute": compute, **per_step}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    args = parser.parse_args()
+    console = Console()
+
+    bare = interpreter_start("pass")
+    executor = interpreter_start("import kfp.dsl.executor_main")
+    step_imports = {
+        s: interpreter_start(f"import kfp.dsl.executor_main, {m}") for s, m in STEP_MODULES.items()
+    }
+    console.print(
+        f"per-task fixed cost: python {bare:.2f}s, + KFP executor {executor:.2f}s, "
+        + ", ".join(f"{s} {v:.2f}s" for s, v in step_imports.items())
+        + f"; all six tasks ~{sum(step_imports.values()):.1f}s of startup per run"
+    )
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        for rows in args.rows:
+            with console.status(f"pipeline at {rows:,} rows..."):
+                results.append(run_once(rows, Path(tmp)))
+            r = results[-1]
+            console.print(f"{rows:,} rows: wall {r['wall']:.1f}s, compute {r['compute']:.1f}s")
+
+    table = Table(title="local training pipeline (kfp.local SubprocessRunner)")
+    for col in ("rows", "wall s", "compute s", "overhead s", "overhead/compute", *STEPS):
+        table.add_column(col, justify="right")
+    for r in results:
+        overhead = r["wall"] - r["compute"]
+        table.add_row(
+            f"{r['rows']:,}",
+            f"{r['wall']:.1f}",
+            f"{r['compute']:.1f}",
+            f"{overhead:.1f}",
+            f"{overhead / r['compute']:.0%}",
+            *(f"{r.get(s, 0.0):.1f}" for s in STEPS),
+        )
+    console.print(table)
+    for r in results:
+        if r["rows"] == 100_000:
+            ratio = (r["wall"] - r["compute"]) / r["compute"]
+            verdict = "meets" if ratio <= TARGET_RATIO else "misses"
+            console.print(
+                f"at 100,000 rows the overhead is {ratio:.0%} of compute: "
+                f"{verdict} the {TARGET_RATIO:.0%} target"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Validate: schema violations fail with a report naming the columns; drift is reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from kfp.dsl import Metrics
+
+from components.churn_data import CHURN_SCHEMA, generate_churn
+from components.drift import profile_reference
+from components.validate import (
+    DataValidationError,
+    render_markdown,
+    validate_frame,
+    validate_step,
+)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return profile_reference(generate_churn(4000, seed=10), CHURN_SCHEMA)
+
+
+def test_clean_data_passes(reference) -> None:
+    report = validate_frame(
+        generate_churn(3000, seed=11), CHURN_SCHEMA, reference=reference, fail_on_drift=True
+    )
+    assert report.passed, report.summary()
+    assert report.violations == ()
+    assert report.drifted_columns == []
+
+
+def test_broken_data_names_each_failing_column_and_why() -> None:
+    report = validate_frame(generate_churn(2000, scenario="broken", seed=1), CHURN_SCHEMA)
+    assert not report.passed
+    assert report.failing_columns == ["tenure_months", "monthly_charges", "age"]
+    checks = {(v.column, v.check): v for v in report.violations}
+    assert checks[("tenure_months", "required")].count == 200
+    assert checks[("monthly_charges", "type")].count == 200
+    assert "'n/a'" in checks[("monthly_charges", "type")].detail
+    assert checks[("age", "range")].count == 200
+    md = render_markdown(report)
+    assert "**Status: FAILED**" in md
+    for col in ("tenure_months", "monthly_charges", "age"):
+        assert f"| `{col}` |" in md
+
+
+def test_unknown_category_and_missing_rate_are_violations() -> None:
+    report = validate_frame(generate_churn(2000, scenario="new_category", seed=2), CHURN_SCHEMA)
+    assert report.failing_columns == ["payment_method"]
+    assert "crypto" in report.violations[0].detail
+    df = generate_churn(1000, seed=3)
+    df.loc[: len(df) // 2, "avg_session_minutes"] = None
+    df.loc[:10, "age"] = 40.5
+    df.loc[:3, "churned"] = 2
+    failing = validate_frame(df, CHURN_SCHEMA).violations
+    assert {(v.column, v.check) for v in failing} == {
+        ("avg_session_minutes", "missing"),
+        ("age", "type"),
+        ("churned", "target"),
+    }
+
+
+def test_drift_is_reported_but_fatal_only_on_request(reference) -> None:
+    drifted = generate_churn(3000, scenario="covariate_shift", seed=4)
+    report = validate_frame(drifted, CHURN_SCHEMA, reference=reference)
+    assert report.passed
+    assert "monthly_charges" in report.drifted_columns
+    strict = validate_frame(drifted, CHURN_SCHEMA, reference=reference, fail_on_drift=True)
+    assert not strict.passed
+    assert "monthly_charges" in strict.failing_columns
+    assert "monthly_charges: drifted (PSI" in strict.summary()
+
+
+def test_label_shift_is_checked_against_the_champion_positive_rate(reference) -> None:
+    base_rate = float(generate_churn(4000, seed=10)["churned"].mean())
+    clean = validate_frame(
+        generate_churn(3000, seed=5), CHURN_SCHEMA, reference_positive_rate=base_rate
+    )
+    shifted = validate_frame(
+        generate_churn(3000, scenario="label_shift", seed=5),
+        CHURN_SCHEMA,
+        reference_positive_rate=base_rate,
+    )
+    assert clean.label_shift is not None and not clean.label_shift.drifted
+    assert shifted.label_shift is not None and shifted.label_shift.drifted
+    assert shifted.drifted_columns == ["churned"]
+    assert "label shift" in render_markdown(shifted)
+
+
+def test_step_writes_the_report_then_raises(tmp_path: Path) -> None:
+    data = tmp_path / "d.parquet"
+    from components.ingest import arrow_safe
+
+    arrow_safe(generate_churn(800, scenario="broken")).to_parquet(data)
+    CHURN_SCHEMA.save(str(tmp_path / "schema.json"))
+    report_path = tmp_path / "report.md"
+    metrics = Metrics()  # the KFP output type the pipeline passes in
+
+    with pytest.raises(DataValidationError, match=r"tenure_months.*monthly_charges.*age") as e:
+        validate_step(
+            data_paths=[str(data)],
+            schema_path=str(tmp_path / "schema.json"),
+            report_path=str(report_path),
+            metrics_sink=metrics,
+        )
+    assert e.value.report.failing_columns == ["tenure_months", "monthly_charges", "age"]
+    assert "Failing columns: `tenure_months`, `monthly_charges`, `age`" in report_path.read_text()
+    assert metrics.metadata["schema_violations"] == 3.0
+
+
+def test_missing_column_is_reported(reference) -> None:
+    df = generate_churn(100).drop(columns=["region"])
+    report = validate_frame(pd.DataFrame(df), CHURN_SCHEMA, reference=reference)
+    assert report.failing_columns == ["region"]
+    assert "drift checks skipped" in report.notes[0]
