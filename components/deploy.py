@@ -33,7 +33,7 @@ class DeployError(MlopsError):
     """The InferenceService could not be created, updated or confirmed."""
 
 
-Action = Literal["created", "canary", "unchanged"]
+Action = Literal["created", "canary", "unchanged", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,68 @@ def deploy_model(
         ),
     )
     return _result("canary", spec, canary_percent, previous_uri)
+
+
+def deploy_step(
+    *,
+    register_result: dict[str, Any],
+    enabled: bool,
+    serving_image: str,
+    namespace: str,
+    service_name: str,
+    canary_percent: int,
+    api_client: client.ApiClient | None = None,
+) -> dict[str, Any]:
+    """The pipeline's last step: serve the registered version if the gate made it champion.
+
+    `register_result` is the register step's output (promoted, version, uri, model). Without an
+    `api_client`, the pod's in-cluster ServiceAccount is used (or the local kubeconfig).
+    """
+    version = str(register_result["version"])
+    if not enabled:
+        return _skipped(register_result, "deploy=False: the pipeline was run without deploying")
+    if not register_result["promoted"]:
+        return _skipped(register_result, f"v{version} did not pass the gate; nothing to deploy")
+    if not serving_image:
+        raise DeployError("serving_image is empty: pass the serving image (make run does)")
+    spec = InferenceServiceSpec(
+        name=service_name,
+        namespace=namespace,
+        image=serving_image,
+        storage_uri=register_result["uri"],
+        model_name=register_result["model"],
+        model_version=version,
+    )
+    result = deploy_model(
+        spec, api_client=api_client or api_client_from_environment(), canary_percent=canary_percent
+    )
+    return result.to_dict()
+
+
+def api_client_from_environment() -> client.ApiClient:
+    """In a pod: its ServiceAccount; elsewhere: the current kubeconfig context."""
+    from kubernetes import config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        try:
+            config.load_kube_config()
+        except config.ConfigException as e:
+            raise DeployError(
+                "no Kubernetes credentials: not in a pod, and no usable kubeconfig "
+                "(KUBECONFIG or ~/.kube/config)"
+            ) from e
+    return client.ApiClient()
+
+
+def _skipped(register_result: dict[str, Any], reason: str) -> dict[str, Any]:
+    return {
+        "action": "skipped",
+        "reason": reason,
+        "model_version": str(register_result["version"]),
+        "storage_uri": register_result.get("uri"),
+    }
 
 
 def wait_until_ready(

@@ -16,11 +16,18 @@ Parameters (all but `registry_uri` have defaults):
 - invariance_tolerance: mean prediction shift allowed when an invariant feature changes.
 - fail_on_drift: make drift against the champion's reference fatal (schema violations always are).
 - registry_uri, model_name: where versions and the champion pointer live.
+- deploy, serving_image, namespace, canary_percent: the last step creates the model's
+  InferenceService (named model_name) at 100%, or rolls a new champion out as a canary at
+  canary_percent; off by default (local runs), `mlops pipeline submit` turns it on.
+
+On a cluster, `build_training_pipeline(image, object_store=ObjectStore(...))` gives every step the
+object store's credentials (from a Kubernetes secret) and endpoint, for an s3:// registry.
 
 The image is a compile-time argument: `build_training_pipeline(image)`; `compile_pipeline` writes
 the IR YAML (`mlops pipeline compile`), and `pipelines/training.yaml` is the committed golden copy.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +39,32 @@ PIPELINE_NAME = "churn-training"
 GOLDEN_YAML = Path(__file__).with_name("training.yaml")
 
 
-def build_training_pipeline(image: str | None = None) -> Any:
+@dataclass(frozen=True)
+class ObjectStore:
+    """The S3-compatible store an s3:// registry lives in (on kind: KFP's own, in `kubeflow`)."""
+
+    endpoint_url: str = "http://minio-service.kubeflow:9000"
+    secret_name: str = "mlpipeline-minio-artifact"
+    access_key_field: str = "accesskey"
+    secret_key_field: str = "secretkey"
+
+    def attach(self, task: Any) -> Any:
+        from kfp import kubernetes
+
+        kubernetes.use_secret_as_env(
+            task,
+            secret_name=self.secret_name,
+            secret_key_to_env={
+                self.access_key_field: "AWS_ACCESS_KEY_ID",
+                self.secret_key_field: "AWS_SECRET_ACCESS_KEY",
+            },
+        )
+        return task.set_env_variable("AWS_ENDPOINT_URL", self.endpoint_url)
+
+
+def build_training_pipeline(
+    image: str | None = None, object_store: ObjectStore | None = None
+) -> Any:
     """The @dsl.pipeline for one component image."""
     c: TrainingComponents = build_components(image or default_image())
 
@@ -58,6 +90,10 @@ def build_training_pipeline(image: str | None = None) -> Any:
         invariance_tolerance: float = 0.02,
         fail_on_drift: bool = False,
         model_name: str = "churn",
+        deploy: bool = False,
+        serving_image: str = "",
+        namespace: str = "mlops",
+        canary_percent: int = 10,
     ) -> str:
         ingest = c.ingest(
             data_source=data_source,
@@ -111,6 +147,17 @@ def build_training_pipeline(image: str | None = None) -> Any:
             model_name=model_name,
             run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         )
+        c.deploy(
+            register_result=register.outputs["Output"],
+            enabled=deploy,
+            serving_image=serving_image,
+            namespace=namespace,
+            service_name=model_name,
+            canary_percent=canary_percent,
+        )
+        if object_store is not None:
+            for task in (ingest, validate, train, evaluate, gate, register):
+                object_store.attach(task)
         return register.outputs["Output"]
 
     return training_pipeline

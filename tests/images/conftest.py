@@ -1,0 +1,93 @@
+"""Real images on a real Docker engine: the session starts dockerd where it can
+(hack/ensure-docker.sh), builds the local Debian base image (hack/build-base-image.sh, cached by
+tag), the offline wheelhouse (hack/wheelhouse.sh) and both project images on that base.
+
+Each phase's seconds are printed at the end of the session (pytest -s, or the captured log).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE_IMAGE = "mlops-platform/base:bookworm"
+TIMINGS: dict[str, float] = {}
+
+
+@dataclass(frozen=True)
+class Images:
+    components: str
+    serving: str
+
+
+def _run(label: str, cmd: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    start = time.perf_counter()
+    result = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, env=os.environ | env, check=False
+    )
+    TIMINGS[label] = time.perf_counter() - start
+    return result
+
+
+def _must(label: str, cmd: list[str], **env: str) -> None:
+    result = _run(label, cmd, **env)
+    if result.returncode != 0:
+        pytest.fail(f"{label} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    result = _run("ensure docker", ["bash", "hack/ensure-docker.sh"])
+    if result.returncode == 3:
+        pytest.skip(f"no Docker engine and cannot start one here: {result.stderr.strip()}")
+    if result.returncode != 0:
+        pytest.fail(f"hack/ensure-docker.sh failed:\n{result.stderr}")
+
+
+@pytest.fixture(scope="session")
+def images(docker_engine: None) -> Images:
+    rev = (
+        subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        or "dev"
+    )
+    tag = f"test-{rev}"
+    built = Images(f"mlops-platform/components:{tag}", f"mlops-platform/serving:{tag}")
+    _must("base image", ["bash", "hack/build-base-image.sh", BASE_IMAGE])
+    _must("wheelhouse", ["bash", "hack/wheelhouse.sh"], PYTHON_BIN=sys.executable)
+    for label, dockerfile, name in (
+        ("build components image", "docker/components.Dockerfile", built.components),
+        ("build serving image", "docker/serving.Dockerfile", built.serving),
+    ):
+        _must(
+            label,
+            [
+                "docker",
+                "build",
+                "-q",
+                "-f",
+                dockerfile,
+                "--build-arg",
+                f"BASE_IMAGE={BASE_IMAGE}",
+                "-t",
+                name,
+                ".",
+            ],
+        )
+    return built
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    if TIMINGS:
+        terminalreporter.section("docker image timings")
+        for label, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{label:<28} {seconds:8.1f} s")
