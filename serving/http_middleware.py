@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
@@ -27,6 +28,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _V1 = re.compile(r"^/v1/models/[^/]+:(predict|explain)$")
 _V2 = re.compile(r"^/v2/models/[^/]+(?:/versions/[^/]+)?/infer$")
+_VERSIONED = re.compile(r"^(/v2/models/[^/]+)/versions/([^/]+)(/.*)?$")
 _REQUEST_ID = re.compile(rb"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces, bounded
 
 
@@ -44,11 +46,31 @@ class BodyTooLarge(Exception):
     pass
 
 
+def requested_version(scope: Scope) -> str | None:
+    """The model version a V2 request names (`/versions/<v>/...` or `?model_version=<v>`), and
+    strip it from the scope: this server holds one version, so a match serves as unversioned."""
+    m = _VERSIONED.match(scope["path"])
+    if m:
+        scope["path"] = m.group(1) + (m.group(3) or "")
+        scope["raw_path"] = scope["path"].encode()
+        return m.group(2)
+    query: bytes = scope.get("query_string", b"")
+    if b"model_version" not in query:
+        return None
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    versions = [v for k, v in pairs if k == "model_version"]
+    if not versions:
+        return None
+    scope["query_string"] = urlencode([(k, v) for k, v in pairs if k != "model_version"]).encode()
+    return versions[0]
+
+
 class ServingMiddleware:
     def __init__(
         self, app: ASGIApp, *, model_version: str, max_body_bytes: int, metrics: RequestMetrics
     ) -> None:
         self.app = app
+        self.version = model_version
         self.version_header = (b"x-model-version", model_version.encode())
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
@@ -57,6 +79,7 @@ class ServingMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        asked = requested_version(scope) if scope["path"].startswith("/v2/models/") else None
         route = route_of(scope["path"])
         request_id = b""
         length = -1
@@ -96,31 +119,46 @@ class ServingMiddleware:
             return message
 
         try:
+            if asked is not None and asked != self.version:
+                status = 404
+                await self._send_json(
+                    send,
+                    404,
+                    f"this server holds model version {self.version}, not {asked!r}",
+                    extra,
+                )
+                return
             if length > self.max_body_bytes:
                 raise BodyTooLarge
             await self.app(scope, receive_bounded, send_with_headers)
         except BodyTooLarge:
             if not response_started:
                 status = 413
-                body = orjson.dumps(
-                    {
-                        "error": f"request body is over this server's limit of "
-                        f"{self.max_body_bytes} bytes; send fewer rows per request"
-                    }
+                await self._send_json(
+                    send,
+                    413,
+                    f"request body is over this server's limit of {self.max_body_bytes} bytes; "
+                    "send fewer rows per request",
+                    [(b"connection", b"close"), *extra],  # the unread body stays on the socket
                 )
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 413,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close"),
-                            *extra,
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
         finally:
             if route is not None:
                 self.metrics.record(route[0], route[1], status, time.perf_counter() - started)
+
+    @staticmethod
+    async def _send_json(
+        send: Send, status: int, message: str, extra: list[tuple[bytes, bytes]]
+    ) -> None:
+        body = orjson.dumps({"error": message})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    *extra,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

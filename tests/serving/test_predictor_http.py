@@ -223,3 +223,23 @@ def test_unseen_category_policy_accepts_and_counts(mnt_models_server: RunningSer
     assert 0.0 <= r.json()["predictions"][0]["probability"] <= 1.0
     metrics = httpx.get(f"{mnt_models_server.url}/metrics").text
     assert 'category="__other__",feature="payment_method"' in metrics
+
+
+def test_v2_versioned_urls_serve_this_version_and_refuse_others(
+    server: RunningServer, registered: RegisteredModels
+) -> None:
+    v = registered.xgboost_version
+    r = httpx.get(f"{server.url}/v2/models/{MODEL}/versions/{v}/ready")
+    assert r.status_code == 200 and r.json()["ready"] is True
+    r = httpx.get(f"{server.url}/v2/models/{MODEL}", params={"model_version": str(v)})
+    assert r.status_code == 200 and r.json()["name"] == MODEL
+    df = scoring_frame(3, seed=15)
+    r = httpx.post(
+        f"{server.url}/v2/models/{MODEL}/versions/{v}/infer", json={"inputs": v2_inputs(df)}
+    )
+    assert r.status_code == 200, r.text
+    r = httpx.post(
+        f"{server.url}/v2/models/{MODEL}/versions/{v + 7}/infer", json={"inputs": v2_inputs(df)}
+    )
+    assert r.status_code == 404
+    assert f"version {v}, not '{v + 7}'" in r.json()["error"]
