@@ -107,3 +107,34 @@ def compile(
 
     path = compile_pipeline(output or GOLDEN_YAML, image=image)
     console.print(f"compiled {path}")
+
+
+@app.command()
+def submit(
+    image: str = typer.Option(..., "--image", help="component image (make run: COMPONENT_IMAGE)"),
+    serving_image: str = typer.Option(
+        ..., "--serving-image", help="model server image (make run: SERVING_IMAGE)"
+    ),
+    host: str = typer.Option("http://localhost:8887", help="KFP API (port-forwarded ml-pipeline)"),
+    ui: str = typer.Option("http://localhost:8888", help="KFP UI, for the printed run URL"),
+    registry: str = typer.Option("s3://mlpipeline/registry", help="registry in the object store"),
+    namespace: str = typer.Option("mlops", help="namespace of the InferenceService"),
+    canary_percent: int = typer.Option(10, help="a new champion's first canary step"),
+    rows: int = typer.Option(20000, help="synthetic rows"),
+    scenario: str = typer.Option("clean", help="synthetic data's drift scenario"),
+) -> None:
+    """Compile for IMAGE and run on KFP with the deploy step on: the champion ends up served."""
+    from pipelines.submit import Submission, submit_training
+
+    run = submit_training(
+        Submission(
+            host=host,
+            component_image=image,
+            serving_image=serving_image,
+            registry_uri=registry,
+            namespace=namespace,
+            ui_url=ui,
+            arguments={"canary_percent": canary_percent, "rows": rows, "scenario": scenario},
+        )
+    )
+    console.print(f"submitted run {run.run_id}: {run.url}")
