@@ -55,17 +55,32 @@ class FeatureProfile:
     def bucket_counts(self, values: np.ndarray | pd.Series) -> np.ndarray:
         """Counts of `values` in this profile's buckets (last bucket: missing)."""
         if self.kind == "numeric":
-            x = pd.to_numeric(pd.Series(values, copy=False), errors="coerce").to_numpy(float)
+            x = as_float(values)
             missing = np.isnan(x)
             idx = np.searchsorted(np.asarray(self.edges), x[~missing], side="left")
             counts = np.bincount(idx, minlength=len(self.edges) + 1).astype(float)
             return np.append(counts, missing.sum())
         s = pd.Series(values, copy=False)
         missing = s.isna().to_numpy()
-        codes = pd.Categorical(s[~missing].astype(str), categories=list(self.categories)).codes
+        present = s[~missing]
+        index = pd.Index(self.categories)
+        codes = index.get_indexer(present)  # a hash lookup; most values are already strings
+        unmatched = codes < 0
+        if unmatched.any():  # non-string values (e.g. 1 for "1") match by their text
+            codes[unmatched] = index.get_indexer(present[unmatched].astype(str))
         counts = np.bincount(codes[codes >= 0], minlength=len(self.categories)).astype(float)
         other = float((codes < 0).sum())
         return np.concatenate([counts, [other, missing.sum()]])
+
+
+def as_float(values: np.ndarray | pd.Series) -> np.ndarray:
+    """Values as floats, NaN for missing. The predictor's object rows (floats and None) take the
+    fast cast; anything with unparseable entries goes through `pd.to_numeric`, which makes them NaN.
+    """
+    try:
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        return pd.to_numeric(pd.Series(values, copy=False), errors="coerce").to_numpy(float)
 
 
 @dataclass(frozen=True)
@@ -205,7 +220,8 @@ def chi_square(expected: np.ndarray, actual_counts: np.ndarray) -> tuple[float, 
     exp_counts = e / e.sum() * n
     stat, p = stats.chisquare(a, exp_counts)
     k = max(len(a) - 1, 1)
-    return float(stat), float(p), float(np.sqrt(stat / (n * k)))
+    # Capped at 1: with an unseen category the floor-sized expected cell makes chi2 unbounded.
+    return float(stat), float(p), float(min(1.0, np.sqrt(stat / (n * k))))
 
 
 # --- reports -----------------------------------------------------------------------------------
