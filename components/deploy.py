@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as TransportError
 
 from components.inference_service import (
     GROUP,
@@ -198,6 +199,11 @@ def _get(api: client.CustomObjectsApi, name: str, namespace: str) -> dict[str, A
         raise DeployError(
             f"cannot read InferenceService {namespace}/{name}: {e.status} {e.reason}"
         ) from e
+    except TransportError as e:
+        raise DeployError(
+            f"cannot read InferenceService {namespace}/{name}: the Kubernetes API at "
+            f"{api.api_client.configuration.host} is unreachable ({e})"
+        ) from e
 
 
 def _call(verb: str, spec: InferenceServiceSpec, fn: Any) -> None:
@@ -213,6 +219,11 @@ def _call(verb: str, spec: InferenceServiceSpec, fn: Any) -> None:
         raise DeployError(
             f"cannot {verb} InferenceService {spec.namespace}/{spec.name}: "
             f"{e.status} {e.reason}{hint}: {e.body}"
+        ) from e
+    except TransportError as e:
+        raise DeployError(
+            f"cannot {verb} InferenceService {spec.namespace}/{spec.name}: "
+            f"the Kubernetes API is unreachable ({e})"
         ) from e
 
 

@@ -18,6 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "mlops-platform/base:bookworm"
 TIMINGS: dict[str, float] = {}
+SIZES_MB: dict[str, float] = {}
 
 
 @dataclass(frozen=True)
@@ -91,3 +92,5 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
         terminalreporter.section("docker image timings")
         for label, seconds in TIMINGS.items():
             terminalreporter.write_line(f"{label:<28} {seconds:8.1f} s")
+        for image, mb in SIZES_MB.items():
+            terminalreporter.write_line(f"{image:<28} {mb:8.0f} MB")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TIMINGS, Images
+from conftest import SIZES_MB, TIMINGS, Images
 
 from components.churn_data import generate_churn
 from components.registry import ModelRegistry
@@ -31,7 +31,7 @@ def test_images_run_as_non_root_and_report_their_size(images: Images) -> None:
         info = inspect(image)
         assert info["Config"]["User"] == "10001:10001", image
         print(f"{image}: {info['Size'] / 1e6:.0f} MB")
-        TIMINGS[f"size MB {image.split('/')[1].split(':')[0]}"] = info["Size"] / 1e6
+        SIZES_MB[image] = info["Size"] / 1e6
     uid = subprocess.run(
         ["docker", "run", "--rm", images.components, "id", "-u"], capture_output=True, text=True
     )
