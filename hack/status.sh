@@ -22,5 +22,5 @@ Reach the services (each command runs in its own terminal):
   KFP UI and API   kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8888:80     -> http://localhost:8888
                    kubectl port-forward -n kubeflow svc/ml-pipeline 8887:8888      -> KFP API for make run
   Prometheus       kubectl port-forward -n monitoring svc/prometheus-operated 9090 -> http://localhost:9090
-  Models           curl -H "Host: <isvc>-predictor.$NAMESPACE.example.com" http://localhost:$KOURIER_NODE_PORT/v1/models/<model>
+  Models           curl -H "Host: <isvc>.$NAMESPACE.example.com" http://localhost:$KOURIER_NODE_PORT/v1/models/<model>
 TXT
