@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from mlops.demo import DemoContext
 
 # Fast enough for `make demo`: short windows, a modest minimum per step.
-DEMO_POLICY = RolloutPolicy(analysis_interval_s=2.0, min_requests_per_step=150)
+DEMO_POLICY = RolloutPolicy(analysis_interval_s=2.0, min_requests_per_step=100)
 
 
 @dataclass

@@ -38,7 +38,8 @@ class RolloutPolicy:
     latency_tolerance: float = 1.5
     # Prediction divergence: the largest population stability index between the canary's and the
     # stable's predicted-probability distributions that still counts as "the same behaviour".
-    max_prediction_divergence: float = 0.1
+    # 0.2 as the drift monitor's PSI threshold: two honest retrains of a model differ by ~0.1.
+    max_prediction_divergence: float = 0.2
     # Effect sizes (multiples of the tolerance) the sequential test mixes over; larger values
     # catch gross failures in fewer requests, smaller ones catch subtle ones at all.
     sequential_alternatives: tuple[float, ...] = (1.5, 2.0, 3.0, 5.0, 10.0)

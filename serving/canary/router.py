@@ -19,9 +19,11 @@ Everything else is proxied.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
+import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,11 +280,17 @@ def run_router(config: RouterConfig, stable_version: str, host: str, port: int) 
     router = TrafficRouter(config)
 
     async def main() -> None:
-        await router.start(stable_version)
         server = uvicorn.Server(
             uvicorn.Config(router, host=host, port=port, log_level="warning", lifespan="on")
         )
+        # uvicorn re-raises SIGTERM after its graceful shutdown (exit -15); a router that stopped
+        # cleanly (its model servers too) exits 0 instead.
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
         try:
+            await router.start(stable_version)
             await server.serve()
         finally:
             await router.shutdown()

@@ -97,7 +97,9 @@ def divergence_test(
     df = len(s) - 1
     critical = float(stats.ncx2.ppf(1.0 - alpha, df, n_eff * tolerance))
     return DivergenceTest(
-        psi=psi(s / n_s, c),
+        # Reported PSI: half a count added to every bucket, so an empty bucket in a small sample
+        # does not read as a huge divergence (the decision itself uses chi2 above).
+        psi=psi((s + 0.5) / (n_s + 0.5 * len(s)), c + 0.5),
         chi2=chi2,
         df=df,
         n_eff=float(n_eff),
