@@ -213,6 +213,9 @@ class ControlPlane:
                 f"--etcd-servers={etcd_url}",
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
+                # No kube-proxy or Service routing here: do not publish the loopback address as
+                # the `kubernetes` Service's endpoint (the API server refuses to).
+                "--endpoint-reconciler-type=none",
                 f"--secure-port={api_port}",
                 f"--cert-dir={self.workdir / 'certs'}",
                 f"--tls-cert-file={pki['serving.crt']}",
