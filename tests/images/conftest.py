@@ -2,51 +2,21 @@
 (hack/ensure-docker.sh), builds the local Debian base image (hack/build-base-image.sh, cached by
 tag), the offline wheelhouse (hack/wheelhouse.sh) and both project images on that base.
 
-Each phase's seconds are printed at the end of the session (pytest -s, or the captured log).
+Each phase's seconds and each image's size are printed at the end of the session.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-BASE_IMAGE = "mlops-platform/base:bookworm"
-TIMINGS: dict[str, float] = {}
-SIZES_MB: dict[str, float] = {}
-
-
-@dataclass(frozen=True)
-class Images:
-    components: str
-    serving: str
-
-
-def _run(label: str, cmd: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    import os
-
-    start = time.perf_counter()
-    result = subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, env=os.environ | env, check=False
-    )
-    TIMINGS[label] = time.perf_counter() - start
-    return result
-
-
-def _must(label: str, cmd: list[str], **env: str) -> None:
-    result = _run(label, cmd, **env)
-    if result.returncode != 0:
-        pytest.fail(f"{label} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+from image_build import BASE_IMAGE, ROOT, SIZES_MB, TIMINGS, Images, must, run_script
 
 
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
-    result = _run("ensure docker", ["bash", "hack/ensure-docker.sh"])
+    result = run_script("ensure docker", ["bash", "hack/ensure-docker.sh"])
     if result.returncode == 3:
         pytest.skip(f"no Docker engine and cannot start one here: {result.stderr.strip()}")
     if result.returncode != 0:
@@ -63,13 +33,13 @@ def images(docker_engine: None) -> Images:
     )
     tag = f"test-{rev}"
     built = Images(f"mlops-platform/components:{tag}", f"mlops-platform/serving:{tag}")
-    _must("base image", ["bash", "hack/build-base-image.sh", BASE_IMAGE])
-    _must("wheelhouse", ["bash", "hack/wheelhouse.sh"], PYTHON_BIN=sys.executable)
+    must("base image", ["bash", "hack/build-base-image.sh", BASE_IMAGE])
+    must("wheelhouse", ["bash", "hack/wheelhouse.sh"], PYTHON_BIN=sys.executable)
     for label, dockerfile, name in (
         ("build components image", "docker/components.Dockerfile", built.components),
         ("build serving image", "docker/serving.Dockerfile", built.serving),
     ):
-        _must(
+        must(
             label,
             [
                 "docker",

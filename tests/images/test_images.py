@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import SIZES_MB, TIMINGS, Images
+from image_build import SIZES_MB, TIMINGS, Images
 
 from components.churn_data import generate_churn
 from components.registry import ModelRegistry
