@@ -77,3 +77,30 @@ def test_deployer_may_not_do_more(admin_api, project_base, resource, verb):
 def test_deployer_has_no_rights_in_other_namespaces(admin_api, project_base, namespace):
     for resource, verb in NEEDED:
         assert not _allowed(admin_api, namespace, resource, verb), (resource, verb)
+
+
+def _granted(api: client.ApiClient, namespace: str) -> set[tuple[str, str, str]]:
+    review = client.AuthorizationV1Api(api).create_self_subject_rules_review(
+        client.V1SelfSubjectRulesReview(
+            spec=client.V1SelfSubjectRulesReviewSpec(namespace=namespace)
+        )
+    )
+    assert not review.status.incomplete, review.status.evaluation_error
+    return {
+        (group, resource, verb)
+        for rule in review.status.resource_rules
+        for group in rule.api_groups
+        for resource in rule.resources
+        for verb in rule.verbs
+    }
+
+
+def test_deployer_is_granted_nothing_beyond_its_needs(deployer_api, project_base, namespace):
+    """What the account may do in its namespace beyond what any authenticated user may do (its
+    rights in a namespace it has no binding in), as the authorizer lists it to the account itself
+    (SelfSubjectRulesReview with its own token), is in NEEDED."""
+    from_the_role = _granted(deployer_api, project_base) - _granted(deployer_api, namespace)
+    needed = {
+        (group, f"{plural}/{sub}" if sub else plural, verb) for (group, plural, sub), verb in NEEDED
+    }
+    assert from_the_role - needed == set()
