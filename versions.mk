@@ -10,6 +10,9 @@ KUBERNETES_VERSION ?= v1.37.2
 ETCD_VERSION ?= v3.7.3
 KSERVE_VERSION ?= v0.21.0
 PROMETHEUS_OPERATOR_VERSION ?= v0.85.0
+# The Prometheus server the canary metrics-source tests query (hack/prometheus/build.sh): its Go
+# module version (v0.316.0 is Prometheus v3.16.0).
+PROMETHEUS_GO_MODULE ?= v0.316.0
 # Cluster (hack/cluster.sh, hack/deploy.sh): every upstream release installed by `make cluster deploy`,
 # each applied from its release URL by version. KServe runs in SERVERLESS mode (Knative + Kourier).
 KIND_VERSION ?= v0.30.0
