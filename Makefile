@@ -59,6 +59,17 @@ clean: ## remove local state (registry, runs) but keep .venv
 # --- serving ------------------------------------------------------------------------------------
 
 # --- canary -------------------------------------------------------------------------------------
+.PHONY: bench-canary canary prometheus
+bench-canary: $(INSTALLED) ## simulated rollouts: false rollbacks and requests to detection, engine vs fixed thresholds
+	nice $(BIN)/python benchmarks/bench_canary.py
+
+canary: $(INSTALLED) ## on the cluster: roll VERSION out as a canary; the analysis promotes or rolls it back
+	@test -n "$(VERSION)" || { echo "usage: make canary VERSION=<registered version>" >&2; exit 2; }
+	$(BIN)/mlops canary start --target kubernetes --version $(VERSION)
+	$(BIN)/mlops canary run --target kubernetes
+
+prometheus: ## build the pinned Prometheus server the canary source tests query (needs Go)
+	hack/prometheus/build.sh
 
 # --- images and cluster -------------------------------------------------------------------------
 # CLUSTER=kind (default) or minikube; every upstream version comes from versions.mk.
