@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from control_plane import ControlPlane, ControlPlaneError, assets_dir, start_control_plane
 from kubernetes import client, config
-from project_manifests import BASE, DEPLOYER_SERVICE_ACCOUNT, PROJECT_NAMESPACE
-from upstream_crds import kserve_inferenceservice_crd, prometheus_operator_crd_files
+from project_manifests import BASE, DEPLOYER_SERVICE_ACCOUNT, OVERLAYS, PROJECT_NAMESPACE
+from upstream_crds import kserve_inferenceservice_crd, prometheus_operator_crds
 
 KUBECTL = shutil.which("kubectl")
 # Figures for the terminal summary: where the binaries came from, build and start times.
@@ -78,6 +79,8 @@ def control_plane() -> Iterator[ControlPlane]:
         pytest.fail(f"the kube-apiserver test control plane did not start: {exc}")
     _figures["kube-apiserver start (etcd + apiserver to /readyz)"] = f"{plane.startup_s:.1f} s"
     yield plane
+    for name, mib in plane.peak_rss_mib().items():
+        _figures[f"{name} peak RSS"] = f"{mib:.0f} MiB"
     plane.stop()
     shutil.rmtree(plane.workdir, ignore_errors=True)
 
@@ -97,16 +100,22 @@ def admin_api(control_plane: ControlPlane) -> client.ApiClient:
 
 @pytest.fixture(scope="session")
 def crds(kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """The pinned upstream CRDs the project uses, installed and Established. Returns their names."""
-    kserve_file = tmp_path_factory.mktemp("crds") / "inferenceservices.json"
-    kserve_file.write_text(json.dumps(kserve_inferenceservice_crd()))
-    files = [*prometheus_operator_crd_files(), kserve_file]
-    # Server-side apply: the prometheus-operator CRDs are too big for kubectl's
+    """The pinned upstream CRDs the manifests use, installed and Established: KServe's
+    InferenceService and the prometheus-operator kinds found in manifests/base and the overlays.
+    Returns their names."""
+    monitoring_kinds = set()
+    for directory in (BASE, *OVERLAYS):
+        for doc in yaml.safe_load_all(kubectl.run("kustomize", str(directory)).stdout):
+            if doc and doc["apiVersion"].startswith("monitoring.coreos.com/"):
+                monitoring_kinds.add(doc["kind"])
+    path = tmp_path_factory.mktemp("crds") / "crds.json"
+    crds = [kserve_inferenceservice_crd(), *prometheus_operator_crds(monitoring_kinds)]
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": crds}))
+    # Server-side apply: prometheus-operator's CRDs are too big for kubectl's
     # last-applied-configuration annotation.
-    args = ["apply", "--server-side", "--field-manager=mlops-tests"]
-    for path in files:
-        args += ["-f", str(path)]
-    names = kubectl.run(*args, "-o", "name").stdout.split()
+    names = kubectl.run(
+        "apply", "--server-side", "--field-manager=mlops-tests", "-f", str(path), "-o", "name"
+    ).stdout.split()
     kubectl.run("wait", "--for=condition=Established", "--timeout=60s", *names)
     return names
 

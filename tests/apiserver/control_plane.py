@@ -62,14 +62,22 @@ def assets_dir() -> Path:
     from_env = _assets_from_env()
     if from_env is not None:
         return from_env
-    if shutil.which("go") is None:
+    env = dict(os.environ)
+    if shutil.which("go") is None and Path("/usr/local/go/bin/go").is_file():
+        env["PATH"] = f"/usr/local/go/bin:{env.get('PATH', '')}"  # Go's own install location
+    if shutil.which("go", path=env.get("PATH")) is None:
         raise ControlPlaneError(
             "neither KUBEBUILDER_ASSETS nor Go (to build kube-apiserver and etcd) is available; "
             "install Go >= 1.26 or point KUBEBUILDER_ASSETS at envtest binaries"
         )
     # The script's log goes to stderr (pytest shows it on failure); stdout is the directory.
     done = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)], check=False, stdout=subprocess.PIPE, stderr=None, text=True
+        ["bash", str(BUILD_SCRIPT)],
+        check=False,
+        stdout=subprocess.PIPE,
+        stderr=None,
+        text=True,
+        env=env,
     )
     if done.returncode != 0:
         raise ControlPlaneError(f"{BUILD_SCRIPT} failed with exit status {done.returncode}")
@@ -296,6 +304,19 @@ class ControlPlane:
             f"kube-apiserver not ready after {self.startup_timeout_s:.0f} s ({last}):\n"
             f"{self.log_tail('kube-apiserver')}"
         )
+
+    def peak_rss_mib(self) -> dict[str, float]:
+        """Each live process's peak resident memory so far (VmHWM), in MiB."""
+        peaks = {}
+        for proc, name in zip(self._procs, self._logs, strict=True):
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks[name] = int(line.split()[1]) / 1024
+        return peaks
 
     def stop(self) -> None:
         # apiserver first, so it does not log a storm of etcd connection errors.

@@ -26,6 +26,7 @@ from typing import Any
 
 import kserve.models
 import kubernetes.client.models
+import yaml
 from control_plane import pinned_version
 from kserve.constants import constants as kserve_constants
 
@@ -52,9 +53,16 @@ def go_module_dir(module: str, version: str) -> Path:
     return Path(info["Dir"])
 
 
-def prometheus_operator_crd_files() -> list[Path]:
-    """Every CRD file of the pinned prometheus-operator release (applied with kubectl: PyYAML
-    cannot load them, they use YAML's `=` value tag)."""
+class _CRDLoader(yaml.SafeLoader):
+    """SafeLoader that reads YAML 1.1's `=` (value) tag as a plain string, as Go's YAML does;
+    prometheus-operator's CRDs list "=" among their enum values."""
+
+
+_CRDLoader.add_constructor("tag:yaml.org,2002:value", _CRDLoader.construct_yaml_str)
+
+
+def prometheus_operator_crds(kinds: set[str]) -> list[dict[str, Any]]:
+    """The CRDs of the pinned prometheus-operator release that define `kinds`."""
     directory = (
         go_module_dir(PROMETHEUS_OPERATOR_MODULE, pinned_version("PROMETHEUS_OPERATOR_VERSION"))
         / "example"
@@ -63,7 +71,12 @@ def prometheus_operator_crd_files() -> list[Path]:
     files = sorted(directory.glob("monitoring.coreos.com_*.yaml"))
     if not files:
         raise CRDSourceError(f"no CRD files in {directory}")
-    return files
+    crds = [yaml.load(f.read_text(), Loader=_CRDLoader) for f in files]
+    found = [crd for crd in crds if crd["spec"]["names"]["kind"] in kinds]
+    missing = kinds - {crd["spec"]["names"]["kind"] for crd in found}
+    if missing:
+        raise CRDSourceError(f"prometheus-operator has no CRD for {sorted(missing)} in {directory}")
+    return found
 
 
 _SCALARS: dict[str, dict[str, Any]] = {
