@@ -5,7 +5,8 @@ COMPONENT_IMAGE ?= mlops-platform/components:$(IMAGE_TAG)
 SERVING_IMAGE ?= mlops-platform/serving:$(IMAGE_TAG)
 # kube-apiserver test harness (hack/kube-apiserver/, tests/apiserver/): the Kubernetes release
 # the API tests run against, the etcd it needs (>= kubeadm's MinExternalEtcdVersion for that release),
-# and the upstream releases whose CRDs are installed from their Go modules at test time.
+# and the upstream releases whose CRDs the tests install (prometheus-operator's from its Go module;
+# KServe's built from the kserve SDK of this version: its Go module is not served here).
 KUBERNETES_VERSION ?= v1.37.2
 ETCD_VERSION ?= v3.7.3
 KSERVE_VERSION ?= v0.21.0

@@ -30,6 +30,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     global _assets
     if not any(item.get_closest_marker("apiserver") for item in session.items):
         return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(
+            "apiserver tests: providing kube-apiserver + etcd (KUBEBUILDER_ASSETS, the cache, or "
+            "a build from the pinned release: about 20 minutes on 2 cores the first time)"
+        )
     started = time.monotonic()
     try:
         _assets = assets_dir()
