@@ -28,7 +28,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Provide the binaries before any test runs, so a first-time build (minutes) is not counted
     against a test's timeout. Only when apiserver tests were selected."""
     global _assets
-    if not any(item.get_closest_marker("apiserver") for item in session.items):
+    if session.config.option.collectonly or not any(
+        item.get_closest_marker("apiserver") for item in session.items
+    ):
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
