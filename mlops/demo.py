@@ -20,6 +20,7 @@ from rich.table import Table
 from components.registry import ModelRegistry
 from mlops.settings import Settings
 from pipelines.local_run import TrainingParams, ValidationFailed, run_training_locally
+from serving.rollout_demo import canary_rollout
 
 
 @dataclass
@@ -98,6 +99,7 @@ STAGES: list[Stage] = [
     train_v1_on_clean_data,
     retrain_on_drifted_data,
     reject_broken_data,
+    canary_rollout,
 ]
 
 
