@@ -201,8 +201,12 @@ def canary_rollout(ctx: DemoContext) -> None:
     # The stable is the first champion; the canary the newest champion (or, if the pipeline kept
     # the first, a fresh retrain of it).
     stable = next((h["version"] for h in doc["history"]), champion)
+    # A fresh retrain uses the stable's estimator: an honest new version of the same model.
+    estimator = reg.get(model, stable).estimator or "xgboost"
     good = (
-        champion if champion != stable else train_and_register(reg, model, rows=ctx.rows, seed=21)
+        champion
+        if champion != stable
+        else train_and_register(reg, model, rows=ctx.rows, seed=21, estimator=estimator)
     )
     bad = train_and_register(reg, model, rows=ctx.rows, seed=22, invert_labels=True)
     work = ctx.work_dir / "canary"
