@@ -125,6 +125,11 @@ install_project() {
   wait_ready Prometheus monitoring statefulset prometheus-mlops
 }
 
+if ! kubectl version --request-timeout=10s >/dev/null 2>&1; then
+  echo "error: no cluster reachable from kubectl context '$(kubectl config current-context 2>/dev/null)'; run: make cluster" >&2
+  exit 1
+fi
+
 case "${1:-all}" in
   all) install_cert_manager; install_knative; install_kserve; install_kfp; install_prometheus; install_project ;;
   cert-manager) install_cert_manager ;;
