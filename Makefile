@@ -57,6 +57,26 @@ clean: ## remove local state (registry, runs) but keep .venv
 # --- benchmarks ---------------------------------------------------------------------------------
 
 # --- serving ------------------------------------------------------------------------------------
+.PHONY: serve bench-serving
+MLSERVER_VERSION ?= 1.7.1
+MLSERVER_VENV ?= .venv-mlserver
+# MLServer is only a benchmark peer: it lives in its own venv, never in .venv. uvloop is held at
+# 0.21 because MLServer 1.7.1's inference workers call asyncio.get_event_loop() at start-up,
+# which uvloop >= 0.22 refuses.
+$(MLSERVER_VENV)/.installed:
+	test -x $(MLSERVER_VENV)/bin/python || $(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet "mlserver==$(MLSERVER_VERSION)" \
+	  "mlserver-sklearn==$(MLSERVER_VERSION)" "scikit-learn==1.9.1" "xgboost-cpu==3.2.0" \
+	  "numpy==2.4.6" "uvloop==0.21.0"
+	touch $@
+
+serve: $(INSTALLED) ## serve the registry's champion locally on :8080 (V1, V2, explain, /metrics)
+	$(BIN)/mlops serve
+
+bench-serving: $(INSTALLED) $(MLSERVER_VENV)/.installed ## predictor vs MLServer vs in-process predict (wrk load)
+	command -v wrk >/dev/null || apt-get install -y wrk
+	nice $(BIN)/python benchmarks/bench_serving.py --mlserver $(MLSERVER_VENV)/bin/mlserver
+
 
 # --- canary -------------------------------------------------------------------------------------
 .PHONY: bench-canary canary prometheus
