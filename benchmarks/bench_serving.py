@@ -1,0 +1,379 @@
+"""Benchmark the predictor against MLServer 1.7 and the in-process predict floor.
+
+One run, one registered model: this script trains and registers a churn model (or serves an
+existing registry's champion with --registry), then measures, with closed-loop load from a separate
+process (wrk, C, one thread, N connections):
+
+- this predictor (`mlops serve`), V1 and V2 requests;
+- MLServer 1.7 with its scikit-learn runtime serving the same fitted Pipeline (exported to joblib in
+  a temp dir, because that is the format MLServer's runtime loads; MLServer runs from its own venv);
+- the in-process floor: `pipeline.predict_proba` called in a loop, no HTTP.
+
+at 1 row and 100 rows per request, and prints req/s, rows/s, p50, p99 and the ratios against the
+targets (>= 1.5x MLServer's req/s at 1 row with a p99 no worse; 100-row throughput within 2x of
+in-process rows/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import joblib
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from components.churn_data import CHURN_SCHEMA, generate_churn
+from components.drift import profile_reference
+from components.registry import ModelRegistry
+from components.train import TrainParams, model_input, save_model, train_model
+from serving.model_bundle import ModelBundle, load_registered
+from serving.request_validation import v2_datatype
+
+MODEL = "churn"
+console = Console()
+
+
+@dataclass(frozen=True)
+class Result:
+    target: str
+    rows: int
+    req_s: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rows_s(self) -> float:
+        return self.req_s * self.rows
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    process.kill()
+    raise SystemExit(f"server did not become ready at {url}:\n{log.read_text()[-4000:]}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# --- request bodies ------------------------------------------------------------------------------
+def records(df: pd.DataFrame) -> list[dict[str, object]]:
+    out = []
+    for rec in df.to_dict(orient="records"):
+        out.append({k: None if isinstance(v, float) and np.isnan(v) else v for k, v in rec.items()})
+    return out
+
+
+def v1_body(df: pd.DataFrame) -> dict[str, object]:
+    return {"instances": records(df)}
+
+
+def v2_inputs(df: pd.DataFrame, *, mlserver: bool) -> list[dict[str, object]]:
+    rows = records(df)
+    inputs = []
+    for f in CHURN_SCHEMA.features:
+        spec: dict[str, object] = {
+            "name": f.name,
+            "shape": [len(rows)],
+            "datatype": v2_datatype(f),
+            "data": [r[f.name] for r in rows],
+        }
+        if mlserver and not f.is_numeric:
+            spec["parameters"] = {"content_type": "str"}
+        inputs.append(spec)
+    return inputs
+
+
+def v2_body(df: pd.DataFrame) -> dict[str, object]:
+    return {"inputs": v2_inputs(df, mlserver=False)}
+
+
+def mlserver_body(df: pd.DataFrame) -> dict[str, object]:
+    # MLServer's SKLearn runtime: decode the inputs as one DataFrame, return predict_proba.
+    return {
+        "parameters": {"content_type": "pd"},
+        "inputs": v2_inputs(df, mlserver=True),
+        "outputs": [{"name": "predict_proba"}],
+    }
+
+
+# --- load generation -----------------------------------------------------------------------------
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("{body}", "rb")
+wrk.body = f:read("*all")
+f:close()
+"""
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not m:
+        raise ValueError(f"cannot parse wrk latency {text!r}")
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+def wrk(
+    url: str, body: dict[str, object], *, seconds: int, connections: int, work: Path
+) -> tuple[float, float, float]:
+    body_path = work / f"body-{abs(hash(url))}-{len(json.dumps(body))}.json"
+    body_path.write_text(json.dumps(body))
+    script = work / "post.lua"
+    script.write_text(WRK_SCRIPT.format(body=body_path))
+    check = httpx.post(
+        url,
+        content=body_path.read_bytes(),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    if check.status_code != 200:
+        raise SystemExit(f"{url} answered {check.status_code}: {check.text[:500]}")
+    cmd = ["wrk", "-t1", f"-c{connections}", "--latency", "-s", str(script), url]
+    subprocess.run([*cmd, "-d2s"], capture_output=True, check=True)  # warm-up
+    out = subprocess.run([*cmd, f"-d{seconds}s"], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"errors under load against {url}:\n{out}")
+    req_s = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1))
+    p99 = _ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))
+    return req_s, p50, p99
+
+
+def in_process(bundle: ModelBundle, df: pd.DataFrame, seconds: float) -> tuple[float, float, float]:
+    X = model_input(df, bundle.schema)
+    pipeline = bundle.pipeline
+    pipeline.predict_proba(X)
+    times = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        pipeline.predict_proba(X)
+        times.append(time.perf_counter() - t0)
+    arr = np.array(times) * 1e3
+    return (
+        len(times) / arr.sum() * 1e3,
+        float(np.percentile(arr, 50)),
+        float(np.percentile(arr, 99)),
+    )
+
+
+# --- the servers ---------------------------------------------------------------------------------
+def start_ours(registry: str, work: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    log = work / "mlops-serve.log"
+    env = {**os.environ, "MLOPS_SERVE_PORT": str(port)}
+    mlops = str(Path(sys.executable).with_name("mlops"))
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [mlops, "serve", "--model", MODEL, "--registry", registry, "--version", "champion"],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc, log)
+    return proc, port
+
+
+def start_mlserver(
+    mlserver: str, bundle: ModelBundle, work: Path
+) -> tuple[subprocess.Popen[bytes], int]:
+    folder = work / "mlserver"
+    model_dir = folder / MODEL
+    model_dir.mkdir(parents=True)
+    # The peer's requirement, not our artifact format: MLServer's sklearn runtime loads joblib.
+    joblib.dump(bundle.pipeline, model_dir / "model.joblib")
+    (model_dir / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": MODEL,
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib", "version": bundle.version},
+            }
+        )
+    )
+    port = free_port()
+    (folder / "settings.json").write_text(
+        json.dumps(
+            {
+                "http_port": port,
+                "grpc_port": free_port(),
+                "metrics_port": free_port(),
+                "host": "127.0.0.1",
+            }
+        )
+    )
+    log = work / "mlserver.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([mlserver, "start", str(folder)], stdout=out, stderr=out)
+    wait_ready(f"http://127.0.0.1:{port}/v2/models/{MODEL}/ready", proc, log)
+    return proc, port
+
+
+def make_registry(work: Path, rows: int) -> str:
+    registry = ModelRegistry(str(work / "registry"))
+    df = generate_churn(rows, seed=3)
+    result = train_model(df, CHURN_SCHEMA, TrainParams())
+    artifact = work / "model.skops"
+    save_model(result.pipeline, str(artifact))
+    mv = registry.register(
+        MODEL,
+        str(artifact),
+        schema=CHURN_SCHEMA,
+        reference=profile_reference(df, CHURN_SCHEMA),
+        estimator="xgboost",
+    )
+    registry.set_champion(MODEL, mv.version, reason="serving benchmark")
+    return registry.uri
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--registry", help="serve this registry's champion (default: train one)")
+    parser.add_argument("--mlserver", default=".venv-mlserver/bin/mlserver")
+    parser.add_argument("--seconds", type=int, default=10, help="load duration per case")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--train-rows", type=int, default=20000)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found; install it (Debian: apt-get install -y wrk)")
+    if not Path(args.mlserver).exists():
+        raise SystemExit(
+            f"{args.mlserver} not found; run `make bench-serving` to create .venv-mlserver"
+        )
+
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        work = Path(tmp)
+        registry = args.registry or make_registry(work, args.train_rows)
+        bundle = load_registered(registry, MODEL, "champion")
+        # Rows with every categorical present: MLServer's pandas codec turns a null string into
+        # NaN, which the Pipeline's categorical imputer (missing_values=None) refuses. Numeric
+        # nulls stay. Every target gets the same rows.
+        pool = generate_churn(400, seed=77).drop(columns=[CHURN_SCHEMA.target])
+        cats = [f.name for f in CHURN_SCHEMA.categorical_features]
+        pool = pool.dropna(subset=cats).reset_index(drop=True)
+        frames = {n: pool.iloc[:n] for n in (1, 100)}
+        results: list[Result] = []
+        console.print(
+            f"model {MODEL} v{bundle.version}; {os.cpu_count()} CPUs; wrk -t1 -c{args.connections}"
+        )
+
+        for n, df in frames.items():
+            results.append(
+                Result("in-process predict_proba", n, *in_process(bundle, df, args.seconds / 2))
+            )
+
+        proc, port = start_ours(registry, work)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            for n, df in frames.items():
+                kw = {"seconds": args.seconds, "connections": args.connections, "work": work}
+                results.append(
+                    Result(
+                        "mlops serve V1",
+                        n,
+                        *wrk(f"{base}/v1/models/{MODEL}:predict", v1_body(df), **kw),
+                    )
+                )
+                results.append(
+                    Result(
+                        "mlops serve V2",
+                        n,
+                        *wrk(f"{base}/v2/models/{MODEL}/infer", v2_body(df), **kw),
+                    )
+                )
+        finally:
+            stop(proc)
+
+        proc, port = start_mlserver(args.mlserver, bundle, work)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            for n, df in frames.items():
+                kw = {"seconds": args.seconds, "connections": args.connections, "work": work}
+                results.append(
+                    Result(
+                        "MLServer 1.7 V2",
+                        n,
+                        *wrk(f"{base}/v2/models/{MODEL}/infer", mlserver_body(df), **kw),
+                    )
+                )
+        finally:
+            stop(proc)
+
+    table = Table(title="serving benchmark (closed loop, same model, same machine, one run)")
+    for col in ("target", "rows/req", "req/s", "rows/s", "p50 ms", "p99 ms"):
+        table.add_column(col, justify="right" if col != "target" else "left")
+    for r in results:
+        table.add_row(
+            r.target,
+            str(r.rows),
+            f"{r.req_s:,.0f}",
+            f"{r.rows_s:,.0f}",
+            f"{r.p50_ms:.2f}",
+            f"{r.p99_ms:.2f}",
+        )
+    console.print(table)
+
+    def get(target: str, rows: int) -> Result:
+        return next(r for r in results if r.target == target and r.rows == rows)
+
+    ml1, ml100 = get("MLServer 1.7 V2", 1), get("MLServer 1.7 V2", 100)
+    floor100 = get("in-process predict_proba", 100)
+    lines = []
+    for proto in ("V1", "V2"):
+        ours1, ours100 = get(f"mlops serve {proto}", 1), get(f"mlops serve {proto}", 100)
+        ratio = ours1.req_s / ml1.req_s
+        lines.append(
+            f"{proto} 1 row: {ratio:.2f}x MLServer req/s (target >= 1.5x) "
+            f"[{'ok' if ratio >= 1.5 else 'MISSED'}]; p99 {ours1.p99_ms:.2f} ms vs {ml1.p99_ms:.2f} ms "
+            f"[{'ok' if ours1.p99_ms <= ml1.p99_ms else 'MISSED'}]"
+        )
+        floor_ratio = floor100.rows_s / ours100.rows_s
+        lines.append(
+            f"{proto} 100 rows: {ours100.rows_s:,.0f} rows/s = in-process / {floor_ratio:.2f} "
+            f"(target within 2x) [{'ok' if floor_ratio <= 2 else 'MISSED'}]; "
+            f"{ours100.req_s / ml100.req_s:.2f}x MLServer req/s"
+        )
+    for line in lines:
+        console.print(escape(line))
+
+
+if __name__ == "__main__":
+    main()
