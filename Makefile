@@ -96,6 +96,7 @@ prometheus: ## build the pinned Prometheus server the canary source tests query 
 CLUSTER ?= kind
 CLUSTER_NAME ?= mlops
 KFP_HOST ?= http://localhost:8887
+RUN_ARGS ?=
 export CLUSTER CLUSTER_NAME KIND_NODE_IMAGE MINIKUBE_KUBERNETES_VERSION CERT_MANAGER_VERSION \
   KNATIVE_SERVING_VERSION NET_KOURIER_VERSION KSERVE_VERSION KFP_VERSION PROMETHEUS_OPERATOR_VERSION
 
@@ -133,7 +134,7 @@ status: ## what runs on the cluster, and the port-forwards to reach KFP, Prometh
 	hack/status.sh
 
 run: $(INSTALLED) ## compile the pipeline for the current image tag and submit it to KFP (KFP_HOST=...)
-	$(BIN)/mlops pipeline submit --image $(COMPONENT_IMAGE) --serving-image $(SERVING_IMAGE) --host $(KFP_HOST)
+	$(BIN)/mlops pipeline submit --image $(COMPONENT_IMAGE) --serving-image $(SERVING_IMAGE) --host $(KFP_HOST) $(RUN_ARGS)
 
 # --- monitoring ---------------------------------------------------------------------------------
 
