@@ -107,7 +107,9 @@ def admin_api(control_plane: ControlPlane) -> client.ApiClient:
 
 
 @pytest.fixture(scope="session")
-def crds(kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+def crds(
+    kubectl: Kubectl, admin_api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
+) -> list[str]:
     """The pinned upstream CRDs the manifests use, installed and Established: KServe's
     InferenceService and the prometheus-operator kinds found in manifests/base and the overlays.
     Returns their names."""
@@ -124,7 +126,22 @@ def crds(kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> list[str
     names = kubectl.run(
         "apply", "--server-side", "--field-manager=mlops-tests", "-f", str(path), "-o", "name"
     ).stdout.split()
-    kubectl.run("wait", "--for=condition=Established", "--timeout=60s", *names)
+    # Polled here: kubectl 1.32's `wait` fails instead of waiting while conditions are still unset.
+    api = client.ApiextensionsV1Api(admin_api)
+    deadline = time.monotonic() + 60
+    pending = [crd["metadata"]["name"] for crd in crds]
+    while pending:
+        pending = [
+            name
+            for name in pending
+            if not any(
+                c.type == "Established" and c.status == "True"
+                for c in api.read_custom_resource_definition(name).status.conditions or []
+            )
+        ]
+        if pending and time.monotonic() > deadline:
+            raise AssertionError(f"CRDs not Established after 60 s: {pending}")
+        time.sleep(0.1)
     return names
 
 
