@@ -13,7 +13,15 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from mlops.commands import canary_cmd, demo_cmd, pipeline_cmd, registry_cmd, serve_cmd
+from mlops.commands import (
+    audit_cmd,
+    canary_cmd,
+    demo_cmd,
+    monitor_cmd,
+    pipeline_cmd,
+    registry_cmd,
+    serve_cmd,
+)
 from mlops.errors import USER_ERRORS
 
 app = typer.Typer(
@@ -41,6 +49,8 @@ app.add_typer(registry_cmd.app, name="registry")
 app.add_typer(serve_cmd.app, name="serve")
 app.add_typer(pipeline_cmd.app, name="pipeline")
 app.add_typer(canary_cmd.app, name="canary")
+app.add_typer(monitor_cmd.app, name="monitor")
+app.command("audit")(audit_cmd.audit)
 app.command("demo")(demo_cmd.demo)
 
 

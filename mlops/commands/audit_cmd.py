@@ -1,0 +1,61 @@
+"""`mlops audit REQUEST_ID`: data, run, version and revision behind a prediction; what came next."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+
+from mlops.settings import load_settings
+
+console = Console()
+
+
+def audit(
+    request_id: str = typer.Argument(..., help="the request id a prediction response carried"),
+    audit_dir: str | None = typer.Option(
+        None, "--audit-dir", help="the servers' audit logs [env MLOPS_AUDIT_DIR]"
+    ),
+    registry: str | None = typer.Option(None, "--registry", help="[env MLOPS_REGISTRY_URI]"),
+    as_json: bool = typer.Option(False, "--json", help="print the whole answer as JSON"),
+) -> None:
+    """Trace one prediction: its data, run, version and revision, and the run that came next."""
+    from serving.audit import audit_request
+
+    s = load_settings(audit_dir=audit_dir, registry_uri=registry)
+    answer = audit_request(request_id, audit_dir=s.audit_dir, registry_uri=s.registry_uri)
+    if as_json:
+        console.print_json(json.dumps(answer, default=str))
+        return
+    served, v = answer["served"], answer["version"]
+    console.print(f"[bold]request {request_id}[/bold]")
+    console.print(
+        f"  served by {served['model']} v{served['version']} on revision {served['revision']} "
+        f"at {served['at']}"
+    )
+    console.print(f"  made by run {v['run_id']} from data {v['data_source'] or '-'}")
+    console.print(f"  data fingerprint {v['data_fingerprint']}, code {v['code_version']}")
+    made = answer["version_made_by"]
+    if made and made["trigger"]:
+        console.print(
+            f"  that run was started by trigger {made['trigger']['trigger_id']}: "
+            f"{made['trigger']['reason']}",
+            highlight=False,
+        )
+    nxt = answer["next_run"]
+    if nxt:
+        t = nxt["trigger"]
+        console.print(
+            f"  next run: trigger {t.get('trigger_id')} at {t['at']} ({t.get('reason')}) -> "
+            f"v{nxt['produced_version'] or '?'}",
+            highlight=False,
+        )
+    else:
+        console.print("  no retraining was triggered after this prediction")
+    for r in answer["rollout"]:
+        console.print(
+            f"  rollout {r['at']}: v{r['stable_version']} -> v{r['canary_version']} "
+            f"{r['action']} ({r['canary_percent']}%)",
+            highlight=False,
+        )
