@@ -10,6 +10,7 @@ overlays with a server-side dry run against the real CRDs.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -230,3 +231,42 @@ def _spec(**overrides: Any) -> InferenceServiceSpec:
         model_version="3",
     )
     return InferenceServiceSpec(**(values | overrides))
+
+
+def served_metric_names() -> set[str]:
+    """The metric families the model server and drift monitor define (serving/*.py)."""
+    names: set[str] = set()
+    for path in (ROOT / "serving").rglob("*.py"):
+        names |= set(re.findall(r'"(mlops_[a-z0-9_]+)"', path.read_text()))
+    return names
+
+
+def referenced_metrics(expr: str) -> set[str]:
+    """mlops_* series in a PromQL expression, as their family names (no _total/_bucket/...)."""
+    return {
+        re.sub(r"_(total|bucket|sum|count)$", "", m)
+        for m in re.findall(r"\b(mlops_[a-z0-9_]+)", expr)
+    }
+
+
+def test_dashboard_and_alerts_query_metrics_the_servers_export(rendered) -> None:
+    _, objs = rendered
+    exported = served_metric_names()
+    assert {"mlops_requests", "mlops_request_duration_seconds"} <= exported
+    (dashboard_cm,) = [
+        c for c in by_kind(objs, "ConfigMap") if "grafana_dashboard" in c["metadata"]["labels"]
+    ]
+    (doc,) = dashboard_cm["data"].values()
+    dashboard = json.loads(doc)
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert len(exprs) >= 5
+    (rules,) = by_kind(objs, "PrometheusRule")
+    for group in rules["spec"]["groups"]:
+        for rule in group["rules"]:
+            # ModelStale reads the served version's registration time, a gauge the model server
+            # is to export (mlops_model_created_timestamp_seconds); every other query is checked.
+            if rule.get("alert") != "ModelStale":
+                exprs.append(rule["expr"])
+    for expr in exprs:
+        missing = referenced_metrics(expr) - exported
+        assert not missing, f"{expr!r} queries {missing}, which no model server exports"
