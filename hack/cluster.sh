@@ -17,6 +17,10 @@ need() { command -v "$1" >/dev/null || { echo "error: $1 not found on PATH; $2" 
 case "${1:-}:$CLUSTER" in
   create:kind)
     need kind "install kind (https://kind.sigs.k8s.io)"
+    # Node images are built for a kind release; another release usually works, but say so.
+    if [[ -n ${KIND_VERSION:-} ]] && ! kind version | grep -q "kind $KIND_VERSION "; then
+      echo "warning: $(kind version) differs from the pinned kind $KIND_VERSION (versions.mk)" >&2
+    fi
     if kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
       echo "kind cluster $CLUSTER_NAME already exists"
     else
