@@ -4,7 +4,7 @@ API.
 The first version goes live at 100%. A later champion replaces the predictor spec with
 `canaryTrafficPercent` set to the first rollout step, so KServe (serverless) sends that share to the
 new revision and keeps the rest on the last ready one; the canary analysis then promotes or rolls
-back. Re-running with the version already served changes nothing. The Kubernetes client is
+back. Re-running with the version and image already served changes nothing. The Kubernetes client is
 injected (an `ApiClient`), so the same code runs in a pipeline pod (in-cluster config), from a
 laptop (kubeconfig) and against a test API server.
 """
@@ -22,6 +22,7 @@ from urllib3.exceptions import HTTPError as TransportError
 from components.inference_service import (
     GROUP,
     PLURAL,
+    PREDICTOR_CONTAINER,
     VERSION,
     InferenceServiceSpec,
     build_inference_service,
@@ -78,7 +79,8 @@ def deploy_model(
         return _result("created", spec, None, None)
 
     previous_uri = storage_uri_of(existing)
-    if previous_uri == spec.storage_uri:
+    # A new serving image is a change to roll out carefully too, even for the same model.
+    if previous_uri == spec.storage_uri and _image_of(existing) == spec.image:
         served_pct = existing["spec"]["predictor"].get("canaryTrafficPercent")
         return _result("unchanged", spec, served_pct, previous_uri)
     body = build_inference_service(_with_canary(spec, canary_percent))
@@ -184,6 +186,13 @@ def wait_until_ready(
                 f"see `kubectl describe inferenceservice {name} -n {namespace}`"
             )
         time.sleep(poll_s)
+
+
+def _image_of(body: dict[str, Any]) -> str | None:
+    for container in body.get("spec", {}).get("predictor", {}).get("containers", []):
+        if container.get("name") == PREDICTOR_CONTAINER:
+            return container.get("image")
+    return None
 
 
 def _with_canary(spec: InferenceServiceSpec, pct: int | None) -> InferenceServiceSpec:
