@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from control_plane import ControlPlane, ControlPlaneError, assets_dir, start_control_plane
+from control_plane import (
+    ControlPlane,
+    ControlPlaneError,
+    assets_dir,
+    service_account_api,
+    start_control_plane,
+)
 from kubernetes import client, config
 from project_manifests import BASE, DEPLOYER_SERVICE_ACCOUNT, OVERLAYS, PROJECT_NAMESPACE
 from upstream_crds import kserve_inferenceservice_crd, prometheus_operator_crds
@@ -163,29 +169,10 @@ def project_base(kubectl: Kubectl, crds: list[str]) -> str:
     return PROJECT_NAMESPACE
 
 
-def token_api(control_plane: ControlPlane, token: str) -> client.ApiClient:
-    configuration = client.Configuration()
-    configuration.host = control_plane.server
-    configuration.ssl_ca_cert = str(control_plane.ca_file)
-    configuration.api_key = {"authorization": token}
-    configuration.api_key_prefix = {"authorization": "Bearer"}
-    return client.ApiClient(configuration)
-
-
 @pytest.fixture(scope="session")
 def deployer_api(
     control_plane: ControlPlane, admin_api: client.ApiClient, project_base: str
 ) -> client.ApiClient:
     """An API client authenticated as the deploy step's ServiceAccount from the manifests, with a
     real token from the TokenRequest API: every call it makes goes through RBAC."""
-    request = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(
-            audiences=["https://kubernetes.default.svc"], expiration_seconds=3600
-        )
-    )
-    token = (
-        client.CoreV1Api(admin_api)
-        .create_namespaced_service_account_token(DEPLOYER_SERVICE_ACCOUNT, project_base, request)
-        .status.token
-    )
-    return token_api(control_plane, token)
+    return service_account_api(control_plane, admin_api, project_base, DEPLOYER_SERVICE_ACCOUNT)

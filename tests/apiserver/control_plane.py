@@ -27,6 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from kubernetes import client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "kube-apiserver" / "build.sh"
@@ -340,3 +341,26 @@ def start_control_plane(assets: Path) -> ControlPlane:
         plane.stop()
         raise
     return plane
+
+
+def service_account_api(
+    plane: ControlPlane, admin_api: client.ApiClient, namespace: str, name: str
+) -> client.ApiClient:
+    """An API client authenticated as a ServiceAccount with a real token from the TokenRequest
+    API (what a pod of that account gets): every call it makes goes through RBAC."""
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(
+            audiences=["https://kubernetes.default.svc"], expiration_seconds=3600
+        )
+    )
+    token = (
+        client.CoreV1Api(admin_api)
+        .create_namespaced_service_account_token(name, namespace, request)
+        .status.token
+    )
+    configuration = client.Configuration()
+    configuration.host = plane.server
+    configuration.ssl_ca_cert = str(plane.ca_file)
+    configuration.api_key = {"authorization": token}
+    configuration.api_key_prefix = {"authorization": "Bearer"}
+    return client.ApiClient(configuration)

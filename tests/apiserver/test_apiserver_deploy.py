@@ -4,14 +4,19 @@ writes simulated through the status subresource."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
+from control_plane import service_account_api
 from kserve_controller_status import serverless_status, write_status
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from components.deploy import DeployError, deploy_model, wait_until_ready
+from components.deploy import DeployError, deploy_model, deploy_step, wait_until_ready
 from components.inference_service import (
     GROUP,
     MODEL_VERSION_ANNOTATION,
@@ -172,3 +177,69 @@ def test_wait_until_ready_reads_the_controllers_status(
 def test_deploy_step_cannot_write_outside_its_namespace(deployer_api, namespace):
     with pytest.raises(DeployError, match="403"):
         deploy_model(_spec("churn", namespace, "v1"), api_client=deployer_api)
+
+
+@pytest.fixture(scope="module")
+def pipeline_runner_api(control_plane, admin_api, project_base) -> client.ApiClient:
+    """KFP runs every step as kubeflow/pipeline-runner (created by KFP's install; created here),
+    which the manifests bind to the deployer Role in the project namespace."""
+    core = client.CoreV1Api(admin_api)
+    try:
+        core.create_namespace(client.V1Namespace(metadata={"name": "kubeflow"}))
+    except ApiException as exc:
+        if exc.status != 409:  # already there (an overlay test may have created it)
+            raise
+    core.create_namespaced_service_account(
+        "kubeflow", client.V1ServiceAccount(metadata={"name": "pipeline-runner"})
+    )
+    return service_account_api(control_plane, admin_api, "kubeflow", "pipeline-runner")
+
+
+def test_pipeline_step_deploys_then_canaries_as_kfps_service_account(
+    pipeline_runner_api, admin_api, project_base, isvc_name
+):
+    def run(version: int) -> dict:
+        return deploy_step(
+            register_result={
+                "promoted": True,
+                "version": version,
+                "model": "churn",
+                "uri": f"s3://mlpipeline/registry/churn/versions/{version}",
+            },
+            enabled=True,
+            serving_image="mlops-platform/serving:test",
+            namespace=project_base,
+            service_name=isvc_name,
+            canary_percent=10,
+            api_client=pipeline_runner_api,
+        )
+
+    assert run(1)["action"] == "created"
+    second = run(2)
+    assert (second["action"], second["canary_traffic_percent"]) == ("canary", 10)
+    stored = _read(admin_api, isvc_name, project_base)
+    assert stored["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    assert storage_uri_of(stored) == "s3://mlpipeline/registry/churn/versions/2"
+
+
+def test_pipeline_step_finds_credentials_from_kubeconfig(
+    control_plane, admin_api, project_base, isvc_name
+):
+    """Outside a pod the step uses the current kubeconfig context (here the test admin's), in a
+    process of its own as a user runs it: the kubernetes client reads KUBECONFIG at import."""
+    code = (
+        "import json, sys\n"
+        "from components.deploy import deploy_step\n"
+        "out = deploy_step(register_result={'promoted': True, 'version': 1, 'model': 'churn',"
+        " 'uri': 's3://m/churn/1'}, enabled=True, serving_image='mlops-platform/serving:test',"
+        f" namespace={project_base!r}, service_name={isvc_name!r}, canary_percent=10)\n"
+        "print(json.dumps(out))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
+    env["KUBECONFIG"] = str(control_plane.kubeconfig)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["action"] == "created"
+    assert storage_uri_of(_read(admin_api, isvc_name, project_base)) == "s3://m/churn/1"
