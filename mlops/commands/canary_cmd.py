@@ -36,6 +36,11 @@ RegistryOpt = typer.Option(None, "--registry", help="registry URI [env MLOPS_REG
 NamespaceOpt = typer.Option(None, "--namespace", "-n", help="namespace [env MLOPS_NAMESPACE]")
 IsvcOpt = typer.Option(None, "--isvc", help="InferenceService name (default: the model name)")
 ContextOpt = typer.Option(None, "--context", help="kubeconfig context (default: current)")
+ModeOpt = typer.Option(
+    "serverless",
+    "--mode",
+    help="kubernetes: KServe 'serverless' (canaryTrafficPercent) or 'standard' (spec.canary)",
+)
 PolicyOpt = typer.Option(
     None, "--policy", help="rollout policy YAML/JSON [env MLOPS_CANARY_POLICY]"
 )
@@ -59,6 +64,7 @@ def _actuator(
     isvc: str | None,
     context: str | None,
     confirm_timeout_s: float = 120.0,
+    mode: str = "serverless",
 ):
     if target is Target.local:
         from serving.canary.local_actuator import LocalActuator
@@ -89,6 +95,7 @@ def _actuator(
         namespace=settings.namespace,
         storage_uri_for=lambda v: registry.version_uri(settings.model_name, int(v)),
         confirm_timeout_s=confirm_timeout_s,
+        mode=mode,
     )
 
 
@@ -140,6 +147,7 @@ def start(
     isvc: str | None = IsvcOpt,
     context: str | None = ContextOpt,
     policy: str | None = PolicyOpt,
+    mode: str = ModeOpt,
 ) -> None:
     """Deploy VERSION as the canary at the policy's first step."""
     s = _settings(
@@ -147,7 +155,7 @@ def start(
     )
     p = _policy(s, policy)
     resolved = str(ModelRegistry(s.registry_uri).resolve(s.model_name, version))
-    act = _actuator(target, s, isvc, context)
+    act = _actuator(target, s, isvc, context, mode=mode)
     status = act.start(resolved, p.first_step)
     if hasattr(act, "record_event"):
         act.record_event("start", f"canary v{resolved} started at {p.first_step}%", {
@@ -166,12 +174,13 @@ def status(
     isvc: str | None = IsvcOpt,
     context: str | None = ContextOpt,
     log: str | None = LogOpt,
+    mode: str = ModeOpt,
 ) -> None:
     """Show the traffic split and the last decision."""
     from serving.canary.rollout import DecisionLog
 
     s = _settings(model_name=model, canary_router_url=router_url, namespace=namespace)
-    _print_status(_actuator(target, s, isvc, context, 0).status())
+    _print_status(_actuator(target, s, isvc, context, 0, mode).status())
     entries = DecisionLog(_log_path(s, log)).read()
     if entries:
         last = entries[-1]
@@ -189,10 +198,11 @@ def promote(
     namespace: str | None = NamespaceOpt,
     isvc: str | None = IsvcOpt,
     context: str | None = ContextOpt,
+    mode: str = ModeOpt,
 ) -> None:
     """Send all traffic to the canary by hand (it becomes the stable version)."""
     s = _settings(model_name=model, canary_router_url=router_url, namespace=namespace)
-    act = _actuator(target, s, isvc, context)
+    act = _actuator(target, s, isvc, context, mode=mode)
     st = act.promote()
     if hasattr(act, "record_event"):
         act.record_event(
@@ -212,10 +222,11 @@ def rollback(
     namespace: str | None = NamespaceOpt,
     isvc: str | None = IsvcOpt,
     context: str | None = ContextOpt,
+    mode: str = ModeOpt,
 ) -> None:
     """Send all traffic back to the stable version by hand."""
     s = _settings(model_name=model, canary_router_url=router_url, namespace=namespace)
-    act = _actuator(target, s, isvc, context)
+    act = _actuator(target, s, isvc, context, mode=mode)
     st = act.rollback()
     if hasattr(act, "record_event"):
         act.record_event(
@@ -247,6 +258,7 @@ def run(
     update_champion: bool = typer.Option(
         True, help="make the promoted version the registry's champion"
     ),
+    mode: str = ModeOpt,
 ) -> None:
     """Analyse the running canary every interval and step up, promote or roll back."""
     from serving.canary.rollout import DecisionLog, format_decision, run_rollout
@@ -260,7 +272,7 @@ def run(
         prometheus_selector=selector,
     )
     p = _policy(s, policy)
-    act = _actuator(target, s, isvc, context)
+    act = _actuator(target, s, isvc, context, mode=mode)
     decisions = DecisionLog(_log_path(s, log))
 
     def source_for(st: Any) -> Any:

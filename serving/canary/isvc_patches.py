@@ -182,3 +182,149 @@ def observed_canary_percent(isvc: dict[str, Any]) -> tuple[int | None, list[dict
         return None, []
     latest = sum(int(t.get("percent") or 0) for t in traffic if t.get("latestRevision"))
     return latest, traffic
+
+
+# --- strategies -------------------------------------------------------------------------------
+
+
+class ServerlessCanary:
+    """KServe serverless mode (Knative): `spec.predictor.canaryTrafficPercent`. The default."""
+
+    name = "serverless"
+
+    @staticmethod
+    def start_patch(isvc: dict[str, Any], version: str, uri: str, percent: int) -> dict[str, Any]:
+        return start_patch(isvc, version, uri, percent)
+
+    percent_patch = staticmethod(percent_patch)
+    promote_patch = staticmethod(promote_patch)
+    rollback_patch = staticmethod(rollback_patch)
+
+    @staticmethod
+    def canary_percent(isvc: dict[str, Any]) -> int | None:
+        return canary_percent_of(isvc)
+
+    @staticmethod
+    def observed(isvc: dict[str, Any]) -> tuple[int | None, list[dict[str, Any]]]:
+        return observed_canary_percent(isvc)
+
+    @staticmethod
+    def confirmed(isvc: dict[str, Any], want: int | None) -> bool:
+        """`want` None is a promotion: the latest revision at 100%."""
+        return observed_canary_percent(isvc)[0] == (100 if want is None else want)
+
+
+class StandardCanary:
+    """KServe standard mode, from 0.20 on: `spec.canary`, a list of `{predictor, trafficPercent}`
+    (V1beta1CanarySpec). Start adds the entry; promote makes its predictor the main one and removes
+    the entry; rollback removes the entry. Confirmed from `status.canaryStatuses`."""
+
+    name = "standard"
+
+    @staticmethod
+    def _entry(isvc: dict[str, Any]) -> dict[str, Any] | None:
+        entries = isvc.get("spec", {}).get("canary") or []
+        return entries[0] if entries else None
+
+    @classmethod
+    def start_patch(
+        cls, isvc: dict[str, Any], version: str, uri: str, percent: int
+    ) -> dict[str, Any]:
+        if cls._entry(isvc) is not None:
+            raise PatchError(
+                f"version {annotations(isvc).get(CANARY_VERSION, '?')} is already a canary in "
+                "spec.canary; promote or roll it back first"
+            )
+        if not 1 <= percent <= 99:
+            raise PatchError(f"a canary's first step must be 1..99%, got {percent}")
+        predictor = predictor_of(isvc)
+        stable_uri = storage_uri_in(predictor)
+        if uri == stable_uri:
+            raise PatchError(f"{uri} is already the stable model")
+        canary_predictor = merge_patch(predictor, _with_storage_uri(predictor, uri))
+        canary_predictor.pop("canaryTrafficPercent", None)
+        return {
+            "metadata": _meta(
+                isvc,
+                {
+                    STABLE_VERSION: annotations(isvc).get(MODEL_VERSION_ANNOTATION),
+                    STABLE_STORAGE_URI: stable_uri,
+                    CANARY_VERSION: version,
+                },
+            ),
+            "spec": {"canary": [{"predictor": canary_predictor, "trafficPercent": percent}]},
+        }
+
+    @classmethod
+    def _require(cls, isvc: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        entry = cls._entry(isvc)
+        version = annotations(isvc).get(CANARY_VERSION)
+        if entry is None or not version:
+            raise PatchError(
+                "no canary is in progress on this InferenceService (spec.canary is empty); "
+                "start one with `mlops canary start`"
+            )
+        return version, entry
+
+    @classmethod
+    def percent_patch(cls, isvc: dict[str, Any], percent: int) -> dict[str, Any]:
+        _, entry = cls._require(isvc)
+        if not 0 <= percent <= 100:
+            raise PatchError(f"canary percent must be 0..100, got {percent}")
+        return {
+            "metadata": _meta(isvc, {}),
+            "spec": {"canary": [{**entry, "trafficPercent": percent}]},
+        }
+
+    @classmethod
+    def promote_patch(cls, isvc: dict[str, Any]) -> dict[str, Any]:
+        version, entry = cls._require(isvc)
+        # The whole predictor is replaced: nulls for the old keys the canary's predictor lacks.
+        new = dict.fromkeys(predictor_of(isvc)) | entry["predictor"]
+        return {
+            "metadata": _meta(
+                isvc,
+                {
+                    MODEL_VERSION_ANNOTATION: version,
+                    STABLE_VERSION: version,
+                    STABLE_STORAGE_URI: storage_uri_in(entry["predictor"]),
+                    CANARY_VERSION: None,
+                },
+            ),
+            "spec": {"predictor": new, "canary": None},
+        }
+
+    @classmethod
+    def rollback_patch(cls, isvc: dict[str, Any]) -> dict[str, Any]:
+        version, _ = cls._require(isvc)
+        return {
+            "metadata": _meta(
+                isvc, {CANARY_VERSION: None, ANNOTATION_PREFIX + "rolled-back-version": version}
+            ),
+            "spec": {"canary": None},
+        }
+
+    @classmethod
+    def canary_percent(cls, isvc: dict[str, Any]) -> int | None:
+        entry = cls._entry(isvc)
+        return None if entry is None else entry.get("trafficPercent")
+
+    @staticmethod
+    def observed(isvc: dict[str, Any]) -> tuple[int | None, list[dict[str, Any]]]:
+        statuses = isvc.get("status", {}).get("canaryStatuses") or []
+        if not statuses:
+            return None, []
+        return sum(int(s.get("trafficPercent") or 0) for s in statuses if s.get("ready")), statuses
+
+    @classmethod
+    def confirmed(cls, isvc: dict[str, Any], want: int | None) -> bool:
+        observed, statuses = cls.observed(isvc)
+        if want is None or want == 0:  # promoted or rolled back: no canary left in the status
+            return not statuses
+        return observed == want
+
+
+STRATEGIES: dict[str, type[ServerlessCanary] | type[StandardCanary]] = {
+    "serverless": ServerlessCanary,
+    "standard": StandardCanary,
+}

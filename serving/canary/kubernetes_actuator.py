@@ -1,7 +1,8 @@
-"""The cluster actuator: moves traffic by patching the InferenceService (KServe serverless mode).
+"""The cluster actuator: moves traffic by patching the InferenceService.
 
-Knative does the split; this only writes `spec.predictor` / `canaryTrafficPercent` (patches in
-`isvc_patches`), confirms the split from `status.components.predictor.traffic`, and records each
+KServe serverless mode (the default; Knative does the split) or, with `mode="standard"`, standard
+mode's `spec.canary` list. This only writes the spec (patches in `isvc_patches`), confirms the
+split from the status (`components.predictor.traffic` / `canaryStatuses`), and records each
 decision as a core/v1 Event on the InferenceService plus the `mlops.platform/last-decision`
 annotation. Conflicting writes (409) are re-read and retried. The API client is injected, so the
 same code runs from a laptop (kubeconfig), in a pod, and against the test API server.
@@ -46,7 +47,13 @@ class KubernetesActuator:
         confirm_timeout_s: float = 120.0,
         poll_s: float = 2.0,
         max_conflict_retries: int = 5,
+        mode: str = "serverless",
     ) -> None:
+        if mode not in patches.STRATEGIES:
+            raise ActuatorError(
+                f"unknown canary mode {mode!r}; choose one of {sorted(patches.STRATEGIES)}"
+            )
+        self.strategy = patches.STRATEGIES[mode]
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.name, self.namespace = name, namespace
@@ -102,8 +109,8 @@ class KubernetesActuator:
     # --- TrafficActuator ------------------------------------------------------------------------
     def _status(self, isvc: dict[str, Any]) -> TrafficStatus:
         ann = patches.annotations(isvc)
-        pct = patches.canary_percent_of(isvc)
-        observed, traffic = patches.observed_canary_percent(isvc)
+        pct = self.strategy.canary_percent(isvc)
+        observed, traffic = self.strategy.observed(isvc)
         canary = ann.get(patches.CANARY_VERSION)
         return TrafficStatus(
             model=self.name,
@@ -113,7 +120,8 @@ class KubernetesActuator:
             observed_canary_percent=(observed if canary else (0 if traffic else None)),
             detail={
                 "storage_uri": patches.storage_uri_in(patches.predictor_of(isvc)),
-                "canaryTrafficPercent": pct,
+                "mode": self.strategy.name,
+                "canary_percent_in_spec": pct,
                 "traffic": traffic,
                 "resourceVersion": isvc["metadata"].get("resourceVersion"),
             },
@@ -123,17 +131,18 @@ class KubernetesActuator:
         return self._status(self.get())
 
     def _confirm(self, isvc: dict[str, Any], want: int | None) -> TrafficStatus:
-        """Wait until Knative reports the latest revision's share as `want` (None: 100%)."""
+        """Wait until the status reports the canary's share as `want` (None: promoted)."""
         target = 100 if want is None else want
         deadline = time.monotonic() + self.confirm_timeout_s
         while True:
-            observed, _ = patches.observed_canary_percent(isvc)
-            if observed == target or time.monotonic() >= deadline:
+            confirmed = self.strategy.confirmed(isvc, want)
+            if confirmed or time.monotonic() >= deadline:
                 break
             time.sleep(self.poll_s)
             isvc = self.get()
         status = self._status(isvc)
-        if observed != target and self.confirm_timeout_s > 0:
+        observed = status.observed_canary_percent
+        if not confirmed and self.confirm_timeout_s > 0:
             logger.warning(
                 "%s: traffic not confirmed in %.0f s (want %d%% on the latest revision, "
                 "status says %s)",
@@ -146,18 +155,18 @@ class KubernetesActuator:
 
     def start(self, version: str, percent: int) -> TrafficStatus:
         uri = self.storage_uri_for(str(version))
-        isvc = self._patch(lambda cur: patches.start_patch(cur, str(version), uri, percent))
+        isvc = self._patch(lambda cur: self.strategy.start_patch(cur, str(version), uri, percent))
         return self._confirm(isvc, percent)
 
     def set_canary_percent(self, percent: int) -> TrafficStatus:
-        isvc = self._patch(lambda cur: patches.percent_patch(cur, percent))
+        isvc = self._patch(lambda cur: self.strategy.percent_patch(cur, percent))
         return self._confirm(isvc, percent)
 
     def promote(self) -> TrafficStatus:
-        return self._confirm(self._patch(patches.promote_patch), None)
+        return self._confirm(self._patch(self.strategy.promote_patch), None)
 
     def rollback(self) -> TrafficStatus:
-        return self._confirm(self._patch(patches.rollback_patch), 0)
+        return self._confirm(self._patch(self.strategy.rollback_patch), 0)
 
     def record(self, decision: CanaryDecision, status: TrafficStatus) -> None:
         self.record_event(decision.action, decision.reason, decision_summary(decision))

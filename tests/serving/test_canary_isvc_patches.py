@@ -193,3 +193,49 @@ def test_merge_patch_follows_rfc_7386() -> None:
         "a": {"c": 2, "d": [1]}
     }
     assert p.merge_patch({"l": [1, 2]}, {"l": [3]}) == {"l": [3]}  # lists are replaced whole
+
+
+def test_standard_mode_canary_list_start_step_promote_rollback() -> None:
+    s = p.StandardCanary
+    isvc = served()
+    started = p.merge_patch(isvc, s.start_patch(isvc, "2", "s3://m/churn/versions/2", 10))
+    obj = as_kserve(started)
+    assert len(obj.spec.canary) == 1 and obj.spec.canary[0].traffic_percent == 10
+    canary_env = {e.name: e.value for e in obj.spec.canary[0].predictor.containers[0].env}
+    main_env = {e.name: e.value for e in obj.spec.predictor.containers[0].env}
+    assert canary_env["STORAGE_URI"] == "s3://m/churn/versions/2"
+    assert main_env["STORAGE_URI"] == "s3://mlops/registry/churn/versions/1"  # stable untouched
+    assert s.canary_percent(started) == 10
+
+    stepped = p.merge_patch(started, s.percent_patch(started, 50))
+    assert as_kserve(stepped).spec.canary[0].traffic_percent == 50
+
+    promoted = p.merge_patch(stepped, s.promote_patch(stepped))
+    obj = as_kserve(promoted)
+    assert obj.spec.canary is None and "canary" not in promoted["spec"]
+    env = {e.name: e.value for e in obj.spec.predictor.containers[0].env}
+    assert env["STORAGE_URI"] == "s3://m/churn/versions/2"
+    assert obj.metadata.annotations[MODEL_VERSION_ANNOTATION] == "2"
+    assert obj.metadata.annotations[p.STABLE_VERSION] == "2"
+
+    rolled_back = p.merge_patch(stepped, s.rollback_patch(stepped))
+    obj = as_kserve(rolled_back)
+    assert obj.spec.canary is None
+    env = {e.name: e.value for e in obj.spec.predictor.containers[0].env}
+    assert env["STORAGE_URI"] == "s3://mlops/registry/churn/versions/1"
+    with pytest.raises(p.PatchError, match="no canary is in progress"):
+        s.promote_patch(rolled_back)
+
+
+def test_standard_mode_confirms_from_canary_statuses() -> None:
+    s = p.StandardCanary
+    isvc = served()
+    running = p.merge_patch(isvc, s.start_patch(isvc, "2", "s3://m/churn/versions/2", 25))
+    running["status"] = {
+        "canaryStatuses": [{"name": "churn-canary-0", "ready": True, "trafficPercent": 25}]
+    }
+    obj = as_kserve(running)
+    assert obj.status.canary_statuses[0].traffic_percent == 25
+    assert s.observed(running)[0] == 25 and s.confirmed(running, 25)
+    assert not s.confirmed(running, 50) and not s.confirmed(running, None)
+    assert s.confirmed(served(), None) and s.confirmed(served(), 0)
