@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from components.registry import ModelRegistry, RegistryError
 from serving.canary.model_server_process import ModelServerError, ModelServerProcess
 
 logger = logging.getLogger(__name__)
@@ -139,6 +140,10 @@ class TrafficRouter:
                 )
             if self.stable is not None and self.stable.version == version:
                 raise RouterError(f"version {version} is already the stable version", 409)
+            try:  # a clear answer now rather than a server that fails to start
+                ModelRegistry(self.config.registry_uri).get(self.config.model, version)
+            except RegistryError as e:
+                raise RouterError(str(e), 404) from e
             try:
                 canary = await self._spawn(version)
             except ModelServerError as e:

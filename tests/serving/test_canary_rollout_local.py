@@ -76,6 +76,20 @@ def test_mlops_canary_run_promotes_a_good_version_and_rolls_back_a_bad_one(tmp_p
 
             status = mlops("canary", "status", "--log", str(log), env=env)
             assert status.returncode == 0 and "rollback" in status.stdout
+
+            # Bad admin requests get a reason; the router keeps routing.
+            admin = httpx.Client(base_url=router.url, timeout=10)
+            r = admin.put("/router/weights", json={"canary_percent": 150})
+            assert r.status_code == 400 and "0..100" in r.json()["error"]
+            r = admin.post("/router/promote")
+            assert r.status_code == 409 and "no canary" in r.json()["error"]
+            r = admin.put("/router/canary", content=b"{not json")
+            assert r.status_code == 400 and "not JSON" in r.json()["error"]
+            r = admin.put("/router/canary", json={"version": "999", "percent": 10})
+            assert r.status_code == 404 and "no version 999" in r.json()["error"]
+            promote_again = mlops("canary", "promote", env=env)
+            assert promote_again.returncode == 2 and "no canary to promote" in promote_again.stderr
+            assert httpx.get(f"{router.url}/v1/models/{MODEL}").status_code == 200
     finally:
         assert router.stop() == 0, router.log.read_text()[-3000:]
 
