@@ -1,0 +1,66 @@
+"""Observers see every successful prediction with the validated model input; they cannot break it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from serving_harness import MODEL, RegisteredModels, as_instances, scoring_frame
+
+from components.churn_data import CHURN_SCHEMA
+from components.train import model_input
+from serving.model_bundle import load_registered
+from serving.prediction_observer import PredictionObserver
+from serving.predictor import ChurnPredictor
+from serving.request_validation import InvalidRequest
+
+
+class RecordingObserver:
+    def __init__(self) -> None:
+        self.calls: list[tuple[np.ndarray, np.ndarray, list[str] | str, str]] = []
+
+    def observe(
+        self,
+        rows: np.ndarray,
+        probabilities: np.ndarray,
+        request_ids: list[str] | str,
+        model_version: str,
+    ) -> None:
+        self.calls.append((rows, probabilities, request_ids, model_version))
+
+
+class BrokenObserver:
+    def observe(self, *args: object) -> None:
+        raise RuntimeError("observer bug")
+
+
+def test_observers_get_validated_rows_and_probabilities(registered: RegisteredModels) -> None:
+    bundle = load_registered(registered.registry_uri, MODEL, "champion")
+    recorder = RecordingObserver()
+    assert isinstance(recorder, PredictionObserver)
+    predictor = ChurnPredictor(MODEL, bundle, observers=[BrokenObserver(), recorder])
+    predictor.load()
+    df = scoring_frame(6, seed=51)
+
+    async def run() -> dict:
+        try:
+            good = await predictor.predict(
+                {"instances": as_instances(df)}, headers={"x-request-id": "obs-1"}
+            )
+            with pytest.raises(InvalidRequest):
+                await predictor.predict({"instances": []}, headers={"x-request-id": "obs-2"})
+            return good
+        finally:
+            predictor.stop()
+
+    body = asyncio.run(run())
+    assert len(recorder.calls) == 1  # the refused request is not observed
+    rows, probs, request_id, version = recorder.calls[0]
+    assert request_id == "obs-1" and version == str(registered.xgboost_version)
+    expected_rows = model_input(df, CHURN_SCHEMA)
+    assert rows.shape == expected_rows.shape
+    np.testing.assert_array_equal(rows[:, 0].astype(float), expected_rows[:, 0].astype(float))
+    assert list(rows[:, CHURN_SCHEMA.index_of("contract")]) == list(df["contract"])
+    np.testing.assert_allclose(probs, [p["probability"] for p in body["predictions"]])
+    np.testing.assert_allclose(probs, bundle.pipeline.predict_proba(expected_rows)[:, 1], rtol=1e-6)
