@@ -228,11 +228,11 @@ def test_conflicts_beyond_the_retry_budget_fail_clearly(deployer_api, admin_api,
     ("action", "reason", "event_type"),
     [("promote", "CanaryPromoted", "Normal"), ("rollback", "CanaryRolledBack", "Warning")],
 )
-def test_decisions_are_recorded_as_events(
-    deployer_api, admin_api, served, action, reason, event_type
-):
+def test_decisions_are_recorded_as_events(admin_api, served, action, reason, event_type):
+    """As an operator running `mlops canary` with their own kubeconfig (whether the in-cluster
+    deployer account may create Events is test_apiserver_rbac's concern)."""
     name, namespace, controller = served
-    act = actuator(deployer_api, name, namespace)
+    act = actuator(admin_api, name, namespace)
     controller.reconcile_later(latest=2, previous=1, percent=10)
     status = act.start("v2", 10)
     decision = CanaryDecision(
