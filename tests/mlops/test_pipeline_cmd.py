@@ -1,0 +1,100 @@
+"""`mlops pipeline compile|run` and `mlops registry ...` as a user runs them: the real CLI process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from components.churn_data import CHURN_SCHEMA, generate_churn
+from components.drift import profile_reference
+from components.registry import ModelRegistry
+from components.train import TrainParams, save_model, train_model
+
+MLOPS = str(Path(sys.executable).with_name("mlops"))
+
+
+def mlops(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MLOPS, *args], cwd=cwd, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_compile_with_an_image(tmp_path: Path) -> None:
+    out = tmp_path / "p.yaml"
+    r = mlops(
+        "pipeline", "compile", "--image", "example/components:7", "-o", str(out), cwd=tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    assert "image: example/components:7" in out.read_text()
+
+
+def test_run_without_local_is_a_clear_error(tmp_path: Path) -> None:
+    r = mlops("pipeline", "run", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "pass --local" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_broken_data_run_exits_with_the_failing_columns(tmp_path: Path) -> None:
+    registry = tmp_path / "registry"
+    r = mlops(
+        "pipeline",
+        "run",
+        "--local",
+        "--scenario",
+        "broken",
+        "--rows",
+        "1000",
+        "--registry",
+        str(registry),
+        "--work-dir",
+        str(tmp_path / "work"),
+        cwd=tmp_path,
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert (
+        "error: data validation failed for columns ['tenure_months', 'monthly_charges', 'age']"
+        in (" ".join(r.stderr.split()))
+    )
+    assert "Traceback" not in r.stderr
+    assert ModelRegistry(str(registry)).versions("churn") == []
+
+
+@pytest.fixture
+def registry_with_two_versions(tmp_path: Path) -> Path:
+    df = generate_churn(600, seed=8)
+    model = tmp_path / "m.skops"
+    save_model(
+        train_model(df, CHURN_SCHEMA, TrainParams("logistic_regression")).pipeline, str(model)
+    )
+    reg = ModelRegistry(str(tmp_path / "registry"))
+    for auc in (0.8, 0.81):
+        reg.register(
+            "churn",
+            str(model),
+            schema=CHURN_SCHEMA,
+            reference=profile_reference(df, CHURN_SCHEMA),
+            metrics={"roc_auc": auc},
+            run_id=f"run-{auc}",
+        )
+    return tmp_path / "registry"
+
+
+def test_registry_commands(registry_with_two_versions: Path, tmp_path: Path) -> None:
+    reg = str(registry_with_two_versions)
+    assert mlops("registry", "promote", "1", "--registry", reg, cwd=tmp_path).returncode == 0
+    assert mlops("registry", "promote", "2", "--registry", reg, cwd=tmp_path).returncode == 0
+    listing = mlops("registry", "list", "--registry", reg, cwd=tmp_path)
+    assert "0.8100" in listing.stdout and "run-0.81" in listing.stdout
+    show = mlops("registry", "show", "--registry", reg, cwd=tmp_path)
+    doc = json.loads(show.stdout)
+    assert doc["version"] == 2 and doc["is_champion"]
+    back = mlops("registry", "rollback", "--registry", reg, cwd=tmp_path)
+    assert back.returncode == 0 and "v1 is champion" in back.stdout
+    assert ModelRegistry(reg).champion("churn") == 1
+    missing = mlops("registry", "show", "9", "--registry", reg, cwd=tmp_path)
+    assert missing.returncode == 2 and "has no version 9" in missing.stderr
