@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
+from mlops.errors import MlopsError
 from mlops.settings import Settings
 from serving.http_middleware import ServingMiddleware
 from serving.model_bundle import ModelBundle, load_bundle, load_registered
@@ -38,6 +39,17 @@ class ServeOptions:
     unknown_category: str = "reject"
     decision_threshold: float = 0.5
     access_log: bool = False
+
+    def __post_init__(self) -> None:
+        self.request_limits()  # fail at start-up, with the setting's name, not on a request
+
+    def request_limits(self) -> RequestLimits:
+        try:
+            return RequestLimits(
+                max_rows=self.max_batch_rows, unknown_category=self.unknown_category
+            )
+        except ValueError as e:
+            raise MlopsError(f"invalid serving settings: {e}") from e
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServeOptions:
@@ -126,9 +138,7 @@ def build_predictor(
     predictor = ChurnPredictor(
         options.model_name,
         bundle,
-        limits=RequestLimits(
-            max_rows=options.max_batch_rows, unknown_category=options.unknown_category
-        ),
+        limits=options.request_limits(),
         threshold=options.decision_threshold,
         observers=observers,
     )

@@ -56,6 +56,7 @@ def serve(
     from serving.monitoring import build_monitoring
     from serving.server import ServeOptions, load_model_for, run_server
 
+    options = ServeOptions.from_settings(settings)  # checked before the model is loaded
     bundle = load_model_for(settings)
     monitoring = build_monitoring(bundle, settings)  # drift monitor, label store, prediction log
-    run_server(bundle, ServeOptions.from_settings(settings), monitoring.observers)
+    run_server(bundle, options, monitoring.observers)

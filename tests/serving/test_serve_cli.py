@@ -31,3 +31,16 @@ def test_serve_from_a_folder_that_is_not_a_version(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "model.skops" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_with_an_invalid_policy_says_which_setting(tmp_path: Path) -> None:
+    mlops = Path(sys.executable).with_name("mlops")
+    result = subprocess.run(
+        [str(mlops), "serve", "--model-dir", str(tmp_path), "--unknown-category", "maybe"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "unknown_category" in result.stderr and "maybe" in result.stderr
+    assert "Traceback" not in result.stderr
