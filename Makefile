@@ -43,8 +43,10 @@ fmt: $(INSTALLED) ## format and fix what ruff can
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The committed YAML names the release image (mlops-platform/components:<package version>), so it
+# does not change with every commit; IMAGE=... compiles for another image (`make run` does that).
 compile: $(INSTALLED) ## regenerate the compiled pipeline IR YAML under pipelines/ (IMAGE=...)
-	$(BIN)/mlops pipeline compile --image $(COMPONENT_IMAGE)
+	$(BIN)/mlops pipeline compile $(if $(IMAGE),--image $(IMAGE))
 
 lock: ## re-resolve requirements.lock from pyproject.toml (needs network)
 	rm -rf /tmp/mlops-lock && $(PYTHON) -m venv /tmp/mlops-lock
@@ -55,6 +57,9 @@ clean: ## remove local state (registry, runs) but keep .venv
 	rm -rf .mlops build *.egg-info
 
 # --- benchmarks ---------------------------------------------------------------------------------
+.PHONY: bench-pipeline
+bench-pipeline: $(INSTALLED) ## local pipeline wall time at 10k/100k/1M rows: compute vs orchestration overhead
+	nice $(BIN)/python benchmarks/bench_pipeline.py --rows $(or $(BENCH_ROWS),10000 100000 1000000)
 
 # --- serving ------------------------------------------------------------------------------------
 .PHONY: serve bench-serving
