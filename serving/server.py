@@ -90,6 +90,20 @@ async def request_validation_error(_: Request, exc: Exception) -> Response:
     return Response(body, status_code=400, media_type="application/json")
 
 
+class ClientErrorTracebacks(logging.Filter):
+    """KServe logs every refused request at ERROR with a traceback; a client's bad input is not a
+    server error, so keep one line at INFO (the 400 body already tells the client what is wrong)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from kserve.errors import InvalidInput
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, InvalidInput):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args, record.exc_info = f"refused request: {exc}", (), None
+        return True
+
+
 def _malformed_json_message(body: object) -> str | None:
     if not isinstance(body, bytes | str):
         return None
@@ -179,6 +193,7 @@ def run_server(
         grace_period=10,
     )
     server.dataplane = project_dataplane(server.registered_models)
+    logging.getLogger("kserve").addFilter(ClientErrorTracebacks())
     if not options.access_log:
         # uvicorn's access line and KServe's two timing lines per request cost more than the
         # request's own work at 1-row sizes; /metrics carries the same counts and latencies.
