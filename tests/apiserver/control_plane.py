@@ -58,19 +58,27 @@ def _assets_from_env() -> Path | None:
     return path
 
 
+def go_binary() -> str | None:
+    """`go` on PATH, or in Go's own install location."""
+    found = shutil.which("go")
+    if found is None and Path("/usr/local/go/bin/go").is_file():
+        found = "/usr/local/go/bin/go"
+    return found
+
+
 def assets_dir() -> Path:
     """The directory holding kube-apiserver and etcd, building them if they are not cached."""
     from_env = _assets_from_env()
     if from_env is not None:
         return from_env
-    env = dict(os.environ)
-    if shutil.which("go") is None and Path("/usr/local/go/bin/go").is_file():
-        env["PATH"] = f"/usr/local/go/bin:{env.get('PATH', '')}"  # Go's own install location
-    if shutil.which("go", path=env.get("PATH")) is None:
+    go = go_binary()
+    if go is None:
         raise ControlPlaneError(
             "neither KUBEBUILDER_ASSETS nor Go (to build kube-apiserver and etcd) is available; "
             "install Go >= 1.26 or point KUBEBUILDER_ASSETS at envtest binaries"
         )
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(go).parent}:{env.get('PATH', '')}"
     # The script's log goes to stderr (pytest shows it on failure); stdout is the directory.
     done = subprocess.run(
         ["bash", str(BUILD_SCRIPT)],

@@ -27,7 +27,7 @@ from typing import Any
 import kserve.models
 import kubernetes.client.models
 import yaml
-from control_plane import pinned_version
+from control_plane import go_binary, pinned_version
 from kserve.constants import constants as kserve_constants
 
 PROMETHEUS_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator"
@@ -39,8 +39,11 @@ class CRDSourceError(RuntimeError):
 
 @cache
 def go_module_dir(module: str, version: str) -> Path:
+    go = go_binary()
+    if go is None:
+        raise CRDSourceError(f"Go is needed to fetch {module}@{version} from the module proxy")
     done = subprocess.run(
-        ["go", "mod", "download", "-json", f"{module}@{version}"],
+        [go, "mod", "download", "-json", f"{module}@{version}"],
         capture_output=True,
         text=True,
         check=False,
