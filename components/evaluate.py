@@ -8,6 +8,9 @@
 - invariance test: changing a feature the schema marks `invariant` moves predictions by at most a
   tolerance.
 
+scikit-learn and the model code are imported inside the functions that use them: the gate and
+register tasks import this module for its data types only, and each task pays its own imports.
+
 Everything returns plain data; `log_evaluation` writes it into KFP's Metrics/ClassificationMetrics
 artifacts through their public methods (duck-typed, so this module does not import KFP).
 """
@@ -20,11 +23,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 
 from components.schema import FeatureSchema
 from components.step_timing import timed_step
-from components.train import model_input, predict_proba
 
 HIGHER_IS_BETTER = {
     "roc_auc": True,
@@ -76,6 +77,8 @@ class Evaluation:
 
 def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
     """Threshold-free and thresholded metrics; AUCs are NaN where only one class is present."""
+    from sklearn import metrics as skm
+
     y = np.asarray(y, int)
     p = np.clip(np.asarray(p, float), 0.0, 1.0)
     pred = (p >= threshold).astype(int)
@@ -108,6 +111,8 @@ def slice_metrics(
 
 
 def roc_points(y: np.ndarray, p: np.ndarray) -> dict[str, list[float]]:
+    from sklearn import metrics as skm
+
     fpr, tpr, thr = skm.roc_curve(y, p, drop_intermediate=True)
     if len(fpr) > _ROC_POINTS:
         keep = np.unique(np.linspace(0, len(fpr) - 1, _ROC_POINTS).round().astype(int))
@@ -152,6 +157,8 @@ def extreme_inputs(schema: FeatureSchema) -> pd.DataFrame:
 
 
 def extreme_input_test(pipeline: Any, schema: FeatureSchema) -> MLTest:
+    from components.train import model_input
+
     frame = extreme_inputs(schema)
     try:
         p = pipeline.predict_proba(model_input(frame, schema))[:, 1]
@@ -170,6 +177,8 @@ def invariance_test(
     pipeline: Any, df: pd.DataFrame, schema: FeatureSchema, *, tolerance: float, rows: int = 500
 ) -> MLTest:
     """Swap each invariant feature through its values; the mean |change| must stay <= tolerance."""
+    from components.train import predict_proba
+
     invariant = [f for f in schema.features if f.invariant]
     if not invariant:
         return MLTest("invariance", True, "the schema marks no feature invariant: nothing to test")
@@ -241,6 +250,10 @@ def evaluate_model(
     max_regression: float = 0.01,
     invariance_tolerance: float = 0.02,
 ) -> Evaluation:
+    from sklearn import metrics as skm
+
+    from components.train import predict_proba
+
     if primary_metric not in HIGHER_IS_BETTER:
         raise ValueError(
             f"unknown primary metric {primary_metric!r}; choose one of {list(HIGHER_IS_BETTER)}"

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
-import skops.io as sio
 
 from components.drift import ReferenceProfile
 from components.schema import FeatureSchema
@@ -102,6 +101,8 @@ def load_artifact(path: str, expected_sha256: str | None = None) -> Any:
             f"artifact {path} has sha256 {digest}, but the registry recorded {expected_sha256}; "
             "the file was modified after registration. Re-register the model or roll back."
         )
+    import skops.io as sio  # here, not at the top: registering a model does not need it (~1s)
+
     untrusted = sio.get_untrusted_types(data=blob)
     refused = [t for t in untrusted if not t.startswith(TRUSTED_TYPE_PREFIXES)]
     if refused:
