@@ -86,7 +86,11 @@ def print_decision(out: Console, result: dict) -> None:
     table.add_row(
         result["primary_metric"],
         f"{result['candidate']:.4f}"
-        + (f" vs champion {result['champion_metric']:.4f}" if result["champion_metric"] else ""),
+        + (
+            f" vs champion {result['champion_metric']:.4f}"
+            if result["champion_metric"] is not None
+            else ""
+        ),
     )
     table.add_row("reasons", "\n".join(result["reasons"]))
     table.add_row("run", f"{result['run_id']} ({result['seconds']:.1f}s, {result['run_dir']})")
