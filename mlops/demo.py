@@ -20,6 +20,7 @@ from rich.table import Table
 from components.registry import ModelRegistry
 from mlops.settings import Settings
 from pipelines.local_run import TrainingParams, ValidationFailed, run_training_locally
+from serving.loop_demo import drift_retrain_loop
 from serving.rollout_demo import canary_rollout
 
 
@@ -67,7 +68,7 @@ def train_v1_on_clean_data(ctx: DemoContext) -> None:
 
 
 def retrain_on_drifted_data(ctx: DemoContext) -> None:
-    """A price rise (covariate shift): drift is reported; the gate decides against the champion."""
+    """A price rise (covariate shift): drift is reported, the gate weighs it against v1."""
     result = ctx.train(scenario="covariate_shift", seed=1)
     _record_run(ctx, "covariate_shift", "retrain on drifted data (price rise)", result)
 
@@ -100,6 +101,7 @@ STAGES: list[Stage] = [
     retrain_on_drifted_data,
     reject_broken_data,
     canary_rollout,
+    drift_retrain_loop,
 ]
 
 

@@ -119,8 +119,9 @@ class DecisionLog:
         self.path = self.writer.path
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
-        doc = {"event": event, "event_id": f"evt-{uuid.uuid4().hex[:12]}", "at": now_iso()}
-        doc |= fields
+        # `at` is always the decision's own ISO time; a field of that name would be overwritten.
+        doc = {"event": event, "event_id": f"evt-{uuid.uuid4().hex[:12]}"} | fields
+        doc["at"] = now_iso()
         self.writer.write(doc)
         return doc
 

@@ -207,13 +207,17 @@ class RetrainingTrigger:
             run = self.launcher.launch(request)
         except Exception as e:  # recorded; the cool-down still applies, so no launch storm
             log.exception("retraining launch failed")
-            self._log("retraining_launch_failed", **request.to_dict(), error=str(e))
+            fields = request.to_dict()
+            fields["drift_evaluated_at"] = fields.pop("at")
+            self._log("retraining_launch_failed", **fields, error=str(e))
             return replace(
                 decision, action="launch_failed", reason=f"{decision.reason}; launch failed: {e}"
             )
+        fields = request.to_dict()
+        fields["drift_evaluated_at"] = fields.pop("at")  # the log's own `at` is the decision time
         self._log(
             "retraining_triggered",
-            **request.to_dict(),
+            **fields,
             run_id=run.run_id,
             run_name=run.run_name,
             **{f"run_{k}": v for k, v in run.details.items()},
