@@ -63,7 +63,7 @@ class TrainingParams:
     margin: float = 0.005
     max_regression: float = 0.01
     threshold: float = 0.5
-    slice_column: str = "contract"
+    slice_column: str = ""
     invariance_tolerance: float = 0.02
     fail_on_drift: bool = False
 

@@ -12,7 +12,8 @@ Parameters (all but `registry_uri` have defaults):
 - estimator: xgboost | hist_gradient_boosting | logistic_regression.
 - primary_metric, margin: the gate promotes the candidate if its tests pass and it beats the
   champion on primary_metric by at least margin. max_regression: the differential test's tolerance.
-- threshold, slice_column: accuracy threshold; per-slice metrics by this column's categories.
+- threshold, slice_column: accuracy threshold; per-slice metrics by this column's categories
+  (empty: the schema's first categorical feature, `contract` for the churn data).
 - invariance_tolerance: mean prediction shift allowed when an invariant feature changes.
 - fail_on_drift: make drift against the champion's reference fatal (schema violations always are).
 - registry_uri, model_name: where versions and the champion pointer live.
@@ -86,7 +87,7 @@ def build_training_pipeline(
         margin: float = 0.005,
         max_regression: float = 0.01,
         threshold: float = 0.5,
-        slice_column: str = "contract",
+        slice_column: str = "",
         invariance_tolerance: float = 0.02,
         fail_on_drift: bool = False,
         model_name: str = "churn",

@@ -35,7 +35,9 @@ def run(
     ),
     primary_metric: str = typer.Option("roc_auc", help="the metric the gate compares"),
     margin: float = typer.Option(0.005, help="required improvement over the champion"),
-    slice_column: str = typer.Option("contract", help="per-slice metrics by this column"),
+    slice_column: str = typer.Option(
+        "", help="per-slice metrics by this column (default: first categorical feature)"
+    ),
     fail_on_drift: bool = typer.Option(
         False, "--fail-on-drift", help="drift vs the champion's reference fails the run"
     ),

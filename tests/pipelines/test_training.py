@@ -86,3 +86,29 @@ def test_broken_data_fails_validation_naming_columns_and_registers_nothing(
     assert "| `age` | range |" in e.value.report_path.read_text()
     assert registry.versions("churn") == before
     assert registry.champion("churn") == 1
+
+
+def test_user_csv_with_an_inferred_schema_runs_end_to_end(tmp_path: Path) -> None:
+    from components.churn_data import generate_churn
+    from components.schema import FeatureSchema
+
+    data = tmp_path / "mine"
+    data.mkdir()
+    df = (
+        generate_churn(1500, seed=12).drop(columns=["contract"]).rename(columns={"churned": "left"})
+    )
+    df.to_csv(data / "customers.csv", index=False)
+    result = run_training_locally(
+        TrainingParams(data_source=str(data / "customers.csv"), target="left"),
+        registry_uri=str(tmp_path / "registry"),
+        model_name="customers",
+        work_dir=tmp_path,
+    )
+    assert result["promoted"] and result["version"] == 1
+    registry = ModelRegistry(str(tmp_path / "registry"))
+    schema = registry.schema("customers")
+    assert schema.target == "left" and "contract" not in schema.feature_names
+    assert registry.get("customers").data_source == str(data / "customers.csv")
+    # the inferred schema is kept as the run's artifact, ready to edit and pass back
+    (saved,) = Path(result["run_dir"]).glob("*/ingest/schema")
+    assert FeatureSchema.load(str(saved)) == schema
