@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,27 @@ def interpreter_start(imports: str, repeats: int = 3) -> float:
     return best
 
 
+_TASK_LINE = re.compile(
+    r"^(\d\d):(\d\d):(\d\d\.\d+) - \w+ - (?:Executing task '([\w-]+)'|Task '([\w-]+)' finished)"
+)
+
+
+def task_walls(log: Path) -> dict[str, float]:
+    """Each task's wall time, from kfp.local's own start/finish log lines."""
+    started: dict[str, float] = {}
+    walls: dict[str, float] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        m = _TASK_LINE.match(re.sub(r"\x1b\[[0-9;]*m", "", line))
+        if not m:
+            continue
+        t = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+        if m[4]:
+            started[m[4]] = t
+        elif m[5] in started:
+            walls[m[5]] = (t - started[m[5]]) % 86400
+    return walls
+
+
 def run_once(rows: int, work: Path) -> dict[str, float]:
     timings = work / f"timings-{rows}.jsonl"
     os.environ[ENV_VAR] = str(timings)
@@ -66,14 +88,21 @@ def run_once(rows: int, work: Path) -> dict[str, float]:
     for t in read_timings(str(timings)):
         per_step[str(t["step"])] += float(t["seconds"])
     compute = sum(per_step.values())
-    return {"rows": rows, "wall": result["seconds"], "compute": compute, **per_step}
+    walls = task_walls(Path(result["log"]))
+    return {
+        "rows": rows,
+        "wall": result["seconds"],
+        "compute": compute,
+        **per_step,
+        **{f"wall:{k}": v for k, v in walls.items()},
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=160)
 
     bare = interpreter_start("pass")
     executor = interpreter_start("import kfp.dsl.executor_main")
@@ -108,6 +137,19 @@ def main() -> None:
             *(f"{r.get(s, 0.0):.1f}" for s in STEPS),
         )
     console.print(table)
+
+    # Where the overhead goes: each task's wall time (kfp.local's log) minus its compute.
+    tasks = sorted({k.removeprefix("wall:") for r in results for k in r if k.startswith("wall:")})
+    per_task = Table(title="per task: wall s (of which outside the step function)")
+    per_task.add_column("rows", justify="right")
+    for t in tasks:
+        per_task.add_column(t, justify="right")
+    per_task.add_column("between tasks", justify="right")
+    for r in results:
+        walls = [r.get(f"wall:{t}", 0.0) for t in tasks]
+        cells = [f"{w:.1f} ({w - r.get(t, 0.0):.1f})" for t, w in zip(tasks, walls, strict=True)]
+        per_task.add_row(f"{r['rows']:,}", *cells, f"{r['wall'] - sum(walls):.1f}")
+    console.print(per_task)
     for r in results:
         if r["rows"] == 100_000:
             ratio = (r["wall"] - r["compute"]) / r["compute"]
