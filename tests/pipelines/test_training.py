@@ -72,7 +72,7 @@ def test_broken_data_fails_validation_naming_columns_and_registers_nothing(
     registry_dir: Path,
 ) -> None:
     registry = ModelRegistry(str(registry_dir / "registry"))
-    before = registry.versions("churn")
+    before, champion = registry.versions("churn"), registry.champion("churn")
     with pytest.raises(ValidationFailed) as e:
         run_training_locally(
             TrainingParams(rows=1500, scenario="broken"),
@@ -85,7 +85,7 @@ def test_broken_data_fails_validation_naming_columns_and_registers_nothing(
     assert e.value.report_path is not None
     assert "| `age` | range |" in e.value.report_path.read_text()
     assert registry.versions("churn") == before
-    assert registry.champion("churn") == 1
+    assert registry.champion("churn") == champion
 
 
 def test_user_csv_with_an_inferred_schema_runs_end_to_end(tmp_path: Path) -> None:
