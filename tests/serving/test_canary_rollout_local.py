@@ -37,9 +37,9 @@ def mlops(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_mlops_canary_run_promotes_a_good_version_and_rolls_back_a_bad_one(tmp_path: Path) -> None:
     registry = ModelRegistry(str(tmp_path / "registry"))
-    v1 = train_and_register(registry, MODEL, rows=4000, seed=1, estimator="xgboost")
+    v1 = train_and_register(registry, MODEL, rows=12000, seed=1, estimator="xgboost")
     registry.set_champion(MODEL, v1, reason="test")
-    v2 = train_and_register(registry, MODEL, rows=4000, seed=2, estimator="xgboost")
+    v2 = train_and_register(registry, MODEL, rows=12000, seed=2, estimator="xgboost")
     v3 = train_and_register(registry, MODEL, rows=4000, seed=3, invert_labels=True)
     policy = tmp_path / "policy.json"
     policy.write_text(RolloutPolicy(analysis_interval_s=1.5, min_requests_per_step=60).to_json())
