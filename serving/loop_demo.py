@@ -299,6 +299,10 @@ def run_loop(
                 "nothing to roll out"
             )
 
+        # v1's live quality on the drifted world, before its server is replaced.
+        traffic.drain_labels()
+        result.quality[str(v1)] = read_quality(stable_url, model, str(v1))
+
         # 4. v2 as a canary under the drifted traffic; the rollout analysis promotes it.
         t0 = clock()
         console.print(f"[bold]loop 4/5[/bold] v{v2} goes out as a canary (local router)")
@@ -329,10 +333,9 @@ def run_loop(
         if registry.champion(model) != v2:
             registry.set_champion(model, v2, reason="canary promoted", actor="canary")
         traffic.drain_labels()
-        for version in (str(v1), str(v2)):
-            url = traffic._servers.get(version)
-            with contextlib.suppress(httpx.HTTPError):
-                result.quality[version] = read_quality(url, model, version) if url else None
+        url = traffic.server_for(str(v2))
+        with contextlib.suppress(httpx.HTTPError):
+            result.quality[str(v2)] = read_quality(url, model, str(v2)) if url else None
     finally:
         traffic.close()
         router.stop()

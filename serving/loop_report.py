@@ -12,6 +12,7 @@ import html
 import io
 import itertools
 import json
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,14 +52,14 @@ def drift_figure(r: LoopResult) -> Figure:
     for i, (start, name) in enumerate(r.phase_starts):
         ax.axvspan(start, ends[i], color=PHASE_COLOURS[i % len(PHASE_COLOURS)], zorder=0)
         ax.text(
-            start + 3,
-            0.97,
-            name,
+            (start + ends[i]) / 2,
+            0.98,
+            textwrap.fill(name, 22),
             transform=ax.get_xaxis_transform(),
             fontsize=8,
+            ha="center",
             va="top",
             color="#555555",
-            wrap=True,
         )
     cmap = plt.get_cmap("tab10")
     ordered = sorted(features, key=lambda f: -peak[f])
@@ -69,19 +70,20 @@ def drift_figure(r: LoopResult) -> Figure:
         else:
             label = "other features" if f == ordered[-1] else None
             ax.plot(x, y, lw=0.8, color="#9a9a9a", alpha=0.7, zorder=2, label=label)
+    ax.set_ylim(0, max(0.3, ax.get_ylim()[1]) * 1.25)  # room for the phase names
     ax.axhline(0.2, ls="--", color="#c44e52", lw=1)
     ax.text(x.min(), 0.205, "PSI threshold 0.2", color="#c44e52", fontsize=8, va="bottom")
     if r.trigger_request is not None:
         ax.axvline(r.trigger_request, color="black", lw=1.5)
         ax.annotate(
-            "retraining triggered",
-            (r.trigger_request, ax.get_ylim()[1] * 0.8),
+            "retraining\ntriggered",
+            (r.trigger_request, ax.get_ylim()[1] * 0.55),
             xytext=(6, 0),
             textcoords="offset points",
             fontsize=9,
             fontweight="bold",
         )
-    ax.set_xlabel("requests served by v1")
+    ax.set_xlabel("requests served by v1 (the window holds 600 rows before its first verdict)")
     ax.set_ylabel("PSI vs v1's training data")
     ax.set_title("Drift per feature over time (sliding window of the stable server's traffic)")
     ax.set_xlim(0, x.max())
@@ -142,36 +144,37 @@ def rollout_figure(r: LoopResult) -> Figure:
                 return float(c["numbers"][key])
         return np.nan
 
-    div = [check_number(d, "divergence", "psi") for d in decisions]
-    err_c = [100 * check_number(d, "errors", "canary_error_rate") for d in decisions]
-    err_s = [100 * check_number(d, "errors", "stable_error_rate") for d in decisions]
-    slow_c = [100 * check_number(d, "latency", "canary_slow_share") for d in decisions]
-    slow_s = [100 * check_number(d, "latency", "stable_slow_share") for d in decisions]
-    ax2.plot(rel, div, "o-", color="#8172B2", label="prediction divergence (PSI canary vs stable)")
+    div = [check_number(d, "predictions", "psi") for d in decisions]
+    p99_c = [1e3 * check_number(d, "latency", "canary_p99_s") for d in decisions]
+    p99_s = [1e3 * check_number(d, "latency", "stable_p99_s") for d in decisions]
+    err_c = 100 * check_number(decisions[-1], "errors", "canary_error_rate")
+    err_s = 100 * check_number(decisions[-1], "errors", "stable_error_rate")
+    ax2.plot(rel, div, "o-", color="#8172B2", ms=4, label="prediction divergence, PSI (left)")
     ax2.axhline(0.2, ls="--", color="#8172B2", lw=0.8)
-    ax2.set_ylabel("PSI")
+    ax2.text(rel[-1], 0.2, "divergence limit ", color="#8172B2", fontsize=8, va="top", ha="right")
+    top = np.nanmax(div) if not np.all(np.isnan(div)) else 0.0
+    ax2.set_ylim(0, max(0.25, top * 1.1))
+    ax2.set_ylabel("PSI canary vs stable")
     ax2.set_xlabel("seconds since the canary started")
     ax3 = ax2.twinx()
-    ax3.plot(rel, err_c, "s-", color="#C44E52", ms=4, label="canary 5xx %")
-    ax3.plot(rel, err_s, "s--", color="#C44E52", ms=3, alpha=0.5, label="stable 5xx %")
-    ax3.plot(
-        rel, slow_c, "^-", color="#55A868", ms=4, label="canary share slower than stable p99 %"
-    )
-    ax3.plot(
-        rel, slow_s, "^--", color="#55A868", ms=3, alpha=0.5, label="stable share slower than p99 %"
-    )
-    ax3.set_ylabel("%")
+    ax3.plot(rel, p99_c, "^-", color=V2_COLOUR, ms=4, label=f"v{r.v2} p99 latency, ms (right)")
+    ax3.plot(rel, p99_s, "^--", color=V1_COLOUR, ms=4, label=f"v{r.v1} p99 latency, ms (right)")
+    ax3.set_ylim(0, np.nanmax([*p99_c, *p99_s, 1.0]) * 1.15)
+    ax3.set_ylabel("ms")
     lines = ax2.get_legend_handles_labels()
     lines3 = ax3.get_legend_handles_labels()
     ax2.legend(
         lines[0] + lines3[0],
         lines[1] + lines3[1],
-        fontsize=7,
+        fontsize=8,
         frameon=False,
         loc="center left",
         bbox_to_anchor=(1.08, 0.5),
     )
-    ax2.set_title("The analysis' checks at each decision (cumulative over the rollout)")
+    ax2.set_title(
+        "The analysis' checks at each decision (cumulative); "
+        f"5xx: canary {err_c:.2f}%, stable {err_s:.2f}%"
+    )
     fig.tight_layout()
     return fig
 
