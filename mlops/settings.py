@@ -33,6 +33,7 @@ class Settings:
     access_log: bool = field(
         default_factory=lambda: _env("access_log", "false").lower() in ("1", "true", "yes")
     )
+    batch_rows: int = field(default_factory=lambda: int(_env("batch_rows", "256")))
     # --- monitoring: live drift monitor, label feedback, retraining trigger, audit logs ---
     audit_dir: str = field(default_factory=lambda: _env("audit_dir", ".mlops/audit"))
     monitor_pane_rows: int = field(default_factory=lambda: int(_env("monitor_pane_rows", "500")))

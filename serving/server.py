@@ -39,6 +39,7 @@ class ServeOptions:
     unknown_category: str = "reject"
     decision_threshold: float = 0.5
     access_log: bool = False
+    batch_rows: int = 256
 
     def __post_init__(self) -> None:
         self.request_limits()  # fail at start-up, with the setting's name, not on a request
@@ -61,6 +62,7 @@ class ServeOptions:
             unknown_category=settings.unknown_category,
             decision_threshold=settings.decision_threshold,
             access_log=settings.access_log,
+            batch_rows=settings.batch_rows,
         )
 
 
@@ -155,6 +157,7 @@ def build_predictor(
         limits=options.request_limits(),
         threshold=options.decision_threshold,
         observers=observers,
+        batch_rows=options.batch_rows,
     )
     predictor.load()
     return predictor
