@@ -29,6 +29,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _V1 = re.compile(r"^/v1/models/[^/]+:(predict|explain)$")
 _V2 = re.compile(r"^/v2/models/[^/]+(?:/versions/[^/]+)?/infer$")
 _VERSIONED = re.compile(r"^(/v2/models/[^/]+)/versions/([^/]+)(/.*)?$")
+_OWN_HEADERS = frozenset({b"x-model-version", b"x-request-id"})
 _REQUEST_ID = re.compile(rb"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces, bounded
 
 
@@ -104,7 +105,9 @@ class ServingMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
-                message["headers"] = [*message.get("headers", ()), *extra]
+                # KServe's V1 explain echoes the request's headers back; keep one of each of ours.
+                kept = [h for h in message.get("headers", ()) if h[0] not in _OWN_HEADERS]
+                message["headers"] = [*kept, *extra]
             await send(message)
 
         received = 0

@@ -173,9 +173,14 @@ def test_explain_xgboost_contributions_sum_to_margin(
 ) -> None:
     df = scoring_frame(15, seed=12)
     expected = in_process(registered, registered.xgboost_version, df)
-    r = httpx.post(f"{server.url}/v1/models/{MODEL}:explain", json={"instances": as_instances(df)})
+    r = httpx.post(
+        f"{server.url}/v1/models/{MODEL}:explain",
+        json={"instances": as_instances(df)},
+        headers={"x-request-id": "explain-1"},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
+    assert r.headers.get_list("x-request-id") == ["explain-1"] == [body["request_id"]]
     assert body["method"] == "xgboost_pred_contribs"
     assert body["model_version"] == str(registered.xgboost_version)
     assert r.headers["x-model-version"] == str(registered.xgboost_version)
