@@ -43,7 +43,8 @@ mkdir -p "${out}"
 exec 9>"${out}/.lock"
 flock 9
 
-export CGO_ENABLED=0 GOFLAGS="-trimpath -mod=readonly"
+# -buildvcs=false: the wrapper modules sit in this git checkout; stamping its state is meaningless.
+export CGO_ENABLED=0 GOFLAGS="-trimpath -mod=readonly -buildvcs=false"
 
 build() { # build <module dir> <package> <binary name> <ldflags>
   local dir="$1" pkg="$2" name="$3" ldflags="$4"
