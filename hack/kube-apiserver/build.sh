@@ -46,11 +46,14 @@ flock 9
 # -buildvcs=false: the wrapper modules sit in this git checkout; stamping its state is meaningless.
 export CGO_ENABLED=0 GOFLAGS="-trimpath -mod=readonly -buildvcs=false"
 
-build() { # build <module dir> <package> <binary name> <ldflags>
-  local dir="$1" pkg="$2" name="$3" ldflags="$4"
+build() { # build <module dir> <package> <binary name> <ldflags> <what --version prints>
+  local dir="$1" pkg="$2" name="$3" ldflags="$4" expect="$5"
   if [[ -x "${out}/${name}" ]]; then
-    echo "kube-assets: ${out}/${name} is cached" >&2
-    return
+    if "${out}/${name}" --version 2>/dev/null | grep -qF "${expect}"; then
+      echo "kube-assets: ${out}/${name} is cached" >&2
+      return
+    fi
+    echo "kube-assets: ${out}/${name} is not ${expect} (versions.mk changed); rebuilding" >&2
   fi
   echo "kube-assets: building ${name} (${pkg}) into ${out}; this takes a while on a small machine" >&2
   local start=${SECONDS}
@@ -64,8 +67,9 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   version_flags+=" -X ${pkg}.gitVersion=${kube_version} -X ${pkg}.gitMajor=1"
   version_flags+=" -X ${pkg}.gitMinor=${minor%%.*} -X ${pkg}.gitTreeState=clean"
 done
-build "${here}" k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "${version_flags}"
+build "${here}" k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "${version_flags}" \
+  "Kubernetes ${kube_version}"
 build "${here}/etcd" go.etcd.io/etcd/server/v3 etcd \
-  "-X go.etcd.io/etcd/api/v3/version.GitSHA=${etcd_version}"
+  "-X go.etcd.io/etcd/api/v3/version.GitSHA=${etcd_version}" "etcd Version: ${etcd_version#v}"
 
 echo "${out}"
