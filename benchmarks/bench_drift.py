@@ -352,7 +352,9 @@ def main() -> None:
             f"   predictor p50 over HTTP: {latency['predictor_http_p50_ms']:.3f} ms; in-process predict_proba p50: {latency['predictor_inprocess_p50_ms']:.3f} ms"
         )
         print(
-            f"   monitoring observers p50: {latency['observers_p50_us']:.1f} us (p99 {latency['observers_p99_us']:.1f} us)"
+            f"   monitoring observers p50: {latency['observers_p50_us']:.1f} us "
+            f"(p99 {latency['observers_p99_us']:.1f} us); each: "
+            + ", ".join(f"{k} {v:.1f} us" for k, v in latency["each_observer_p50_us"].items())
         )
         print(
             f"   added: {latency['added_share_of_http_p50']:.2%} of the HTTP p50, "

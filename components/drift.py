@@ -61,16 +61,21 @@ class FeatureProfile:
             counts = np.bincount(idx, minlength=len(self.edges) + 1).astype(float)
             return np.append(counts, missing.sum())
         s = pd.Series(values, copy=False)
-        missing = s.isna().to_numpy()
-        present = s[~missing]
         index = pd.Index(self.categories)
-        codes = index.get_indexer(present)  # a hash lookup; most values are already strings
-        unmatched = codes < 0
-        if unmatched.any():  # non-string values (e.g. 1 for "1") match by their text
-            codes[unmatched] = index.get_indexer(present[unmatched].astype(str))
+        codes = index.get_indexer(s)  # a hash lookup; most values are known category strings
+        unmatched = np.flatnonzero(codes < 0)
+        missing = 0
+        if unmatched.size:  # only these can be missing, unseen, or non-strings like 1 for "1"
+            rest = s.iloc[unmatched]
+            is_missing = rest.isna().to_numpy()
+            missing = int(is_missing.sum())
+            codes[unmatched[is_missing]] = -2
+            retry = unmatched[~is_missing]
+            if retry.size:
+                codes[retry] = index.get_indexer(s.iloc[retry].astype(str))
         counts = np.bincount(codes[codes >= 0], minlength=len(self.categories)).astype(float)
-        other = float((codes < 0).sum())
-        return np.concatenate([counts, [other, missing.sum()]])
+        other = float((codes == -1).sum())
+        return np.concatenate([counts, [other, missing]])
 
 
 def as_float(values: np.ndarray | pd.Series) -> np.ndarray:
