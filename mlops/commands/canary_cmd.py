@@ -41,6 +41,11 @@ ModeOpt = typer.Option(
     "--mode",
     help="kubernetes: KServe 'serverless' (canaryTrafficPercent) or 'standard' (spec.canary)",
 )
+ConfirmOpt = typer.Option(
+    120.0,
+    "--confirm-timeout",
+    help="kubernetes: seconds to wait for the status to show the new split (0: do not wait)",
+)
 PolicyOpt = typer.Option(
     None, "--policy", help="rollout policy YAML/JSON [env MLOPS_CANARY_POLICY]"
 )
@@ -148,6 +153,7 @@ def start(
     context: str | None = ContextOpt,
     policy: str | None = PolicyOpt,
     mode: str = ModeOpt,
+    confirm_timeout: float = ConfirmOpt,
 ) -> None:
     """Deploy VERSION as the canary at the policy's first step."""
     s = _settings(
@@ -155,7 +161,7 @@ def start(
     )
     p = _policy(s, policy)
     resolved = str(ModelRegistry(s.registry_uri).resolve(s.model_name, version))
-    act = _actuator(target, s, isvc, context, mode=mode)
+    act = _actuator(target, s, isvc, context, confirm_timeout, mode)
     status = act.start(resolved, p.first_step)
     if hasattr(act, "record_event"):
         act.record_event("start", f"canary v{resolved} started at {p.first_step}%", {
@@ -199,10 +205,11 @@ def promote(
     isvc: str | None = IsvcOpt,
     context: str | None = ContextOpt,
     mode: str = ModeOpt,
+    confirm_timeout: float = ConfirmOpt,
 ) -> None:
     """Send all traffic to the canary by hand (it becomes the stable version)."""
     s = _settings(model_name=model, canary_router_url=router_url, namespace=namespace)
-    act = _actuator(target, s, isvc, context, mode=mode)
+    act = _actuator(target, s, isvc, context, confirm_timeout, mode)
     st = act.promote()
     if hasattr(act, "record_event"):
         act.record_event(
@@ -223,10 +230,11 @@ def rollback(
     isvc: str | None = IsvcOpt,
     context: str | None = ContextOpt,
     mode: str = ModeOpt,
+    confirm_timeout: float = ConfirmOpt,
 ) -> None:
     """Send all traffic back to the stable version by hand."""
     s = _settings(model_name=model, canary_router_url=router_url, namespace=namespace)
-    act = _actuator(target, s, isvc, context, mode=mode)
+    act = _actuator(target, s, isvc, context, confirm_timeout, mode)
     st = act.rollback()
     if hasattr(act, "record_event"):
         act.record_event(
@@ -259,6 +267,7 @@ def run(
         True, help="make the promoted version the registry's champion"
     ),
     mode: str = ModeOpt,
+    confirm_timeout: float = ConfirmOpt,
 ) -> None:
     """Analyse the running canary every interval and step up, promote or roll back."""
     from serving.canary.rollout import DecisionLog, format_decision, run_rollout
@@ -272,7 +281,7 @@ def run(
         prometheus_selector=selector,
     )
     p = _policy(s, policy)
-    act = _actuator(target, s, isvc, context, mode=mode)
+    act = _actuator(target, s, isvc, context, confirm_timeout, mode)
     decisions = DecisionLog(_log_path(s, log))
 
     def source_for(st: Any) -> Any:
