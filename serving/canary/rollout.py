@@ -21,7 +21,7 @@ from serving.canary.actuator import TrafficActuator, TrafficStatus
 from serving.canary.analysis import CanaryDecision, CanaryState, analyze
 from serving.canary.policy import RolloutPolicy
 from serving.canary.source import MetricsSource
-from serving.canary.window import Snapshot
+from serving.canary.window import Snapshot, Window
 
 
 class RolloutError(MlopsError):
@@ -137,7 +137,9 @@ def run_rollout(
             "canary_version": canary,
             "decision": decision.to_dict(),
             "observed_canary_percent": status.observed_canary_percent,
-            "window": observation.to_dict() if hasattr(observation, "to_dict") else None,
+            "window": observation.to_dict()
+            if isinstance(observation, Window)
+            else {type(observation).__name__: observation.detail},
         }
         log.append(entry)
         if on_decision is not None:
