@@ -1,7 +1,7 @@
 """Extra HTTP routes served next to KServe's V1/V2 routes: the one place to add them.
 
 Another part of the platform (e.g. the label-feedback store's POST /v1/models/<name>/feedback)
-adds its `APIRouter` to the list returned here; `serving.server.build_server` includes every
+adds its `APIRouter` to the list returned here; `serving.server.attach` includes every
 router before the server starts. Handlers get the live predictor through the closure, so they can
 read its bundle (schema, version) and validator.
 """
