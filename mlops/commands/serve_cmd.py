@@ -17,28 +17,28 @@ app = typer.Typer(help="Serve a registered model (KServe V1/V2 + explain + /metr
 @app.callback(invoke_without_command=True)
 def serve(
     model: str | None = typer.Option(
-        None, "--model", help="model name, also the URL path name [env MLOPS_MODEL_NAME]"
+        None, "--model", help="model name, also the URL path name (env MLOPS_MODEL_NAME)"
     ),
     version: str | None = typer.Option(
-        None, "--version", help="N, 'champion' or 'latest' [env MLOPS_MODEL_VERSION]"
+        None, "--version", help="N, 'champion' or 'latest' (env MLOPS_MODEL_VERSION)"
     ),
-    port: int | None = typer.Option(None, "--port", help="HTTP port [env MLOPS_SERVE_PORT]"),
+    port: int | None = typer.Option(None, "--port", help="HTTP port (env MLOPS_SERVE_PORT)"),
     registry: str | None = typer.Option(
-        None, "--registry", help="registry URI [env MLOPS_REGISTRY_URI]"
+        None, "--registry", help="registry URI (env MLOPS_REGISTRY_URI)"
     ),
     model_dir: str | None = typer.Option(
         None,
         "--model-dir",
         help="a version folder to serve instead of the registry, e.g. /mnt/models "
-        "[env MLOPS_MODEL_DIR]",
+        "(env MLOPS_MODEL_DIR)",
     ),
     max_batch_rows: int | None = typer.Option(
-        None, "--max-batch-rows", help="rows per request limit [env MLOPS_MAX_BATCH_ROWS]"
+        None, "--max-batch-rows", help="rows per request limit (env MLOPS_MAX_BATCH_ROWS)"
     ),
     unknown_category: str | None = typer.Option(
         None,
         "--unknown-category",
-        help="'reject' (400) or 'unseen' (encode as unknown) [env MLOPS_UNKNOWN_CATEGORY]",
+        help="'reject' (400) or 'unseen' (encode as unknown) (env MLOPS_UNKNOWN_CATEGORY)",
     ),
 ) -> None:
     """Start the model server on 0.0.0.0:PORT; stops cleanly on SIGTERM."""
