@@ -49,7 +49,8 @@ export CGO_ENABLED=0 GOFLAGS="-trimpath -mod=readonly -buildvcs=false"
 build() { # build <module dir> <package> <binary name> <ldflags> <what --version prints>
   local dir="$1" pkg="$2" name="$3" ldflags="$4" expect="$5"
   if [[ -x "${out}/${name}" ]]; then
-    if "${out}/${name}" --version 2>/dev/null | grep -qF "${expect}"; then
+    # Not `--version | grep -q`: grep leaving early would SIGPIPE the binary and fail pipefail.
+    if [[ "$("${out}/${name}" --version 2>/dev/null || true)" == *"${expect}"* ]]; then
       echo "kube-assets: ${out}/${name} is cached" >&2
       return
     fi
