@@ -44,6 +44,19 @@ def canary_percent_of(isvc: dict[str, Any]) -> int | None:
     return predictor_of(isvc).get("canaryTrafficPercent")
 
 
+def canary_version_of(isvc: dict[str, Any]) -> str | None:
+    """The version running as a canary: recorded by `start`, or, for a canary the pipeline's deploy
+    step started (it sets the model-version annotation and canaryTrafficPercent, not ours), the
+    model-version annotation while a positive canaryTrafficPercent is set."""
+    ann = annotations(isvc)
+    if ann.get(CANARY_VERSION):
+        return ann[CANARY_VERSION]
+    served = ann.get(MODEL_VERSION_ANNOTATION)
+    if canary_percent_of(isvc) not in (None, 0) and served and served != ann.get(STABLE_VERSION):
+        return served
+    return None
+
+
 def storage_uri_in(predictor: dict[str, Any]) -> str | None:
     """Where the predictor's model comes from: STORAGE_URI of our container, or model.storageUri."""
     for c in predictor.get("containers") or []:
@@ -83,9 +96,10 @@ def start_patch(
 ) -> dict[str, Any]:
     predictor = predictor_of(isvc)
     ann = annotations(isvc)
-    if ann.get(CANARY_VERSION) and canary_percent_of(isvc) not in (None, 0):
+    running = canary_version_of(isvc)
+    if running and canary_percent_of(isvc) not in (None, 0):
         raise PatchError(
-            f"version {ann[CANARY_VERSION]} is already a canary at {canary_percent_of(isvc)}%; "
+            f"version {running} is already a canary at {canary_percent_of(isvc)}%; "
             "promote or roll it back first (`mlops canary promote|rollback`)"
         )
     current_uri = storage_uri_in(predictor)
@@ -117,7 +131,7 @@ def start_patch(
 
 
 def _require_canary(isvc: dict[str, Any]) -> str:
-    version = annotations(isvc).get(CANARY_VERSION)
+    version = canary_version_of(isvc)
     if not version or canary_percent_of(isvc) is None:
         raise PatchError(
             "no canary is in progress on this InferenceService (no canaryTrafficPercent and "
@@ -203,6 +217,10 @@ class ServerlessCanary:
     @staticmethod
     def canary_percent(isvc: dict[str, Any]) -> int | None:
         return canary_percent_of(isvc)
+
+    @staticmethod
+    def canary_version(isvc: dict[str, Any]) -> str | None:
+        return canary_version_of(isvc)
 
     @staticmethod
     def observed(isvc: dict[str, Any]) -> tuple[int | None, list[dict[str, Any]]]:
@@ -308,6 +326,10 @@ class StandardCanary:
     def canary_percent(cls, isvc: dict[str, Any]) -> int | None:
         entry = cls._entry(isvc)
         return None if entry is None else entry.get("trafficPercent")
+
+    @classmethod
+    def canary_version(cls, isvc: dict[str, Any]) -> str | None:
+        return annotations(isvc).get(CANARY_VERSION) if cls._entry(isvc) else None
 
     @staticmethod
     def observed(isvc: dict[str, Any]) -> tuple[int | None, list[dict[str, Any]]]:

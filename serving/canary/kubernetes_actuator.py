@@ -111,7 +111,7 @@ class KubernetesActuator:
         ann = patches.annotations(isvc)
         pct = self.strategy.canary_percent(isvc)
         observed, traffic = self.strategy.observed(isvc)
-        canary = ann.get(patches.CANARY_VERSION)
+        canary = self.strategy.canary_version(isvc)
         return TrafficStatus(
             model=self.name,
             stable_version=ann.get(patches.STABLE_VERSION),

@@ -88,10 +88,16 @@ def run_rollout(
     sleep: Callable[[float], None] = time.sleep,
 ) -> CanaryDecision:
     status = actuator.status()
-    if not status.in_progress or status.stable_version is None:
+    if not status.in_progress:
         raise RolloutError(
             f"no canary of {model} is in progress; start one with "
             "`mlops canary start --model NAME --version N`"
+        )
+    if status.stable_version is None:
+        raise RolloutError(
+            f"canary v{status.canary_version} of {model} is running but the stable version it is "
+            "compared with is not recorded; on the cluster annotate the InferenceService: "
+            "`kubectl annotate isvc NAME mlops.platform/stable-version=N`"
         )
     stable, canary = str(status.stable_version), str(status.canary_version)
     source = source_for(status)

@@ -239,3 +239,30 @@ def test_standard_mode_confirms_from_canary_statuses() -> None:
     assert s.observed(running)[0] == 25 and s.confirmed(running, 25)
     assert not s.confirmed(running, 50) and not s.confirmed(running, None)
     assert s.confirmed(served(), None) and s.confirmed(served(), 0)
+
+
+def test_a_canary_started_by_the_pipeline_deploy_step_is_recognised() -> None:
+    # After an earlier promotion recorded v2 as stable, the deploy step puts v3 out at 10%: it
+    # sets the model-version annotation and canaryTrafficPercent, not the canary annotation.
+    isvc = served("2", "s3://m/churn/versions/2")
+    isvc["metadata"]["annotations"][p.STABLE_VERSION] = "2"
+    deployed = build_inference_service(
+        InferenceServiceSpec(
+            name="churn",
+            namespace="mlops",
+            image="mlops-platform/serving:abc",
+            storage_uri="s3://m/churn/versions/3",
+            model_name="churn",
+            model_version="3",
+            canary_traffic_percent=10,
+        )
+    )
+    running = p.merge_patch(isvc, deployed)
+    assert p.canary_version_of(running) == "3"
+    stepped = p.merge_patch(running, p.percent_patch(running, 25))
+    assert as_kserve(stepped).spec.predictor.canary_traffic_percent == 25
+    promoted = p.merge_patch(stepped, p.promote_patch(stepped))
+    assert promoted["metadata"]["annotations"][p.STABLE_VERSION] == "3"
+    assert p.canary_version_of(promoted) is None
+    with pytest.raises(p.PatchError, match="already a canary at 10%"):
+        p.start_patch(running, "4", "s3://m/churn/versions/4", 10)
