@@ -212,7 +212,11 @@ def versions_figure(r: LoopResult) -> Figure:
                     fontsize=7,
                 )
     ax2.set_xticks(xs, [m.replace("_", " ") for m in metrics], fontsize=8)
-    ax2.set_title("Live quality on labelled traffic (labels via /feedback)", fontsize=10)
+    ax2.set_title(
+        "Live quality on labelled traffic (labels via /feedback)\n"
+        f"v{r.v1}: all it served, across the change; v{r.v2}: the changed world",
+        fontsize=10,
+    )
     ax2.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
