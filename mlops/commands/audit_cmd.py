@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import typer
 from rich.console import Console
@@ -32,7 +33,7 @@ def audit(
     console.print(f"[bold]request {request_id}[/bold]")
     console.print(
         f"  served by {served['model']} v{served['version']} on revision {served['revision']} "
-        f"at {served['at']}"
+        f"at {datetime.fromtimestamp(served['at'], UTC).isoformat(timespec='seconds')}"
     )
     console.print(f"  made by run {v['run_id']} from data {v['data_source'] or '-'}")
     console.print(f"  data fingerprint {v['data_fingerprint']}, code {v['code_version']}")
@@ -53,7 +54,10 @@ def audit(
         )
     else:
         console.print("  no retraining was triggered after this prediction")
-    for r in answer["rollout"]:
+    holds = sum(1 for r in answer["rollout"] if r["action"] == "hold")
+    if holds:
+        console.print(f"  rollout: {holds} analyses held the canary's share (see --json)")
+    for r in (r for r in answer["rollout"] if r["action"] != "hold"):
         console.print(
             f"  rollout {r['at']}: v{r['stable_version']} -> v{r['canary_version']} "
             f"{r['action']} ({r['canary_percent']}%)",
