@@ -60,6 +60,7 @@ def audit(
     for r in (r for r in answer["rollout"] if r["action"] != "hold"):
         console.print(
             f"  rollout {r['at']}: v{r['stable_version']} -> v{r['canary_version']} "
-            f"{r['action']} ({r['canary_percent']}%)",
+            f"{r['action']}"
+            + (f" ({r['canary_percent']}%)" if r["canary_percent"] is not None else " (final)"),
             highlight=False,
         )
