@@ -142,6 +142,22 @@ run: $(INSTALLED) ## compile the pipeline for the current image tag and submit i
 	$(BIN)/mlops pipeline submit --image $(COMPONENT_IMAGE) --serving-image $(SERVING_IMAGE) --host $(KFP_HOST) $(RUN_ARGS)
 
 # --- monitoring ---------------------------------------------------------------------------------
+.PHONY: bench-drift monitor-check
+# Evidently is only a benchmark peer; its dependency tree conflicts with ours, so it gets its own venv.
+EVIDENTLY_VERSION := 0.7.23
+EVIDENTLY_VENV := .venv-evidently
+
+$(EVIDENTLY_VENV)/.installed:
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found" >&2; exit 1; }
+	test -x $(EVIDENTLY_VENV)/bin/python || $(PYTHON) -m venv $(EVIDENTLY_VENV)
+	$(EVIDENTLY_VENV)/bin/python -m pip install --quiet "evidently==$(EVIDENTLY_VERSION)" "pandas==2.3.3"
+	touch $@
+
+bench-drift: $(INSTALLED) $(EVIDENTLY_VENV)/.installed ## drift on 1M rows x 20 features, monitor latency per request, vs Evidently
+	nice $(BIN)/python benchmarks/bench_drift.py --out build/bench_drift.json
+
+monitor-check: $(INSTALLED) ## drift of a data file vs the champion's reference (DATA=path.csv|parquet)
+	$(BIN)/mlops monitor check $(DATA)
 
 # --- kube-apiserver test harness ----------------------------------------------------------------
 .PHONY: apiserver test-apiserver
