@@ -79,8 +79,17 @@ def model_servers(tmp_path: Path) -> Iterator[tuple[ModelRegistry, dict[str, str
         for v in versions
     ]
     try:
+        rows = instances(20, seed=1)
         for server in running:
             asyncio.run(server.wait_ready())
+            # Warm up, as a readiness probe would on the cluster: a cold server's first requests
+            # are slow, a real but one-off difference the latency check should not be fed.
+            for i in range(10):
+                httpx.post(
+                    f"{server.url}/v1/models/{MODEL}:predict",
+                    json={"instances": rows[i : i + 2]},
+                    timeout=30,
+                ).raise_for_status()
         yield registry, {s.version: s.url for s in running}
     finally:
         for server in running:
