@@ -39,6 +39,17 @@ def test_run_without_local_is_a_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
 
 
+def test_local_run_prints_the_decision(tmp_path: Path) -> None:
+    registry = tmp_path / "registry"
+    args = ["pipeline", "run", "--local", "--rows", "1000", "--registry", str(registry)]
+    r = mlops(*args, "--work-dir", str(tmp_path / "work"), cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = " ".join(r.stdout.split())
+    assert "churn v1: promoted to champion" in out
+    assert "no champion yet" in out
+    assert ModelRegistry(str(registry)).champion("churn") == 1
+
+
 def test_broken_data_run_exits_with_the_failing_columns(tmp_path: Path) -> None:
     registry = tmp_path / "registry"
     r = mlops(
