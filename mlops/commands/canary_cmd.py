@@ -196,6 +196,17 @@ def status(
         )
 
 
+def _act_by_hand(action: str, act: Any) -> Any:
+    """Promote or roll back, and record the manual decision where the actuator keeps events."""
+    st = act.promote() if action == "promote" else act.rollback()
+    if hasattr(act, "record_event"):
+        verb = "promoted" if action == "promote" else "rolled back"
+        act.record_event(
+            action, f"{verb} by hand (mlops canary {action})", {"action": action, "manual": True}
+        )
+    return st
+
+
 @app.command()
 def promote(
     model: str | None = ModelOpt,
@@ -209,14 +220,7 @@ def promote(
 ) -> None:
     """Send all traffic to the canary by hand (it becomes the stable version)."""
     s = _settings(model_name=model, canary_router_url=router_url, namespace=namespace)
-    act = _actuator(target, s, isvc, context, confirm_timeout, mode)
-    st = act.promote()
-    if hasattr(act, "record_event"):
-        act.record_event(
-            "promote",
-            "promoted by hand (mlops canary promote)",
-            {"action": "promote", "manual": True},
-        )
+    st = _act_by_hand("promote", _actuator(target, s, isvc, context, confirm_timeout, mode))
     console.print(f"[green]promoted: v{st.stable_version} takes all traffic[/green]")
     _print_status(st)
 
@@ -234,14 +238,7 @@ def rollback(
 ) -> None:
     """Send all traffic back to the stable version by hand."""
     s = _settings(model_name=model, canary_router_url=router_url, namespace=namespace)
-    act = _actuator(target, s, isvc, context, confirm_timeout, mode)
-    st = act.rollback()
-    if hasattr(act, "record_event"):
-        act.record_event(
-            "rollback",
-            "rolled back by hand (mlops canary rollback)",
-            {"action": "rollback", "manual": True},
-        )
+    st = _act_by_hand("rollback", _actuator(target, s, isvc, context, confirm_timeout, mode))
     console.print(f"[yellow]rolled back: v{st.stable_version} takes all traffic[/yellow]")
     _print_status(st)
 
