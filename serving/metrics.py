@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Iterator
 
 import numpy as np
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
     HistogramMetricFamily,
@@ -50,6 +50,12 @@ REQUEST_ROWS = Histogram(
     "Rows per successful prediction request.",
     ["model", "version"],
     buckets=ROW_BUCKETS,
+)
+
+MODEL_CREATED = Gauge(
+    "mlops_model_created_timestamp_seconds",
+    "When the served version was registered (Unix time); the ModelStale alert reads it.",
+    ["model", "version"],
 )
 
 

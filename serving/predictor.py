@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from kserve import Model
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from serving.explanation import Explainer, ExplainerUnavailable
-from serving.metrics import RequestMetrics, prediction_statistics
+from serving.metrics import MODEL_CREATED, RequestMetrics, prediction_statistics
 from serving.micro_batcher import MicroBatcher
 from serving.model_bundle import ModelBundle
 from serving.prediction_observer import PredictionObserver
@@ -65,6 +66,9 @@ class ChurnPredictor(Model):
         if "n_jobs" in estimator.get_params():
             estimator.set_params(n_jobs=1)
         self.stats = prediction_statistics(self.name, self.version, self.bundle.schema)
+        MODEL_CREATED.labels(self.name, self.version).set(
+            datetime.fromisoformat(self.bundle.record.created_at).timestamp()
+        )
         try:
             self.explainer = Explainer(
                 self.bundle.pipeline, self.bundle.schema, self.bundle.reference

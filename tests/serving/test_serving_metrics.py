@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from serving_harness import MODEL, RegisteredModels, RunningServer, as_instances, scoring_frame
+
+from components.registry import ModelRegistry
 
 
 def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -80,3 +84,17 @@ def test_metrics_are_labelled_by_the_served_version(
     assert value(stable, "mlops_requests_total", **key, version=str(registered.xgboost_version)) > 0
     assert value(other, "mlops_requests_total", **key, version=str(registered.logistic_version)) > 0
     assert value(other, "mlops_requests_total", **key, version=str(registered.xgboost_version)) == 0
+
+
+def test_metrics_export_when_the_served_version_was_registered(
+    server: RunningServer, registered: RegisteredModels
+) -> None:
+    record = ModelRegistry(registered.registry_uri).get(MODEL, registered.xgboost_version)
+    samples = scrape(server.url)
+    created = value(
+        samples,
+        "mlops_model_created_timestamp_seconds",
+        model=MODEL,
+        version=str(registered.xgboost_version),
+    )
+    assert created == datetime.fromisoformat(record.created_at).timestamp()
