@@ -222,9 +222,7 @@ class DriftMonitor:
         request_ids: list[str] | str,
         model_version: str,
     ) -> None:
-        probs = np.asarray(probabilities)
-        if probs.ndim == 2:
-            probs = probs[:, -1]
+        probs = np.asarray(probabilities)  # one positive-class probability per row (the contract)
         with self._lock:
             self._buffer.append((str(model_version), rows, probs, self._clock()))
             self._buffered_rows += len(rows)

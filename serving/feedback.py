@@ -120,9 +120,7 @@ class FeedbackStore:
         request_ids: list[str] | str,
         model_version: str,
     ) -> None:
-        probs = np.asarray(probabilities)
-        if probs.ndim == 2:
-            probs = probs[:, -1]
+        probs = np.asarray(probabilities)  # one positive-class probability per row (the contract)
         if isinstance(request_ids, str):
             keys = [(request_ids, i) for i in range(len(rows))]
         else:
