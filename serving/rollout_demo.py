@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from rich.console import Console
 
 from components.churn_data import CHURN_SCHEMA, generate_churn
@@ -29,7 +28,11 @@ from components.train import TrainParams, save_model, train_model
 from mlops.errors import MlopsError
 from serving.canary.analysis import CanaryDecision
 from serving.canary.local_actuator import LocalActuator
-from serving.canary.model_server_process import free_port, mlops_executable
+from serving.canary.model_server_process import (
+    free_port,
+    mlops_executable,
+    wait_for_http_ready,
+)
 from serving.canary.policy import RolloutPolicy
 from serving.canary.rollout import DecisionLog, format_decision, run_rollout
 from serving.canary.scrape_source import ScrapeSource
@@ -61,20 +64,10 @@ class RouterProcess:
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise MlopsError(
-                    f"the local router exited with {proc.returncode}:\n{log.read_text()[-2000:]}"
-                )
-            try:
-                if httpx.get(f"{url}/router/state", timeout=1).status_code == 200:
-                    return cls(url, proc, log)
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        proc.kill()
-        raise MlopsError(f"the local router did not start in {timeout_s:.0f} s; log {log}")
+        wait_for_http_ready(
+            f"{url}/router/state", proc, log, timeout_s=timeout_s, what="the local router"
+        )
+        return cls(url, proc, log)
 
     def stop(self) -> int:
         if self.process.poll() is None:

@@ -36,6 +36,30 @@ class ModelServerError(MlopsError):
     """A model server process did not start or become ready; the message has its log tail."""
 
 
+def wait_for_http_ready(
+    url: str, process: subprocess.Popen[bytes], log: Path, *, timeout_s: float, what: str
+) -> None:
+    """Block until `url` answers 200; fail with the log's tail if the process exits or time runs out.
+
+    For callers outside an event loop (the demo, tests, benchmarks); the router awaits its own
+    children with `ModelServerProcess.wait_ready`.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ModelServerError(
+                f"{what} exited with {process.returncode}:\n{log.read_text(errors='replace')[-2000:]}"
+            )
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise ModelServerError(f"{what} did not become ready in {timeout_s:.0f} s; log {log}")
+
+
 @dataclass
 class ModelServerProcess:
     model: str

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pandas as pd
 
@@ -19,6 +16,7 @@ from components.churn_data import CHURN_SCHEMA, generate_churn
 from components.drift import profile_reference
 from components.registry import ModelRegistry
 from components.train import TrainParams, save_model, train_model
+from serving.canary.model_server_process import free_port, wait_for_http_ready
 
 MODEL = "churn"
 
@@ -49,12 +47,6 @@ def register_test_models(root: Path) -> RegisteredModels:
     return RegisteredModels(str(root / "registry"), versions[0], versions[1], root)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class RunningServer:
     url: str
@@ -69,20 +61,8 @@ def start_server(args: list[str], env: dict[str, str], log: Path) -> RunningServ
     with log.open("wb") as out:
         process = subprocess.Popen([mlops, "serve", *args], env=full_env, stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"mlops serve exited with {process.returncode}:\n{log.read_text()}"
-            )
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                return RunningServer(url, process, log)
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise AssertionError(f"mlops serve did not become ready:\n{log.read_text()}")
+    wait_for_http_ready(f"{url}/v2/health/ready", process, log, timeout_s=120, what="mlops serve")
+    return RunningServer(url, process, log)
 
 
 def stop_server(server: RunningServer) -> int:
