@@ -3,7 +3,7 @@
 `make bench-drift` runs it. Three parts, all in one run so the ratios compare like with like:
 
 1. Drift computation: a 1M-row x 20-feature current window against a stored reference profile
-   (`components.drift.compare`: bucketing + PSI/KS/chi-square), and the same rows through the live
+   (`mlops_core.drift.compare`: bucketing + PSI/KS/chi-square), and the same rows through the live
    monitor's path (observe in request-sized batches, fold into panes, evaluate). Target: < 2 s.
 2. The monitor's added latency per request: the predictor's p50 over HTTP (`mlops serve`, 1-row
    requests, monitoring on) and in-process (`predict_rows`), against the p50 of the monitoring
@@ -31,11 +31,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.churn_data import CHURN_SCHEMA, generate_churn
-from components.drift import DriftReport, compare, profile_reference
-from components.registry import ModelRegistry
-from components.schema import Feature, FeatureSchema
 from components.train import TrainParams, model_input, predict_proba, save_model, train_model
+from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
+from mlops_core.drift import DriftReport, compare, profile_reference
+from mlops_core.registry import ModelRegistry
+from mlops_core.schema import Feature, FeatureSchema
 
 ROOT = Path(__file__).resolve().parent.parent
 EVIDENTLY_PYTHON = ROOT / ".venv-evidently" / "bin" / "python"
@@ -112,7 +112,7 @@ def timed(fn: Any, repeat: int = 3) -> tuple[float, Any]:
 
 
 def bench_compute(rows: int, workdir: Path, evidently_rows: int) -> dict[str, Any]:
-    from serving.drift_monitor import DriftMonitor, WindowConfig
+    from serving.monitoring.drift_monitor import DriftMonitor, WindowConfig
 
     reference_df, schema = synthetic(rows, drifted=False, seed=1)
     current_df, _ = synthetic(rows, drifted=True, seed=2)
@@ -247,9 +247,9 @@ def free_port() -> int:
 def bench_latency(root: Path, requests: int) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
 
-    from mlops.settings import load_settings
+    from mlops_core.settings import load_settings
     from serving.model_bundle import load_registered
-    from serving.monitoring import build_monitoring
+    from serving.monitoring.endpoints import build_monitoring
 
     registry_uri, _ = register_model(root)
     bundle = load_registered(registry_uri, "churn", "champion")

@@ -1,7 +1,7 @@
 """Benchmark: the local training pipeline's wall time, split into compute and orchestration.
 
 For each row count, one kfp.local run (SubprocessRunner, fresh registry) of the real pipeline.
-Compute = time spent inside the plain step functions (recorded by `components.step_timing` in the
+Compute = time spent inside the plain step functions (recorded by `mlops_core.step_timing` in the
 task subprocesses); orchestration overhead = wall time - compute (task subprocess start, Python and
 library imports, KFP executor, artifact bookkeeping). Target: overhead <= 20% of compute at 100k.
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from components.step_timing import ENV_VAR, read_timings
+from mlops_core.step_timing import ENV_VAR, read_timings
 from pipelines.local_run import TrainingParams, run_training_locally
 
 TARGET_RATIO = 0.20

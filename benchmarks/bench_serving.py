@@ -39,10 +39,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from components.churn_data import CHURN_SCHEMA, generate_churn
-from components.drift import profile_reference
-from components.registry import ModelRegistry
 from components.train import TrainParams, model_input, save_model, train_model
+from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
+from mlops_core.drift import profile_reference
+from mlops_core.registry import ModelRegistry
 from serving.model_bundle import ModelBundle, load_registered
 from serving.request_validation import v2_datatype
 

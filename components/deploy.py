@@ -28,7 +28,7 @@ from components.inference_service import (
     build_inference_service,
     storage_uri_of,
 )
-from mlops.errors import MlopsError
+from mlops_core.errors import MlopsError
 
 
 class DeployError(MlopsError):

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.schema import FeatureSchema
-from components.step_timing import timed_step
+from mlops_core.schema import FeatureSchema
+from mlops_core.step_timing import timed_step
 
 HIGHER_IS_BETTER = {
     "roc_auc": True,
@@ -317,7 +317,7 @@ def evaluate_step(
 
     The champion is loaded through the registry, which refuses an artifact whose sha256 changed.
     """
-    from components.registry import ModelRegistry, load_artifact
+    from mlops_core.registry import ModelRegistry, load_artifact
 
     schema = FeatureSchema.load(schema_path)
     holdout = pd.read_parquet(holdout_path)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from components.evaluate import HIGHER_IS_BETTER, Evaluation
-from components.step_timing import timed_step
+from mlops_core.step_timing import timed_step
 
 
 @dataclass(frozen=True)

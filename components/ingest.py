@@ -17,16 +17,17 @@ import fsspec
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from components.churn_data import CHURN_SCHEMA, generate_churn
-from components.schema import FeatureSchema, SchemaError, infer_schema
-from components.step_timing import timed_step
+from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
+from mlops_core.errors import MlopsError
+from mlops_core.schema import FeatureSchema, SchemaError, infer_schema
+from mlops_core.step_timing import timed_step
 
 SYNTHETIC_SOURCE = "synthetic"  # `data_source` value (or empty) that selects the churn generator
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".txt")
 _PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 
 
-class IngestError(ValueError):
+class IngestError(MlopsError):
     """The data source cannot be read or does not contain what was asked for."""
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from components.drift import ReferenceProfile
 from components.evaluate import Evaluation
 from components.gate import GateDecision
-from components.registry import ModelRegistry
-from components.schema import FeatureSchema
-from components.step_timing import timed_step
+from mlops_core.drift import ReferenceProfile
+from mlops_core.registry import ModelRegistry
+from mlops_core.schema import FeatureSchema
+from mlops_core.step_timing import timed_step
 
 
 @timed_step("register")

@@ -22,8 +22,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from xgboost import XGBClassifier
 
-from components.schema import FeatureSchema
-from components.step_timing import timed_step
+from mlops_core.schema import FeatureSchema
+from mlops_core.step_timing import timed_step
 
 Estimator = Literal["xgboost", "hist_gradient_boosting", "logistic_regression"]
 ESTIMATORS: tuple[str, ...] = get_args(Estimator)
@@ -188,7 +188,7 @@ def train_step(
     """
     import json
 
-    from components.drift import profile_reference
+    from mlops_core.drift import profile_reference
 
     schema = FeatureSchema.load(schema_path)
     df = pd.read_parquet(train_path)

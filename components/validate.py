@@ -2,7 +2,7 @@
 
 Schema violations (types, ranges, unknown categories, missing rates, nulls in required columns, a
 target that is not binary) always fail the step. Drift against the reference (PSI/KS/chi-square
-from `components.drift`, the same code the live monitor runs) and label shift are reported, and
+from `mlops_core.drift`, the same code the live monitor runs) and label shift are reported, and
 fail the step only when the caller asks (`fail_on_drift`): a drift-triggered retraining run must be
 able to train on drifted data. Either way the step writes a Markdown report that names each
 failing column and why.
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.drift import (
+from mlops_core.drift import (
     DriftReport,
     DriftThresholds,
     FeatureDrift,
@@ -26,13 +26,14 @@ from components.drift import (
     compare,
     feature_drift,
 )
-from components.schema import Feature, FeatureSchema
-from components.step_timing import timed_step
+from mlops_core.errors import MlopsError
+from mlops_core.schema import Feature, FeatureSchema
+from mlops_core.step_timing import timed_step
 
 _EXAMPLES = 3  # offending values quoted per violation
 
 
-class DataValidationError(ValueError):
+class DataValidationError(MlopsError):
     """The data broke the schema (or drifted with `fail_on_drift`); `report` has the details."""
 
     def __init__(self, message: str, report: ValidationReport) -> None:
@@ -373,7 +374,7 @@ def validate_step(
     The reference is the champion's (`registry.reference`) when the registry has one.
     `metrics_sink` is anything with `log_metric(name, value)` (a KFP `Metrics` output).
     """
-    from components.registry import ModelRegistry
+    from mlops_core.registry import ModelRegistry
 
     schema = FeatureSchema.load(schema_path)
     df = pd.concat([pd.read_parquet(p) for p in data_paths], ignore_index=True)

@@ -22,7 +22,7 @@ from mlops.commands import (
     registry_cmd,
     serve_cmd,
 )
-from mlops.errors import USER_ERRORS
+from mlops_core.errors import MlopsError
 
 app = typer.Typer(
     name="mlops",
@@ -38,7 +38,7 @@ def user_errors_as_red_line(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except USER_ERRORS as e:
+        except MlopsError as e:
             err_console.print(f"[red]error:[/red] {e}")
             sys.exit(2)
 

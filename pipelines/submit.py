@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlops.errors import MlopsError
+from mlops_core.errors import MlopsError
 from pipelines.training import ObjectStore, build_training_pipeline
 
 EXPERIMENT = "churn-training"

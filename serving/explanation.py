@@ -20,13 +20,14 @@ import numpy as np
 import xgboost as xgb
 from sklearn.pipeline import Pipeline
 
-from components.drift import ReferenceProfile
-from components.schema import FeatureSchema
+from mlops_core.drift import ReferenceProfile
+from mlops_core.errors import MlopsError
+from mlops_core.schema import FeatureSchema
 
 MISSING_CATEGORY = "__missing__"  # the training preprocessor's fill value for a missing category
 
 
-class ExplainerUnavailable(RuntimeError):
+class ExplainerUnavailable(MlopsError):
     """This model cannot be explained; the message says why."""
 
 

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
+from mlops_core.errors import MlopsError
 from serving.metrics import RequestMetrics
 
 Scope = MutableMapping[str, Any]
@@ -43,7 +44,7 @@ def route_of(path: str) -> tuple[str, str] | None:
     return None
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(MlopsError):
     pass
 
 

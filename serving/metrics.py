@@ -25,7 +25,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from components.schema import FeatureSchema
+from mlops_core.schema import FeatureSchema
 
 OTHER_CATEGORY = "__other__"  # a category the schema does not know (policy "unseen")
 LATENCY_BUCKETS = (

@@ -3,7 +3,7 @@
 The one place the predictor (and the benchmark) turns "a version's folder" into something that can
 predict. The folder is either the registry's ``<model>/versions/<n>/`` (local path or any fsspec URI)
 or ``/mnt/models``, where KServe's storage initializer copies that same folder. The sha256 check and
-the skops type allow-list are `components.registry.load_artifact`'s; nothing is re-implemented here.
+the skops type allow-list are `mlops_core.registry.load_artifact`'s; nothing is re-implemented here.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 import fsspec
 from sklearn.pipeline import Pipeline
 
-from components.drift import ReferenceProfile
-from components.registry import MODEL_FILE, ModelRegistry, ModelVersion, load_artifact
-from components.schema import FeatureSchema
-from mlops.errors import MlopsError
+from mlops_core.drift import ReferenceProfile
+from mlops_core.errors import MlopsError
+from mlops_core.registry import MODEL_FILE, ModelRegistry, ModelVersion, load_artifact
+from mlops_core.schema import FeatureSchema
 
 
 class ModelBundleError(MlopsError):

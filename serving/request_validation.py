@@ -22,7 +22,7 @@ import orjson
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput
 
-from components.schema import Feature, FeatureSchema
+from mlops_core.schema import Feature, FeatureSchema
 
 UnknownCategoryPolicy = Literal["reject", "unseen"]
 UNKNOWN_CATEGORY_POLICIES: tuple[str, ...] = get_args(UnknownCategoryPolicy)

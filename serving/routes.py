@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serving.monitoring import monitoring_routers
+from serving.monitoring.endpoints import monitoring_routers
 from serving.predictor import ChurnPredictor
 
 

@@ -18,8 +18,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
-from mlops.errors import MlopsError
-from mlops.settings import Settings
+from mlops_core.errors import MlopsError
+from mlops_core.settings import Settings
 from serving.http_middleware import ServingMiddleware
 from serving.model_bundle import ModelBundle, load_bundle, load_registered
 from serving.prediction_observer import PredictionObserver

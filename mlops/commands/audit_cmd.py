@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import typer
 from rich.console import Console
 
-from mlops.settings import load_settings
+from mlops_core.settings import load_settings
 
 console = Console()
 
@@ -22,7 +22,7 @@ def audit(
     as_json: bool = typer.Option(False, "--json", help="print the whole answer as JSON"),
 ) -> None:
     """Trace one prediction: its data, run, version and revision, and the run that came next."""
-    from serving.audit import audit_request
+    from serving.monitoring.audit import audit_request
 
     s = load_settings(audit_dir=audit_dir, registry_uri=registry)
     answer = audit_request(request_id, audit_dir=s.audit_dir, registry_uri=s.registry_uri)

@@ -16,9 +16,9 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from components.registry import ModelRegistry
-from mlops.errors import MlopsError
-from mlops.settings import Settings, load_settings
+from mlops_core.errors import MlopsError
+from mlops_core.registry import ModelRegistry
+from mlops_core.settings import Settings, load_settings
 
 app = typer.Typer(help="Roll a model version out as a canary and analyse it.", no_args_is_help=True)
 console = Console()
@@ -183,7 +183,7 @@ def status(
     mode: str = ModeOpt,
 ) -> None:
     """Show the traffic split and the last decision."""
-    from serving.canary.rollout import DecisionLog
+    from mlops_core.jsonl_log import DecisionLog
 
     s = _settings(model_name=model, canary_router_url=router_url, namespace=namespace)
     _print_status(_actuator(target, s, isvc, context, 0, mode).status())
@@ -267,7 +267,8 @@ def run(
     confirm_timeout: float = ConfirmOpt,
 ) -> None:
     """Analyse the running canary every interval and step up, promote or roll back."""
-    from serving.canary.rollout import DecisionLog, format_decision, run_rollout
+    from mlops_core.jsonl_log import DecisionLog
+    from serving.canary.rollout import format_decision, run_rollout
 
     s = _settings(
         model_name=model,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from mlops.settings import load_settings
+from mlops_core.settings import load_settings
 
 
 def demo(
@@ -15,6 +15,6 @@ def demo(
     ),
 ) -> None:
     """Train v1 on clean data, retrain on drifted data, reject broken data; summarise."""
-    from mlops.demo import run_demo
+    from mlops_demo.stages import run_demo
 
     run_demo(load_settings(work_dir=work_dir), rows=rows, console=Console())

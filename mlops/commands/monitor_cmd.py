@@ -10,10 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from components.drift import compare
-from components.registry import ModelRegistry
-from mlops.errors import MlopsError
-from mlops.settings import Settings, load_settings
+from mlops_core.drift import compare
+from mlops_core.errors import MlopsError
+from mlops_core.registry import ModelRegistry
+from mlops_core.settings import Settings, load_settings
 
 app = typer.Typer(
     help="Drift against the champion, the drift-triggered retraining loop, scheduled training.",
@@ -41,7 +41,7 @@ def check(
     model: str | None = ModelOpt,
 ) -> None:
     """Compare a data file with a version's training reference (the monitor's statistics)."""
-    from serving.monitoring import thresholds_from
+    from serving.monitoring.endpoints import thresholds_from
 
     s = load_settings(registry_uri=registry, model_name=model)
     reg = ModelRegistry(s.registry_uri)
@@ -64,8 +64,8 @@ def check(
 
 
 def _trigger_from(s: Settings, launcher: object, decisions_path: Path) -> object:
-    from serving.audit_log import DecisionLog
-    from serving.retraining_trigger import RetrainingTrigger, TriggerPolicy
+    from mlops_core.jsonl_log import DecisionLog
+    from serving.monitoring.retraining_trigger import RetrainingTrigger, TriggerPolicy
 
     policy = TriggerPolicy(
         share_drifted=s.trigger_share_drifted,
@@ -100,8 +100,8 @@ def watch(
     import httpx
 
     from pipelines.local_run import TrainingParams
-    from serving.drift_monitor import DriftSnapshot
-    from serving.retraining_trigger import KfpRunLauncher, LocalRunLauncher
+    from serving.monitoring.drift_monitor import DriftSnapshot
+    from serving.monitoring.retraining_trigger import KfpRunLauncher, LocalRunLauncher
 
     s = load_settings(registry_uri=registry, model_name=model, kfp_host=kfp_host)
     launcher: object
@@ -148,7 +148,7 @@ def schedule(
     """Create a KFP recurring run of the training pipeline (needs a reachable KFP API)."""
     import kfp
 
-    from serving.retraining_trigger import schedule_recurring_training
+    from serving.monitoring.retraining_trigger import schedule_recurring_training
 
     s = load_settings(registry_uri=registry, model_name=model, kfp_host=kfp_host)
     if not s.kfp_host:

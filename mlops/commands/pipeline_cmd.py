@@ -8,8 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlops.errors import MlopsError
-from mlops.settings import load_settings
+from mlops_core.errors import MlopsError
+from mlops_core.settings import load_settings
 
 app = typer.Typer(help="Run or compile the training pipeline.", no_args_is_help=True)
 console = Console()

@@ -8,8 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from components.registry import ModelRegistry
-from mlops.settings import load_settings
+from mlops_core.registry import ModelRegistry
+from mlops_core.settings import load_settings
 
 app = typer.Typer(
     help="Inspect the model registry and move the champion pointer.", no_args_is_help=True

@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from mlops.settings import load_settings
+from mlops_core.settings import load_settings
 
 app = typer.Typer(help="Serve a registered model (KServe V1/V2 + explain + /metrics).")
 
@@ -53,7 +53,7 @@ def serve(
     )
     # kserve parses sys.argv when first imported; give it none of ours.
     sys.argv = sys.argv[:1]
-    from serving.monitoring import build_monitoring
+    from serving.monitoring.endpoints import build_monitoring
     from serving.server import ServeOptions, load_model_for, run_server
 
     options = ServeOptions.from_settings(settings)  # checked before the model is loaded

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from mlops.errors import MlopsError
+from mlops_core.errors import MlopsError
 from serving.canary.analysis import CanaryDecision
 
 

@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 from components.inference_service import MODEL_VERSION_ANNOTATION, PREDICTOR_CONTAINER
+from mlops_core.errors import MlopsError
 
 ANNOTATION_PREFIX = "mlops.platform/"
 STABLE_VERSION = ANNOTATION_PREFIX + "stable-version"
@@ -25,7 +26,7 @@ CANARY_VERSION = ANNOTATION_PREFIX + "canary-version"
 LAST_DECISION = ANNOTATION_PREFIX + "last-decision"
 
 
-class PatchError(ValueError):
+class PatchError(MlopsError):
     """The InferenceService is not in a state this change applies to."""
 
 

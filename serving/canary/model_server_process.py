@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from mlops.errors import MlopsError
+from mlops_core.errors import MlopsError
 
 
 def free_port() -> int:

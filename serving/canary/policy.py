@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from mlops.errors import MlopsError
+from mlops_core.errors import MlopsError
 
 
 class PolicyError(MlopsError):

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from mlops_core.errors import MlopsError
 from serving.canary.analysis import NoData, SourceFailed
 from serving.canary.source import (
     ANALYSED_ENDPOINTS,
@@ -26,7 +27,7 @@ from serving.canary.window import Histogram, Snapshot, VersionCounters
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
 
-class PrometheusError(RuntimeError):
+class PrometheusError(MlopsError):
     pass
 
 

@@ -8,15 +8,13 @@ handed to the actuator to record (Kubernetes events locally become log lines).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from mlops.errors import MlopsError
+from mlops_core.errors import MlopsError
+from mlops_core.jsonl_log import DecisionLog
 from serving.canary.actuator import TrafficActuator, TrafficStatus
 from serving.canary.analysis import CanaryDecision, CanaryState, analyze
 from serving.canary.policy import RolloutPolicy
@@ -26,29 +24,6 @@ from serving.canary.window import Snapshot, Window
 
 class RolloutError(MlopsError):
     pass
-
-
-@dataclass
-class DecisionLog:
-    """Decisions as JSON lines (one object per analysis), appended as they are made."""
-
-    path: Path
-
-    def append(self, entry: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as fh:
-            fh.write(json.dumps(entry, default=_json_default, separators=(",", ":")) + "\n")
-
-    def read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()  # numpy scalars
-    raise TypeError(f"cannot encode {type(o).__name__} as JSON")
 
 
 def step_index_for(policy: RolloutPolicy, percent: int) -> int:
@@ -147,7 +122,7 @@ def run_rollout(
             if isinstance(observation, Window)
             else {type(observation).__name__: observation.detail},
         }
-        log.append(entry)
+        log.append("canary_decision", **entry)
         if on_decision is not None:
             on_decision(decision, entry)
         if decision.final:

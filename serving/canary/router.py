@@ -31,7 +31,8 @@ from typing import Any
 
 import httpx
 
-from components.registry import ModelRegistry, RegistryError
+from mlops_core.errors import MlopsError
+from mlops_core.registry import ModelRegistry, RegistryError
 from serving.canary.model_server_process import ModelServerError, ModelServerProcess
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class RouterConfig:
     upstream_timeout_s: float = 30.0
 
 
-class RouterError(ValueError):
+class RouterError(MlopsError):
     """A bad admin request; answered with 400/409 and the reason."""
 
     def __init__(self, message: str, status: int = 400) -> None:

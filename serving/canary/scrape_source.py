@@ -7,6 +7,7 @@ from collections import defaultdict
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from mlops_core.errors import MlopsError
 from serving.canary.analysis import NoData, SourceFailed
 from serving.canary.source import (
     ANALYSED_ENDPOINTS,
@@ -18,7 +19,7 @@ from serving.canary.source import (
 from serving.canary.window import Histogram, Snapshot, VersionCounters
 
 
-class ScrapeError(ValueError):
+class ScrapeError(MlopsError):
     """A /metrics page lacks a series the analysis needs."""
 
 

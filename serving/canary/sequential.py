@@ -38,7 +38,7 @@ import numpy as np
 from scipy import stats
 from scipy.special import logsumexp
 
-from components.drift import psi
+from mlops_core.drift import psi
 
 
 def canary_share_probability(ratio: np.ndarray | float, share: float) -> np.ndarray:

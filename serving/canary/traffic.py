@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 
-from components.churn_data import CHURN_SCHEMA, generate_churn
+from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
 
 
 def instances(rows: int, seed: int) -> list[dict[str, object]]:

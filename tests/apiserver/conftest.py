@@ -13,16 +13,22 @@ from pathlib import Path
 
 import pytest
 import yaml
-from control_plane import (
+from kubernetes import client, config
+
+from tests.apiserver.control_plane import (
     ControlPlane,
     ControlPlaneError,
     assets_dir,
     service_account_api,
     start_control_plane,
 )
-from kubernetes import client, config
-from project_manifests import BASE, DEPLOYER_SERVICE_ACCOUNT, OVERLAYS, PROJECT_NAMESPACE
-from upstream_crds import kserve_inferenceservice_crd, prometheus_operator_crds
+from tests.apiserver.project_manifests import (
+    BASE,
+    DEPLOYER_SERVICE_ACCOUNT,
+    OVERLAYS,
+    PROJECT_NAMESPACE,
+)
+from tests.apiserver.upstream_crds import kserve_inferenceservice_crd, prometheus_operator_crds
 
 KUBECTL = shutil.which("kubectl")
 # Figures for the terminal summary: where the binaries came from, build and start times.

@@ -1,6 +1,6 @@
 """Names from manifests/base that the API tests refer to."""
 
-from control_plane import REPO_ROOT
+from tests.apiserver.control_plane import REPO_ROOT
 
 BASE = REPO_ROOT / "manifests" / "base"
 OVERLAYS = sorted(

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from kserve_controller_status import serverless_status, write_status
 from kubernetes import client
 
 from components.deploy import deploy_model
@@ -22,6 +21,7 @@ from serving.canary import isvc_patches as patches
 from serving.canary.actuator import ActuatorError
 from serving.canary.analysis import CanaryDecision, CheckResult
 from serving.canary.kubernetes_actuator import KubernetesActuator
+from tests.apiserver.kserve_controller_status import serverless_status, write_status
 
 pytestmark = pytest.mark.apiserver
 

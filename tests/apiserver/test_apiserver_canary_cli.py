@@ -14,10 +14,10 @@ from kubernetes import client
 
 from components.deploy import deploy_model
 from components.inference_service import GROUP, PLURAL, VERSION, InferenceServiceSpec
-from components.registry import ModelRegistry
+from mlops_core.registry import ModelRegistry
+from mlops_demo.canary_rollout import train_and_register
 from serving.canary import isvc_patches as patches
 from serving.canary.model_server_process import mlops_executable
-from serving.rollout_demo import train_and_register
 
 pytestmark = pytest.mark.apiserver
 MODEL = "churn"

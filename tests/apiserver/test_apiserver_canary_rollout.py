@@ -19,15 +19,16 @@ from kubernetes import client
 
 from components.deploy import deploy_model
 from components.inference_service import GROUP, PLURAL, VERSION, InferenceServiceSpec
-from components.registry import ModelRegistry
+from mlops_core.jsonl_log import DecisionLog
+from mlops_core.registry import ModelRegistry
+from mlops_demo.canary_rollout import train_and_register
 from serving.canary import isvc_patches as patches
 from serving.canary.kubernetes_actuator import KubernetesActuator
 from serving.canary.model_server_process import ModelServerProcess
 from serving.canary.policy import RolloutPolicy
-from serving.canary.rollout import DecisionLog, run_rollout
+from serving.canary.rollout import run_rollout
 from serving.canary.scrape_source import ScrapeSource
 from serving.canary.traffic import instances
-from serving.rollout_demo import train_and_register
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.slow]
 MODEL = "churn"

@@ -11,8 +11,6 @@ import sys
 import uuid
 
 import pytest
-from control_plane import service_account_api
-from kserve_controller_status import serverless_status, write_status
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -26,6 +24,8 @@ from components.inference_service import (
     build_inference_service,
     storage_uri_of,
 )
+from tests.apiserver.control_plane import service_account_api
+from tests.apiserver.kserve_controller_status import serverless_status, write_status
 
 pytestmark = pytest.mark.apiserver
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from project_manifests import OVERLAYS
+
+from tests.apiserver.project_manifests import OVERLAYS
 
 pytestmark = pytest.mark.apiserver
 

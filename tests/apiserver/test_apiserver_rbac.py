@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 from kubernetes import client
-from project_manifests import DEPLOYER_SERVICE_ACCOUNT
+
+from tests.apiserver.project_manifests import DEPLOYER_SERVICE_ACCOUNT
 
 pytestmark = pytest.mark.apiserver
 

@@ -27,8 +27,9 @@ from typing import Any
 import kserve.models
 import kubernetes.client.models
 import yaml
-from control_plane import go_binary, pinned_version
 from kserve.constants import constants as kserve_constants
+
+from tests.apiserver.control_plane import go_binary, pinned_version
 
 PROMETHEUS_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator"
 

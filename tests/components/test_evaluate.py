@@ -12,7 +12,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
-from components.churn_data import CHURN_SCHEMA, generate_churn
 from components.evaluate import (
     Evaluation,
     classification_metrics,
@@ -23,8 +22,9 @@ from components.evaluate import (
     extreme_inputs,
     invariance_test,
 )
-from components.registry import ModelRegistry
 from components.train import TrainParams, predict_proba, save_model, train_model
+from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
+from mlops_core.registry import ModelRegistry
 
 FAST = TrainParams(estimator="xgboost", n_estimators=60, seed=1)
 
@@ -116,7 +116,7 @@ def test_differential_test() -> None:
 
 
 def test_step_scores_the_champion_on_the_same_holdout(tmp_path: Path, data, model) -> None:
-    from components.drift import profile_reference
+    from mlops_core.drift import profile_reference
 
     holdout_path = tmp_path / "holdout.parquet"
     data[1].to_parquet(holdout_path)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from components.churn_data import CHURN_SCHEMA, generate_churn
 from components.ingest import IngestError, arrow_safe, fingerprint, ingest, ingest_step, read_table
-from components.schema import FeatureSchema
+from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
+from mlops_core.schema import FeatureSchema
 
 
 def _outputs(tmp_path: Path) -> dict[str, str]:

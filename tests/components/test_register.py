@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from components.churn_data import CHURN_SCHEMA, generate_churn
 from components.evaluate import evaluate_model
 from components.gate import decide
 from components.ingest import ingest_step
 from components.register import register_step
-from components.registry import ModelRegistry
 from components.train import TrainParams, train_step
+from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
+from mlops_core.registry import ModelRegistry
 
 
 def _candidate(tmp_path: Path, name: str, *, margin: float) -> dict:
@@ -39,7 +39,7 @@ def _candidate(tmp_path: Path, name: str, *, margin: float) -> dict:
     )
     import pandas as pd
 
-    from components.registry import load_artifact
+    from mlops_core.registry import load_artifact
 
     registry = ModelRegistry(str(tmp_path / "reg"))
     champ = registry.champion("churn")

@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 from kfp.dsl import Metrics
 
-from components.churn_data import CHURN_SCHEMA, generate_churn
-from components.drift import profile_reference
 from components.validate import (
     DataValidationError,
     render_markdown,
     validate_frame,
     validate_step,
 )
+from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
+from mlops_core.drift import profile_reference
 
 
 @pytest.fixture(scope="module")

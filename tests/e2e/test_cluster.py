@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from components.churn_data import generate_churn
+from mlops_core.churn_data import generate_churn
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]

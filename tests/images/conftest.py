@@ -11,7 +11,8 @@ import subprocess
 import sys
 
 import pytest
-from image_build import BASE_IMAGE, ROOT, SIZES_MB, TIMINGS, Images, must, run_script
+
+from tests.images.image_build import BASE_IMAGE, ROOT, SIZES_MB, TIMINGS, Images, must, run_script
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from image_build import SIZES_MB, TIMINGS, Images
 
-from components.churn_data import generate_churn
-from components.registry import ModelRegistry
+from mlops_core.churn_data import generate_churn
+from mlops_core.registry import ModelRegistry
+from tests.images.image_build import SIZES_MB, TIMINGS, Images
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 MODEL = "churn"

@@ -21,7 +21,6 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from kserve_model import round_trip_inference_service
 
 from components.inference_service import (
     PREDICTOR_CONTAINER,
@@ -29,6 +28,7 @@ from components.inference_service import (
     build_inference_service,
     storage_uri_of,
 )
+from tests.manifests.kserve_model import round_trip_inference_service
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = sorted(p.name for p in (ROOT / "manifests" / "overlays").iterdir() if p.is_dir())

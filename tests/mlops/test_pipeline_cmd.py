@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from components.churn_data import CHURN_SCHEMA, generate_churn
-from components.drift import profile_reference
-from components.registry import ModelRegistry
 from components.train import TrainParams, save_model, train_model
+from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
+from mlops_core.drift import profile_reference
+from mlops_core.registry import ModelRegistry
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 

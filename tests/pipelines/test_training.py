@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.registry import ModelRegistry
+from mlops_core.registry import ModelRegistry
 from pipelines.local_run import TrainingParams, ValidationFailed, run_training_locally
 from pipelines.training import GOLDEN_YAML, compile_pipeline
 
@@ -89,8 +89,8 @@ def test_broken_data_fails_validation_naming_columns_and_registers_nothing(
 
 
 def test_user_csv_with_an_inferred_schema_runs_end_to_end(tmp_path: Path) -> None:
-    from components.churn_data import generate_churn
-    from components.schema import FeatureSchema
+    from mlops_core.churn_data import generate_churn
+    from mlops_core.schema import FeatureSchema
 
     data = tmp_path / "mine"
     data.mkdir()

@@ -6,10 +6,10 @@ import json
 
 import httpx
 import pytest
-from serving_harness import MODEL, RunningServer, as_instances, scoring_frame
 
-from components.churn_data import CHURN_SCHEMA
+from mlops_core.churn_data import CHURN_SCHEMA
 from serving.request_validation import v2_datatype
+from tests.serving.harness import MODEL, RunningServer, as_instances, scoring_frame
 
 ROW = as_instances(scoring_frame(1, seed=21))[0]
 V1 = f"/v1/models/{MODEL}:predict"

@@ -7,12 +7,18 @@ import asyncio
 import httpx
 import numpy as np
 import pytest
-from serving_harness import MODEL, RegisteredModels, RunningServer, as_instances, scoring_frame
 
-from components.churn_data import CHURN_SCHEMA
-from components.registry import ModelRegistry
 from components.train import model_input
+from mlops_core.churn_data import CHURN_SCHEMA
+from mlops_core.registry import ModelRegistry
 from serving.micro_batcher import MicroBatcher
+from tests.serving.harness import (
+    MODEL,
+    RegisteredModels,
+    RunningServer,
+    as_instances,
+    scoring_frame,
+)
 
 
 class CountingModel:

@@ -6,11 +6,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from serving_harness import MODEL, RegisteredModels
 
-from components.churn_data import CHURN_SCHEMA
-from components.registry import IntegrityError, ModelRegistry
+from mlops_core.churn_data import CHURN_SCHEMA
+from mlops_core.registry import IntegrityError, ModelRegistry
 from serving.model_bundle import ModelBundleError, load_bundle, load_registered
+from tests.serving.harness import MODEL, RegisteredModels
 
 
 def test_load_registered_champion(registered: RegisteredModels) -> None:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from serving_harness import MODEL, RunningServer
+from tests.serving.harness import MODEL, RunningServer
 
 
 def test_schemathesis_finds_no_server_errors(server: RunningServer, tmp_path: Path) -> None:

@@ -12,18 +12,18 @@ import numpy as np
 import pytest
 from kserve import InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferInput, InferRequest
-from serving_harness import (
+
+from components.train import model_input
+from mlops_core.churn_data import CHURN_SCHEMA
+from mlops_core.registry import ModelRegistry
+from serving.request_validation import v2_datatype
+from tests.serving.harness import (
     MODEL,
     RegisteredModels,
     RunningServer,
     as_instances,
     scoring_frame,
 )
-
-from components.churn_data import CHURN_SCHEMA
-from components.registry import ModelRegistry
-from components.train import model_input
-from serving.request_validation import v2_datatype
 
 
 def in_process(registered: RegisteredModels, version: int, df) -> np.ndarray:

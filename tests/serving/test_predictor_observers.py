@@ -6,14 +6,14 @@ import asyncio
 
 import numpy as np
 import pytest
-from serving_harness import MODEL, RegisteredModels, as_instances, scoring_frame
 
-from components.churn_data import CHURN_SCHEMA
 from components.train import model_input
+from mlops_core.churn_data import CHURN_SCHEMA
 from serving.model_bundle import load_registered
 from serving.prediction_observer import PredictionObserver
 from serving.predictor import ChurnPredictor
 from serving.request_validation import InvalidRequest
+from tests.serving.harness import MODEL, RegisteredModels, as_instances, scoring_frame
 
 
 class RecordingObserver:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from kserve.protocol.infer_type import InferInput
 
-from components.churn_data import CHURN_SCHEMA, generate_churn
 from components.train import model_input
+from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
 from serving.request_validation import (
     InvalidRequest,
     RequestLimits,

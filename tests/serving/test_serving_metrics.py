@@ -6,9 +6,15 @@ from datetime import datetime
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from serving_harness import MODEL, RegisteredModels, RunningServer, as_instances, scoring_frame
 
-from components.registry import ModelRegistry
+from mlops_core.registry import ModelRegistry
+from tests.serving.harness import (
+    MODEL,
+    RegisteredModels,
+    RunningServer,
+    as_instances,
+    scoring_frame,
+)
 
 
 def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

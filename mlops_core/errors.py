@@ -1,0 +1,31 @@
+"""The root of every error a user of the platform can cause, and the four kinds of it.
+
+Each domain module raises its own subclass of `MlopsError` with a message that says what was
+expected, what was found and what to do next. A subclass that is also one of the kinds below
+says what went wrong in terms every edge understands (the CLI, the HTTP server, the canary
+router); errors carry no HTTP status: `serving/http_errors.py` maps these kinds to status codes.
+The CLI catches `MlopsError` alone and prints one line; anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+
+class MlopsError(Exception):
+    """A user-facing failure whose message says what was expected and what to do next."""
+
+
+class InvalidInputError(MlopsError):
+    """What the user sent (a request, a file, a parameter) is not valid."""
+
+
+class NotFoundError(MlopsError):
+    """What the user named (a model, a version, a request id, a route) does not exist."""
+
+
+class ConflictError(MlopsError):
+    """The request is valid but the current state does not allow it (no canary to promote)."""
+
+
+class TooLargeError(InvalidInputError):
+    """What the user sent is over a configured limit."""

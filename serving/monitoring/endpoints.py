@@ -1,0 +1,183 @@
+"""Monitoring inside the model server: the drift monitor, the label store and the prediction log.
+
+`build_monitoring(bundle, settings)` makes the three observers for the version being served and
+registers their Prometheus collectors; `mlops serve` passes `.observers` to the predictor.
+`monitoring_routers(predictor)` (listed in `serving.routes`) serves, next to KServe's routes:
+
+- ``POST /v1/models/<name>/feedback``: ground-truth labels, ``{"request_id", "label", "row"?}`` or
+  ``{"labels": [...]}``; 404 names an unknown request id, 400 a bad label; the server keeps serving.
+- ``GET /v1/models/<name>/quality``: live accuracy / log loss / calibration per version.
+- ``GET /v1/models/<name>/drift?history=N``: the latest drift judgement per version and history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from mlops_core.drift import DriftThresholds
+from mlops_core.settings import Settings
+from serving.model_bundle import ModelBundle
+from serving.monitoring.drift_monitor import DriftMonitor, WindowConfig
+from serving.monitoring.feedback import FeedbackError, FeedbackStore
+from serving.monitoring.prediction_log import PredictionLog
+from serving.prediction_observer import PredictionObserver
+
+MAX_LABELS_PER_REQUEST = 10_000
+
+
+@dataclass
+class Monitoring:
+    drift: DriftMonitor
+    feedback: FeedbackStore
+    predictions: PredictionLog | None
+
+    @property
+    def observers(self) -> list[PredictionObserver]:
+        found: list[PredictionObserver] = [self.drift, self.feedback]
+        return [*found, self.predictions] if self.predictions else found
+
+    def close(self) -> None:
+        self.drift.stop()
+        if self.predictions is not None:
+            self.predictions.flush()
+
+
+def thresholds_from(settings: Settings) -> DriftThresholds:
+    return DriftThresholds(
+        psi=settings.drift_psi,
+        alpha=settings.drift_alpha,
+        ks_statistic=settings.drift_ks_statistic,
+        cramers_v=settings.drift_cramers_v,
+    )
+
+
+def window_from(settings: Settings) -> WindowConfig:
+    return WindowConfig(
+        pane_rows=settings.monitor_pane_rows,
+        panes=settings.monitor_panes,
+        min_rows=settings.monitor_min_rows,
+    )
+
+
+def build_monitoring(
+    bundle: ModelBundle,
+    settings: Settings,
+    *,
+    registry: CollectorRegistry | None = REGISTRY,
+    start: bool = True,
+) -> Monitoring:
+    """The observers for one served version, with their metrics on `registry`."""
+    version = bundle.version
+
+    def reference_for(v: str) -> Any:
+        return bundle.reference if v == version else None
+
+    drift = DriftMonitor(
+        model=bundle.model_name,
+        feature_names=bundle.schema.feature_names,
+        references=reference_for,
+        thresholds=thresholds_from(settings),
+        window=window_from(settings),
+    )
+    feedback = FeedbackStore(model=bundle.model_name, threshold=settings.decision_threshold)
+    predictions = (
+        PredictionLog(Path(settings.audit_dir) / "predictions.jsonl", model=bundle.model_name)
+        if settings.audit_dir
+        else None
+    )
+    if registry is not None:
+        registry.register(drift.collector())
+        registry.register(feedback.collector())
+    if start:
+        drift.start(settings.monitor_interval_s)
+    return Monitoring(drift=drift, feedback=feedback, predictions=predictions)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def monitoring_routers(predictor: Any) -> list[APIRouter]:
+    """Feedback, quality and drift routes for the monitoring observers the predictor carries."""
+    observers = getattr(predictor, "observers", [])
+    store = next((o for o in observers if isinstance(o, FeedbackStore)), None)
+    monitor = next((o for o in observers if isinstance(o, DriftMonitor)), None)
+    name = predictor.name
+    router = APIRouter()
+
+    if store is not None:
+
+        @router.post(f"/v1/models/{name}/feedback")
+        async def feedback(request: Request) -> JSONResponse:
+            try:
+                body = await request.json()
+            except ValueError as e:
+                return _error(400, f"feedback body is not JSON: {e}")
+            items = body.get("labels", [body]) if isinstance(body, dict) else None
+            if not isinstance(items, list) or not items:
+                return _error(
+                    400,
+                    'expected {"request_id": ..., "label": 0|1} or {"labels": [ ... ]} '
+                    f"(at most {MAX_LABELS_PER_REQUEST})",
+                )
+            if len(items) > MAX_LABELS_PER_REQUEST:
+                return _error(
+                    413,
+                    f"{len(items)} labels in one request; the limit is {MAX_LABELS_PER_REQUEST}",
+                )
+            accepted, errors = 0, []
+            for i, item in enumerate(items):
+                if not isinstance(item, dict) or "request_id" not in item or "label" not in item:
+                    errors.append(
+                        {
+                            "index": i,
+                            "status": 400,
+                            "error": "each label needs request_id and label",
+                        }
+                    )
+                    continue
+                try:
+                    row = int(item.get("row", 0))
+                    store.add_label(str(item["request_id"]), item["label"], row=row)
+                    accepted += 1
+                except (TypeError, ValueError) as e:
+                    errors.append({"index": i, "status": 400, "error": f"bad row: {e}"})
+                except FeedbackError as e:
+                    errors.append({"index": i, "status": e.status, "error": str(e)})
+            if len(items) == 1 and errors:
+                return _error(errors[0]["status"], errors[0]["error"])
+            return JSONResponse(
+                {"accepted": accepted, "rejected": errors},
+                status_code=200 if accepted or not errors else 400,
+            )
+
+        @router.get(f"/v1/models/{name}/quality")
+        async def quality() -> JSONResponse:
+            versions = {}
+            for v in store.versions():
+                q = store.quality(v)
+                versions[v] = q.to_dict() if q else None
+            return JSONResponse({"model": name, "pending": store.pending(), "versions": versions})
+
+    if monitor is not None:
+
+        @router.get(f"/v1/models/{name}/drift")
+        async def drift(history: int = 0) -> JSONResponse:
+            monitor.evaluate()  # fold what arrived since the last tick, so the answer is current
+            return JSONResponse(
+                {
+                    "model": name,
+                    "thresholds": monitor.thresholds.__dict__,
+                    "window_rows": monitor.window_rows(),
+                    "latest": {v: s.to_dict() for v, s in monitor.latest().items()},
+                    "history": [s.to_dict() for s in monitor.history(history)] if history else [],
+                }
+            )
+
+    return [router]

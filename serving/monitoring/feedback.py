@@ -1,0 +1,245 @@
+"""Ground truth that arrives later: the label store and live quality on labelled traffic.
+
+As a `PredictionObserver` the store remembers each prediction (probability, model version, input
+row) under its request id, in a bounded table (oldest evicted). When a label arrives for a request
+id (`POST /v1/feedback`), the pair moves into a sliding window of labelled predictions per version,
+from which live accuracy, log loss, Brier score and expected calibration error are computed — the
+signal for concept drift and label shift, which leave the inputs (and so the input drift monitor)
+unchanged. The labelled window is also the recent data a retraining run can train on
+(`labelled_frame`).
+
+A request that scored several rows under one request id is labelled per row (`row`, default 0);
+per-row request ids need no `row`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sklearn.metrics import brier_score_loss, log_loss
+
+from mlops_core.errors import MlopsError
+
+
+class FeedbackError(MlopsError):
+    """A label cannot be recorded; `status` is the HTTP status the feedback route answers with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class LiveQuality:
+    model: str
+    version: str
+    labelled: int
+    accuracy: float
+    log_loss: float
+    brier_score: float
+    calibration_error: float  # expected calibration error over `bins` equal-width bins
+    positive_rate: float  # share of positive labels
+    mean_probability: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Sum over probability bins of (bin share) x |mean predicted - observed positive rate|."""
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in np.unique(idx):
+        mask = idx == b
+        total += mask.mean() * abs(p[mask].mean() - y[mask].mean())
+    return float(total)
+
+
+def live_quality(
+    model: str, version: str, labels: np.ndarray, probabilities: np.ndarray, *, threshold: float
+) -> LiveQuality:
+    y = np.asarray(labels, int)
+    p = np.clip(np.asarray(probabilities, float), 1e-7, 1 - 1e-7)
+    return LiveQuality(
+        model=model,
+        version=version,
+        labelled=len(y),
+        accuracy=float(np.mean((p >= threshold).astype(int) == y)),
+        log_loss=float(log_loss(y, p, labels=[0, 1])),
+        brier_score=float(brier_score_loss(y, p, pos_label=1)),
+        calibration_error=expected_calibration_error(y, p),
+        positive_rate=float(y.mean()),
+        mean_probability=float(p.mean()),
+    )
+
+
+@dataclass
+class _Pending:
+    version: str
+    probability: float
+    row: np.ndarray
+
+
+class FeedbackStore:
+    """Remembers predictions by request id and scores them when their labels arrive."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        max_pending: int = 200_000,
+        window: int = 20_000,
+        threshold: float = 0.5,
+        min_labelled: int = 50,
+    ) -> None:
+        self.model = model
+        self.max_pending = max_pending
+        self.window = window
+        self.threshold = threshold
+        self.min_labelled = min_labelled
+        self._lock = threading.Lock()
+        self._pending: OrderedDict[tuple[str, int], _Pending] = OrderedDict()
+        # per version: deque of (label, probability, row)
+        self._labelled: dict[str, deque[tuple[int, float, np.ndarray]]] = {}
+        self._labels_total: dict[str, int] = {}
+        self._rejected: dict[str, int] = {}
+
+    # --- the request path ----------------------------------------------------------------------
+    def observe(
+        self,
+        rows: np.ndarray,
+        probabilities: np.ndarray,
+        request_ids: list[str] | str,
+        model_version: str,
+    ) -> None:
+        probs = np.asarray(probabilities)  # one positive-class probability per row (the contract)
+        if isinstance(request_ids, str):
+            keys = [(request_ids, i) for i in range(len(rows))]
+        else:
+            keys = [(str(r), 0) for r in request_ids]
+        version = str(model_version)
+        with self._lock:
+            for key, p, row in zip(keys, probs, rows, strict=False):
+                self._pending[key] = _Pending(version, float(p), row)
+            while len(self._pending) > self.max_pending:
+                self._pending.popitem(last=False)
+
+    # --- labels --------------------------------------------------------------------------------
+    def add_label(self, request_id: str, label: Any, row: int = 0) -> str:
+        """Record the ground truth of one scored row; returns the version that scored it."""
+        if isinstance(label, str) or label not in (0, 1):
+            self._reject("bad_label")
+            raise FeedbackError(f"label must be 0 or 1, got {label!r} for request {request_id!r}")
+        with self._lock:
+            pending = self._pending.pop((str(request_id), int(row)), None)
+            if pending is None:
+                self._rejected["unknown_request"] = self._rejected.get("unknown_request", 0) + 1
+                raise FeedbackError(
+                    f"no prediction is waiting for a label under request id {request_id!r} "
+                    f"(row {row}): unknown, already labelled, or evicted after "
+                    f"{self.max_pending} newer predictions",
+                    status=404,
+                )
+            window = self._labelled.setdefault(pending.version, deque(maxlen=self.window))
+            window.append((int(label), pending.probability, pending.row))
+            self._labels_total[pending.version] = self._labels_total.get(pending.version, 0) + 1
+            return pending.version
+
+    def _reject(self, reason: str) -> None:
+        with self._lock:
+            self._rejected[reason] = self._rejected.get(reason, 0) + 1
+
+    # --- quality -------------------------------------------------------------------------------
+    def quality(self, version: str, last: int | None = None) -> LiveQuality | None:
+        """Live quality of a version over its last `last` labelled rows (default: the window)."""
+        with self._lock:
+            items = list(self._labelled.get(str(version), ()))
+        if last:
+            items = items[-last:]
+        if len(items) < self.min_labelled:
+            return None
+        y = np.array([i[0] for i in items])
+        p = np.array([i[1] for i in items])
+        return live_quality(self.model, str(version), y, p, threshold=self.threshold)
+
+    def versions(self) -> list[str]:
+        with self._lock:
+            return sorted(self._labelled)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def labelled_frame(
+        self, feature_names: Sequence[str], target: str, version: str | None = None
+    ) -> pd.DataFrame:
+        """The labelled window as a training frame (feature columns in schema order + target)."""
+        with self._lock:
+            windows = [self._labelled[version]] if version else list(self._labelled.values())
+            items = [i for w in windows for i in w]
+        if not items:
+            return pd.DataFrame(columns=[*feature_names, target])
+        frame = pd.DataFrame(np.vstack([i[2] for i in items]), columns=list(feature_names))
+        frame[target] = [i[0] for i in items]
+        return frame
+
+    def collector(self) -> Collector:
+        return _FeedbackCollector(self)
+
+
+class _FeedbackCollector(Collector):
+    def __init__(self, store: FeedbackStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterable[Any]:
+        s = self.store
+        mv = ["model", "version"]
+        gauges = {
+            "accuracy": GaugeMetricFamily(
+                "mlops_live_accuracy", "accuracy on labelled live traffic", labels=mv
+            ),
+            "log_loss": GaugeMetricFamily(
+                "mlops_live_log_loss", "log loss on labelled live traffic", labels=mv
+            ),
+            "brier_score": GaugeMetricFamily(
+                "mlops_live_brier_score", "Brier score on labelled live traffic", labels=mv
+            ),
+            "calibration_error": GaugeMetricFamily(
+                "mlops_live_calibration_error",
+                "expected calibration error (10 bins) on labelled live traffic",
+                labels=mv,
+            ),
+            "positive_rate": GaugeMetricFamily(
+                "mlops_live_label_positive_rate", "share of positive labels", labels=mv
+            ),
+            "labelled": GaugeMetricFamily(
+                "mlops_live_labelled_rows", "labelled rows in the quality window", labels=mv
+            ),
+        }
+        labels_total = CounterMetricFamily(
+            "mlops_feedback_labels", "labels received and matched to a prediction", labels=mv
+        )
+        rejected = CounterMetricFamily(
+            "mlops_feedback_rejected", "labels refused, by reason", labels=["model", "reason"]
+        )
+        for version in s.versions():
+            q = s.quality(version)
+            if q is not None:
+                for key, gauge in gauges.items():
+                    gauge.add_metric([s.model, version], float(getattr(q, key)))
+        with s._lock:
+            totals = dict(s._labels_total)
+            refused = dict(s._rejected)
+        for version, n in totals.items():
+            labels_total.add_metric([s.model, version], n)
+        for reason, n in refused.items():
+            rejected.add_metric([s.model, reason], n)
+        yield from (*gauges.values(), labels_total, rejected)

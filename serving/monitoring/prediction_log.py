@@ -1,0 +1,59 @@
+"""The audit trail's prediction log: which version served each request.
+
+- `PredictionLog` (a `PredictionObserver`): one line per scored request — request id, model,
+  version, the InferenceService revision that served it (Knative's `K_REVISION` on the cluster,
+  `local` otherwise), rows, time. Lines are written through a buffered file, so the request path
+  pays a JSON encode and a buffered write.
+- decisions go to `mlops_core.jsonl_log.DecisionLog`.
+
+`serving.monitoring.audit.audit_request` joins both with the registry's lineage (version -> run -> data).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mlops_core.jsonl_log import JsonLinesWriter
+
+
+def serving_revision() -> str:
+    """The revision serving this process: Knative's K_REVISION on the cluster, else `local`."""
+    return os.environ.get("K_REVISION") or os.environ.get("MLOPS_SERVING_REVISION") or "local"
+
+
+class PredictionLog:
+    """Observer: one JSON line per scored request."""
+
+    def __init__(
+        self, path: str | Path, *, model: str, revision: str | None = None, flush_every: int = 1
+    ) -> None:
+        self.model = model
+        self.revision = revision or serving_revision()
+        self.writer = JsonLinesWriter(path, flush_every=flush_every)
+
+    def observe(
+        self,
+        rows: np.ndarray,
+        probabilities: np.ndarray,
+        request_ids: list[str] | str,
+        model_version: str,
+    ) -> None:
+        ids = [request_ids] if isinstance(request_ids, str) else list(request_ids)
+        for rid in ids:
+            self.writer.write(
+                {
+                    "request_id": rid,
+                    "model": self.model,
+                    "version": str(model_version),
+                    "revision": self.revision,
+                    "rows": len(rows) if len(ids) == 1 else 1,
+                    "at": time.time(),
+                }
+            )
+
+    def flush(self) -> None:
+        self.writer.flush()

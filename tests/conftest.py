@@ -1,0 +1,59 @@
+"""Fixtures for the serving tests: a real registry with real trained models, and real servers.
+
+Each server is a `mlops serve` subprocess on a free 127.0.0.1 port (the same entry point the
+serving container runs); teardown sends SIGTERM and checks the process exits cleanly.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from mlops_core.registry import ModelRegistry
+from tests.serving.harness import (
+    MODEL,
+    RegisteredModels,
+    RunningServer,
+    register_test_models,
+    start_server,
+    stop_server,
+)
+
+
+@pytest.fixture(scope="session")
+def registered(tmp_path_factory: pytest.TempPathFactory) -> RegisteredModels:
+    return register_test_models(tmp_path_factory.mktemp("serving"))
+
+
+@pytest.fixture(scope="session")
+def server(
+    registered: RegisteredModels, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """The champion (XGBoost) from the registry; small limits so limit tests stay small."""
+    log = tmp_path_factory.mktemp("logs") / "server.log"
+    running = start_server(
+        ["--model", MODEL, "--registry", registered.registry_uri, "--version", "champion"],
+        {"MLOPS_MAX_BATCH_ROWS": "50", "MLOPS_MAX_BODY_BYTES": "65536"},
+        log,
+    )
+    yield running
+    code = stop_server(running)
+    assert code == 0, f"unclean shutdown (exit {code}):\n{log.read_text()}"
+
+
+@pytest.fixture(scope="session")
+def mnt_models_server(
+    registered: RegisteredModels, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """The logistic-regression version from a /mnt/models-style copy, unseen categories allowed."""
+    mnt = tmp_path_factory.mktemp("mnt") / "models"
+    registry = ModelRegistry(registered.registry_uri)
+    shutil.copytree(registry.version_dir(MODEL, registered.logistic_version), mnt)
+    log = tmp_path_factory.mktemp("logs") / "mnt-server.log"
+    running = start_server(
+        ["--model-dir", str(mnt), "--model", MODEL, "--unknown-category", "unseen"], {}, log
+    )
+    yield running
+    assert stop_server(running) == 0

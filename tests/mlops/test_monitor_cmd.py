@@ -1,0 +1,41 @@
+"""`mlops monitor check` on real files against a real registry; its errors are one red line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mlops_core.churn_data import generate_churn
+from tests.serving.harness import RegisteredModels
+
+MLOPS = str(Path(sys.executable).with_name("mlops"))
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"COLUMNS": "200"}  # rich wraps tables to the terminal width
+    return subprocess.run(
+        [MLOPS, "monitor", "check", *args], capture_output=True, text=True, env=env
+    )
+
+
+def test_check_reports_the_drifted_feature(registered: RegisteredModels, tmp_path: Path) -> None:
+    path = tmp_path / "recent.parquet"
+    generate_churn(2000, scenario="new_category", seed=3).to_parquet(path)
+    out = run(str(path), "--registry", registered.registry_uri)
+    assert out.returncode == 0, out.stderr
+    lines = {line.split("│")[1].strip(): line for line in out.stdout.splitlines() if "│" in line}
+    assert "yes" in lines["payment_method"] and "yes" not in lines["contract"]
+    assert "1/11 features drifted" in out.stdout
+
+
+def test_check_refuses_a_missing_file_and_a_wrong_format(
+    registered: RegisteredModels, tmp_path: Path
+) -> None:
+    missing = run(str(tmp_path / "nope.csv"), "--registry", registered.registry_uri)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    odd = tmp_path / "data.txt"
+    odd.write_text("x")
+    wrong = run(str(odd), "--registry", registered.registry_uri)
+    assert wrong.returncode == 2 and "expected a .csv or .parquet file" in wrong.stderr
