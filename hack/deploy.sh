@@ -117,6 +117,14 @@ install_project() {
   kubectl patch secret mlops-model-store -n "$NAMESPACE" --type merge \
     -p "{\"data\":{\"AWS_ACCESS_KEY_ID\":\"$ak\",\"AWS_SECRET_ACCESS_KEY\":\"$sk\"}}" >/dev/null
   echo "storage secret $NAMESPACE/mlops-model-store filled from kubeflow/mlpipeline-minio-artifact"
+  # The model servers' bearer token for write endpoints (feedback): made once, kept on re-deploy.
+  if [ -z "$(kubectl get secret mlops-serving-token -n "$NAMESPACE" -o jsonpath='{.data.token}')" ]; then
+    local token
+    token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | base64 -w0)
+    kubectl patch secret mlops-serving-token -n "$NAMESPACE" --type merge \
+      -p "{\"data\":{\"token\":\"$token\"}}" >/dev/null
+    echo "serving token $NAMESPACE/mlops-serving-token created (key: token)"
+  fi
   # The operator creates the Prometheus StatefulSet asynchronously.
   for _ in $(seq 1 60); do
     kubectl get statefulset prometheus-mlops -n monitoring >/dev/null 2>&1 && break

@@ -29,3 +29,11 @@ class ConflictError(MlopsError):
 
 class TooLargeError(InvalidInputError):
     """What the user sent is over a configured limit."""
+
+
+class AuthenticationError(MlopsError):
+    """The request needs credentials it did not carry (or carried wrong ones)."""
+
+
+class UnavailableError(MlopsError):
+    """The service cannot answer now (a model not loaded); a retry later may succeed."""

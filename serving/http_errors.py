@@ -15,11 +15,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Send
 
-from mlops_core.errors import ConflictError, InvalidInputError, MlopsError, NotFoundError, TooLargeError
+from mlops_core.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidInputError,
+    MlopsError,
+    NotFoundError,
+    TooLargeError,
+    UnavailableError,
+)
 
 # Most specific first: TooLargeError is also InvalidInputError.
 _STATUS_BY_KIND: tuple[tuple[type[Exception], int], ...] = (
     (TooLargeError, 413),
+    (AuthenticationError, 401),
+    (UnavailableError, 503),
     (NotFoundError, 404),
     (ConflictError, 409),
     (InvalidInputError, 400),
@@ -40,7 +50,9 @@ def error_body(message: str, **extra: Any) -> bytes:
 
 
 def error_response(error: BaseException) -> Response:
-    return Response(error_body(str(error)), status_code=status_for(error), media_type="application/json")
+    return Response(
+        error_body(str(error)), status_code=status_for(error), media_type="application/json"
+    )
 
 
 async def mlops_error_handler(_: Request, exc: Exception) -> Response:

@@ -11,7 +11,7 @@ import gc
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 from fastapi import FastAPI, Request
@@ -20,6 +20,7 @@ from fastapi.responses import Response
 
 from mlops_core.errors import MlopsError
 from mlops_core.settings import Settings
+from serving.access_control import AccessControl, AccessPolicy
 from serving.http_middleware import ServingMiddleware
 from serving.model_bundle import ModelBundle, load_bundle, load_registered
 from serving.prediction_observer import PredictionObserver
@@ -34,6 +35,10 @@ logger = logging.getLogger(__name__)
 class ServeOptions:
     model_name: str
     port: int = 8080
+    # Loopback unless asked: the container sets 0.0.0.0 (MLOPS_SERVE_HOST) where the pod's
+    # NetworkPolicy and the gateway decide who reaches it.
+    host: str = "127.0.0.1"
+    access: AccessPolicy = field(default_factory=AccessPolicy)
     max_batch_rows: int = 1000
     max_body_bytes: int = 4 * 1024 * 1024
     unknown_category: str = "reject"
@@ -57,6 +62,10 @@ class ServeOptions:
         return cls(
             model_name=settings.model_name,
             port=settings.serve_port,
+            host=settings.serve_host,
+            access=AccessPolicy(
+                api_token=settings.api_token, repository_api=settings.repository_api
+            ),
             max_batch_rows=settings.max_batch_rows,
             max_body_bytes=settings.max_body_bytes,
             unknown_category=settings.unknown_category,
@@ -98,11 +107,16 @@ class ClientErrorTracebacks(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         from kserve.errors import InvalidInput
+        from starlette.requests import ClientDisconnect
 
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, InvalidInput):
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.msg, record.args, record.exc_info = f"refused request: {exc}", (), None
+        elif isinstance(exc, ClientDisconnect):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "client disconnected before sending the whole body", ()
+            record.exc_info = None
         return True
 
 
@@ -143,6 +157,8 @@ def attach(app: FastAPI, predictor: ChurnPredictor, options: ServeOptions) -> No
         max_body_bytes=options.max_body_bytes,
         metrics=predictor.request_metrics,
     )
+    # Added last, so it runs first: a refused request costs no body read and no metric.
+    app.add_middleware(AccessControl, policy=options.access, ready=lambda: predictor.ready)
     app.add_exception_handler(RequestValidationError, request_validation_error)
     for router in extra_routers(predictor):
         app.include_router(router)
@@ -181,13 +197,24 @@ def run_server(
     # event loop read and answer requests while a batch is being scored (default: 5 ms).
     sys.setswitchinterval(0.001)
     logger.info(
-        "serving %s version %s from %s on port %d",
+        "serving %s version %s from %s on %s:%d (write endpoints %s)",
         options.model_name,
         predictor.version,
         bundle.source,
+        options.host,
         options.port,
+        "need a bearer token" if options.access.api_token else "are open: set MLOPS_API_TOKEN",
     )
-    server = ModelServer(
+
+    class BoundModelServer(ModelServer):
+        # KServe's RESTServer binds 0.0.0.0 with no option; its uvicorn config is read only when
+        # serving starts, so the host is set between `start` building it and `_serve` running it.
+        async def _serve(self) -> None:
+            if self._rest_server is not None:
+                self._rest_server.config.host = options.host
+            await super()._serve()
+
+    server = BoundModelServer(
         http_port=options.port,
         workers=1,
         enable_grpc=False,

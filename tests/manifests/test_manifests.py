@@ -136,10 +136,13 @@ def test_deployer_role_is_least_privilege(rendered) -> None:
             assert set(rule["verbs"]) <= {"get", "list", "watch"}, cr["metadata"]["name"]
 
 
-def test_storage_secret_is_a_template_without_data(rendered) -> None:
+def test_secrets_are_templates_without_data(rendered) -> None:
     _, objs = rendered
-    (secret,) = by_kind(objs, "Secret")
-    assert "data" not in secret and "stringData" not in secret
+    secrets = {s["metadata"]["name"]: s for s in by_kind(objs, "Secret")}
+    assert set(secrets) == {"mlops-model-store", "mlops-serving-token"}
+    for template in secrets.values():  # hack/deploy.sh fills them; nothing secret is in git
+        assert "data" not in template and "stringData" not in template
+    secret = secrets["mlops-model-store"]
     assert secret["metadata"]["annotations"]["serving.kserve.io/s3-endpoint"]
     accounts = {a["metadata"]["name"]: a for a in by_kind(objs, "ServiceAccount")}
     server = accounts["mlops-model-server"]
@@ -275,3 +278,31 @@ def test_dashboard_and_alerts_query_metrics_the_servers_export(rendered) -> None
     for expr in exprs:
         missing = referenced_metrics(expr) - exported
         assert not missing, f"{expr!r} queries {missing}, which no model server exports"
+
+
+def test_only_the_gateway_and_prometheus_reach_the_model_pods(rendered) -> None:
+    _, objs = rendered
+    (policy,) = by_kind(objs, "NetworkPolicy")
+    (pod_monitor,) = by_kind(objs, "PodMonitor")
+    (prom,) = by_kind(objs, "Prometheus")
+    spec = policy["spec"]
+    # The pods the PodMonitor scrapes are the pods the policy guards.
+    assert spec["podSelector"] == pod_monitor["spec"]["selector"]
+    assert spec["policyTypes"] == ["Ingress"]
+    (rule,) = spec["ingress"]
+    assert "ports" not in rule  # queue-proxy and user port alike; sources are what is limited
+    sources = {
+        p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in rule["from"]
+    }
+    deploy = (ROOT / "hack" / "deploy.sh").read_text()
+    gateway = {"kourier-system", "knative-serving"}  # Kourier's gateway and Knative's activator
+    assert all(
+        f"wait_ready Kourier {ns}" in deploy or f" {ns} deployment" in deploy for ns in gateway
+    )
+    assert sources == gateway | {prom["metadata"]["namespace"]}
+
+
+def test_the_serving_image_binds_all_interfaces_explicitly() -> None:
+    # `mlops serve` defaults to 127.0.0.1 (tests/mlops/test_serve_cmd.py); the container opts in.
+    cmd = (ROOT / "docker" / "serving.Dockerfile").read_text().strip().splitlines()[-1]
+    assert cmd.startswith("CMD ") and '"--host", "0.0.0.0"' in cmd
