@@ -117,8 +117,8 @@ def monitoring_routers(predictor: Any) -> list[APIRouter]:
         async def feedback(request: Request) -> JSONResponse:
             try:
                 body = await request.json()
-            except ValueError as e:
-                return _error(400, f"feedback body is not JSON: {e}")
+            except (ValueError, RecursionError) as e:  # RecursionError: hostile nesting
+                return _error(400, f"feedback body is not JSON: {type(e).__name__}: {e}")
             items = body.get("labels", [body]) if isinstance(body, dict) else None
             if not isinstance(items, list) or not items:
                 return _error(
@@ -146,7 +146,7 @@ def monitoring_routers(predictor: Any) -> list[APIRouter]:
                     row = int(item.get("row", 0))
                     store.add_label(str(item["request_id"]), item["label"], row=row)
                     accepted += 1
-                except (TypeError, ValueError) as e:
+                except (TypeError, ValueError, OverflowError) as e:  # Overflow: row 1e400
                     errors.append({"index": i, "status": 400, "error": f"bad row: {e}"})
                 except FeedbackError as e:
                     errors.append({"index": i, "status": e.status, "error": str(e)})
