@@ -28,8 +28,8 @@ from mlops_core.errors import MlopsError
 from mlops_core.jsonl_log import DecisionLog
 from mlops_core.registry import ModelRegistry
 from mlops_demo.context import DemoContext
+from serving.canary.actuator import Target, new_actuator
 from serving.canary.analysis import CanaryDecision
-from serving.canary.local_actuator import LocalActuator
 from serving.canary.model_server_process import (
     free_port,
     mlops_executable,
@@ -37,7 +37,7 @@ from serving.canary.model_server_process import (
 )
 from serving.canary.policy import RolloutPolicy
 from serving.canary.rollout import format_decision, run_rollout
-from serving.canary.scrape_source import ScrapeSource
+from serving.canary.source import new_source
 from serving.canary.traffic import TrafficGenerator, TrafficTally
 
 # Fast enough for `make demo`: short windows, a modest minimum per step.
@@ -132,7 +132,7 @@ def roll_out(
     console: Console,
 ) -> RolloutOutcome:
     """Start `version` as the canary behind the running router and run the loop to its end."""
-    actuator = LocalActuator(router.url)
+    actuator = new_actuator(Target.local, model=model, router_url=router.url)
     stable = str(actuator.status().stable_version)
     actuator.start(version, policy.first_step)
     decisions: list[CanaryDecision] = []
@@ -147,7 +147,7 @@ def roll_out(
     final = run_rollout(
         model=model,
         actuator=actuator,
-        source_for=lambda st: ScrapeSource(st.detail["stable_url"], st.detail["canary_url"]),
+        source_for=lambda st: new_source(Target.local, status=st),
         policy=policy,
         log=log,
         on_decision=show,

@@ -74,7 +74,8 @@ def port_forward(namespace: str, service: str, ports: str) -> Iterator[None]:
 def served_model(platform: None) -> Iterator[tuple[str, dict]]:
     import kfp
 
-    from components.deploy import api_client_from_environment, wait_until_ready
+    from components.deploy import wait_until_ready
+    from components.kube_client import load_api_client
     from pipelines.submit import Submission, submit_training
 
     # versions.mk's default tags: the git revision.
@@ -93,9 +94,7 @@ def served_model(platform: None) -> Iterator[tuple[str, dict]]:
         )
         finished = client.wait_for_run_completion(run.run_id, timeout=1800)
     assert finished.state == "SUCCEEDED", f"run {run.url} ended {finished.state}"
-    status = wait_until_ready(
-        MODEL, NAMESPACE, api_client=api_client_from_environment(), timeout_s=600
-    )
+    status = wait_until_ready(MODEL, NAMESPACE, api_client=load_api_client(), timeout_s=600)
     yield f"{MODEL}.{NAMESPACE}.example.com", status
 
 
