@@ -2,7 +2,7 @@
 
 As a `PredictionObserver` the store remembers each prediction (probability, model version, input
 row) under its request id, in a bounded table (oldest evicted). When a label arrives for a request
-id (`POST /v1/feedback`), the pair moves into a sliding window of labelled predictions per version,
+id (`POST /v1/models/<name>/feedback`), the pair moves into a sliding window of labelled predictions per version,
 from which live accuracy, log loss, Brier score and expected calibration error are computed — the
 signal for concept drift and label shift, which leave the inputs (and so the input drift monitor)
 unchanged. The labelled window is also the recent data a retraining run can train on
