@@ -20,9 +20,9 @@ from kubernetes import client
 from components import isvc_traffic as patches
 from components.deploy import deploy_model
 from components.inference_service import GROUP, PLURAL, VERSION, InferenceServiceSpec
+from components.train_and_register import train_and_register
 from mlops_core.jsonl_log import DecisionLog
 from mlops_core.registry import ModelRegistry
-from mlops_demo.canary_rollout import train_and_register
 from serving.canary.kubernetes_actuator import KubernetesActuator
 from serving.canary.model_server_process import ModelServerProcess
 from serving.canary.policy import RolloutPolicy
