@@ -33,7 +33,3 @@ class TooLargeError(InvalidInputError):
 
 class AuthenticationError(MlopsError):
     """The request needs credentials it did not carry (or carried wrong ones)."""
-
-
-class UnavailableError(MlopsError):
-    """The service cannot answer now (a model not loaded); a retry later may succeed."""

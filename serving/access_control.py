@@ -21,8 +21,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mlops_core.errors import AuthenticationError, MlopsError, NotFoundError, UnavailableError
-from serving.http_errors import send_error
+from mlops_core.errors import AuthenticationError, InvalidInputError, NotFoundError
+from mlops_core.settings import Settings
+from serving.http_errors import NotReady, send_error
 from serving.http_middleware import ASGIApp, Receive, Scope, Send, route_of
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class MissingCredentials(AuthenticationError):
     pass
 
 
-class ModelNotServing(UnavailableError):
+class ModelNotServing(NotReady):
     pass
 
 
@@ -53,10 +54,14 @@ class AccessPolicy:
 
     def __post_init__(self) -> None:
         if self.repository_api and not self.api_token:
-            raise MlopsError(
+            raise InvalidInputError(
                 "the model repository API (load/unload) can take the model down, so it needs a "
                 "token: set MLOPS_API_TOKEN (or leave MLOPS_REPOSITORY_API off)"
             )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AccessPolicy:
+        return cls(api_token=settings.api_token, repository_api=settings.repository_api)
 
     def authorised(self, headers: list[tuple[bytes, bytes]]) -> bool:
         if not self.api_token:

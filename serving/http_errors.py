@@ -22,14 +22,23 @@ from mlops_core.errors import (
     MlopsError,
     NotFoundError,
     TooLargeError,
-    UnavailableError,
 )
 
+
+class NotReady(Exception):
+    """The server cannot answer yet (no model, no upstream to route to): a server-side state."""
+
+
+class UpstreamFailed(Exception):
+    """A proxied model server did not answer: a server-side fault of the hop behind this one."""
+
+
 # Most specific first: TooLargeError is also InvalidInputError.
-_STATUS_BY_KIND: tuple[tuple[type[Exception], int], ...] = (
+_STATUS_BY_KIND: tuple[tuple[type[BaseException], int], ...] = (
+    (NotReady, 503),
+    (UpstreamFailed, 502),
     (TooLargeError, 413),
     (AuthenticationError, 401),
-    (UnavailableError, 503),
     (NotFoundError, 404),
     (ConflictError, 409),
     (InvalidInputError, 400),
