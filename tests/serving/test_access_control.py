@@ -22,11 +22,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from serving.access_control import AccessPolicy
+from serving.v1_instances import v1_instances
 from tests.serving.harness import (
     MODEL,
     RegisteredModels,
     RunningServer,
-    as_instances,
     scoring_frame,
     start_server,
     stop_server,
@@ -56,7 +56,7 @@ def guarded(
 
 
 def _predict(url: str, **kwargs: object) -> httpx.Response:
-    body = {"instances": as_instances(scoring_frame(2, seed=31))}
+    body = {"instances": v1_instances(scoring_frame(2, seed=31))}
     return httpx.post(f"{url}{PREDICT}", json=body, timeout=30, **kwargs)  # type: ignore[arg-type]
 
 
