@@ -16,7 +16,7 @@ after reading entry n is a compare-and-swap on the log.
 |                      | rename on one POSIX filesystem)          | with EEXIST: atomic on POSIX)         |
 | S3 (`s3://`)         | one PutObject (S3 never shows a partial  | PutObject with `If-None-Match: *`     |
 |                      | object)                                  | (HTTP 412 when the key exists; AWS S3 |
-|                      |                                          | since 2024-08, MinIO, Ceph RGW)       |
+|                      |                                          | since 2024-08, MinIO)                 |
 | memory (`memory://`) | one `pipe_file` under a process lock     | exists-check + write under the same   |
 |                      |                                          | lock: one process only (tests)        |
 
