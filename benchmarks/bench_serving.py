@@ -50,7 +50,8 @@ from serving.request_validation import v2_datatype
 from serving.v1_instances import v1_instances
 
 MODEL = "churn"
-BEFORE_AUTH = "mlops serve V1, before auth+host"
+BEFORE_AUTH = "V1 without access layer"
+AFTER_AUTH = "V1 with access layer+token"
 console = Console()
 
 
@@ -326,13 +327,19 @@ def main() -> None:
         # by round, so a burst of other load on the machine hits every target alike; each figure
         # is the median over rounds.
         ours, ours_port = start_ours(registry, work)
+        # The auth+host pair: two more servers that see only the same 1-row V1 load, so neither
+        # carries the other cases' background work (drift windows, prediction log).
         before, before_port = start_ours(registry, work, access_control=False)
+        after, after_port = start_ours(registry, work)
         peer = None
         try:
             peer, peer_port = start_mlserver(args.mlserver, bundle, work)
             ours_url, peer_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{peer_port}"
-            before_url = f"http://127.0.0.1:{before_port}/v1/models/{MODEL}:predict"
-            cases = [(BEFORE_AUTH, 1, before_url, v1_body(frames[1]))]
+            pair = [
+                (BEFORE_AUTH, 1, f"http://127.0.0.1:{before_port}/v1/models/{MODEL}:predict"),
+                (AFTER_AUTH, 1, f"http://127.0.0.1:{after_port}/v1/models/{MODEL}:predict"),
+            ]
+            cases = []
             for n, df in frames.items():
                 cases += [
                     ("mlops serve V1", n, f"{ours_url}/v1/models/{MODEL}:predict", v1_body(df)),
@@ -345,16 +352,20 @@ def main() -> None:
                     ),
                 ]
             kw = {"seconds": args.seconds, "connections": args.connections, "work": work}
-            for _ in range(args.rounds):
+            for i in range(args.rounds):
                 for n, df in frames.items():  # the floor, measured in the same rounds
                     raw.setdefault(("in-process predict_proba", n), []).append(
                         in_process(bundle, df, args.seconds)
                     )
+                # before/after back to back, the order alternating round by round
+                for target, n, url in pair if i % 2 == 0 else pair[::-1]:
+                    raw.setdefault((target, n), []).append(wrk(url, v1_body(frames[1]), **kw))
                 for target, n, url, body in cases:
                     raw.setdefault((target, n), []).append(wrk(url, body, **kw))
         finally:
             stop(ours)
             stop(before)
+            stop(after)
             if peer is not None:
                 stop(peer)
 
@@ -399,7 +410,7 @@ def main() -> None:
             f"(target within 2x) [{'ok' if floor_ratio <= 2 else 'MISSED'}]; "
             f"{ours100.req_s / ml100.req_s:.2f}x MLServer req/s"
         )
-    before1, after1 = get(BEFORE_AUTH, 1), get("mlops serve V1", 1)
+    before1, after1 = get(BEFORE_AUTH, 1), get(AFTER_AUTH, 1)
     auth_ratio = after1.req_s / before1.req_s
     lines.append(
         f"auth+host: V1 1 row {after1.req_s:,.0f} req/s with the access layer and a token vs "
