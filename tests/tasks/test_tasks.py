@@ -277,3 +277,39 @@ def test_explain_for_every_task(served: dict[str, RunningServer], name: str) -> 
             assert total == pytest.approx(e["margin"], abs=1e-3)
         if task == "regression":
             assert e["margin"] == pytest.approx(e["value"], rel=1e-4, abs=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(BUNDLED))
+def test_feedback_in_the_users_labels_gives_live_quality_per_task(
+    served: dict[str, RunningServer], name: str
+) -> None:
+    instances, truth = _instances(name, rows=60)
+    url = f"{served[name].url}/v1/models/{name}"
+    rid = f"feedback-{name}"
+    r = requests.post(
+        f"{url}:predict", json={"instances": instances}, headers={"x-request-id": rid}, timeout=30
+    )
+    assert r.status_code == 200, r.text
+    answers = r.json()["predictions"]
+    labels = [
+        {"request_id": rid, "row": i, "label": v.item() if hasattr(v, "item") else v}
+        for i, v in enumerate(truth.tolist())
+    ]
+    fb = requests.post(f"{url}/feedback", json={"labels": labels}, timeout=30)
+    assert fb.status_code == 200 and fb.json()["accepted"] == 60, fb.text
+    bad = requests.post(
+        f"{url}/feedback", json={"request_id": rid, "row": 0, "label": "no-such-label"}, timeout=30
+    )
+    assert bad.status_code in (400, 404)
+    q = requests.get(f"{url}/quality", timeout=30).json()["versions"]["1"]
+    task = BUNDLED[name][1]
+    if task == "regression":
+        errors = np.array([a["value"] for a in answers]) - truth.to_numpy()
+        assert q["mae"] == pytest.approx(np.abs(errors).mean(), rel=1e-6)
+        assert q["rmse"] == pytest.approx(np.sqrt((errors**2).mean()), rel=1e-6)
+        assert q["accuracy"] is None
+    else:
+        hits = np.mean([a["label"] == t for a, t in zip(answers, truth.tolist(), strict=True)])
+        assert q["accuracy"] == pytest.approx(hits)
+        assert (q["mae"], q["rmse"]) == (None, None)
