@@ -274,6 +274,7 @@ def run(
         policy=p,
         log=decisions,
         on_decision=lambda d, _: console.print(format_decision(d), soft_wrap=True, markup=False),
+        on_plan=lambda plan: console.print(plan, soft_wrap=True, markup=False),
     )
     if final.action == "promote":
         if update_champion:

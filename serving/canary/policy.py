@@ -44,6 +44,16 @@ class RolloutPolicy:
     # Effect sizes (multiples of the tolerance) the sequential test mixes over; larger values
     # catch gross failures in fewer requests, smaller ones catch subtle ones at all.
     sequential_alternatives: tuple[float, ...] = (1.5, 2.0, 3.0, 5.0, 10.0)
+    # Fairness to a new version: its first requests of the rollout (a cold process, lazy
+    # initialisation, empty caches) are served and checked for errors and predictions, but left
+    # out of the latency check and of the step's request count.
+    warmup_requests: int = 50
+    # Evidence before promotion: the error-rate ratio (canary / stable) that must be caught with
+    # probability `power`. When set, each step holds until the canary has served the requests this
+    # needs at the stable's observed error rate, and the error test concentrates its mixture on
+    # ratios from this one up. None: only `min_requests_per_step` sets the evidence per step.
+    detect_error_ratio: float | None = None
+    power: float = 0.9
     # Consecutive analyses whose metrics could not be read before rolling back (fail safe).
     max_failed_analyses: int = 3
     # Seconds the whole rollout may take before it is rolled back as unverifiable.
@@ -79,10 +89,32 @@ class RolloutPolicy:
             raise PolicyError("sequential_alternatives must be effect sizes above 1")
         if self.max_failed_analyses < 1:
             raise PolicyError("max_failed_analyses must be at least 1")
+        if self.warmup_requests < 0:
+            raise PolicyError("warmup_requests must be 0 or more")
+        if self.detect_error_ratio is not None:
+            object.__setattr__(self, "detect_error_ratio", float(self.detect_error_ratio))
+            if self.detect_error_ratio <= self.error_rate_tolerance:
+                raise PolicyError(
+                    f"detect_error_ratio ({self.detect_error_ratio:g}) must be above "
+                    f"error_rate_tolerance ({self.error_rate_tolerance:g}): an effect within the "
+                    "tolerance is not a failure"
+                )
+        if not 0.5 <= self.power < 1:
+            raise PolicyError(f"power must be in [0.5, 1), got {self.power}")
 
     @property
     def first_step(self) -> int:
         return self.steps[0]
+
+    @property
+    def error_alternatives(self) -> tuple[float, ...]:
+        """The effect sizes (multiples of the tolerance) the error test mixes over: with a
+        `detect_error_ratio`, that ratio and the larger defaults (fewer, better-aimed
+        alternatives cost less evidence); otherwise the defaults."""
+        if self.detect_error_ratio is None:
+            return self.sequential_alternatives
+        aim = self.detect_error_ratio / self.error_rate_tolerance
+        return (aim, *(a for a in self.sequential_alternatives if a > aim))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
