@@ -293,6 +293,46 @@ def _champion_after_promotion(s: Settings, version: str, reason: str) -> None:
         )
 
 
+@app.command()
+def controller(
+    namespace: str | None = NamespaceOpt,
+    context: str | None = ContextOpt,
+    prometheus: str | None = typer.Option(
+        None, "--prometheus", help="Prometheus URL [env MLOPS_PROMETHEUS_URL]"
+    ),
+    selector: str | None = typer.Option(
+        None, "--selector", help='PromQL matchers (default: namespace="<namespace>")'
+    ),
+    resync: float = typer.Option(5.0, "--resync", help="seconds between two passes at most"),
+    identity: str | None = typer.Option(None, "--identity", help="leader-election identity"),
+) -> None:
+    """Run the in-cluster canary controller for NAMESPACE (what the Deployment in manifests/ runs)."""
+    import logging
+    import socket
+
+    from components.kube_client import load_api_client
+    from serving.canary.controller import Controller, LeaderElection, Reconciler
+    from serving.canary.source import new_source
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    s = _settings(namespace=namespace, prometheus_url=prometheus, prometheus_selector=selector)
+    api = load_api_client(context)
+
+    def source_for(ns: str) -> Any:
+        return new_source(
+            Target.kubernetes,
+            prometheus_url=s.prometheus_url,
+            selector=s.prometheus_selector or f'namespace="{ns}"',
+        )
+
+    election = LeaderElection(api, s.namespace, identity=identity or socket.gethostname())
+    console.print(
+        f"canary controller for namespace {s.namespace} (Prometheus {s.prometheus_url}); "
+        f"leader election on Lease {s.namespace}/{election.name} as {election.identity}"
+    )
+    Controller(Reconciler(api, source_for), election, s.namespace, resync_s=resync).run()
+
+
 @app.command("policy")
 def show_policy(path: str | None = typer.Argument(None, help="a policy file to validate")) -> None:
     """Print the default rollout policy, or validate and print a policy file."""

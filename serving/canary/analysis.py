@@ -356,6 +356,10 @@ def _check_latency(
     if not window_pooled.total:
         return CheckResult("latency", "waiting", "no latency observations yet"), state
     i, bound = _slow_bound(stable_latency + canary_latency, policy.latency_quantile)
+    if bound < policy.latency_floor_s:
+        bounds = stable_latency.bounds
+        i = min(int(np.searchsorted(bounds, policy.latency_floor_s, side="left")), len(bounds) - 1)
+        bound = bounds[i]
     slow_c = int(sum(w.canary.latency.counts[i + 1 :]))
     slow_s = int(sum(w.stable.latency.counts[i + 1 :]))
     latency_llr = _llr(state.latency_llr, policy.sequential_alternatives) + share_llr_increment(

@@ -36,6 +36,11 @@ class RolloutPolicy:
     # this many times the stable's share (1.5 at p99: the canary's p98.5 may reach stable's p99).
     latency_quantile: float = 0.99
     latency_tolerance: float = 1.5
+    # Latency no user notices is not a failure: requests faster than this never count as slow
+    # (rounded up to a bucket bound of the servers' histogram). A noisy neighbour on the canary's
+    # node, or a low-traffic arm on a loaded machine, adds milliseconds to every request; with a
+    # floor above that noise the check judges only slowness that matters. 0: relative only.
+    latency_floor_s: float = 0.0
     # Prediction divergence: the largest population stability index between the canary's and the
     # stable's predicted-probability distributions that still counts as "the same behaviour".
     # 0.2, as the drift monitor's PSI threshold. Two XGBoost retrains on fresh 20k-row samples
@@ -83,6 +88,8 @@ class RolloutPolicy:
             raise PolicyError("error_rate_tolerance and latency_tolerance must be at least 1")
         if not 0.5 <= self.latency_quantile < 1:
             raise PolicyError(f"latency_quantile must be in [0.5, 1), got {self.latency_quantile}")
+        if self.latency_floor_s < 0:
+            raise PolicyError("latency_floor_s must be 0 or more")
         if self.max_prediction_divergence <= 0:
             raise PolicyError("max_prediction_divergence must be positive")
         if not self.sequential_alternatives or min(self.sequential_alternatives) <= 1:

@@ -6,14 +6,10 @@ every decision is an Event on the InferenceService."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-import numpy as np
 import pytest
 from kubernetes import client
 
@@ -22,79 +18,19 @@ from components.deploy import deploy_model
 from components.inference_service import GROUP, PLURAL, VERSION, InferenceServiceSpec
 from mlops_core.jsonl_log import DecisionLog
 from mlops_core.registry import ModelRegistry
-from mlops_demo.canary_rollout import train_and_register
 from serving.canary.kubernetes_actuator import KubernetesActuator
-from serving.canary.model_server_process import ModelServerProcess
 from serving.canary.policy import RolloutPolicy
 from serving.canary.rollout import run_rollout
 from serving.canary.scrape_source import ScrapeSource
-from serving.canary.traffic import instances
+from tests.apiserver.canary_harness import MODEL, KnativeSplit, three_versions
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.slow]
-MODEL = "churn"
-
-
-class KnativeSplit:
-    """Sends traffic to the local servers in the proportions the InferenceService asks for."""
-
-    def __init__(self, api: client.ApiClient, name: str, namespace: str, servers: dict[str, str]):
-        self.custom = client.CustomObjectsApi(api)
-        self.name, self.namespace, self.servers = name, namespace, servers
-        self.stop = threading.Event()
-        self.failures: list[str] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        rng = np.random.default_rng(0)
-        rows = instances(500, seed=9)
-        with httpx.Client(timeout=30) as http:
-            while not self.stop.is_set():
-                isvc = self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, PLURAL, self.name
-                )
-                ann = isvc["metadata"].get("annotations") or {}
-                stable = ann.get(patches.STABLE_VERSION) or ann["mlops.io/model-version"]
-                canary = ann.get(patches.CANARY_VERSION)
-                pct = patches.MODES["serverless"].canary_percent(isvc) or 0
-                for _ in range(20):
-                    version = canary if canary and rng.random() * 100 < pct else stable
-                    idx = rng.integers(0, len(rows), 2)
-                    r = http.post(
-                        f"{self.servers[version]}/v1/models/{MODEL}:predict",
-                        json={"instances": [rows[i] for i in idx]},
-                    )
-                    if r.status_code != 200:
-                        self.failures.append(f"v{version}: {r.status_code} {r.text[:200]}")
 
 
 @pytest.fixture
 def model_servers(tmp_path: Path) -> Iterator[tuple[ModelRegistry, dict[str, str]]]:
-    registry = ModelRegistry(str(tmp_path / "registry"))
-    versions = [
-        train_and_register(registry, MODEL, rows=12000, seed=1, estimator="xgboost"),
-        train_and_register(registry, MODEL, rows=12000, seed=2, estimator="xgboost"),
-        train_and_register(registry, MODEL, rows=3000, seed=3, invert_labels=True),
-    ]
-    running = [
-        ModelServerProcess.spawn(MODEL, str(v), registry.uri, tmp_path / "logs", {})
-        for v in versions
-    ]
-    try:
-        rows = instances(20, seed=1)
-        for server in running:
-            asyncio.run(server.wait_ready())
-            # Warm up, as a readiness probe would on the cluster: a cold server's first requests
-            # are slow, a real but one-off difference the latency check should not be fed.
-            for i in range(10):
-                httpx.post(
-                    f"{server.url}/v1/models/{MODEL}:predict",
-                    json={"instances": rows[i : i + 2]},
-                    timeout=30,
-                ).raise_for_status()
-        yield registry, {s.version: s.url for s in running}
-    finally:
-        for server in running:
-            server.stop()
+    with three_versions(tmp_path) as (registry, running):
+        yield registry, {v: s.url for v, s in running.items()}
 
 
 def test_run_promotes_a_good_version_and_rolls_back_a_bad_one(
