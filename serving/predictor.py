@@ -4,13 +4,15 @@ V1 `:explain`.
 `kserve.ModelServer` owns the HTTP routes, decoding and error mapping; this class owns what happens
 between a decoded body and a response: schema checks (`RequestValidator`), the Pipeline's
 `predict_proba`, the version and request id in the body, per-row statistics and the observers.
+A request runs as named stages: validate (per protocol) -> predict (micro-batched) -> respond.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +28,14 @@ from serving.prediction_observer import PredictionObserver
 from serving.request_validation import RequestLimits, RequestValidator, v2_datatype
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Protocol:
+    """One wire protocol's two ends: body -> validated rows, and predictions -> response."""
+
+    validate: Callable[[Any], np.ndarray]
+    respond: Callable[[np.ndarray, np.ndarray, str], Any]
 
 
 class ChurnPredictor(Model):
@@ -54,6 +64,9 @@ class ChurnPredictor(Model):
         # Requests are merged only up to `batch_rows`: past a few hundred rows the per-call cost is
         # already amortised, and bigger batches only make every request in them wait longer.
         self.batcher = MicroBatcher(self.predict_rows, max_rows=batch_rows)
+        # The protocol is decided once per request; each one is its validate and respond stages.
+        self._v1 = _Protocol(self.validator.from_v1, self._respond_v1)
+        self._v2 = _Protocol(lambda p: self.validator.from_v2(p.inputs), self._respond_v2)
 
     def stop(self) -> None:
         self.batcher.close()
@@ -103,26 +116,33 @@ class ChurnPredictor(Model):
     async def predict(
         self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
     ) -> dict[str, Any] | InferResponse:
+        """decode (protocol) -> validate (schema) -> predict (batched) -> respond (protocol)."""
         request_id = self._request_id(headers)
-        if isinstance(payload, InferRequest):
-            rows = self.validator.from_v2(payload.inputs)
-        else:
-            rows = self.validator.from_v1(payload)
+        protocol = self._v2 if isinstance(payload, InferRequest) else self._v1
+        rows = protocol.validate(payload)
         probabilities = await self.batcher.predict(rows)
         labels = (probabilities >= self.threshold).astype(np.int64)
         self._after_prediction(rows, probabilities, request_id)
-        if isinstance(payload, InferRequest):
-            n = len(probabilities)
-            return InferResponse(
-                response_id=request_id,
-                model_name=self.name,
-                model_version=self.version,
-                parameters={"request_id": request_id},
-                infer_outputs=[
-                    InferOutput("probability", [n], "FP64", probabilities.tolist()),
-                    InferOutput("label", [n], "INT64", labels.tolist()),
-                ],
-            )
+        return protocol.respond(probabilities, labels, request_id)
+
+    def _respond_v2(
+        self, probabilities: np.ndarray, labels: np.ndarray, request_id: str
+    ) -> InferResponse:
+        n = len(probabilities)
+        return InferResponse(
+            response_id=request_id,
+            model_name=self.name,
+            model_version=self.version,
+            parameters={"request_id": request_id},
+            infer_outputs=[
+                InferOutput("probability", [n], "FP64", probabilities.tolist()),
+                InferOutput("label", [n], "INT64", labels.tolist()),
+            ],
+        )
+
+    def _respond_v1(
+        self, probabilities: np.ndarray, labels: np.ndarray, request_id: str
+    ) -> dict[str, Any]:
         return {
             "predictions": [
                 {"probability": p, "label": y}

@@ -13,7 +13,7 @@ out. A version is judged only once its window holds `min_rows` rows.
 
 Results are exported by a Prometheus collector (`mlops_drift_*`, labelled model/version/feature;
 feature="prediction" is the prediction distribution) and kept as a bounded history of snapshots for
-the report and the `/v1/monitor/drift` route. Subscribers (the retraining trigger) get every
+the report and the `GET /v1/models/<name>/drift` route. Subscribers (the retraining trigger) get every
 evaluation.
 """
 

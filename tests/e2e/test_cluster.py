@@ -10,7 +10,6 @@ otherwise with the reason.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from mlops_core.churn_data import generate_churn
+from serving.v1_instances import v1_instances
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,7 +102,7 @@ def test_inference_service_answers(served_model) -> None:
     host, status = served_model
     traffic = status["components"]["predictor"]["traffic"]
     assert sum(t["percent"] for t in traffic) == 100
-    rows = json.loads(generate_churn(5, seed=3).drop(columns=["churned"]).to_json(orient="records"))
+    rows = v1_instances(generate_churn(5, seed=3).drop(columns=["churned"]))
     r = httpx.post(
         f"http://127.0.0.1:{NODE_PORT}/v1/models/{MODEL}:predict",
         headers={"Host": host},
