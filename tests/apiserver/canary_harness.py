@@ -16,8 +16,8 @@ from kubernetes import client
 
 from components import isvc_traffic as traffic
 from components.inference_service import GROUP, PLURAL, VERSION
+from components.train_and_register import train_and_register
 from mlops_core.registry import ModelRegistry
-from mlops_demo.canary_rollout import train_and_register
 from serving.canary.model_server_process import ModelServerProcess
 from serving.canary.traffic import instances
 

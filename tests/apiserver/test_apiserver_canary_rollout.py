@@ -16,7 +16,6 @@ from kubernetes import client
 from components import isvc_traffic as patches
 from components.deploy import deploy_model
 from components.inference_service import GROUP, PLURAL, VERSION, InferenceServiceSpec
-from components.train_and_register import train_and_register
 from mlops_core.jsonl_log import DecisionLog
 from mlops_core.registry import ModelRegistry
 from serving.canary.kubernetes_actuator import KubernetesActuator
