@@ -102,10 +102,9 @@ def run_rollout(
         if isinstance(reading, Snapshot) and baseline is None:
             baseline = reading  # counters so far predate this rollout's first window
             state = _with_base_rate(state, baseline)
-            plan = evidence_plan(policy, base_error_rate(state))
-            log.append("canary_plan", model=model, canary_version=canary, plan=plan)
+            # Printed, not logged: every line of the decision log is a decision.
             if on_plan is not None:
-                on_plan(plan)
+                on_plan(evidence_plan(policy, base_error_rate(state)))
             sleep(policy.analysis_interval_s)
             continue
         if isinstance(reading, Snapshot):
