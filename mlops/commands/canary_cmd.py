@@ -305,6 +305,12 @@ def controller(
     ),
     resync: float = typer.Option(5.0, "--resync", help="seconds between two passes at most"),
     identity: str | None = typer.Option(None, "--identity", help="leader-election identity"),
+    kfp_host: str | None = typer.Option(
+        None, "--kfp-host", help="KFP API for retraining runs [env MLOPS_KFP_HOST]; none: off"
+    ),
+    package: str | None = typer.Option(
+        None, "--package", help="compiled training pipeline (default: the installed one)"
+    ),
 ) -> None:
     """Run the in-cluster canary controller for NAMESPACE (what the Deployment in manifests/ runs)."""
     import logging
@@ -315,7 +321,12 @@ def controller(
     from serving.canary.source import new_source
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    s = _settings(namespace=namespace, prometheus_url=prometheus, prometheus_selector=selector)
+    s = _settings(
+        namespace=namespace,
+        prometheus_url=prometheus,
+        prometheus_selector=selector,
+        kfp_host=kfp_host,
+    )
     api = load_api_client(context)
 
     def source_for(ns: str) -> Any:
@@ -326,11 +337,32 @@ def controller(
         )
 
     election = LeaderElection(api, s.namespace, identity=identity or socket.gethostname())
+    reconciler = Reconciler(api, source_for)
+    retraining = None
+    if s.kfp_host:
+        from importlib.resources import files
+
+        from serving.monitoring.cluster_trigger import PrometheusDriftReader, RetrainingWatch
+        from serving.monitoring.retraining_trigger import KfpRunLauncher
+
+        launcher = KfpRunLauncher(
+            host=s.kfp_host,
+            package_path=package or str(files("pipelines") / "training.yaml"),
+            arguments={"registry_uri": s.registry_uri},
+        )
+        retraining = RetrainingWatch(
+            PrometheusDriftReader(
+                s.prometheus_url, selector=s.prometheus_selector or f'namespace="{s.namespace}"'
+            ),
+            launcher,
+            record_event=reconciler.record_event,
+            annotate=reconciler.annotate,
+        )
     console.print(
         f"canary controller for namespace {s.namespace} (Prometheus {s.prometheus_url}); "
         f"leader election on Lease {s.namespace}/{election.name} as {election.identity}"
     )
-    Controller(Reconciler(api, source_for), election, s.namespace, resync_s=resync).run()
+    Controller(reconciler, election, s.namespace, resync_s=resync, retraining=retraining).run()
 
 
 @app.command("policy")

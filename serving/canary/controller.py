@@ -1,5 +1,6 @@
 """The in-cluster canary controller: the rollout loop of `mlops canary run`, driven by the
-InferenceServices themselves, with its state kept on them.
+InferenceServices themselves, with its state kept on them (and, where opted in, the retraining
+trigger: serving/monitoring/cluster_trigger.py).
 
 Opt in per InferenceService with the annotation `mlops.platform/rollout-policy`: a rollout
 policy inline (JSON/YAML, `{}` for the defaults) or `configmap:<name>` (key `policy.yaml` of a
@@ -53,6 +54,7 @@ from serving.canary.policy import RolloutPolicy
 from serving.canary.rollout import format_decision, step_index_for
 from serving.canary.source import MetricsSource
 from serving.canary.window import Snapshot, VersionCounters
+from serving.monitoring.cluster_trigger import RetrainingWatch
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +168,12 @@ class Reconciler:
             confirm_timeout_s=0,  # the next reconcile reads the status; never block the loop
             reporting_component="mlops.platform/canary-controller",
         )
+
+    def record_event(self, isvc: dict[str, Any], action: str, message: str) -> None:
+        self.actuator(isvc).record_event(action, message, {"action": action})
+
+    def annotate(self, isvc: dict[str, Any], values: dict[str, str | None]) -> None:
+        self.actuator(isvc).writer.annotate(values)
 
     def reconcile(self, isvc: dict[str, Any]) -> str:
         """Act on the object as read; returns what was done (for logs and tests)."""
@@ -435,6 +443,7 @@ class Controller:
     election: LeaderElection
     namespace: str
     resync_s: float = 5.0
+    retraining: RetrainingWatch | None = None
 
     def list(self) -> list[dict[str, Any]]:
         api = client.CustomObjectsApi(self.reconciler.api_client)
@@ -449,6 +458,8 @@ class Controller:
             name = isvc["metadata"]["name"]
             try:
                 done[name] = self.reconciler.reconcile(isvc)
+                if self.retraining is not None:
+                    self.retraining.reconcile(isvc, model_of(isvc))
             except MlopsError as e:  # one object's trouble must not stop the others
                 logger.warning("%s/%s: %s", self.namespace, name, e)
                 done[name] = f"error: {e}"

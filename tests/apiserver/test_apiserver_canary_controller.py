@@ -34,6 +34,12 @@ from serving.canary.controller import (
 )
 from serving.canary.model_server_process import free_port
 from serving.canary.prometheus_source import PrometheusSource
+from serving.monitoring.cluster_trigger import (
+    RETRAINING_ANNOTATION,
+    PrometheusDriftReader,
+    RetrainingWatch,
+)
+from serving.monitoring.retraining_trigger import KfpRunLauncher
 from tests.apiserver.canary_harness import MODEL, KnativeSplit, three_versions
 from tests.apiserver.control_plane import service_account_api
 
@@ -227,6 +233,22 @@ def test_rollouts_started_with_kubectl_are_promoted_or_rolled_back_and_survive_a
             step_ups = [e for e in _events(admin_api, name, ns) if e.reason == "CanaryStepUp"]
             # 10 -> 25 -> 50, each once, although the controller was killed in between.
             assert len(step_ups) == 2, [e.message for e in step_ups]
+
+            # The retraining trigger reads the stable's drift gauges from the same Prometheus.
+            reader = PrometheusDriftReader(prometheus)
+            snap = _wait_for(lambda: reader.read(MODEL, "2"), 180, "v2's first drift evaluation")
+            assert snap.version == "2" and snap.rows > 0 and "prediction" in snap.psi
+            watch = RetrainingWatch(
+                reader,
+                KfpRunLauncher(host="http://127.0.0.1:9", package_path="x.yaml", arguments={}),
+                record_event=lambda *a: pytest.fail(f"no retraining expected: {a}"),
+                annotate=lambda *a: None,
+            )
+            isvc = _read(admin_api, name, ns)
+            isvc["metadata"]["annotations"][RETRAINING_ANNOTATION] = "{min_evaluations: 1}"
+            # Traffic from the training distribution: no drift, so no run.
+            assert watch.reconcile(isvc, MODEL) in ("idle", "pending")
+            assert watch.reconcile(isvc, MODEL) in ("no new evaluation", "idle", "pending")
 
             _kubectl_canary(admin_api, servers["registry"], name, ns, 3)
             _wait_for(
