@@ -6,6 +6,9 @@ every decision is an Event on the InferenceService."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,3 +103,56 @@ def test_run_promotes_a_good_version_and_rolls_back_a_bad_one(
     assert [e.type for e in events.items if e.reason == "CanaryRolledBack"] == ["Warning"]
     actions = [e["decision"]["action"] for e in log.read()]
     assert actions.count("promote") == 1 and actions.count("rollback") == 1
+
+
+def test_a_good_canary_under_cpu_load_on_its_arm_is_not_rolled_back(
+    admin_api, project_base, tmp_path
+):
+    """A noisy neighbour: a busy loop pinned to the canary server's CPU makes every canary
+    request slower than the stable's. With the policy's latency floor (slowness users notice),
+    the good canary is promoted; the warm-up leaves its cold start out."""
+    with three_versions(tmp_path) as (registry, running):
+        servers = {v: s.url for v, s in running.items()}
+        cpu = max(os.sched_getaffinity(0))
+        burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            for pid in (burner.pid, running["2"].process.pid):
+                os.sched_setaffinity(pid, {cpu})
+            name = f"churn-{uuid.uuid4().hex[:8]}"
+            deploy_model(
+                InferenceServiceSpec(
+                    name=name,
+                    namespace=project_base,
+                    image="mlops-platform/serving:test",
+                    storage_uri=registry.version_uri(MODEL, 1),
+                    model_name=MODEL,
+                    model_version="1",
+                ),
+                api_client=admin_api,
+            )
+            actuator = KubernetesActuator(
+                api_client=admin_api,
+                name=name,
+                namespace=project_base,
+                storage_uri_for=lambda v: registry.version_uri(MODEL, int(v)),
+                confirm_timeout_s=0,
+            )
+            policy = RolloutPolicy(
+                analysis_interval_s=1.0, min_requests_per_step=40, latency_floor_s=0.5
+            )
+            with KnativeSplit(admin_api, name, project_base, servers) as split:
+                actuator.start("2", policy.first_step)
+                final = run_rollout(
+                    model=MODEL,
+                    actuator=actuator,
+                    source_for=lambda st: ScrapeSource(
+                        servers[st.stable_version], servers[st.canary_version]
+                    ),
+                    policy=policy,
+                    log=DecisionLog(tmp_path / "decisions.jsonl"),
+                )
+            assert final.action == "promote", final.reason
+            assert split.failures == []
+        finally:
+            burner.kill()
+            burner.wait()
