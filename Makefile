@@ -133,7 +133,7 @@ cluster-delete: ## delete the laptop cluster
 	hack/cluster.sh delete
 
 deploy: ## install cert-manager, Knative+Kourier, KServe, KFP, Prometheus, then the project (OVERLAY=...)
-	hack/deploy.sh all
+	SERVING_IMAGE=$(SERVING_IMAGE) hack/deploy.sh all
 
 undeploy: ## remove the project's part (manifests and its InferenceServices); add-ons stay
 	-kubectl delete inferenceservices -n mlops -l app.kubernetes.io/part-of=mlops-platform --ignore-not-found

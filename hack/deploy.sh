@@ -108,6 +108,9 @@ install_prometheus() {
 install_project() {
   step "project manifests ($OVERLAY)"
   kubectl apply --server-side -k "$OVERLAY"
+  # The canary controller runs the serving image of this checkout (make images; kind-load).
+  kubectl -n "$NAMESPACE" set image deployment/mlops-canary-controller \
+    controller="${SERVING_IMAGE:-mlops-platform/serving:latest}" >/dev/null
   # The model store credentials are KFP's own object store's; copy them at deploy time so no
   # secret lives in git. The template (manifests/base/storage-secret.yaml) carries no data, so a
   # later apply leaves these keys alone.
