@@ -46,7 +46,9 @@ def run_hack(label: str, args: list[str], **extra: str) -> subprocess.CompletedP
 
 def must(label: str, args: list[str], **extra: str) -> str:
     result = run_hack(label, args, **extra)
-    assert result.returncode == 0, f"{label} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    assert result.returncode == 0, (
+        f"{label} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    )
     return result.stdout
 
 
@@ -66,7 +68,12 @@ def missing_images() -> list[str]:
 
 
 def render(images: str, **extra: str) -> list[dict]:
-    out = must(f"render ({images})", ["bash", str(HACK / "install.sh"), "render"], KFP_IMAGES=images, **extra)
+    out = must(
+        f"render ({images})",
+        ["bash", str(HACK / "install.sh"), "render"],
+        KFP_IMAGES=images,
+        **extra,
+    )
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 

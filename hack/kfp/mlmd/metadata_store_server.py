@@ -56,17 +56,23 @@ def connection_config(args: argparse.Namespace) -> metadata_store_pb2.Connection
         config.mysql.password = args.mysql_config_password
     else:
         config.sqlite.filename_uri = args.sqlite_filename_uri or "/tmp/mlmd.sqlite"
-        config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+        config.sqlite.connection_mode = (
+            metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+        )
     return config
 
 
-def open_store(config: metadata_store_pb2.ConnectionConfig, upgrade: bool, timeout_s: float) -> object:
+def open_store(
+    config: metadata_store_pb2.ConnectionConfig, upgrade: bool, timeout_s: float
+) -> object:
     """Connect, retrying while the database starts (the Deployments start together)."""
     migration = metadata_store_pb2.MigrationOptions(enable_upgrade_migration=upgrade)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return mlmd.CreateMetadataStore(config.SerializeToString(), migration.SerializeToString())
+            return mlmd.CreateMetadataStore(
+                config.SerializeToString(), migration.SerializeToString()
+            )
         except RuntimeError as e:
             if time.monotonic() > deadline:
                 raise
@@ -107,18 +113,32 @@ def service_handler(store: object) -> tuple[grpc.GenericRpcHandler, list[str], l
             continue
         # No (de)serializers: bytes in, bytes out; the extension parses them.
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(make_handler(store, impl, lock))
-    return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers), sorted(handlers), missing
+    return (
+        grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),
+        sorted(handlers),
+        missing,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args(argv)
     config = connection_config(args)
-    store = open_store(config, args.enable_database_upgrade.lower() == "true", args.connect_timeout_s)
+    store = open_store(
+        config, args.enable_database_upgrade.lower() == "true", args.connect_timeout_s
+    )
     log.info("store open: %s", config.WhichOneof("config"))
     handler, served, missing = service_handler(store)
-    log.info("serving %d of %d MetadataStoreService methods; unimplemented: %s", len(served), len(SERVICE.methods), ", ".join(missing) or "none")
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=channel_options(args.grpc_channel_arguments))
+    log.info(
+        "serving %d of %d MetadataStoreService methods; unimplemented: %s",
+        len(served),
+        len(SERVICE.methods),
+        ", ".join(missing) or "none",
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=8),
+        options=channel_options(args.grpc_channel_arguments),
+    )
     server.add_generic_rpc_handlers((handler,))
     server.add_insecure_port(f"[::]:{args.grpc_port}")
     server.start()
