@@ -147,12 +147,15 @@ run: $(INSTALLED) ## compile the pipeline for the current image tag and submit i
 	$(BIN)/mlops pipeline submit --image $(COMPONENT_IMAGE) --serving-image $(SERVING_IMAGE) --host $(KFP_HOST) $(RUN_ARGS)
 
 # --- Kubeflow Pipelines built here (hack/kfp/) ------------------------------------------------------
-.PHONY: kfp-images kfp-install test-kfp
+.PHONY: kfp-images kfp-install upload test-kfp
 kfp-images: ## build KFP, Argo, MariaDB, the MLMD server and the UI images from ../shared/upstream/kfp (cached)
 	hack/kfp/build-images.sh all
 
 kfp-install: ## install KFP on the current cluster (KFP_IMAGES=local: the images built by kfp-images)
 	hack/kfp/install.sh install
+
+upload: $(INSTALLED) ## register pipelines/training.yaml in KFP (KFP_HOST=...): a new version when it changed
+	$(BIN)/python hack/kfp/upload.py --host $(KFP_HOST) pipelines/training.yaml
 
 test-kfp: $(INSTALLED) ## the KFP tests (marker kfp): builds the images first when their cache is cold
 	hack/kfp/build-images.sh all
