@@ -102,7 +102,7 @@ def mlmd_on_mariadb() -> Iterator[tuple[str, str]]:
             "--enable_database_upgrade=true",
             "--grpc_channel_arguments=grpc.max_metadata_size=16384,grpc.max_receive_message_length=104857600",
         )
-        yield server, images["metadata-server"]
+        yield net, images["metadata-server"]
     finally:
         for name in (server, db):
             logs = docker("logs", "--tail", "30", name, check=False)
@@ -114,9 +114,22 @@ def mlmd_on_mariadb() -> Iterator[tuple[str, str]]:
 def test_mlmd_client_round_trip_through_the_server_on_mariadb(
     mlmd_on_mariadb: tuple[str, str],
 ) -> None:
-    server, _image = mlmd_on_mariadb
+    net, image = mlmd_on_mariadb
+    # The client in its own container on the same network (MLMD's Python client is in that image).
     result = subprocess.run(
-        ["docker", "exec", server, "/opt/mlmd/bin/python", "-c", CLIENT, "127.0.0.1"],
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "--entrypoint",
+            "/opt/mlmd/bin/python",
+            image,
+            "-c",
+            CLIENT,
+            f"{net}-server",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -124,7 +137,7 @@ def test_mlmd_client_round_trip_through_the_server_on_mariadb(
     assert result.returncode == 0, result.stderr[-3000:]
     assert "not-found-ok" in result.stdout
     assert result.stdout.strip().splitlines()[-1].startswith("ok ")
-    logs = docker("logs", server).stderr
+    logs = docker("logs", f"{net}-server").stderr
     assert "store open: mysql" in logs
     # What the front covers: every MetadataStoreService call the extension has (49 of 52).
     assert (
