@@ -122,15 +122,16 @@ build_mlmd_image() {
     touch "$wheels/.complete"
   fi
   dir=$(mktemp -d)
-  cp -r "$wheels" "$dir/wheels" && cp "$HERE/mlmd/metadata_store_server.py" "$dir/"
+  cp -r "$wheels" "$dir/wheels" && cp "$HERE/mlmd/metadata_store_server.py" "$HERE/mlmd/grpc_web_proxy.py" "$dir/"
   cat >"$dir/Dockerfile" <<EOF
 FROM $KFP_BASE_IMAGE
 COPY wheels /tmp/wheels
 RUN python3 -m venv /opt/mlmd && /opt/mlmd/bin/pip install --no-cache-dir --no-index \
       --find-links /tmp/wheels ml-metadata==$ML_METADATA_VERSION && rm -rf /tmp/wheels
-COPY metadata_store_server.py /opt/mlmd/metadata_store_server.py
-RUN printf '#!/bin/sh\nexec /opt/mlmd/bin/python /opt/mlmd/metadata_store_server.py "\$@"\n' \
-      >/bin/metadata_store_server && chmod +x /bin/metadata_store_server
+COPY metadata_store_server.py grpc_web_proxy.py /opt/mlmd/
+RUN for cmd in metadata_store_server:metadata_store_server metadata_grpc_web:grpc_web_proxy; do \
+      printf '#!/bin/sh\nexec /opt/mlmd/bin/python /opt/mlmd/%s.py "\$@"\n' "\${cmd#*:}" >"/bin/\${cmd%%:*}"; \
+      chmod +x "/bin/\${cmd%%:*}"; done
 USER 65534
 ENTRYPOINT ["/bin/metadata_store_server"]
 EOF

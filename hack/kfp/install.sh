@@ -7,8 +7,9 @@
 # KFP_IMAGES=local: the images hack/kfp/build-images.sh built here, substituted with kustomize
 #   `images:` and two patches (the Argo executor and the KFP driver/launcher images are named in
 #   args/env, where `images:` does not reach), loaded into kind first. The Deployments whose images
-#   are not built here (cache deployer + cache server, metadata writer, metadata Envoy, viewer
-#   controller, visualization server) are left out; see hack/kfp/README.md.
+#   are not built here (cache deployer + cache server, metadata writer, viewer controller,
+#   visualization server) are left out, and the metadata Envoy runs the MLMD image's gRPC-Web
+#   translator instead of Envoy; see hack/kfp/README.md.
 #
 # Where the manifests come from: on a laptop, kustomize fetches them from GitHub at
 # ?ref=KFP_VERSION. With KFP_UPSTREAM (../shared/upstream/kfp) present, they are extracted into
@@ -125,8 +126,18 @@ patches:
             - {name: V2_DRIVER_IMAGE, value: $driver}
             - {name: V2_LAUNCHER_IMAGE, value: $launcher}
 EOF
+  # The UI's gRPC-Web calls to MLMD: the metadata-envoy Deployment runs the MLMD image's gRPC-Web
+  # translator (hack/kfp/mlmd/grpc_web_proxy.py) towards the upstream config's own cluster.
+  cat <<EOF
+- target: {group: apps, version: v1, kind: Deployment, name: metadata-envoy-deployment}
+  patch: |-
+    - {op: test, path: /spec/template/spec/containers/0/args/0, value: /etc/envoy/envoy-config.yaml}
+    - {op: replace, path: /spec/template/spec/containers/0/image, value: $(local_image metadata-server)}
+    - {op: add, path: /spec/template/spec/containers/0/command, value: [/bin/metadata_grpc_web]}
+    - {op: replace, path: /spec/template/spec/containers/0/args, value: [--listen_port=9090, --upstream=metadata-grpc-service:8080]}
+EOF
   local name
-  for name in cache-deployer-deployment cache-server metadata-writer metadata-envoy-deployment \
+  for name in cache-deployer-deployment cache-server metadata-writer \
     ml-pipeline-viewer-crd ml-pipeline-visualizationserver; do
     printf -- '- patch: |-\n    $patch: delete\n    apiVersion: apps/v1\n    kind: Deployment\n    metadata: {name: %s}\n' "$name"
   done

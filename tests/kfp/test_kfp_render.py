@@ -22,7 +22,6 @@ LEFT_OUT = {
     "cache-deployer-deployment",
     "cache-server",
     "metadata-writer",
-    "metadata-envoy-deployment",
     "ml-pipeline-viewer-crd",
     "ml-pipeline-visualizationserver",
 }
@@ -73,6 +72,19 @@ def test_local_render_points_argo_and_the_v2_engine_at_local_images(local: list[
     env = {e["name"]: e.get("value") for e in api["env"]}
     assert env["V2_DRIVER_IMAGE"] == f"mlops-kfp/driver:{pins['KFP_VERSION']}"
     assert env["V2_LAUNCHER_IMAGE"] == f"mlops-kfp/launcher:{pins['KFP_VERSION']}"
+
+
+def test_the_metadata_envoy_runs_the_grpc_web_translator_towards_mlmd(local: list[dict]) -> None:
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in local}
+    envoy = docs[("Deployment", "metadata-envoy-deployment")]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert envoy["command"] == ["/bin/metadata_grpc_web"]
+    assert envoy["args"] == ["--listen_port=9090", "--upstream=metadata-grpc-service:8080"]
+    grpc = docs[("Service", "metadata-grpc-service")]["spec"]["ports"]
+    assert 8080 in {p["port"] for p in grpc}
+    ui_side = docs[("Service", "metadata-envoy-service")]["spec"]["ports"]
+    assert 9090 in {p["port"] for p in ui_side}
 
 
 def test_the_api_server_reads_the_driver_and_launcher_variables_the_patch_sets() -> None:
