@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Headless Chromium and its matching WebDriver from Debian (chromium, chromium-driver: the same
 # version by construction), and Selenium from PyPI in its own venv (.venv-ui), for the KFP UI test.
+# Selenium 4.51: 4.52 wants a certifi newer than the package index here serves.
 # Idempotent. Usage: hack/kfp/ensure-browser.sh   (prints the venv's python)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-SELENIUM_VERSION=${SELENIUM_VERSION:-4.52.0}
+SELENIUM_VERSION=${SELENIUM_VERSION:-4.51.0}
 VENV=${UI_VENV:-$ROOT/.venv-ui}
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   [[ $(id -u) -eq 0 ]] || { echo "ensure-browser: chromium missing and not root" >&2; exit 3; }
