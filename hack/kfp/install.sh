@@ -136,11 +136,36 @@ EOF
     - {op: add, path: /spec/template/spec/containers/0/command, value: [/bin/metadata_grpc_web]}
     - {op: replace, path: /spec/template/spec/containers/0/args, value: [--listen_port=9090, --upstream=metadata-grpc-service:8080]}
 EOF
+  # The offline node image has no volume provisioner: its PersistentVolumes are hostPath, and the
+  # kubelet applies no fsGroup to hostPath. So the two stateful pods (non-root, each with its
+  # fsGroup) get a root init container that hands their data directory to that uid:gid first.
+  local tools
+  tools=$(local_image tools)
+  volume_owner_patch mysql mysql-persistent-storage /var/lib/mysql 999 "$tools"
+  volume_owner_patch seaweedfs data /data 1000 "$tools"
   local name
   for name in cache-deployer-deployment cache-server metadata-writer \
     ml-pipeline-viewer-crd ml-pipeline-visualizationserver; do
     printf -- '- patch: |-\n    $patch: delete\n    apiVersion: apps/v1\n    kind: Deployment\n    metadata: {name: %s}\n' "$name"
   done
+}
+
+# volume_owner_patch DEPLOYMENT VOLUME PATH UID IMAGE: an init container that chowns VOLUME to UID.
+volume_owner_patch() {
+  cat <<EOF
+- target: {group: apps, version: v1, kind: Deployment, name: $1}
+  patch: |-
+    - {op: test, path: /spec/template/spec/securityContext/fsGroup, value: $4}
+    - op: add
+      path: /spec/template/spec/initContainers
+      value:
+      - name: volume-owner
+        image: $5
+        command: [chown, "$4:$4", "$3"]
+        securityContext: {runAsUser: 0, runAsNonRoot: false, allowPrivilegeEscalation: false,
+          capabilities: {drop: [ALL], add: [CHOWN]}}
+        volumeMounts: [{name: $2, mountPath: "$3"}]
+EOF
 }
 
 render() {

@@ -109,3 +109,14 @@ def test_the_database_deployment_passes_the_mysql_flags_the_mariadb_entrypoint_m
     assert mapped <= set(mysql["args"]), (
         "KFP's MySQL flags changed: revisit hack/kfp/mariadb-entrypoint.sh"
     )
+
+
+def test_stateful_pods_own_their_hostpath_volume_first(local: list[dict]) -> None:
+    """The offline node's PVs are hostPath, which gets no fsGroup: a root init container chowns."""
+    deploys = deployments(local)
+    for name, uid in (("mysql", 999), ("seaweedfs", 1000)):
+        spec = deploys[name]["spec"]["template"]["spec"]
+        assert spec["securityContext"]["fsGroup"] == uid
+        [init] = spec["initContainers"]
+        assert init["command"][:2] == ["chown", f"{uid}:{uid}"]
+        assert init["volumeMounts"][0]["mountPath"] == init["command"][2]
