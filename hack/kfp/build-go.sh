@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build KFP's Go backend (from ../shared/upstream/kfp, extracted into ~/.cache) and Argo Workflows
 # (from the Go module proxy) into $KFP_CACHE/bin-<versions>/. Cached: a binary that exists is kept.
-# Every binary is static (CGO_ENABLED=0, netgo), so one Go build cache serves them all and any base
-# image runs them. Usage: hack/kfp/build-go.sh
+# Every binary but the API server is static (CGO_ENABLED=0, netgo); the API server needs cgo (it
+# links go-sqlite3, whose error type it uses even with MySQL), so it is built with cgo against this
+# machine's glibc, which the Debian bookworm base image shares. Usage: hack/kfp/build-go.sh
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -11,9 +12,8 @@ mkdir -p "$BIN"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
 GO_BUILD=(go build -trimpath -tags netgo -ldflags "-s -w")
 
-# KFP's own binaries: name in $BIN -> package in the KFP module.
+# KFP's own binaries: name in $BIN -> package in the KFP module (static ones, then the API server).
 declare -A KFP_BINARIES=(
-  [apiserver]=./backend/src/apiserver
   [persistence_agent]=./backend/src/agent/persistence
   [controller]=./backend/src/crd/controller/scheduledworkflow
   [cache_server]=./backend/src/cache
@@ -29,6 +29,9 @@ build_kfp() {
     (cd "$(kfp_src)" && $NICE "${GO_BUILD[@]}" -o "$BIN/$name" "${KFP_BINARIES[$name]}")
     log "built $name"
   done
+  [[ -x $BIN/apiserver ]] ||
+    (cd "$(kfp_src)" && CGO_ENABLED=1 $NICE go build -trimpath -ldflags "-s -w" -o "$BIN/apiserver" ./backend/src/apiserver)
+  log "built apiserver (cgo)"
 }
 
 # Argo Workflows: build from a writable copy of its module. The module zip drops the symlink
