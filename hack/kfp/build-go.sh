@@ -3,7 +3,8 @@
 # (from the Go module proxy) into $KFP_CACHE/bin-<versions>/. Cached: a binary that exists is kept.
 # Every binary but the API server is static (CGO_ENABLED=0, netgo); the API server needs cgo (it
 # links go-sqlite3, whose error type it uses even with MySQL), so it is built with cgo against this
-# machine's glibc, which the Debian bookworm base image shares. Usage: hack/kfp/build-go.sh
+# machine's glibc, which the Debian bookworm base image shares.
+# Usage: hack/kfp/build-go.sh [all|kfp|argo]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -53,7 +54,11 @@ build_argo() {
   log "built workflow-controller argoexec"
 }
 
-stage "go: kfp backend" build_kfp
-stage "go: argo $ARGO_WORKFLOWS_VERSION" build_argo
+case ${1:-all} in
+  all | kfp) stage "go: kfp backend" build_kfp ;;&
+  all | argo) stage "go: argo $ARGO_WORKFLOWS_VERSION" build_argo ;;
+  kfp) ;;
+  *) echo "usage: $0 [all|kfp|argo]" >&2; exit 2 ;;
+esac
 ls -la "$BIN" >&2
 print_stage_times
