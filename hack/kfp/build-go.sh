@@ -36,7 +36,7 @@ build_kfp() {
 }
 
 # Argo Workflows: build from a writable copy of its module. The module zip drops the symlink
-# workflow/executor/os-specific/signal_linux.go (upstream it points at signal_darwin.go), so
+# workflow/executor/osspecific/signal_linux.go (upstream it points at signal_darwin.go), so
 # argoexec fails with "undefined: Setpgid" until that file is restored as a copy.
 build_argo() {
   [[ -x $BIN/workflow-controller && -x $BIN/argoexec ]] && return 0
@@ -45,7 +45,7 @@ build_argo() {
   dir=$KFP_CACHE/argo-workflows-$ARGO_WORKFLOWS_VERSION
   if [[ ! -d $dir ]]; then
     cp -r "$src" "$dir.tmp" && chmod -R u+w "$dir.tmp"
-    local os=$dir.tmp/workflow/executor/os-specific
+    local os=$dir.tmp/workflow/executor/osspecific
     [[ -e $os/signal_linux.go ]] || cp "$os/signal_darwin.go" "$os/signal_linux.go"
     mv "$dir.tmp" "$dir"
   fi
