@@ -11,6 +11,7 @@ Each install stage's time and the node's peak memory are printed at the end of t
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Iterator
 
@@ -28,10 +29,14 @@ from kfp_stack import TIMINGS, missing_images, must
 
 
 @pytest.fixture(scope="session")
-def kfp_cluster() -> Iterator[KfpCluster]:
+def kfp_cluster(request: pytest.FixtureRequest) -> Iterator[KfpCluster]:
     missing = missing_images()
     if missing:
         pytest.skip(f"KFP image cache is cold ({len(missing)} images missing): run make kfp-images")
+    # The kind tests' cluster fixture, when a conftest above this one shares it: it makes the
+    # cluster (make cluster deploy, all steps but kfp) that KFP is installed on here.
+    with contextlib.suppress(pytest.FixtureLookupError):
+        request.getfixturevalue("kind_cluster")
     reach = subprocess.run(
         ["kubectl", "--context", CONTEXT, "get", "--raw", "/readyz"], capture_output=True, text=True
     )
