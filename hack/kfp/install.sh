@@ -3,7 +3,8 @@
 # kustomize manifests (manifests/kustomize of KFP_VERSION: cluster-scoped-resources, then
 # env/platform-agnostic), the one path `make deploy` (hack/deploy.sh kfp) and the tests take.
 #
-# KFP_IMAGES=release (default on a laptop): the release's images, pulled from their registries.
+# KFP_IMAGES=auto (default): local when every image build-images.sh makes is in Docker, else release.
+# KFP_IMAGES=release: the release's images, pulled from their registries (a laptop).
 # KFP_IMAGES=local: the images hack/kfp/build-images.sh built here, substituted with kustomize
 #   `images:` and two patches (the Argo executor and the KFP driver/launcher images are named in
 #   args/env, where `images:` does not reach), loaded into kind first. The Deployments whose images
@@ -20,7 +21,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/lib.sh"
 
-KFP_IMAGES=${KFP_IMAGES:-release}
+KFP_IMAGES=${KFP_IMAGES:-auto}
 KFP_NAMESPACE=kubeflow
 TIMEOUT=${TIMEOUT:-900s}
 CLUSTER_NAME=${CLUSTER_NAME:-mlops}
@@ -215,6 +216,14 @@ install() {
   stage "kfp: wait" wait_ready
   print_stage_times
 }
+
+if [[ $KFP_IMAGES == auto ]]; then
+  KFP_IMAGES=local
+  for img in $("$HERE/build-images.sh" list); do
+    image_exists "$img" || { KFP_IMAGES=release && break; }
+  done
+  log "KFP_IMAGES=auto: using the $KFP_IMAGES images"
+fi
 
 case ${1:-install} in
   install) install ;;
