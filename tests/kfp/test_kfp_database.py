@@ -1,5 +1,8 @@
-"""The MLMD server image on the KFP database image, as the cluster runs them: real MariaDB, the real
-MLMD store (the ml-metadata wheel's C++ extension), reached over gRPC by MLMD's own Python client.
+"""KFP's database image with its two clients, as the cluster runs them, in Docker:
+- the MLMD server image: real MariaDB, the real MLMD store (the ml-metadata wheel's C++ extension),
+  reached over gRPC by MLMD's own Python client;
+- the API server image: its schema set-up on MariaDB (it then waits for Kubernetes, which is the
+  cluster tests' part), configured from the manifests' own ConfigMap and Secret.
 
 Starts both containers on a private Docker network; the client runs inside the server's image,
 which carries ml-metadata. Needs the images (`make kfp-images`); skips with that reason when they
@@ -8,12 +11,14 @@ are not built.
 
 from __future__ import annotations
 
+import base64
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from kfp_stack import local_images, missing_images
+from kfp_stack import local_images, missing_images, render
 
 pytestmark = [pytest.mark.kfp, pytest.mark.docker]
 
@@ -55,7 +60,11 @@ def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def mlmd_on_mariadb() -> Iterator[tuple[str, str]]:
-    missing = [t for t in missing_images() if "/mariadb:" in t or "/metadata-server:" in t]
+    missing = [
+        t
+        for t in missing_images()
+        if any(f"/{n}:" in t for n in ("mariadb", "metadata-server", "api-server"))
+    ]
     if missing:
         pytest.skip(f"KFP images not built ({', '.join(missing)}): run make kfp-images")
     images = {t.split("/")[1].split(":")[0]: t for t in local_images()}
@@ -144,3 +153,42 @@ def test_mlmd_client_round_trip_through_the_server_on_mariadb(
         "serving 49 of 52 MetadataStoreService methods; unimplemented: GetParentContextsByContexts, "
         "GetChildrenContextsByContexts, GetLineageGraph"
     ) in logs
+
+
+def install_config() -> dict[str, str]:
+    """The API server's database settings, from the rendered pipeline-install-config and mysql-secret."""
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in render("local")}
+    config = docs[("ConfigMap", "pipeline-install-config")]["data"]
+    secret = docs[("Secret", "mysql-secret")]
+    creds = secret.get("stringData") or {
+        k: base64.b64decode(v).decode() for k, v in secret["data"].items()
+    }
+    return {
+        "DBCONFIG_USER": creds["username"],
+        "DBCONFIG_PASSWORD": creds["password"],
+        "DBCONFIG_DBNAME": config["pipelineDb"],
+        "DBCONFIG_HOST": config["mysqlHost"].split(".")[0],
+        "DBCONFIG_PORT": config["mysqlPort"],
+        "DB_DRIVER_NAME": config["dbType"],
+        "DBCONFIG_CONMAXLIFETIME": config["ConMaxLifeTime"],
+    }
+
+
+def test_the_api_server_sets_up_its_schema_on_mariadb(mlmd_on_mariadb: tuple[str, str]) -> None:
+    net, _ = mlmd_on_mariadb
+    image = next(t for t in local_images() if "/api-server:" in t)
+    env = install_config()
+    assert env["DB_DRIVER_NAME"] == "mysql"
+    name = f"{net}-api"
+    args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
+    docker("run", "-d", "--name", name, "--network", net, *args, image)
+    try:
+        deadline = time.monotonic() + 240
+        logs = ""
+        while time.monotonic() < deadline and "DB client initialized successfully" not in logs:
+            time.sleep(3)
+            out = docker("logs", name, check=False)
+            logs = out.stdout + out.stderr
+        assert "DB client initialized successfully" in logs, logs[-3000:]
+    finally:
+        docker("rm", "-f", name, check=False)
