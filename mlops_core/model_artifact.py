@@ -18,7 +18,8 @@ import fsspec
 from mlops_core.errors import MlopsError
 
 # The types beyond skops' own defaults that the platform's estimators serialise to (xgboost,
-# hist_gradient_boosting, logistic_regression in components/train.py). A new estimator that needs
+# hist_gradient_boosting, logistic_regression in components/train.py, for binary, multiclass and
+# regression targets). A new estimator that needs
 # another type fails `tests/mlops_core/test_model_artifact.py` until it is added here, by name.
 TRUSTED_TYPES: frozenset[str] = frozenset(
     {
@@ -26,6 +27,7 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
         "xgboost.core.Booster",
         "xgboost.sklearn.XGBClassifier",
+        "xgboost.sklearn.XGBRegressor",
     }
 )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import builtins
 import os
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +15,30 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from components.ingest import settle_target
 from components.train import ESTIMATORS, TrainParams, save_model, train_model
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
 from mlops_core.model_artifact import TRUSTED_TYPES, IntegrityError, load_artifact
+from mlops_core.schema import infer_schema
+from tests.tasks.datasets import bundled_frame
 
 
 @pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
 def test_every_estimator_the_platform_trains_loads(tmp_path: Path, estimator: str) -> None:
     df = generate_churn(500, seed=2)
     pipeline = train_model(df, CHURN_SCHEMA, TrainParams(estimator, n_estimators=10)).pipeline
+    path = tmp_path / "model.skops"
+    save_model(pipeline, str(path))
+    assert isinstance(load_artifact(str(path)), Pipeline)
+
+
+@pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
+@pytest.mark.parametrize("dataset", ["iris", "diabetes"])  # multiclass, regression
+def test_every_task_the_platform_trains_loads(tmp_path: Path, estimator: str, dataset: str) -> None:
+    df, task, target = bundled_frame(dataset)
+    spec = settle_target(df[target], task=task, positive_class=None, target=target)
+    schema = replace(infer_schema(df, target), task=spec.task, classes=spec.classes)
+    pipeline = train_model(df, schema, TrainParams(estimator, n_estimators=10)).pipeline
     path = tmp_path / "model.skops"
     save_model(pipeline, str(path))
     assert isinstance(load_artifact(str(path)), Pipeline)
