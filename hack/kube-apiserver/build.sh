@@ -3,7 +3,11 @@
 # (wrapper modules next to this script) into a cache outside the repository:
 #   ${KUBE_ASSETS_CACHE:-~/.cache/mlops-platform/kube-assets}/<KUBERNETES_VERSION>/{kube-apiserver,etcd}
 # and prints that directory on stdout. Binaries already there are reused. Log lines go to stderr.
-# Usage: hack/kube-apiserver/build.sh [--print-dir]   (--print-dir: print the directory, build nothing)
+# Usage: hack/kube-apiserver/build.sh [--print-dir|--node]
+#   --print-dir: print the directory, build nothing
+#   --node: also build what a kind node runs (kubelet, kubeadm, kubectl, kube-proxy, kube-scheduler,
+#           kube-controller-manager; hack/kind/node-image.sh). Same wrapper module, same Go build
+#           cache (GOCACHE), so the packages the binaries share are compiled once.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,6 +25,8 @@ etcd_version="$(pinned ETCD_VERSION)"       # e.g. v3.7.3
 
 cache_root="${KUBE_ASSETS_CACHE:-${XDG_CACHE_HOME:-${HOME}/.cache}/mlops-platform/kube-assets}"
 out="${cache_root}/${kube_version}"
+node=false
+[[ "${1:-}" == "--node" ]] && node=true
 if [[ "${1:-}" == "--print-dir" ]]; then
   echo "${out}"
   exit 0
@@ -46,11 +52,12 @@ flock 9
 # -buildvcs=false: the wrapper modules sit in this git checkout; stamping its state is meaningless.
 export CGO_ENABLED=0 GOFLAGS="-trimpath -mod=readonly -buildvcs=false"
 
-build() { # build <module dir> <package> <binary name> <ldflags> <what --version prints>
-  local dir="$1" pkg="$2" name="$3" ldflags="$4" expect="$5"
+build() { # build <module dir> <package> <binary name> <ldflags> <what --version prints> [version flag]
+  local dir="$1" pkg="$2" name="$3" ldflags="$4" expect="$5" vflag="${6:---version}"
   if [[ -x "${out}/${name}" ]]; then
     # Not `--version | grep -q`: grep leaving early would SIGPIPE the binary and fail pipefail.
-    if [[ "$("${out}/${name}" --version 2>/dev/null || true)" == *"${expect}"* ]]; then
+    # shellcheck disable=SC2086 # vflag may be two words ("version --client")
+    if [[ "$("${out}/${name}" ${vflag} 2>/dev/null || true)" == *"${expect}"* ]]; then
       echo "kube-assets: ${out}/${name} is cached" >&2
       return
     fi
@@ -73,4 +80,12 @@ build "${here}" k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "${version_f
 build "${here}/etcd" go.etcd.io/etcd/server/v3 etcd \
   "-X go.etcd.io/etcd/api/v3/version.GitSHA=${etcd_version}" "etcd Version: ${etcd_version#v}"
 
+if ${node}; then
+  for name in kubelet kube-proxy kube-scheduler kube-controller-manager; do
+    build "${here}" "k8s.io/kubernetes/cmd/${name}" "${name}" "${version_flags}" "Kubernetes ${kube_version}"
+  done
+  build "${here}" k8s.io/kubernetes/cmd/kubeadm kubeadm "${version_flags}" "${kube_version}" "version -o short"
+  build "${here}" k8s.io/kubernetes/cmd/kubectl kubectl "${version_flags}" "${kube_version}" "version --client"
+fi
+echo "kube-assets: done in ${SECONDS} s" >&2
 echo "${out}"
