@@ -112,6 +112,7 @@ KFP_HOST ?= http://localhost:8887
 RUN_ARGS ?=
 export ARGO_WORKFLOWS_VERSION ML_METADATA_VERSION
 LOCAL_ENV ?=
+DEPLOY_STEPS ?= all
 ifneq ($(LOCAL_ENV),)
 include $(LOCAL_ENV)
 export $(shell sed -n 's/=.*//p' $(LOCAL_ENV))
@@ -151,7 +152,7 @@ cluster-delete: ## delete the laptop cluster
 	hack/cluster.sh delete
 
 deploy: ## install Gateway API+Traefik, KServe (Standard), SeaweedFS, KFP, Prometheus, the project (OVERLAY=...)
-	SERVING_IMAGE=$(SERVING_IMAGE) hack/deploy.sh all
+	SERVING_IMAGE=$(SERVING_IMAGE) hack/deploy.sh $(DEPLOY_STEPS)
 
 undeploy: ## remove the project's part (its InferenceServices and manifests); add-ons stay
 	-kubectl delete inferenceservices -n $${NAMESPACE:-mlops} -l app.kubernetes.io/part-of=mlops-platform --ignore-not-found --wait
