@@ -10,7 +10,10 @@ from kserve_storage import Storage, configure_logging, logger
 
 def main(argv: list[str]) -> int:
     if not argv or len(argv) % 2:
-        print("usage: initializer-entrypoint <src_uri> <dest_path> [<src_uri> <dest_path> ...]", file=sys.stderr)
+        print(
+            "usage: initializer-entrypoint <src_uri> <dest_path> [<src_uri> <dest_path> ...]",
+            file=sys.stderr,
+        )
         return 2
     configure_logging()
     for uri, dest in zip(argv[::2], argv[1::2], strict=True):

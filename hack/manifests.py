@@ -38,7 +38,7 @@ INJECT_CA = "cert-manager.io/inject-ca-from"
 
 def read_source(source: str) -> str:
     if re.match(r"^https?://", source):
-        with urllib.request.urlopen(source, timeout=60) as response:  # noqa: S310 (pinned release URL)
+        with urllib.request.urlopen(source, timeout=60) as response:  # a pinned release URL
             return response.read().decode()
     path = Path(source)
     if path.is_dir():
@@ -59,7 +59,9 @@ def documents(text: str) -> Iterator[dict[str, Any]]:
 
 def image_pattern(repo: str) -> re.Pattern[str]:
     # The repository, not a longer name that starts with it, with an optional tag or digest.
-    return re.compile(rf"(?<![\w./-]){re.escape(repo)}(?::[\w.-]+)?(?:@sha256:[0-9a-f]+)?(?![\w./@:-])")
+    return re.compile(
+        rf"(?<![\w./-]){re.escape(repo)}(?::[\w.-]+)?(?:@sha256:[0-9a-f]+)?(?![\w./@:-])"
+    )
 
 
 def replace_strings(node: Any, patterns: list[tuple[re.Pattern[str], str]]) -> Any:
@@ -103,7 +105,9 @@ def parse_value(text: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("source")
     parser.add_argument("--drop-kind", action="append", default=[])
     parser.add_argument("--part", choices=("crds", "rest", "all"), default="all")
@@ -120,11 +124,15 @@ def main(argv: list[str] | None = None) -> int:
         for obj in objs:
             if obj["kind"] == "Certificate":
                 spec = obj["spec"]
-                print(json.dumps({
-                    "secret": spec["secretName"],
-                    "namespace": obj["metadata"].get("namespace", "default"),
-                    "dns_names": spec.get("dnsNames") or [spec["commonName"]],
-                }))
+                print(
+                    json.dumps(
+                        {
+                            "secret": spec["secretName"],
+                            "namespace": obj["metadata"].get("namespace", "default"),
+                            "dns_names": spec.get("dnsNames") or [spec["commonName"]],
+                        }
+                    )
+                )
         return 0
 
     objs = [o for o in objs if o["kind"] not in args.drop_kind]
@@ -138,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         repo, _, ref = mapping.partition("=")
         if ref:  # an empty REF means "no local build": keep the release image
             patterns.append((image_pattern(repo), ref))
-    ca_b64 = base64.b64encode(Path(args.ca_bundle).read_bytes()).decode() if args.ca_bundle else None
+    ca_b64 = (
+        base64.b64encode(Path(args.ca_bundle).read_bytes()).decode() if args.ca_bundle else None
+    )
 
     out = []
     for obj in objs:
@@ -162,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
             inject_ca(obj, ca_b64)
         if args.subject_namespace and obj["kind"] in ("ClusterRoleBinding", "RoleBinding"):
             for subject in obj.get("subjects", []):
-                if subject.get("kind") == "ServiceAccount" and subject.get("namespace") == "default":
+                if (
+                    subject.get("kind") == "ServiceAccount"
+                    and subject.get("namespace") == "default"
+                ):
                     subject["namespace"] = args.subject_namespace
         out.append(obj)
     yaml.safe_dump_all(out, sys.stdout, sort_keys=False)

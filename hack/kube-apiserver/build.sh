@@ -45,20 +45,23 @@ grep -qE "^[[:space:]]*(require )?go.etcd.io/etcd/server/v3 ${etcd_version}( |$)
 
 command -v go >/dev/null || { echo "error: go not found; install Go >= 1.26 or set KUBEBUILDER_ASSETS" >&2; exit 2; }
 mkdir -p "${out}"
-# One build at a time per cache (pytest workers and `make apiserver` may race).
-exec 9>"${out}/.lock"
-flock 9
+# One build of each binary at a time (pytest workers, `make apiserver` and the node image may
+# race); a lock per binary, so a caller that needs only kube-apiserver does not wait for the rest.
 
 # -buildvcs=false: the wrapper modules sit in this git checkout; stamping its state is meaningless.
 export CGO_ENABLED=0 GOFLAGS="-trimpath -mod=readonly -buildvcs=false"
 
 build() { # build <module dir> <package> <binary name> <ldflags> <what --version prints> [version flag]
   local dir="$1" pkg="$2" name="$3" ldflags="$4" expect="$5" vflag="${6:---version}"
+  local lock
+  exec {lock}>"${out}/.${name}.lock"
+  flock "${lock}"
   if [[ -x "${out}/${name}" ]]; then
     # Not `--version | grep -q`: grep leaving early would SIGPIPE the binary and fail pipefail.
     # shellcheck disable=SC2086 # vflag may be two words ("version --client")
     if [[ "$("${out}/${name}" ${vflag} 2>/dev/null || true)" == *"${expect}"* ]]; then
       echo "kube-assets: ${out}/${name} is cached" >&2
+      exec {lock}>&-
       return
     fi
     echo "kube-assets: ${out}/${name} is not ${expect} (versions.mk changed); rebuilding" >&2
@@ -68,6 +71,7 @@ build() { # build <module dir> <package> <binary name> <ldflags> <what --version
   (cd "${dir}" && nice -n 10 go build -ldflags "-s -w ${ldflags}" -o "${out}/.${name}.tmp" "${pkg}")
   mv "${out}/.${name}.tmp" "${out}/${name}" # atomic: a half-written binary is never "cached"
   echo "kube-assets: built ${name} in $((SECONDS - start)) s" >&2
+  exec {lock}>&-
 }
 
 version_flags=""

@@ -26,8 +26,14 @@ TIMINGS: dict[str, float] = {}
 FACTS: dict[str, str] = {}
 
 
-def run(label: str, cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 3600,
-        check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    label: str,
+    cmd: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 3600,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
     """Run a project command from the repository root; record its time under `label`."""
     start = time.monotonic()
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -60,9 +66,14 @@ def merged_kind_config(out: Path) -> Path:
     return out
 
 
-def kubectl(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def kubectl(
+    *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["kubectl", "--context", CONTEXT, *args], capture_output=True, text=True, check=check,
+        ["kubectl", "--context", CONTEXT, *args],
+        capture_output=True,
+        text=True,
+        check=check,
         timeout=timeout,
     )
 
@@ -94,14 +105,28 @@ def port_forward(namespace: str, target: str, remote: int) -> Iterator[int]:
     """`kubectl port-forward` on 127.0.0.1; yields the local port."""
     local = free_port()
     proc = subprocess.Popen(
-        ["kubectl", "--context", CONTEXT, "port-forward", "-n", namespace, "--address", "127.0.0.1",
-         target, f"{local}:{remote}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            "kubectl",
+            "--context",
+            CONTEXT,
+            "port-forward",
+            "-n",
+            namespace,
+            "--address",
+            "127.0.0.1",
+            target,
+            f"{local}:{remote}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
+
         def listening() -> bool:
             with socket.socket() as s:
                 return s.connect_ex(("127.0.0.1", local)) == 0
+
         wait_for(f"port-forward {namespace}/{target}", listening, timeout=30, interval=0.3)
         yield local
     finally:
@@ -114,7 +139,8 @@ def node_peak_memory_mb() -> float | None:
     """Peak memory of the kind node container (its cgroup's high-water mark), in MiB."""
     cid = subprocess.run(
         ["docker", "inspect", "-f", "{{.Id}}", f"{CLUSTER_NAME}-control-plane"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     for path in (
         f"/sys/fs/cgroup/memory/docker/{cid}/memory.max_usage_in_bytes",  # cgroup v1

@@ -21,7 +21,6 @@ import pytest
 from cluster_harness import (
     CLUSTER_NAME,
     FACTS,
-    ROOT,
     TIMINGS,
     kubectl,
     merged_kind_config,
@@ -31,7 +30,9 @@ from cluster_harness import (
 )
 
 # `make deploy` without KFP: its images are built by hack/kfp/ (issue 16), not here.
-DEPLOY_STEPS = os.environ.get("KIND_TEST_DEPLOY_STEPS", "gateway kserve object-store prometheus project")
+DEPLOY_STEPS = os.environ.get(
+    "KIND_TEST_DEPLOY_STEPS", "gateway kserve object-store prometheus project"
+)
 
 
 class KindCluster:
@@ -39,7 +40,7 @@ class KindCluster:
         self.env = env
         self.local = local
 
-    def make(self, label: str, *targets: str, check: bool = True, **variables: str):  # noqa: ANN201
+    def make(self, label: str, *targets: str, check: bool = True, **variables: str):
         args = [f"{k}={v}" for k, v in variables.items()]
         return run(label, ["make", *targets, *args], env=self.env, check=check)
 
@@ -70,12 +71,22 @@ def kind_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindClust
     config = merged_kind_config(tmp_path_factory.mktemp("kind") / "kind-config.yaml")
     env |= {"LOCAL_ENV": str(env_file), "KIND_CONFIG": str(config), "CLUSTER_NAME": CLUSTER_NAME}
     cluster = KindCluster(env, local)
-    subprocess.run([local["KIND"], "delete", "cluster", "--name", CLUSTER_NAME], capture_output=True)
+    subprocess.run(
+        [local["KIND"], "delete", "cluster", "--name", CLUSTER_NAME], capture_output=True
+    )
     try:
         cluster.make("make cluster", "cluster")
         # A quirk of this node image: kubeadm's apiserver-kubelet-client user cannot read logs.
-        kubectl("create", "clusterrolebinding", "kubelet-api-admin-apiserver", "--clusterrole",
-                "system:kubelet-api-admin", "--user", "kube-apiserver-kubelet-client", check=False)
+        kubectl(
+            "create",
+            "clusterrolebinding",
+            "kubelet-api-admin-apiserver",
+            "--clusterrole",
+            "system:kubelet-api-admin",
+            "--user",
+            "kube-apiserver-kubelet-client",
+            check=False,
+        )
         cluster.make("make images kind-load", "images", "kind-load")
         cluster.make("make deploy", "deploy", DEPLOY_STEPS=DEPLOY_STEPS)
         yield cluster

@@ -40,18 +40,38 @@ def store(kind_cluster) -> Iterator[Store]:  # type: ignore[no-untyped-def]
     secret = kube_json("get", "secret", "-n", NAMESPACE, "mlops-model-store")["data"]
     creds = {k: base64.b64decode(v).decode() for k, v in secret.items()}
     with port_forward("kubeflow", "svc/seaweedfs", 8333) as port:
-        yield Store(os.environ | creds | {
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "MLOPS_REGISTRY_URI": REGISTRY,
-            "MLOPS_MODEL_NAME": MODEL,
-        })
+        yield Store(
+            os.environ
+            | creds
+            | {
+                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "MLOPS_REGISTRY_URI": REGISTRY,
+                "MLOPS_MODEL_NAME": MODEL,
+            }
+        )
 
 
 def register(store: Store, label: str, *args: str) -> None:
     """Train and register a version with the pipeline, run locally against the cluster's store."""
-    run(label, [sys.executable, "-m", "mlops.cli", "pipeline", "run", "--local", "--registry",
-                REGISTRY, "--model", MODEL, *args], env=store.env, timeout=1800)
+    run(
+        label,
+        [
+            sys.executable,
+            "-m",
+            "mlops.cli",
+            "pipeline",
+            "run",
+            "--local",
+            "--registry",
+            REGISTRY,
+            "--model",
+            MODEL,
+            *args,
+        ],
+        env=store.env,
+        timeout=1800,
+    )
 
 
 def api_client() -> k8s.ApiClient:
@@ -61,8 +81,11 @@ def api_client() -> k8s.ApiClient:
 
 
 def serving_image() -> str:
-    version = next(line.split('"')[1] for line in (ROOT / "pyproject.toml").read_text().splitlines()
-                   if line.startswith("version = "))
+    version = next(
+        line.split('"')[1]
+        for line in (ROOT / "pyproject.toml").read_text().splitlines()
+        if line.startswith("version = ")
+    )
     return f"mlops-platform/serving:{version}"
 
 
@@ -71,7 +94,10 @@ def isvc() -> dict:
 
 
 def condition(obj: dict, kind: str) -> str | None:
-    return next((c["status"] for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind), None)
+    return next(
+        (c["status"] for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind),
+        None,
+    )
 
 
 def host() -> str:
@@ -79,8 +105,9 @@ def host() -> str:
 
 
 def gateway(path: str, payload: dict) -> httpx.Response:
-    return httpx.post(f"http://127.0.0.1:{GATEWAY_PORT}{path}", json=payload,
-                      headers={"Host": host()}, timeout=30)
+    return httpx.post(
+        f"http://127.0.0.1:{GATEWAY_PORT}{path}", json=payload, headers={"Host": host()}, timeout=30
+    )
 
 
 def instances(n: int, seed: int) -> list[dict]:
@@ -97,9 +124,14 @@ def version_one(store: Store) -> str:
 
     register(store, "register version 1", "--rows", "3000", "--seed", "1")
     result = deploy_model(
-        InferenceServiceSpec(name=MODEL, namespace=NAMESPACE, image=serving_image(),
-                             storage_uri=f"{REGISTRY}/{MODEL}/versions/1", model_name=MODEL,
-                             model_version="1"),
+        InferenceServiceSpec(
+            name=MODEL,
+            namespace=NAMESPACE,
+            image=serving_image(),
+            storage_uri=f"{REGISTRY}/{MODEL}/versions/1",
+            model_name=MODEL,
+            model_version="1",
+        ),
         api_client=api_client(),
     )
     assert result.action == "created"
@@ -113,7 +145,9 @@ def test_deploy_step_creates_an_inference_service_that_becomes_ready(version_one
     for kind in ("PredictorReady", "IngressReady", "Ready"):
         assert condition(obj, kind) == "True", (kind, obj["status"])
     # The storage initializer (kserve-storage on the project's base) fetched the model from SeaweedFS.
-    pods = kube_json("get", "pods", "-n", NAMESPACE, "-l", f"serving.kserve.io/inferenceservice={MODEL}")
+    pods = kube_json(
+        "get", "pods", "-n", NAMESPACE, "-l", f"serving.kserve.io/inferenceservice={MODEL}"
+    )
     (pod,) = [p for p in pods["items"] if p["status"]["phase"] == "Running"]
     (init,) = pod["spec"]["initContainers"]
     assert init["name"] == "storage-initializer"
@@ -131,7 +165,11 @@ def test_v1_and_v2_answer_through_the_gateway(version_one: str) -> None:
     inputs = []
     for f in CHURN_SCHEMA.features:
         values = [row[f.name] for row in rows]
-        datatype = "BYTES" if isinstance(values[0], str) else ("INT64" if isinstance(values[0], int) else "FP64")
+        datatype = (
+            "BYTES"
+            if isinstance(values[0], str)
+            else ("INT64" if isinstance(values[0], int) else "FP64")
+        )
         inputs.append({"name": f.name, "shape": [3], "datatype": datatype, "data": values})
     r = gateway(f"/v2/models/{MODEL}/infer", {"inputs": inputs})
     assert r.status_code == 200, r.text
@@ -142,8 +180,9 @@ def test_v1_and_v2_answer_through_the_gateway(version_one: str) -> None:
 def measure_split(n: int = 400) -> collections.Counter[str]:
     counts: collections.Counter[str] = collections.Counter()
     rows = instances(1, 4)
-    with httpx.Client(base_url=f"http://127.0.0.1:{GATEWAY_PORT}", headers={"Host": host()},
-                      timeout=30) as http:
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{GATEWAY_PORT}", headers={"Host": host()}, timeout=30
+    ) as http:
         for _ in range(n):
             r = http.post(f"/v1/models/{MODEL}:predict", json={"instances": rows})
             assert r.status_code == 200, r.text
@@ -161,16 +200,25 @@ def test_prometheus_scrapes_the_model_pods_through_the_pod_monitor(version_one: 
     for _ in range(20):
         gateway(f"/v1/models/{MODEL}:predict", {"instances": instances(2, 9)})
     with port_forward("monitoring", "svc/prometheus-operated", 9090) as port:
+
         def query(expr: str) -> list:
-            r = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": expr}, timeout=10)
+            r = httpx.get(
+                f"http://127.0.0.1:{port}/api/v1/query", params={"query": expr}, timeout=10
+            )
             return r.json()["data"]["result"]
 
-        up = wait_for("model pods scraped", lambda: [s for s in query(f'up{{namespace="{NAMESPACE}"}}')
-                                                      if s["value"][1] == "1"], timeout=180)
+        up = wait_for(
+            "model pods scraped",
+            lambda: [s for s in query(f'up{{namespace="{NAMESPACE}"}}') if s["value"][1] == "1"],
+            timeout=180,
+        )
         assert up[0]["metric"]["inferenceservice"] == MODEL
         assert "mlops-model-servers" in up[0]["metric"]["job"]
-        served = wait_for("request counts", lambda: query(f'sum by (version) (mlops_requests_total{{model="{MODEL}"}})'),
-                          timeout=120)
+        served = wait_for(
+            "request counts",
+            lambda: query(f'sum by (version) (mlops_requests_total{{model="{MODEL}"}})'),
+            timeout=120,
+        )
         assert {s["metric"]["version"] for s in served} == {"1"}
 
 
@@ -182,11 +230,28 @@ def test_make_deploy_twice_succeeds(kind_cluster) -> None:  # type: ignore[no-un
 
 def test_make_undeploy_leaves_nothing_of_the_project(kind_cluster, version_one: str) -> None:  # type: ignore[no-untyped-def]
     kind_cluster.make("make undeploy", "undeploy")
-    left = kubectl("get", "all,secrets,configmaps,networkpolicies,serviceaccounts,roles,rolebindings,"
-                   "podmonitors,prometheuses,prometheusrules,inferenceservices", "-A",
-                   "-l", "app.kubernetes.io/part-of=mlops-platform", "-o", "name").stdout.split()
+    left = kubectl(
+        "get",
+        "all,secrets,configmaps,networkpolicies,serviceaccounts,roles,rolebindings,"
+        "podmonitors,prometheuses,prometheusrules,inferenceservices",
+        "-A",
+        "-l",
+        "app.kubernetes.io/part-of=mlops-platform",
+        "-o",
+        "name",
+    ).stdout.split()
     assert not left, left
     for ns in (NAMESPACE, "monitoring"):
-        gone = subprocess.run(["kubectl", "--context", f"kind-{os.environ.get('KIND_TEST_CLUSTER', 'mlops-test')}",
-                               "get", "namespace", ns], capture_output=True, text=True)
+        gone = subprocess.run(
+            [
+                "kubectl",
+                "--context",
+                f"kind-{os.environ.get('KIND_TEST_CLUSTER', 'mlops-test')}",
+                "get",
+                "namespace",
+                ns,
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert gone.returncode != 0 or "Terminating" in gone.stdout, gone.stdout

@@ -68,7 +68,9 @@ def test_kserve_crds_are_applied_apart_from_their_objects(kserve_config: Path) -
     assert any(o["kind"] == "ClusterStorageContainer" for o in rest)
     assert not any(o["kind"] == "CustomResourceDefinition" for o in rest)
     body = function_body(DEPLOY, "apply_crds_then_rest")
-    assert body.index("--part crds") < body.index("condition=established") < body.index("--part rest")
+    assert (
+        body.index("--part crds") < body.index("condition=established") < body.index("--part rest")
+    )
 
 
 # --- item 2: no cluster resources; the webhook must answer before the deploy goes on -------------
@@ -86,8 +88,15 @@ def test_webhooks_get_the_ca_and_cert_manager_objects_are_left_out(
     ca = tmp_path / "ca.crt"
     ca.write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
     objs = render(
-        kserve_config, "--part", "rest", "--drop-kind", "Certificate", "--drop-kind", "Issuer",
-        "--ca-bundle", str(ca),
+        kserve_config,
+        "--part",
+        "rest",
+        "--drop-kind",
+        "Certificate",
+        "--drop-kind",
+        "Issuer",
+        "--ca-bundle",
+        str(ca),
     )
     assert not {"Certificate", "Issuer"} & {o["kind"] for o in objs}
     hooks = [o for o in objs if o["kind"].endswith("WebhookConfiguration")]
@@ -98,13 +107,20 @@ def test_webhooks_get_the_ca_and_cert_manager_objects_are_left_out(
     # Every Certificate the upstream manifests ask cert-manager for is signed by the deploy.
     certs = subprocess.run(
         [sys.executable, str(MANIFESTS_PY), str(kserve_config), "--certificates"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.splitlines()
-    assert any('"kserve-webhook-server-cert"' in c and "kserve-webhook-server-service.kserve.svc" in c for c in certs)
+    assert any(
+        '"kserve-webhook-server-cert"' in c and "kserve-webhook-server-service.kserve.svc" in c
+        for c in certs
+    )
     mounted = {
         v["secret"]["secretName"]
-        for o in objs if o["kind"] == "Deployment"
-        for v in o["spec"]["template"]["spec"].get("volumes", []) if "secret" in v
+        for o in objs
+        if o["kind"] == "Deployment"
+        for v in o["spec"]["template"]["spec"].get("volumes", [])
+        if "secret" in v
     }
     assert "kserve-webhook-server-cert" in mounted
 
@@ -112,8 +128,17 @@ def test_webhooks_get_the_ca_and_cert_manager_objects_are_left_out(
 def test_kserve_runs_in_standard_mode_with_the_gateway_api(kserve_config: Path) -> None:
     body = function_body(DEPLOY, "install_kserve")
     sets = dict(re.findall(r'inferenceservice-config:([\w.]+)=([^"]+)"', body))
-    objs = render(kserve_config, "--part", "rest", *[f"--configmap-json=kserve/inferenceservice-config:{k}={v}" for k, v in sets.items()])
-    (config,) = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "inferenceservice-config"]
+    objs = render(
+        kserve_config,
+        "--part",
+        "rest",
+        *[f"--configmap-json=kserve/inferenceservice-config:{k}={v}" for k, v in sets.items()],
+    )
+    (config,) = [
+        o
+        for o in objs
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "inferenceservice-config"
+    ]
     import json
 
     deploy = json.loads(config["data"]["deploy"])
@@ -123,7 +148,9 @@ def test_kserve_runs_in_standard_mode_with_the_gateway_api(kserve_config: Path) 
     # The Gateway KServe attaches routes to is the one manifests/gateway creates.
     gateway = yaml.safe_load_all((ROOT / "manifests/gateway/gateway.yaml").read_text())
     (gw,) = [g for g in gateway if g["kind"] == "Gateway"]
-    assert ingress["kserveIngressGateway"] == f"{gw['metadata']['namespace']}/{gw['metadata']['name']}"
+    assert (
+        ingress["kserveIngressGateway"] == f"{gw['metadata']['namespace']}/{gw['metadata']['name']}"
+    )
 
 
 # --- item 3: the object store is KFP's SeaweedFS --------------------------------------------------
@@ -135,10 +162,33 @@ def seaweedfs_service() -> dict[str, Any]:
 
 def test_model_store_secret_points_at_kfps_object_store_service() -> None:
     service = seaweedfs_service()
-    (secret,) = [o for o in project_objects() if o["kind"] == "Secret" and o["metadata"]["name"] == "mlops-model-store"]
+    (secret,) = [
+        o
+        for o in project_objects()
+        if o["kind"] == "Secret" and o["metadata"]["name"] == "mlops-model-store"
+    ]
     host, port = secret["metadata"]["annotations"]["serving.kserve.io/s3-endpoint"].split(":")
     assert host == f"{service['metadata']['name']}.{service['metadata']['namespace']}"
     assert int(port) in {p["port"] for p in service["spec"]["ports"]}
+
+
+def test_pipeline_steps_default_to_kfps_object_store_and_its_secret() -> None:
+    from urllib.parse import urlparse
+
+    from pipelines.training import ObjectStore
+
+    store = ObjectStore()
+    service = seaweedfs_service()
+    url = urlparse(store.endpoint_url)
+    assert url.hostname == f"{service['metadata']['name']}.{service['metadata']['namespace']}"
+    assert url.port in {p["port"] for p in service["spec"]["ports"]}
+    secret = yaml.safe_load(
+        kfp_file(
+            "manifests/kustomize/third-party/seaweedfs/base/seaweedfs/mlpipeline-minio-artifact-secret.yaml"
+        )
+    )
+    assert store.secret_name == secret["metadata"]["name"]
+    assert {store.access_key_field, store.secret_key_field} <= set(secret["stringData"])
 
 
 # --- item 4: KFP's NetworkPolicy on SeaweedFS must admit the model servers ------------------------
@@ -159,11 +209,21 @@ def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     return True
 
 
-def admitted(policies: list[dict[str, Any]], pod_ns: str, ns_labels: dict[str, str], port: int,
-             target_ns: str, target_labels: dict[str, str]) -> bool:
+def admitted(
+    policies: list[dict[str, Any]],
+    pod_ns: str,
+    ns_labels: dict[str, str],
+    port: int,
+    target_ns: str,
+    target_labels: dict[str, str],
+) -> bool:
     """Kubernetes NetworkPolicy ingress semantics, for the selectors these policies use."""
-    relevant = [p for p in policies if p["metadata"].get("namespace", target_ns) == target_ns
-                and _selects(p["spec"]["podSelector"], target_labels)]
+    relevant = [
+        p
+        for p in policies
+        if p["metadata"].get("namespace", target_ns) == target_ns
+        and _selects(p["spec"]["podSelector"], target_labels)
+    ]
     if not relevant:
         return True
     for policy in relevant:
@@ -172,9 +232,9 @@ def admitted(policies: list[dict[str, Any]], pod_ns: str, ns_labels: dict[str, s
             if ports and port not in {p["port"] for p in ports}:
                 continue
             for peer in rule.get("from", []):
-                ns_ok = ("namespaceSelector" in peer and _selects(peer["namespaceSelector"], ns_labels)) or (
-                    "namespaceSelector" not in peer and pod_ns == target_ns
-                )
+                ns_ok = (
+                    "namespaceSelector" in peer and _selects(peer["namespaceSelector"], ns_labels)
+                ) or ("namespaceSelector" not in peer and pod_ns == target_ns)
                 if ns_ok:
                     return True
     return False
@@ -182,14 +242,20 @@ def admitted(policies: list[dict[str, Any]], pod_ns: str, ns_labels: dict[str, s
 
 def test_model_servers_in_the_project_namespace_may_reach_seaweedfs() -> None:
     kfp_policy = yaml.safe_load(
-        kfp_file("manifests/kustomize/third-party/seaweedfs/base/seaweedfs/seaweedfs-networkpolicy.yaml")
+        kfp_file(
+            "manifests/kustomize/third-party/seaweedfs/base/seaweedfs/seaweedfs-networkpolicy.yaml"
+        )
     )
     kfp_policy["metadata"]["namespace"] = "kubeflow"  # set by its kustomization
     deployment = yaml.safe_load(
-        kfp_file("manifests/kustomize/third-party/seaweedfs/base/seaweedfs/seaweedfs-deployment.yaml")
+        kfp_file(
+            "manifests/kustomize/third-party/seaweedfs/base/seaweedfs/seaweedfs-deployment.yaml"
+        )
     )
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
-    s3_port = next(p["targetPort"] for p in seaweedfs_service()["spec"]["ports"] if p["port"] == 9000)
+    s3_port = next(
+        p["targetPort"] for p in seaweedfs_service()["spec"]["ports"] if p["port"] == 9000
+    )
     mlops_ns = {"kubernetes.io/metadata.name": "mlops"}
     assert not admitted([kfp_policy], "mlops", mlops_ns, s3_port, "kubeflow", pod_labels), (
         "KFP's policy alone admits the mlops namespace: this test no longer tests anything"
@@ -210,8 +276,12 @@ def test_deploy_applies_server_side_and_patches_only_its_own_secret() -> None:
     # Every upstream and project manifest goes through that one apply (KFP's kustomize aside).
     kfp = function_body(DEPLOY, "install_kfp")
     others = [
-        line for line in DEPLOY.splitlines()
-        if "kubectl apply" in line and line != apply_def and "--dry-run" not in line and line not in kfp
+        line
+        for line in DEPLOY.splitlines()
+        if "kubectl apply" in line
+        and line != apply_def
+        and "--dry-run" not in line
+        and line not in kfp
     ]
     assert not others, others
 
@@ -222,7 +292,10 @@ def test_golden_pipeline_image_is_built_and_loaded_by_make() -> None:
     images = set(re.findall(r"^\s*image: (\S+)$", golden, re.M))
     assert images
     dry = subprocess.run(
-        ["make", "-n", "images", "kind-load", "CLUSTER=kind"], cwd=ROOT, capture_output=True, text=True
+        ["make", "-n", "images", "kind-load", "CLUSTER=kind"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     ).stdout
     builds = [line for line in dry.splitlines() if line.startswith("docker build")]
     built = set(re.findall(r"-t (\S+)", " ".join(builds)))
@@ -236,7 +309,9 @@ def test_golden_pipeline_image_is_built_and_loaded_by_make() -> None:
 def test_kind_node_image_is_the_pinned_kind_releases_default_by_digest() -> None:
     p = pins()
     assert re.fullmatch(r"kindest/node:v[\d.]+@sha256:[0-9a-f]{64}", p["KIND_NODE_IMAGE"])
-    source = (go_module_dir("sigs.k8s.io/kind", p["KIND_VERSION"]) / "pkg/apis/config/defaults/image.go").read_text()
+    source = (
+        go_module_dir("sigs.k8s.io/kind", p["KIND_VERSION"]) / "pkg/apis/config/defaults/image.go"
+    ).read_text()
     (default,) = re.findall(r'const Image = "([^"]+)"', source)
     assert p["KIND_NODE_IMAGE"] == default
 
@@ -253,7 +328,10 @@ def test_traefik_rbac_binds_the_service_account_our_deployment_uses() -> None:
     rbac = go_module_dir("github.com/traefik/traefik/v3", p["TRAEFIK_VERSION"]) / (
         "docs/content/reference/dynamic-configuration/kubernetes-gateway-rbac.yml"
     )
-    assert f"/{p['TRAEFIK_VERSION']}/docs/content/reference/dynamic-configuration/kubernetes-gateway-rbac.yml" in DEPLOY.replace("$TRAEFIK_VERSION", p["TRAEFIK_VERSION"])
+    assert (
+        f"/{p['TRAEFIK_VERSION']}/docs/content/reference/dynamic-configuration/kubernetes-gateway-rbac.yml"
+        in DEPLOY.replace("$TRAEFIK_VERSION", p["TRAEFIK_VERSION"])
+    )
     objs = render(rbac, "--subject-namespace", "traefik")
     (binding,) = [o for o in objs if o["kind"] == "ClusterRoleBinding"]
     (subject,) = binding["subjects"]
@@ -261,7 +339,14 @@ def test_traefik_rbac_binds_the_service_account_our_deployment_uses() -> None:
     (deployment,) = [o for o in ours if o["kind"] == "Deployment"]
     assert subject["name"] == deployment["spec"]["template"]["spec"]["serviceAccountName"]
     assert subject["namespace"] == deployment["metadata"]["namespace"]
-    source = (go_module_dir("github.com/traefik/traefik/v3", p["TRAEFIK_VERSION"]) / "pkg/provider/kubernetes/gateway/kubernetes.go").read_text()
+    source = (
+        go_module_dir("github.com/traefik/traefik/v3", p["TRAEFIK_VERSION"])
+        / "pkg/provider/kubernetes/gateway/kubernetes.go"
+    ).read_text()
     (controller,) = re.findall(r'controllerName = "([^"]+)"', source)
-    (gatewayclass,) = [g for g in yaml.safe_load_all((ROOT / "manifests/gateway/gateway.yaml").read_text()) if g["kind"] == "GatewayClass"]
+    (gatewayclass,) = [
+        g
+        for g in yaml.safe_load_all((ROOT / "manifests/gateway/gateway.yaml").read_text())
+        if g["kind"] == "GatewayClass"
+    ]
     assert gatewayclass["spec"]["controllerName"] == controller
