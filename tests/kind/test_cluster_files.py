@@ -267,6 +267,38 @@ def test_model_servers_in_the_project_namespace_may_reach_seaweedfs() -> None:
     assert not admitted([kfp_policy, *ours], "default", other, s3_port, "kubeflow", pod_labels)
 
 
+# --- item 5: the model's host is KServe's domainTemplate, not a remembered one ---------------------
+def test_readme_and_status_name_the_host_kserve_generates() -> None:
+    from upstream import kserve_file
+
+    config = yaml.safe_load(kserve_file("config/configmap/inferenceservice.yaml"))
+    import json
+
+    ingress = json.loads(config["data"]["ingress"])
+
+    def render_host(name: str) -> str:  # Go's text/template, for the fields the template uses
+        out = ingress["domainTemplate"]
+        for key, value in (
+            ("Name", name),
+            ("Namespace", "mlops"),
+            ("IngressDomain", ingress["ingressDomain"]),
+        ):
+            out = re.sub(r"\{\{\s*\." + key + r"\s*\}\}", value, out)
+        assert "{{" not in out, out
+        return out
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Cluster") :]
+    section = section[: section.index("\n## ", 5)]
+    hosts = set(re.findall(r"Host: ([\w.-]+)", section))
+    assert hosts == {render_host("churn")}, hosts
+    # The predictor's own route (KServe names it after PredictorServiceName without predictor.name).
+    assert render_host("churn-predictor") in section
+    assert "churn.mlops.example.com" not in readme
+    status = (ROOT / "hack" / "status.sh").read_text()
+    assert "example.com" not in status and ".status.url" in status
+
+
 # --- item 6: a second deploy must not conflict with the first -------------------------------------
 def test_deploy_applies_server_side_and_patches_only_its_own_secret() -> None:
     patches = [line for line in DEPLOY.splitlines() if "kubectl patch" in line]
