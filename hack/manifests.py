@@ -57,21 +57,30 @@ def documents(text: str) -> Iterator[dict[str, Any]]:
                 yield doc
 
 
-def image_pattern(repo: str) -> re.Pattern[str]:
-    # The repository, not a longer name that starts with it, with an optional tag or digest.
-    return re.compile(
-        rf"(?<![\w./-]){re.escape(repo)}(?::[\w.-]+)?(?:@sha256:[0-9a-f]+)?(?![\w./@:-])"
-    )
+def image_patterns(repo: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """(an `image:` field's whole value, a reference inside any other string). Inside other
+    strings (flags, JSON in a ConfigMap) only a reference with a tag or digest counts, so that a
+    bare name such as `traefik` in `--service.name=traefik` is left alone."""
+    ref = rf"{re.escape(repo)}(?::[\w.-]+)?(?:@sha256:[0-9a-f]+)?"
+    tagged = rf"{re.escape(repo)}(?::[\w.-]+(?:@sha256:[0-9a-f]+)?|@sha256:[0-9a-f]+)"
+    return re.compile(rf"^{ref}$"), re.compile(rf"(?<![\w./-]){tagged}(?![\w./@:-])")
 
 
-def replace_strings(node: Any, patterns: list[tuple[re.Pattern[str], str]]) -> Any:
+Patterns = list[tuple[tuple[re.Pattern[str], re.Pattern[str]], str]]
+
+
+def replace_strings(node: Any, patterns: Patterns, key: str = "") -> Any:
     if isinstance(node, dict):
-        return {k: replace_strings(v, patterns) for k, v in node.items()}
+        out = {k: replace_strings(v, patterns, k) for k, v in node.items()}
+        # A local build exists only in the node's image store: `Always` would try a registry.
+        if out.get("image") != node.get("image") and out.get("imagePullPolicy") == "Always":
+            out["imagePullPolicy"] = "IfNotPresent"
+        return out
     if isinstance(node, list):
-        return [replace_strings(v, patterns) for v in node]
+        return [replace_strings(v, patterns, key) for v in node]
     if isinstance(node, str):
-        for pattern, ref in patterns:
-            node = pattern.sub(ref, node)
+        for (whole, inside), ref in patterns:
+            node = whole.sub(ref, node) if key == "image" else inside.sub(ref, node)
     return node
 
 
@@ -145,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     for mapping in args.image:
         repo, _, ref = mapping.partition("=")
         if ref:  # an empty REF means "no local build": keep the release image
-            patterns.append((image_pattern(repo), ref))
+            patterns.append((image_patterns(repo), ref))
     ca_b64 = (
         base64.b64encode(Path(args.ca_bundle).read_bytes()).decode() if args.ca_bundle else None
     )
