@@ -161,7 +161,7 @@ install_kserve() {
 object_store_kustomization() {
   local dir=$1
   "$PYTHON" - "$KFP_MANIFESTS" "$KFP_VERSION" "$dir" <<'PY'
-import sys, urllib.request, yaml
+import os, sys, urllib.request, yaml
 from pathlib import Path
 src, version, out = sys.argv[1:]
 env = "env/platform-agnostic/kustomization.yaml"
@@ -172,7 +172,8 @@ if src.startswith("https://github.com/"):
     base = f"{src}/third-party/seaweedfs/base?ref={version}"
 else:
     text = (Path(src) / env).read_text()
-    base = str((Path(src) / "third-party/seaweedfs/base").resolve())
+    # kustomize takes a local base only by a relative path.
+    base = os.path.relpath((Path(src) / "third-party/seaweedfs/base").resolve(), Path(out).resolve())
 kfp = yaml.safe_load(text)
 assert any("third-party/seaweedfs" in r for r in kfp["resources"]), "KFP no longer installs SeaweedFS"
 mine = {"apiVersion": kfp["apiVersion"], "kind": "Kustomization", "namespace": kfp["namespace"],

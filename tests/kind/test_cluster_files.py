@@ -382,3 +382,56 @@ def test_traefik_rbac_binds_the_service_account_our_deployment_uses() -> None:
         if g["kind"] == "GatewayClass"
     ]
     assert gatewayclass["spec"]["controllerName"] == controller
+
+
+def test_image_substitution_changes_images_not_names(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text(
+        yaml.safe_dump_all(
+            [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": "traefik"},
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "containers": [
+                                    {
+                                        "name": "traefik",
+                                        "image": "traefik:v3.6.12",
+                                        "imagePullPolicy": "Always",
+                                        "args": [
+                                            "--service.name=traefik",
+                                            "--reloader=quay.io/x/reloader:v1",
+                                        ],
+                                    }
+                                ]
+                            }
+                        }
+                    },
+                },
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "c"},
+                    "data": {"j": '{"image" : "kserve/storage-initializer:latest"}'},
+                },
+            ]
+        )
+    )
+    objs = render(
+        tmp_path / "m.yaml",
+        "--image",
+        "traefik=local/traefik:1",
+        "--image",
+        "quay.io/x/reloader=local/reloader:1",
+        "--image",
+        "kserve/storage-initializer=local/si:1",
+        "--image",
+        "kserve/agent=",  # no local build: left as released
+    )
+    (container,) = objs[0]["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "local/traefik:1"
+    assert container["imagePullPolicy"] == "IfNotPresent"  # local builds are in no registry
+    assert container["args"] == ["--service.name=traefik", "--reloader=local/reloader:1"]
+    assert objs[1]["data"]["j"] == '{"image" : "local/si:1"}'
