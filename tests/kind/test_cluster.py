@@ -111,7 +111,7 @@ def gateway(path: str, payload: dict) -> httpx.Response:
 
 
 def instances(n: int, seed: int) -> list[dict]:
-    from components.churn_data import generate_churn
+    from mlops_core.churn_data import generate_churn
 
     df = generate_churn(n, seed=seed).drop(columns=["churned"])
     return json.loads(df.to_json(orient="records"))
@@ -160,17 +160,18 @@ def test_v1_and_v2_answer_through_the_gateway(version_one: str) -> None:
     assert len(r.json()["predictions"]) == 5
     assert r.headers["x-model-version"] == "1"
     rows = instances(3, 3)
-    from components.schema import CHURN_SCHEMA
+    from mlops_core.schema import CHURN_SCHEMA
+    from serving.request_validation import v2_datatype
 
-    inputs = []
-    for f in CHURN_SCHEMA.features:
-        values = [row[f.name] for row in rows]
-        datatype = (
-            "BYTES"
-            if isinstance(values[0], str)
-            else ("INT64" if isinstance(values[0], int) else "FP64")
-        )
-        inputs.append({"name": f.name, "shape": [3], "datatype": datatype, "data": values})
+    inputs = [
+        {
+            "name": f.name,
+            "shape": [3],
+            "datatype": v2_datatype(f),
+            "data": [row[f.name] for row in rows],
+        }
+        for f in CHURN_SCHEMA.features
+    ]
     r = gateway(f"/v2/models/{MODEL}/infer", {"inputs": inputs})
     assert r.status_code == 200, r.text
     assert r.json()["model_version"] == "1"
@@ -220,6 +221,106 @@ def test_prometheus_scrapes_the_model_pods_through_the_pod_monitor(version_one: 
             timeout=120,
         )
         assert {s["metric"]["version"] for s in served} == {"1"}
+
+
+@pytest.fixture(scope="module")
+def version_two(store: Store, version_one: str) -> str:
+    # margin -1: the gate registers it as champion whatever it scores (the rollout decides).
+    register(store, "register version 2", "--rows", "3000", "--seed", "2", "--margin", "-1")
+    return "2"
+
+
+def canary(store: Store, label: str, *args: str) -> subprocess.CompletedProcess[str]:
+    from cluster_harness import CONTEXT
+
+    return run(
+        label,
+        [
+            str(ROOT / ".venv" / "bin" / "mlops")
+            if (ROOT / ".venv/bin/mlops").exists()
+            else "mlops",
+            "canary",
+            *args,
+            "--target",
+            "kubernetes",
+            "--model",
+            MODEL,
+            "--namespace",
+            NAMESPACE,
+            "--context",
+            CONTEXT,
+            "--confirm-timeout",
+            "300",
+        ],
+        env=store.env,
+        timeout=900,
+    )
+
+
+def events(reason: str) -> list[dict]:
+    items = kube_json(
+        "get",
+        "events",
+        "-n",
+        NAMESPACE,
+        "--field-selector",
+        f"involvedObject.kind=InferenceService,involvedObject.name={MODEL}",
+    )["items"]
+    return [e for e in items if e["reason"] == reason]
+
+
+def test_canary_split_at_the_gateway_matches_each_step_and_promotion_retargets(
+    store: Store, version_two: str
+) -> None:
+    from cluster_harness import FACTS
+
+    from serving.canary.kubernetes_actuator import KubernetesActuator
+    from serving.canary.policy import RolloutPolicy
+
+    steps = RolloutPolicy().steps[:-1]
+    canary(store, "canary start v2", "start", "--version", version_two)
+    entry = isvc()["spec"]["canary"][0]
+    assert (entry["predictor"]["name"], entry["trafficPercent"]) == ("v2", steps[0])
+    act = KubernetesActuator(
+        api_client=api_client(),
+        name=MODEL,
+        namespace=NAMESPACE,
+        storage_uri_for=lambda v: f"{REGISTRY}/{MODEL}/versions/{v}",
+        confirm_timeout_s=300,
+    )
+    for percent in steps:
+        if percent != steps[0]:
+            act.set_canary_percent(percent)
+        wait_for(
+            f"canary ready at {percent}%",
+            lambda p=percent: act.status().observed_canary_percent == p,
+            timeout=300,
+        )
+        n = 400
+        counts = measure_split(n)
+        FACTS[f"split at {percent}% (v2 of {n})"] = str(counts["2"])
+        assert set(counts) <= {"1", "2"}
+        assert within_sampling_error(counts["2"], n, percent), (percent, counts)
+    canary(store, "canary promote", "promote")
+    promoted = isvc()
+    assert promoted["spec"]["predictor"]["name"] == "v2"
+    assert not promoted["spec"].get("canary")
+    wait_for("promoted v2 Ready", lambda: condition(isvc(), "Ready") == "True", timeout=300)
+    wait_for("all traffic on v2", lambda: measure_split(40) == {"2": 40}, timeout=180)
+    assert events("CanaryPromoted")
+
+
+def test_a_bad_version_is_rolled_back_with_events(store: Store, version_two: str) -> None:
+    register(store, "register version 3", "--rows", "3000", "--seed", "3", "--margin", "-1")
+    canary(store, "canary start v3", "start", "--version", "3")
+    assert isvc()["spec"]["canary"][0]["predictor"]["name"] == "v3"
+    canary(store, "canary rollback", "rollback")
+    obj = isvc()
+    assert not obj["spec"].get("canary")
+    assert obj["spec"]["predictor"]["name"] == "v2"
+    wait_for("all traffic back on v2", lambda: measure_split(40) == {"2": 40}, timeout=180)
+    (event, *_) = events("CanaryRolledBack")
+    assert event["type"] == "Warning"
 
 
 def test_make_deploy_twice_succeeds(kind_cluster) -> None:  # type: ignore[no-untyped-def]
