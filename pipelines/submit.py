@@ -75,3 +75,54 @@ def submit_training(sub: Submission, client: Any = None) -> SubmittedRun:
         url=f"{sub.ui_url.rstrip('/')}/#/runs/details/{run.run_id}",
         package=str(package),
     )
+
+
+@dataclass(frozen=True)
+class Upload:
+    pipeline_id: str
+    version: str
+    action: str  # "created" | "new version" | "unchanged"
+
+
+def upload_golden(host: str, package: Path | None = None, client: Any = None) -> Upload:
+    """Register the committed pipeline YAML in KFP (`make upload`), so it appears in the UI: the
+    pipeline on first use, then a new version whenever the YAML changes. A version is named by the
+    YAML's digest, so uploading the same file again changes nothing."""
+    import hashlib
+
+    from pipelines.training import GOLDEN_YAML, PIPELINE_NAME
+
+    package = package or GOLDEN_YAML
+    digest = hashlib.sha256(package.read_bytes()).hexdigest()[:12]
+    version = f"{PIPELINE_NAME}-{digest}"
+    try:
+        if client is None:
+            import kfp
+
+            client = kfp.Client(host=host)
+        pipeline_id = client.get_pipeline_id(PIPELINE_NAME)
+        if pipeline_id is None:
+            created = client.upload_pipeline(
+                str(package), pipeline_name=PIPELINE_NAME, description=f"golden YAML {version}"
+            )
+            # The first version takes the pipeline's name; name one by the digest too.
+            client.upload_pipeline_version(
+                str(package), pipeline_version_name=version, pipeline_id=created.pipeline_id
+            )
+            return Upload(created.pipeline_id, version, "created")
+        token = ""
+        while True:
+            page = client.list_pipeline_versions(pipeline_id, page_token=token, page_size=100)
+            if any(v.display_name == version for v in page.pipeline_versions or []):
+                return Upload(pipeline_id, version, "unchanged")
+            token = page.next_page_token or ""
+            if not token:
+                break
+        client.upload_pipeline_version(
+            str(package), pipeline_version_name=version, pipeline_id=pipeline_id
+        )
+        return Upload(pipeline_id, version, "new version")
+    except MlopsError:
+        raise
+    except Exception as e:  # the kfp client raises transport and API errors of several kinds
+        raise SubmitError(f"cannot upload the pipeline to KFP at {host}: {e}") from e
