@@ -23,9 +23,11 @@ etcd_version=$(version_of ETCD_VERSION)
 coredns_version=$(version_of COREDNS_VERSION)
 suite=${DEBIAN_SUITE:-bookworm}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-# Inputs that change the result key the tags, so an edit to this script rebuilds.
+# Inputs that change the result key the tags, so an edit to this script rebuilds the node. The
+# base (minutes of debootstrap) is keyed by BASE_REVISION: bump it when the base stage changes.
+BASE_REVISION=1
 key=$(cat "$0" "$ROOT/hack/kind/pause/main.go" | sha256sum | cut -c1-10)
-base_tag="mlops-platform/kind-base:${kind_version}-${suite}-${key}"
+base_tag="mlops-platform/kind-base:${kind_version}-${suite}-r${BASE_REVISION}"
 node_tag="mlops-platform/kind-node:${kube_version}-${key}"
 
 if have_image "$node_tag"; then
@@ -186,10 +188,13 @@ spec:
   storageClassName: standard
   capacity: {storage: 50Gi}
   accessModes: [ReadWriteOnce]
-  persistentVolumeReclaimPolicy: Recycle
-  hostPath: {path: /var/local-pv/$i, type: DirectoryOrCreate}
+  persistentVolumeReclaimPolicy: Retain
+  hostPath: {path: /var/local-pv/$i, type: Directory}
 PV
 done
+# hostPath volumes get no fsGroup ownership: let any pod user write (SeaweedFS runs as uid 1000).
+docker exec "$cid" sh -c 'mkdir -p /var/local-pv/1 /var/local-pv/2 /var/local-pv/3 /var/local-pv/4 && chmod 1777 /var/local-pv/*'
+
 # containerd's base OCI spec, as kind's base Dockerfile makes it.
 docker exec "$cid" sh -c 'ctr oci spec | jq ".hooks.createContainer[.hooks.createContainer|length] |= . + {\"path\": \"/kind/bin/mount-product-files.sh\"}" | jq "del(.process.rlimits)" >/etc/containerd/cri-base.json'
 # Import the images into the node's containerd, as `kind build node-image` does.
