@@ -17,17 +17,22 @@ start=$SECONDS
 bash "$ROOT/hack/ensure-docker.sh"
 stage_done docker "$start"
 vars=()
+collect() { # collect CMD...: run a step; its KEY=VALUE lines join the environment
+  local out
+  out=$("$@") || { log "failed: $*"; exit 1; }
+  mapfile -t -O "${#vars[@]}" vars <<<"$out"
+}
 vars+=("KIND=$(bash "$ROOT/hack/kind/kind.sh")")
 vars+=("KIND_NODE_IMAGE=$(bash "$ROOT/hack/kind/node-image.sh")")
-mapfile -t -O "${#vars[@]}" vars < <(bash "$ROOT/hack/images/kserve.sh")
-mapfile -t -O "${#vars[@]}" vars < <(bash "$ROOT/hack/images/traefik.sh")
-mapfile -t -O "${#vars[@]}" vars < <(bash "$ROOT/hack/images/seaweedfs.sh")
-mapfile -t -O "${#vars[@]}" vars < <(bash "$ROOT/hack/images/prometheus.sh")
+collect bash "$ROOT/hack/images/kserve.sh"
+collect bash "$ROOT/hack/images/traefik.sh"
+collect bash "$ROOT/hack/images/seaweedfs.sh"
+collect bash "$ROOT/hack/images/prometheus.sh"
 start=$SECONDS
 base=${BASE_IMAGE_LOCAL:-mlops-platform/base:bookworm}
 bash "$ROOT/hack/build-base-image.sh" "$base"
 stage_done base-image "$start"
-mapfile -t -O "${#vars[@]}" vars < <(BASE_IMAGE=$base bash "$ROOT/hack/images/storage-initializer.sh")
+collect env BASE_IMAGE="$base" bash "$ROOT/hack/images/storage-initializer.sh"
 
 # Upstream manifests, from the same sources as the images (a laptop reads the release URLs).
 kserve_dir=$(printf '%s\n' "${vars[@]}" | sed -n 's/^KSERVE_SOURCE_DIR=//p')
