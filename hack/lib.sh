@@ -52,3 +52,12 @@ static_image() {
   cp /etc/ssl/certs/ca-certificates.crt "$dir/etc/ssl/certs/" 2>/dev/null || true
   tar -C "$dir" -c . | docker import --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' "$@" - "$tag" >/dev/null
 }
+
+# must_build WHAT: called where a step is about to build. With CHECK_ONLY=1 (hack/kind/build.sh
+# --check) nothing is built: the step reports what is missing and exits 10.
+must_build() {
+  if [[ ${CHECK_ONLY:-} == 1 ]]; then
+    log "not built yet: $1"
+    exit 10
+  fi
+}

@@ -16,6 +16,7 @@ src="$CACHE/upstream/kserve-${commit:0:12}"
 controller_tag="mlops-platform/kserve-controller:${commit:0:12}"
 
 start=$SECONDS
+have_image "$controller_tag" || must_build "KServe controller $controller_tag"
 if [[ ! -f $src/go.mod ]]; then
   [[ -f $tarball ]] || { log "no KServe source tarball at $tarball"; exit 3; }
   grep -q "$commit" "$(dirname "$tarball")/README.md" ||
@@ -42,6 +43,7 @@ proxy_tag="mlops-platform/kube-rbac-proxy:$proxy_version"
 if have_image "$proxy_tag"; then
   stage_done kube-rbac-proxy "$start" cached
 else
+  must_build "kube-rbac-proxy $proxy_tag"
   bin="$CACHE/kube-rbac-proxy/$proxy_version"
   if [[ ! -x $bin/kube-rbac-proxy ]]; then
     go_module_copy "github.com/brancz/kube-rbac-proxy@$proxy_version" "$CACHE/upstream/kube-rbac-proxy-$proxy_version"

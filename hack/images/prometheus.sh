@@ -19,6 +19,7 @@ for cmd in operator prometheus-config-reloader; do
   [[ $cmd == operator ]] && name=prometheus-operator
   tag="mlops-platform/$name:$op_version"
   have_image "$tag" && continue
+  must_build "$tag"
   bin="$CACHE/prometheus-operator/$op_version"
   if [[ ! -x $bin/$cmd ]]; then
     log "go build ./cmd/$cmd"
@@ -35,6 +36,7 @@ stage_done prometheus-operator "$start"
 start=$SECONDS
 server_tag="mlops-platform/prometheus:$server_module"
 if ! have_image "$server_tag"; then
+  must_build "$server_tag"
   out="$CACHE/prometheus/$server_module"
   if [[ ! -x $out/prometheus-kubernetes-sd ]]; then
     log "go build prometheus $server_module with Kubernetes service discovery"

@@ -16,6 +16,7 @@ start=$SECONDS
 if have_image "$tag"; then
   stage_done seaweedfs "$start" cached
 else
+  must_build "SeaweedFS $tag"
   bin="$CACHE/seaweedfs/$version"
   if [[ ! -x $bin/weed ]]; then
     src="$CACHE/upstream/seaweedfs-$version"

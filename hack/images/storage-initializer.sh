@@ -16,6 +16,7 @@ start=$SECONDS
 if have_image "$tag"; then
   stage_done storage-initializer "$start" cached
 else
+  must_build "storage initializer $tag"
   py=${PYTHON_BIN:-$(command -v python3.11 || command -v python3)}
   ctx="$CACHE/storage-initializer/$version"
   mkdir -p "$ctx/wheels"

@@ -13,6 +13,7 @@ start=$SECONDS
 if have_image "$tag"; then
   stage_done traefik "$start" cached
 else
+  must_build "Traefik $tag"
   bin="$CACHE/traefik/$version"
   if [[ ! -x $bin/traefik ]]; then
     src="$CACHE/upstream/traefik-$version"

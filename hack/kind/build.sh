@@ -4,11 +4,13 @@
 # ~/.cache/mlops-platform by version. Writes the environment that switches `make cluster deploy`
 # to these local builds (the same code path as a laptop, which pulls the release images) to
 #   ~/.cache/mlops-platform/kind/local.env      (use: make cluster deploy LOCAL_ENV=<that file>)
-# and prints its path, then each stage's time. Usage: hack/kind/build.sh
+# and prints its path, then each stage's time.
+# Usage: hack/kind/build.sh [--check]   (--check: build nothing; exit 10 if a step is not built yet)
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 LOG_PREFIX=offline-build
 total=$SECONDS
+[[ ${1:-} == --check ]] && export CHECK_ONLY=1
 env_file="$CACHE/kind/local.env"
 mkdir -p "$CACHE/kind"
 run_mark=$(wc -l <"$CACHE/logs/stages.tsv" 2>/dev/null || echo 0)
@@ -19,18 +21,24 @@ stage_done docker "$start"
 vars=()
 collect() { # collect CMD...: run a step; its KEY=VALUE lines join the environment
   local out
-  out=$("$@") || { log "failed: $*"; exit 1; }
+  out=$("$@") || { local rc=$?; log "failed: $*"; exit "$rc"; }
   mapfile -t -O "${#vars[@]}" vars <<<"$out"
 }
-vars+=("KIND=$(bash "$ROOT/hack/kind/kind.sh")")
-vars+=("KIND_NODE_IMAGE=$(bash "$ROOT/hack/kind/node-image.sh")")
+collect_one() { # collect_one KEY CMD...: a step that prints one value
+  local key=$1 out
+  shift
+  out=$("$@") || { local rc=$?; log "failed: $*"; exit "$rc"; }
+  vars+=("$key=$out")
+}
+collect_one KIND bash "$ROOT/hack/kind/kind.sh"
+collect_one KIND_NODE_IMAGE bash "$ROOT/hack/kind/node-image.sh"
 collect bash "$ROOT/hack/images/kserve.sh"
 collect bash "$ROOT/hack/images/traefik.sh"
 collect bash "$ROOT/hack/images/seaweedfs.sh"
 collect bash "$ROOT/hack/images/prometheus.sh"
 start=$SECONDS
 base=${BASE_IMAGE_LOCAL:-mlops-platform/base:bookworm}
-bash "$ROOT/hack/build-base-image.sh" "$base"
+bash "$ROOT/hack/build-base-image.sh" "$base" || exit $?
 stage_done base-image "$start"
 collect env BASE_IMAGE="$base" bash "$ROOT/hack/images/storage-initializer.sh"
 

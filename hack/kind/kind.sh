@@ -11,6 +11,7 @@ start=$SECONDS
 if [[ -x $bin/kind ]] && [[ $("$bin/kind" version) == "kind $version "* ]]; then
   stage_done kind "$start" cached
 else
+  must_build "kind $version"
   GOBIN="$bin" CGO_ENABLED=0 GOFLAGS="-trimpath" nice -n 10 go install "sigs.k8s.io/kind@$version"
   stage_done kind "$start"
 fi

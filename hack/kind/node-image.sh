@@ -35,6 +35,7 @@ if have_image "$node_tag"; then
   echo "$node_tag"
   exit 0
 fi
+must_build "node image $node_tag"
 exec 9>"$CACHE/logs/.node-image.lock"
 flock 9
 
