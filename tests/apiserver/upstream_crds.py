@@ -4,11 +4,14 @@ into this repository).
 - prometheus-operator (PodMonitor, ServiceMonitor, Prometheus, PrometheusRule, ...): the CRD files of
   the release pinned as PROMETHEUS_OPERATOR_VERSION in versions.mk, from its Go module
   (`go mod download`, the module cache, example/prometheus-operator-crd/).
-- KServe InferenceService: the real CRD file, config/crd/full/serving.kserve.io_inferenceservices.yaml
-  of the KServe source at KSERVE_SOURCE_COMMIT (../shared/upstream/kserve/kserve-src.tar.gz: the
-  Go module proxy refuses github.com/kserve/kserve and GitHub is unreachable), read from the
-  tarball in place. `kserve_inferenceservice_crd_from_sdk` (the CRD built from the pinned KServe
-  Python SDK's OpenAPI models) remains for machines without that source.
+- KServe InferenceService: KServe's Go module is not served by the module proxy this machine reaches
+  (it answers 403 for github.com/kserve/kserve) and GitHub release files are unreachable, so the
+  upstream CRD file cannot be fetched. The CRD is built from the OpenAPI models of the pinned KServe
+  Python SDK instead (kserve==KSERVE_VERSION, generated from the same Go API types as the CRD):
+  the same group/version/kind/plural, the same field names and types for spec and status, a status
+  subresource. Field types the SDK does not model (Knative's traffic target, a few newer Kubernetes
+  types) are left open (x-kubernetes-preserve-unknown-fields), as are int-or-string fields.
+  What it lacks next to the upstream file: enums, required lists, defaults and CEL rules.
 """
 
 from __future__ import annotations
@@ -130,39 +133,7 @@ def _schema(type_name: str, stack: tuple[str, ...]) -> dict[str, Any]:
     return {"type": "object", "properties": properties}
 
 
-def _kserve_source_tarball() -> Path | None:
-    root = Path(__file__).resolve().parents[2]
-    for base in (
-        root.parent / "shared" / "upstream" / "kserve",
-        Path("/work/shared/upstream/kserve"),
-    ):
-        readme = base / "README.md"
-        if readme.is_file() and pinned_version("KSERVE_SOURCE_COMMIT") in readme.read_text():
-            return base / "kserve-src.tar.gz"
-    return None
-
-
-@cache
 def kserve_inferenceservice_crd() -> dict[str, Any]:
-    """The real InferenceService CRD of the pinned KServe source (the SDK-built one without it)."""
-    import tarfile
-
-    tarball = _kserve_source_tarball()
-    if tarball is None:
-        return kserve_inferenceservice_crd_from_sdk()
-    wanted = "config/crd/full/serving.kserve.io_inferenceservices.yaml"
-    with tarfile.open(tarball) as tf:
-        member = next(m for m in tf.getmembers() if m.name.lstrip("./") == wanted)
-        data = tf.extractfile(member)
-        assert data is not None
-        crd = yaml.load(data, Loader=_CRDLoader)  # a SafeLoader subclass
-    crd["metadata"].setdefault("annotations", {})["mlops-platform/source"] = (
-        f"kserve {pinned_version('KSERVE_SOURCE_COMMIT')} {wanted}"
-    )
-    return crd
-
-
-def kserve_inferenceservice_crd_from_sdk() -> dict[str, Any]:
     """The InferenceService CRD (serving.kserve.io/v1beta1) from the pinned KServe SDK's models."""
     pinned = pinned_version("KSERVE_VERSION").removeprefix("v")
     if installed_version("kserve") != pinned:
