@@ -226,7 +226,7 @@ def test_prometheus_scrapes_the_model_pods_through_the_pod_monitor(version_one: 
 @pytest.fixture(scope="module")
 def version_two(store: Store, version_one: str) -> str:
     # margin -1: the gate registers it as champion whatever it scores (the rollout decides).
-    register(store, "register version 2", "--rows", "3000", "--seed", "2", "--margin", "-1")
+    register(store, "register version 2", "--rows", "3000", "--seed", "2", "--margin=-1")
     return "2"
 
 
@@ -311,7 +311,7 @@ def test_canary_split_at_the_gateway_matches_each_step_and_promotion_retargets(
 
 
 def test_a_bad_version_is_rolled_back_with_events(store: Store, version_two: str) -> None:
-    register(store, "register version 3", "--rows", "3000", "--seed", "3", "--margin", "-1")
+    register(store, "register version 3", "--rows", "3000", "--seed", "3", "--margin=-1")
     canary(store, "canary start v3", "start", "--version", "3")
     assert isvc()["spec"]["canary"][0]["predictor"]["name"] == "v3"
     canary(store, "canary rollback", "rollback")
