@@ -48,7 +48,7 @@ else
   if [[ ! -x $bin/kube-rbac-proxy ]]; then
     go_module_copy "github.com/brancz/kube-rbac-proxy@$proxy_version" "$CACHE/upstream/kube-rbac-proxy-$proxy_version"
     (cd "$CACHE/upstream/kube-rbac-proxy-$proxy_version" && CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false -mod=mod" \
-      nice -n 10 go build -ldflags '-s -w' -o "$bin/kube-rbac-proxy" .)
+      nice -n 10 go build -ldflags '-s -w' -o "$bin/kube-rbac-proxy" ./cmd/kube-rbac-proxy)
   fi
   dir=$(mktemp -d /tmp/krp-img.XXXXXX)
   install -D -m 0755 "$bin/kube-rbac-proxy" "$dir/usr/local/bin/kube-rbac-proxy"
