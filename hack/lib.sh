@@ -61,3 +61,10 @@ must_build() {
     exit 10
   fi
 }
+
+# lock_step NAME: one run of a build step at a time (a test session and `make offline-build` may
+# overlap); held until the script exits.
+lock_step() {
+  exec {_step_lock}>"$CACHE/logs/.$1.lock"
+  flock "$_step_lock"
+}

@@ -9,6 +9,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 LOG_PREFIX=kserve
+lock_step kserve
 commit=$(version_of KSERVE_SOURCE_COMMIT)
 tarball=${KSERVE_SOURCE_TARBALL:-$ROOT/../shared/upstream/kserve/kserve-src.tar.gz}
 [[ -f $tarball ]] || tarball=/work/shared/upstream/kserve/kserve-src.tar.gz

@@ -8,6 +8,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 LOG_PREFIX=prometheus
+lock_step prometheus
 op_version=$(version_of PROMETHEUS_OPERATOR_VERSION)
 server_module=$(version_of PROMETHEUS_GO_MODULE)
 export CGO_ENABLED=0

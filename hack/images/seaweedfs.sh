@@ -10,6 +10,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 LOG_PREFIX=seaweedfs
+lock_step seaweedfs
 version=$(version_of SEAWEEDFS_GO_MODULE)
 tag="mlops-platform/seaweedfs:${version##*-}"
 start=$SECONDS

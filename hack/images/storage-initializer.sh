@@ -7,6 +7,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 LOG_PREFIX=storage-initializer
+lock_step storage-initializer
 version=$(version_of KSERVE_STORAGE_VERSION)
 base=${BASE_IMAGE:-mlops-platform/base:bookworm}
 key=$(cat "$ROOT/docker/storage-initializer.Dockerfile" "$ROOT/docker/storage-initializer-entrypoint.py" |

@@ -7,6 +7,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 LOG_PREFIX=traefik
+lock_step traefik
 version=$(version_of TRAEFIK_VERSION)
 tag="mlops-platform/traefik:$version"
 start=$SECONDS

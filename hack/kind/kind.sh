@@ -5,6 +5,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 LOG_PREFIX=kind
+lock_step kind
 version=$(version_of KIND_VERSION)
 bin="$CACHE/kind/$version"
 start=$SECONDS
