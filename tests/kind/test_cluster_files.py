@@ -39,7 +39,16 @@ def project_objects(overlay: str = "dev") -> list[dict[str, Any]]:
 def kserve_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("kserve")
     extract("kserve", "kserve-src.tar.gz", pins()["KSERVE_SOURCE_COMMIT"], "config/", dest)
-    return dest / "config" / "overlays" / "standalone" / "kserve"
+    # What hack/deploy.sh gets from KSERVE_MANIFESTS (a kustomize dir offline), rendered once.
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(dest / "config" / "overlays" / "standalone" / "kserve")],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    out = dest / "kserve.yaml"
+    out.write_text(rendered)
+    return out
 
 
 def render(source: Path | str, *args: str) -> list[dict[str, Any]]:
