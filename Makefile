@@ -125,7 +125,7 @@ RELEASE_SERVING_IMAGE := mlops-platform/serving:$(PACKAGE_VERSION)
 export CLUSTER CLUSTER_NAME KIND KIND_VERSION KIND_NODE_IMAGE MINIKUBE_KUBERNETES_VERSION KSERVE_VERSION \
   KFP_VERSION PROMETHEUS_OPERATOR_VERSION GATEWAY_API_VERSION TRAEFIK_VERSION SEAWEEDFS_IMAGE_TAG
 
-.PHONY: wheelhouse images kind-load offline-build cluster cluster-delete deploy undeploy status run upload
+.PHONY: wheelhouse images kind-load offline-build cluster cluster-delete deploy undeploy status run
 
 wheelhouse: $(INSTALLED) ## prepare build/ (runtime wheels + project wheel) for offline image builds
 	PYTHON_BIN=$(BIN)/python hack/wheelhouse.sh
@@ -160,9 +160,6 @@ undeploy: ## remove the project's part (its InferenceServices and manifests); ad
 
 status: ## what runs on the cluster, and the port-forwards to reach KFP, Prometheus and the models
 	hack/status.sh
-
-upload: $(INSTALLED) ## register pipelines/training.yaml in KFP (a new version on each change) for the UI (KFP_HOST=...)
-	$(BIN)/mlops pipeline upload --host $(KFP_HOST)
 
 run: $(INSTALLED) ## compile the pipeline for the current image tag and submit it to KFP (KFP_HOST=...)
 	$(BIN)/mlops pipeline submit --image $(COMPONENT_IMAGE) --serving-image $(SERVING_IMAGE) --host $(KFP_HOST) $(RUN_ARGS)

@@ -150,14 +150,3 @@ def submit(
         )
     )
     console.print(f"submitted run {run.run_id}: {run.url}")
-
-
-@app.command()
-def upload(
-    host: str = typer.Option("http://localhost:8887", help="KFP API (port-forwarded ml-pipeline)"),
-) -> None:
-    """Register pipelines/training.yaml in KFP (a new version when it changed), for the KFP UI."""
-    from pipelines.submit import upload_golden
-
-    done = upload_golden(host)
-    console.print(f"{done.action}: pipeline {done.pipeline_id}, version {done.version}")
