@@ -23,7 +23,9 @@ MODEL_VERSION_ANNOTATION = "mlops.io/model-version"
 # for. The traffic writer (components/isvc_traffic.py) follows this annotation on the object, so
 # this constant is the one place that moves the platform between Serverless and Standard canaries.
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
-DEPLOYMENT_MODE = "Serverless"
+# Standard (Deployments, Gateway API canaries): what `make deploy` installs KServe for. Knative
+# mode needs Envoy-based networking, which no registry here serves (README, Cluster).
+DEPLOYMENT_MODE = "Standard"
 SERVING_PORT = 8080
 SERVE_ARGS = ("serve", "--model-dir", MODEL_DIR)
 SERVING_TOKEN_SECRET = "mlops-serving-token"  # manifests/base/serving-token-secret.yaml
