@@ -169,7 +169,7 @@ run: $(INSTALLED) ## compile the pipeline for the current image tag and submit i
 kfp-images: ## build KFP, Argo, MariaDB, the MLMD server and the UI images from ../shared/upstream/kfp (cached)
 	hack/kfp/build-images.sh all
 
-kfp-install: ## install KFP on the current cluster (KFP_IMAGES=local: the images built by kfp-images)
+kfp-install: ## install KFP on the current cluster (the kfp-images builds when all exist, else the release images)
 	hack/kfp/install.sh install
 
 upload: $(INSTALLED) ## register pipelines/training.yaml in KFP (KFP_HOST=...): a new version when it changed
