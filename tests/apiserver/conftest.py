@@ -166,11 +166,19 @@ def namespace(admin_api: client.ApiClient) -> str:
     return name
 
 
+KUBEFLOW_NS = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kubeflow\n"
+
+
 @pytest.fixture(scope="session")
 def project_base(kubectl: Kubectl, crds: list[str]) -> str:
     """manifests/base applied for real (namespace, ServiceAccounts, the deployer Role and its
     binding, monitoring objects). Returns the project namespace."""
     rendered = kubectl.run("kustomize", str(BASE)).stdout
+    # The base admits the model servers to KFP's object store with a NetworkPolicy in KFP's
+    # namespace; `make deploy` installs KFP first, so stand in for that namespace here.
+    kubectl.run(
+        "apply", "--server-side", "--field-manager=mlops-tests", "-f", "-", stdin=KUBEFLOW_NS
+    )
     kubectl.run("apply", "--server-side", "--field-manager=mlops-tests", "-f", "-", stdin=rendered)
     return PROJECT_NAMESPACE
 
