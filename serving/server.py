@@ -40,6 +40,7 @@ class ServeOptions:
     decision_threshold: float = 0.5
     access_log: bool = False
     batch_rows: int = 256
+    fast_path: bool = True
 
     def __post_init__(self) -> None:
         self.request_limits()  # fail at start-up, with the setting's name, not on a request
@@ -63,6 +64,7 @@ class ServeOptions:
             decision_threshold=settings.decision_threshold,
             access_log=settings.access_log,
             batch_rows=settings.batch_rows,
+            fast_path=settings.fast_path,
         )
 
 
@@ -158,6 +160,7 @@ def build_predictor(
         threshold=options.decision_threshold,
         observers=observers,
         batch_rows=options.batch_rows,
+        fast_path=options.fast_path,
     )
     predictor.load()
     return predictor
