@@ -178,9 +178,11 @@ def wrk(
     return req_s, p50, p99
 
 
-def in_process(bundle: ModelBundle, df: pd.DataFrame, seconds: float) -> tuple[float, float, float]:
+def in_process(
+    bundle: ModelBundle, df: pd.DataFrame, seconds: float, model: object = None
+) -> tuple[float, float, float]:
     X = model_input(df, bundle.schema)
-    pipeline = bundle.pipeline
+    pipeline = model or bundle.pipeline
     pipeline.predict_proba(X)
     times = []
     end = time.perf_counter() + seconds
@@ -197,15 +199,32 @@ def in_process(bundle: ModelBundle, df: pd.DataFrame, seconds: float) -> tuple[f
 
 
 # --- the servers ---------------------------------------------------------------------------------
-def start_ours(registry: str, work: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_ours(
+    registry: str, work: Path, fast_path: bool = True
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    log = work / "mlops-serve.log"
-    env = {**os.environ, "MLOPS_SERVE_PORT": str(port)}
+    log = work / f"mlops-serve-{'fast' if fast_path else 'pipeline'}.log"
+    env = {**os.environ, "MLOPS_SERVE_PORT": str(port), "MLOPS_FAST_PATH": str(fast_path).lower()}
     mlops = str(Path(sys.executable).with_name("mlops"))
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [mlops, "serve", "--model", MODEL, "--registry", registry, "--version", "champion"],
             env=env,
+            stdout=out,
+            stderr=out,
+        )
+    wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc, log)
+    return proc, port
+
+
+def start_bare(registry: str, work: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """benchmarks/bare_kserve_model.py: KServe + the booster, nothing else (the HTTP floor)."""
+    port = free_port()
+    log = work / "bare-kserve.log"
+    script = Path(__file__).with_name("bare_kserve_model.py")
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), "--registry", registry, "--port", str(port)],
             stdout=out,
             stderr=out,
         )
@@ -301,16 +320,43 @@ def main() -> None:
         # Both servers up at once (an idle server costs nothing) and the cases interleaved round
         # by round, so a burst of other load on the machine hits every target alike; each figure
         # is the median over rounds.
+        # Before/after in the same run: the server with the scikit-learn Pipeline
+        # (MLOPS_FAST_PATH=false) and with the compiled fast path; the bare KServe model is the
+        # floor of the HTTP stack for the same model.
+        from components.fast_inference import compile_pipeline
+
+        compiled = compile_pipeline(bundle.pipeline)
         ours, ours_port = start_ours(registry, work)
+        slow, slow_port = start_ours(registry, work, fast_path=False)
+        bare, bare_port = start_bare(registry, work)
         peer = None
         try:
             peer, peer_port = start_mlserver(args.mlserver, bundle, work)
             ours_url, peer_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{peer_port}"
+            slow_url, bare_url = f"http://127.0.0.1:{slow_port}", f"http://127.0.0.1:{bare_port}"
             cases = []
             for n, df in frames.items():
                 cases += [
                     ("mlops serve V1", n, f"{ours_url}/v1/models/{MODEL}:predict", v1_body(df)),
                     ("mlops serve V2", n, f"{ours_url}/v2/models/{MODEL}/infer", v2_body(df)),
+                    (
+                        "mlops serve V1 (Pipeline)",
+                        n,
+                        f"{slow_url}/v1/models/{MODEL}:predict",
+                        v1_body(df),
+                    ),
+                    (
+                        "mlops serve V2 (Pipeline)",
+                        n,
+                        f"{slow_url}/v2/models/{MODEL}/infer",
+                        v2_body(df),
+                    ),
+                    (
+                        "bare KServe + booster V2",
+                        n,
+                        f"{bare_url}/v2/models/{MODEL}/infer",
+                        v2_body(df),
+                    ),
                     (
                         "MLServer 1.7 V2",
                         n,
@@ -324,10 +370,15 @@ def main() -> None:
                     raw.setdefault(("in-process predict_proba", n), []).append(
                         in_process(bundle, df, args.seconds)
                     )
+                    raw.setdefault(("in-process fast path", n), []).append(
+                        in_process(bundle, df, args.seconds, compiled)
+                    )
                 for target, n, url, body in cases:
                     raw.setdefault((target, n), []).append(wrk(url, body, **kw))
         finally:
             stop(ours)
+            stop(slow)
+            stop(bare)
             if peer is not None:
                 stop(peer)
 
@@ -372,6 +423,30 @@ def main() -> None:
             f"(target within 2x) [{'ok' if floor_ratio <= 2 else 'MISSED'}]; "
             f"{ours100.req_s / ml100.req_s:.2f}x MLServer req/s"
         )
+    # Issue 15's targets for the fast path.
+    bare1 = get("bare KServe + booster V2", 1)
+    for proto in ("V1", "V2"):
+        fast100, before100 = (
+            get(f"mlops serve {proto}", 100),
+            get(f"mlops serve {proto} (Pipeline)", 100),
+        )
+        gain = fast100.rows_s / before100.rows_s
+        lines.append(
+            f"{proto} 100 rows: fast path {gain:.2f}x the Pipeline's rows/s (target >= 3x) "
+            f"[{'ok' if gain >= 3 else 'MISSED'}]"
+        )
+        fast1 = get(f"mlops serve {proto}", 1)
+        gap = bare1.req_s / fast1.req_s - 1
+        lines.append(
+            f"{proto} 1 row: {fast1.req_s:,.0f} req/s vs bare KServe {bare1.req_s:,.0f} "
+            f"({gap:+.0%} slower; target within 20%) [{'ok' if gap <= 0.2 else 'MISSED'}]"
+        )
+        for n, ml in ((1, ml1), (100, ml100)):
+            ours = get(f"mlops serve {proto}", n)
+            lines.append(
+                f"{proto} {n} rows: p99 {ours.p99_ms:.2f} ms vs MLServer {ml.p99_ms:.2f} ms "
+                f"[{'ok' if ours.p99_ms <= ml.p99_ms else 'MISSED'}]"
+            )
     for line in lines:
         console.print(escape(line))
 
