@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 ROWS ?= 20000
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint fmt compile lock clean
+.PHONY: help install demo test test-fast lint fmt compile lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -35,9 +35,13 @@ demo: $(INSTALLED) ## run the whole loop locally, no cluster (ROWS=20000)
 test: $(INSTALLED) lint ## lint, then run every test this machine can run
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(INSTALLED) ## ruff
+test-fast: $(INSTALLED) ## the quick tests only (no kfp.local runs, model servers, clusters or Docker)
+	$(BIN)/python -m pytest -m "not slow and not apiserver and not docker and not cluster" $(PYTEST_ARGS)
+
+lint: $(INSTALLED) ## ruff, and import-linter: imports run one way (CLI -> demo -> serving -> pipelines -> components -> core)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 fmt: $(INSTALLED) ## format and fix what ruff can
 	$(BIN)/ruff format .

@@ -36,6 +36,7 @@ from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
 from mlops_core.drift import DriftReport, compare, profile_reference
 from mlops_core.registry import ModelRegistry
 from mlops_core.schema import Feature, FeatureSchema
+from serving.v1_instances import v1_instances
 
 ROOT = Path(__file__).resolve().parent.parent
 EVIDENTLY_PYTHON = ROOT / ".venv-evidently" / "bin" / "python"
@@ -182,15 +183,6 @@ def register_model(root: Path) -> tuple[str, Any]:
     return str(root / "registry"), result.pipeline
 
 
-def instances(df: pd.DataFrame) -> list[dict[str, Any]]:
-    out = []
-    for rec in df.to_dict(orient="records"):
-        out.append(
-            {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in rec.items()}
-        )
-    return out
-
-
 def http_p50(registry_uri: str, root: Path, requests: int) -> float:
     import httpx
 
@@ -219,7 +211,7 @@ def http_p50(registry_uri: str, root: Path, requests: int) -> float:
                     break
             except httpx.TransportError:
                 time.sleep(0.2)
-        rows = instances(generate_churn(requests, seed=3).drop(columns=["churned"]))
+        rows = v1_instances(generate_churn(requests, seed=3).drop(columns=["churned"]))
         times = []
         with httpx.Client(base_url=url, timeout=10) as client:
             for i, row in enumerate(rows):

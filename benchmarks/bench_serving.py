@@ -45,6 +45,7 @@ from mlops_core.drift import profile_reference
 from mlops_core.registry import ModelRegistry
 from serving.model_bundle import ModelBundle, load_registered
 from serving.request_validation import v2_datatype
+from serving.v1_instances import v1_instances
 
 MODEL = "churn"
 console = Console()
@@ -94,19 +95,14 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 # --- request bodies ------------------------------------------------------------------------------
-def records(df: pd.DataFrame) -> list[dict[str, object]]:
-    out = []
-    for rec in df.to_dict(orient="records"):
-        out.append({k: None if isinstance(v, float) and np.isnan(v) else v for k, v in rec.items()})
-    return out
 
 
 def v1_body(df: pd.DataFrame) -> dict[str, object]:
-    return {"instances": records(df)}
+    return {"instances": v1_instances(df)}
 
 
 def v2_inputs(df: pd.DataFrame, *, mlserver: bool) -> list[dict[str, object]]:
-    rows = records(df)
+    rows = v1_instances(df)
     inputs = []
     for f in CHURN_SCHEMA.features:
         spec: dict[str, object] = {

@@ -1,33 +1,31 @@
 """The pipeline's deploy step: create or update the model's InferenceService through the Kubernetes
 API.
 
-The first version goes live at 100%. A later champion replaces the predictor spec with
-`canaryTrafficPercent` set to the first rollout step, so KServe (serverless) sends that share to the
-new revision and keeps the rest on the last ready one; the canary analysis then promotes or rolls
-back. Re-running with the version and image already served changes nothing. The Kubernetes client is
-injected (an `ApiClient`), so the same code runs in a pipeline pod (in-cluster config), from a
+The first version goes live at 100% and is recorded as the stable one. A later champion goes out
+as a canary at `canary_percent` through the one traffic-state writer (components/isvc_traffic.py),
+which records the stable version, its storage URI and the canary version exactly as the canary
+actuator and the in-cluster controller read them; the canary analysis then promotes or rolls
+back. Re-running with the version and image already served changes nothing. The Kubernetes client
+is injected (an `ApiClient`), so the same code runs in a pipeline pod (in-cluster config), from a
 laptop (kubeconfig) and against a test API server.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError as TransportError
 
-from components.inference_service import (
-    GROUP,
-    PLURAL,
-    PREDICTOR_CONTAINER,
-    VERSION,
-    InferenceServiceSpec,
-    build_inference_service,
-    storage_uri_of,
+from components.inference_service import InferenceServiceSpec, build_inference_service
+from components.isvc_traffic import (
+    InferenceServiceWriter,
+    image_in,
+    newest_predictor,
+    storage_uri_in,
 )
+from components.kube_client import load_api_client
 from mlops_core.errors import MlopsError
 
 
@@ -65,34 +63,23 @@ def deploy_model(
     """
     if not 0 < canary_percent < 100:
         raise DeployError(f"canary_percent must be between 1 and 99, got {canary_percent}")
-    api = client.CustomObjectsApi(api_client)
-    existing = _get(api, spec.name, spec.namespace)
-    if existing is None:
-        body = build_inference_service(_with_canary(spec, None))
-        _call(
-            "create",
-            spec,
-            lambda: api.create_namespaced_custom_object(
-                GROUP, VERSION, spec.namespace, PLURAL, body
-            ),
-        )
-        return _result("created", spec, None, None)
-
-    previous_uri = storage_uri_of(existing)
-    # A new serving image is a change to roll out carefully too, even for the same model.
-    if previous_uri == spec.storage_uri and _image_of(existing) == spec.image:
-        served_pct = existing["spec"]["predictor"].get("canaryTrafficPercent")
-        return _result("unchanged", spec, served_pct, previous_uri)
-    body = build_inference_service(_with_canary(spec, canary_percent))
-    # A merge patch replaces the predictor's lists (containers) whole: the spec is ours entirely.
-    _call(
-        "patch",
-        spec,
-        lambda: api.patch_namespaced_custom_object(
-            GROUP, VERSION, spec.namespace, PLURAL, spec.name, body
-        ),
-    )
-    return _result("canary", spec, canary_percent, previous_uri)
+    writer = InferenceServiceWriter(api_client, spec.name, spec.namespace)
+    body = build_inference_service(spec)
+    try:
+        existing = writer.find()
+        if existing is None:
+            writer.create(body)
+            return _result("created", spec, None, None)
+        mode = writer.mode(existing)
+        served = newest_predictor(existing, mode)
+        # A new serving image is a change to roll out carefully too, even for the same model.
+        if (storage_uri_in(served), image_in(served)) == (spec.storage_uri, spec.image):
+            return _result("unchanged", spec, mode.canary_percent(existing), storage_uri_in(served))
+        previous = storage_uri_in(served)
+        writer.start_canary(spec.model_version, canary_percent, predictor=body["spec"]["predictor"])
+    except MlopsError as e:
+        raise DeployError(str(e)) from e
+    return _result("canary", spec, canary_percent, previous)
 
 
 def deploy_step(
@@ -126,26 +113,9 @@ def deploy_step(
         model_version=version,
     )
     result = deploy_model(
-        spec, api_client=api_client or api_client_from_environment(), canary_percent=canary_percent
+        spec, api_client=api_client or load_api_client(), canary_percent=canary_percent
     )
     return result.to_dict()
-
-
-def api_client_from_environment() -> client.ApiClient:
-    """In a pod: its ServiceAccount; elsewhere: the current kubeconfig context."""
-    from kubernetes import config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        try:
-            config.load_kube_config()
-        except config.ConfigException as e:
-            raise DeployError(
-                "no Kubernetes credentials: not in a pod, and no usable kubeconfig "
-                "(KUBECONFIG or ~/.kube/config)"
-            ) from e
-    return client.ApiClient()
 
 
 def _skipped(register_result: dict[str, Any], reason: str) -> dict[str, Any]:
@@ -167,13 +137,14 @@ def wait_until_ready(
 ) -> dict[str, Any]:
     """Wait for the InferenceService's Ready condition and return its status (with the traffic
     split in status.components.predictor.traffic)."""
-    api = client.CustomObjectsApi(api_client)
+    writer = InferenceServiceWriter(api_client, name, namespace)
     deadline = time.monotonic() + timeout_s
     status: dict[str, Any] = {}
     while True:
-        obj = _get(api, name, namespace)
-        if obj is None:
-            raise DeployError(f"InferenceService {namespace}/{name} does not exist")
+        try:
+            obj = writer.read()
+        except MlopsError as e:
+            raise DeployError(str(e)) from e
         status = obj.get("status", {})
         conditions = {c.get("type"): c for c in status.get("conditions", [])}
         ready = conditions.get("Ready", {})
@@ -186,54 +157,6 @@ def wait_until_ready(
                 f"see `kubectl describe inferenceservice {name} -n {namespace}`"
             )
         time.sleep(poll_s)
-
-
-def _image_of(body: dict[str, Any]) -> str | None:
-    for container in body.get("spec", {}).get("predictor", {}).get("containers", []):
-        if container.get("name") == PREDICTOR_CONTAINER:
-            return container.get("image")
-    return None
-
-
-def _with_canary(spec: InferenceServiceSpec, pct: int | None) -> InferenceServiceSpec:
-    return replace(spec, canary_traffic_percent=pct)
-
-
-def _get(api: client.CustomObjectsApi, name: str, namespace: str) -> dict[str, Any] | None:
-    try:
-        return api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-    except ApiException as e:
-        if e.status == 404:
-            return None
-        raise DeployError(
-            f"cannot read InferenceService {namespace}/{name}: {e.status} {e.reason}"
-        ) from e
-    except TransportError as e:
-        raise DeployError(
-            f"cannot read InferenceService {namespace}/{name}: the Kubernetes API at "
-            f"{api.api_client.configuration.host} is unreachable ({e})"
-        ) from e
-
-
-def _call(verb: str, spec: InferenceServiceSpec, fn: Any) -> None:
-    try:
-        fn()
-    except ApiException as e:
-        hint = (
-            " (the deploy step's ServiceAccount needs the inferenceservice-deployer Role: "
-            "make deploy applies it)"
-            if e.status == 403
-            else ""
-        )
-        raise DeployError(
-            f"cannot {verb} InferenceService {spec.namespace}/{spec.name}: "
-            f"{e.status} {e.reason}{hint}: {e.body}"
-        ) from e
-    except TransportError as e:
-        raise DeployError(
-            f"cannot {verb} InferenceService {spec.namespace}/{spec.name}: "
-            f"the Kubernetes API is unreachable ({e})"
-        ) from e
 
 
 def _result(

@@ -1,6 +1,6 @@
 """The one builder of the KServe InferenceService body that serves a registered model version.
 
-Used by the pipeline's deploy step (components/deploy.py), by the canary actuator, and checked
+Used by the pipeline's deploy step (components/deploy.py) and checked
 against manifests/model/inference-service.yaml. KServe runs in serverless mode (Knative), where a
 new predictor spec with `canaryTrafficPercent` sends that share of traffic to the new revision and
 the rest to the last ready one.
@@ -19,6 +19,11 @@ GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 PREDICTOR_CONTAINER = "kserve-container"
 MODEL_DIR = "/mnt/models"
 MODEL_VERSION_ANNOTATION = "mlops.io/model-version"
+# KServe's deployment-mode annotation (constants.DeploymentMode) and the mode the builder asks
+# for. The traffic writer (components/isvc_traffic.py) follows this annotation on the object, so
+# this constant is the one place that moves the platform between Serverless and Standard canaries.
+DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+DEPLOYMENT_MODE = "Serverless"
 SERVING_PORT = 8080
 # The serving image's user (docker/serving.Dockerfile); Kubernetes checks runAsNonRoot by uid.
 SERVING_UID = 10001
@@ -124,7 +129,7 @@ def build_inference_service(spec: InferenceServiceSpec) -> dict[str, Any]:
                 "app.kubernetes.io/name": spec.model_name,
             },
             "annotations": {
-                "serving.kserve.io/deploymentMode": "Serverless",
+                DEPLOYMENT_MODE_ANNOTATION: DEPLOYMENT_MODE,
                 # Marks the pods for scraping; the PodMonitor in manifests/base/monitoring is
                 # what makes Prometheus actually scrape them.
                 "serving.kserve.io/enable-prometheus-scraping": "true",

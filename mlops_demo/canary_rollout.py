@@ -10,10 +10,7 @@ children, HTTP traffic from worker threads, the servers' /metrics, the same roll
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,62 +18,20 @@ from typing import Any
 
 from rich.console import Console
 
-from components.train import TrainParams, save_model, train_model
-from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
-from mlops_core.drift import profile_reference
+from components.train_and_register import train_and_register
 from mlops_core.errors import MlopsError
 from mlops_core.jsonl_log import DecisionLog
-from mlops_core.registry import ModelRegistry
 from mlops_demo.context import DemoContext
+from serving.canary.actuator import Target, new_actuator
 from serving.canary.analysis import CanaryDecision
-from serving.canary.local_actuator import LocalActuator
-from serving.canary.model_server_process import (
-    free_port,
-    mlops_executable,
-    wait_for_http_ready,
-)
 from serving.canary.policy import RolloutPolicy
 from serving.canary.rollout import format_decision, run_rollout
-from serving.canary.scrape_source import ScrapeSource
+from serving.canary.router_process import RouterProcess
+from serving.canary.source import new_source
 from serving.canary.traffic import TrafficGenerator, TrafficTally
 
 # Fast enough for `make demo`: short windows, a modest minimum per step.
 DEMO_POLICY = RolloutPolicy(analysis_interval_s=2.0, min_requests_per_step=100)
-
-
-@dataclass
-class RouterProcess:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @classmethod
-    def start(
-        cls, model: str, version: str, registry_uri: str, work_dir: Path, timeout_s: float = 120
-    ) -> RouterProcess:
-        port = free_port()
-        work_dir.mkdir(parents=True, exist_ok=True)
-        log = work_dir / "router.log"
-        cmd = [*mlops_executable(), "canary", "router", "--model", model, "--version", version]
-        cmd += ["--registry", registry_uri, "--port", str(port)]
-        env = {**os.environ, "MLOPS_WORK_DIR": str(work_dir)}
-        with log.open("wb") as out:
-            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        wait_for_http_ready(
-            f"{url}/router/state", proc, log, timeout_s=timeout_s, what="the local router"
-        )
-        return cls(url, proc, log)
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
 
 
 @dataclass
@@ -86,40 +41,6 @@ class RolloutOutcome:
     decision: CanaryDecision
     decisions: list[CanaryDecision] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def train_and_register(
-    registry: ModelRegistry,
-    model: str,
-    *,
-    rows: int,
-    seed: int,
-    invert_labels: bool = False,
-    estimator: str = "logistic_regression",
-) -> int:
-    """Train on the project's generator and register; `invert_labels` makes the bad version."""
-    df = generate_churn(rows, seed=seed)
-    if invert_labels:
-        df[CHURN_SCHEMA.target] = 1 - df[CHURN_SCHEMA.target].astype(int)
-    result = train_model(
-        df, CHURN_SCHEMA, TrainParams(estimator=estimator, seed=seed, n_estimators=100)
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        path = str(Path(tmp) / "model.skops")
-        save_model(result.pipeline, path)
-        mv = registry.register(
-            model,
-            path,
-            schema=CHURN_SCHEMA,
-            reference=profile_reference(df, CHURN_SCHEMA),
-            params=result.params,
-            estimator=estimator,
-            data_source=f"generate_churn(rows={rows}, seed={seed})",
-            tags={"purpose": "canary demo: trained on inverted labels (a bad version)"}
-            if invert_labels
-            else {},
-        )
-    return mv.version
 
 
 def roll_out(
@@ -132,7 +53,7 @@ def roll_out(
     console: Console,
 ) -> RolloutOutcome:
     """Start `version` as the canary behind the running router and run the loop to its end."""
-    actuator = LocalActuator(router.url)
+    actuator = new_actuator(Target.local, model=model, router_url=router.url)
     stable = str(actuator.status().stable_version)
     actuator.start(version, policy.first_step)
     decisions: list[CanaryDecision] = []
@@ -147,7 +68,7 @@ def roll_out(
     final = run_rollout(
         model=model,
         actuator=actuator,
-        source_for=lambda st: ScrapeSource(st.detail["stable_url"], st.detail["canary_url"]),
+        source_for=lambda st: new_source(Target.local, status=st),
         policy=policy,
         log=log,
         on_decision=show,

@@ -25,10 +25,13 @@ from rich.console import Console
 from mlops_core.errors import MlopsError
 from mlops_core.jsonl_log import DecisionLog
 from mlops_core.registry import ModelRegistry
+from mlops_demo.canary_rollout import DEMO_POLICY, roll_out
 from mlops_demo.context import DemoContext
+from mlops_demo.loop_report import print_summary, write_report
 from mlops_demo.loop_result import LoopResult, TimelinePoint
 from mlops_demo.loop_traffic import LoopTraffic, Phase, world
 from pipelines.local_run import TrainingParams, run_training_locally
+from serving.canary.router_process import RouterProcess
 from serving.monitoring.audit import audit_request
 from serving.monitoring.drift_monitor import DriftSnapshot
 from serving.monitoring.feedback import LiveQuality
@@ -289,7 +292,6 @@ class _LoopRun:
     def roll_out_canary(
         self, result: LoopResult, traffic: LoopTraffic, router: Any, now_world: Any, v2: int
     ) -> None:
-        from mlops_demo.canary_rollout import DEMO_POLICY, roll_out
 
         t0 = time.perf_counter()
         self.console.print(f"[bold]loop 4/5[/bold] v{v2} goes out as a canary (local router)")
@@ -364,7 +366,6 @@ def run_loop(
     policy: TriggerPolicy = DEMO_TRIGGER,
 ) -> LoopResult:
     """The loop end to end; raises MlopsError when a step does not do what the loop needs."""
-    from mlops_demo.canary_rollout import RouterProcess
 
     loop = _LoopRun(model, work_dir, rows, console, phases, policy)
     result = loop.train_first_version()
@@ -393,7 +394,6 @@ def run_loop(
 
 def drift_retrain_loop(ctx: DemoContext) -> None:
     """The loop: drift in served traffic triggers retraining; v2 is canaried and promoted."""
-    from mlops_demo.loop_report import print_summary, write_report
 
     start = time.perf_counter()
     result = run_loop(

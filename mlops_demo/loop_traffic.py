@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
+from serving.v1_instances import v1_instances
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,7 @@ def world(rows: int, *, price: float, concept: float, seed: int) -> pd.DataFrame
 
 
 def instances(df: pd.DataFrame) -> list[dict[str, Any]]:
-    feats = df[CHURN_SCHEMA.feature_names]
-    return [
-        {
-            k: None if v is None or (isinstance(v, float) and np.isnan(v)) else v
-            for k, v in r.items()
-        }
-        for r in feats.to_dict(orient="records")
-    ]
+    return v1_instances(df[CHURN_SCHEMA.feature_names])
 
 
 @dataclass

@@ -15,10 +15,27 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Send
 
-from mlops_core.errors import ConflictError, InvalidInputError, MlopsError, NotFoundError, TooLargeError
+from mlops_core.errors import (
+    ConflictError,
+    InvalidInputError,
+    MlopsError,
+    NotFoundError,
+    TooLargeError,
+)
+
+
+class NotReady(Exception):
+    """The server cannot answer yet (no model, no upstream to route to): a server-side state."""
+
+
+class UpstreamFailed(Exception):
+    """A proxied model server did not answer: a server-side fault of the hop behind this one."""
+
 
 # Most specific first: TooLargeError is also InvalidInputError.
-_STATUS_BY_KIND: tuple[tuple[type[Exception], int], ...] = (
+_STATUS_BY_KIND: tuple[tuple[type[BaseException], int], ...] = (
+    (NotReady, 503),
+    (UpstreamFailed, 502),
     (TooLargeError, 413),
     (NotFoundError, 404),
     (ConflictError, 409),
@@ -40,7 +57,9 @@ def error_body(message: str, **extra: Any) -> bytes:
 
 
 def error_response(error: BaseException) -> Response:
-    return Response(error_body(str(error)), status_code=status_for(error), media_type="application/json")
+    return Response(
+        error_body(str(error)), status_code=status_for(error), media_type="application/json"
+    )
 
 
 async def mlops_error_handler(_: Request, exc: Exception) -> Response:

@@ -16,9 +16,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import orjson
-
-from mlops_core.errors import MlopsError
+from mlops_core.errors import NotFoundError, TooLargeError
+from serving.http_errors import send_error
 from serving.metrics import RequestMetrics
 
 Scope = MutableMapping[str, Any]
@@ -44,7 +43,14 @@ def route_of(path: str) -> tuple[str, str] | None:
     return None
 
 
-class BodyTooLarge(MlopsError):
+class BodyTooLarge(TooLargeError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"request body is over this server's limit of {limit} bytes; send fewer rows per request"
+        )
+
+
+class VersionNotServed(NotFoundError):
     pass
 
 
@@ -119,50 +125,23 @@ class ServingMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_body_bytes)
             return message
 
         try:
             if asked is not None and asked != self.version:
-                status = 404
-                await self._send_json(
-                    send,
-                    404,
-                    f"this server holds model version {self.version}, not {asked!r}",
-                    extra,
+                wrong = VersionNotServed(
+                    f"this server holds model version {self.version}, not {asked!r}"
                 )
+                status = await send_error(send, wrong, extra)
                 return
             if length > self.max_body_bytes:
-                raise BodyTooLarge
+                raise BodyTooLarge(self.max_body_bytes)
             await self.app(scope, receive_bounded, send_with_headers)
-        except BodyTooLarge:
+        except BodyTooLarge as e:
             if not response_started:
-                status = 413
-                await self._send_json(
-                    send,
-                    413,
-                    f"request body is over this server's limit of {self.max_body_bytes} bytes; "
-                    "send fewer rows per request",
-                    [(b"connection", b"close"), *extra],  # the unread body stays on the socket
-                )
+                # the unread body stays on the socket, so the connection cannot be reused
+                status = await send_error(send, e, [(b"connection", b"close"), *extra])
         finally:
             if route is not None:
                 self.metrics.record(route[0], route[1], status, time.perf_counter() - started)
-
-    @staticmethod
-    async def _send_json(
-        send: Send, status: int, message: str, extra: list[tuple[bytes, bytes]]
-    ) -> None:
-        body = orjson.dumps({"error": message})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    *extra,
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})

@@ -11,15 +11,15 @@ import gc
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
-from mlops_core.errors import MlopsError
+from mlops_core.errors import InvalidInputError, MlopsError
 from mlops_core.settings import Settings
+from serving.http_errors import error_response, mlops_error_handler
 from serving.http_middleware import ServingMiddleware
 from serving.model_bundle import ModelBundle, load_bundle, load_registered
 from serving.prediction_observer import PredictionObserver
@@ -30,42 +30,14 @@ from serving.routes import extra_routers
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ServeOptions:
-    model_name: str
-    port: int = 8080
-    max_batch_rows: int = 1000
-    max_body_bytes: int = 4 * 1024 * 1024
-    unknown_category: str = "reject"
-    decision_threshold: float = 0.5
-    access_log: bool = False
-    batch_rows: int = 256
-    fast_path: bool = True
-
-    def __post_init__(self) -> None:
-        self.request_limits()  # fail at start-up, with the setting's name, not on a request
-
-    def request_limits(self) -> RequestLimits:
-        try:
-            return RequestLimits(
-                max_rows=self.max_batch_rows, unknown_category=self.unknown_category
-            )
-        except ValueError as e:
-            raise MlopsError(f"invalid serving settings: {e}") from e
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ServeOptions:
-        return cls(
-            model_name=settings.model_name,
-            port=settings.serve_port,
-            max_batch_rows=settings.max_batch_rows,
-            max_body_bytes=settings.max_body_bytes,
-            unknown_category=settings.unknown_category,
-            decision_threshold=settings.decision_threshold,
-            access_log=settings.access_log,
-            batch_rows=settings.batch_rows,
-            fast_path=settings.fast_path,
+def request_limits(settings: Settings) -> RequestLimits:
+    """The request limits the settings ask for; checked at start-up, naming the bad setting."""
+    try:
+        return RequestLimits(
+            max_rows=settings.max_batch_rows, unknown_category=settings.unknown_category
         )
+    except ValueError as e:
+        raise InvalidInputError(f"invalid serving settings: {e}") from e
 
 
 def load_model_for(settings: Settings) -> ModelBundle:
@@ -90,8 +62,7 @@ async def request_validation_error(_: Request, exc: Exception) -> Response:
             problems.append(f"malformed JSON: {detail}".rstrip(": "))
         else:
             problems.append(f"{_field_path(err.get('loc', ()))}: {err.get('msg', 'invalid')}")
-    body = orjson.dumps({"error": "invalid request body: " + "; ".join(problems)})
-    return Response(body, status_code=400, media_type="application/json")
+    return error_response(InvalidInputError("invalid request body: " + "; ".join(problems)))
 
 
 class ClientErrorTracebacks(logging.Filter):
@@ -137,45 +108,46 @@ def project_dataplane(model_registry: object) -> object:
     return ProjectDataPlane(model_registry=model_registry)
 
 
-def attach(app: FastAPI, predictor: ChurnPredictor, options: ServeOptions) -> None:
+def attach(app: FastAPI, predictor: ChurnPredictor, settings: Settings) -> None:
     """Add the project's middleware, error mapping and extra routes to KServe's app."""
     app.add_middleware(
         ServingMiddleware,
         model_version=predictor.version,
-        max_body_bytes=options.max_body_bytes,
+        max_body_bytes=settings.max_body_bytes,
         metrics=predictor.request_metrics,
     )
     app.add_exception_handler(RequestValidationError, request_validation_error)
+    app.add_exception_handler(MlopsError, mlops_error_handler)
     for router in extra_routers(predictor):
         app.include_router(router)
 
 
 def build_predictor(
-    bundle: ModelBundle, options: ServeOptions, observers: Sequence[PredictionObserver] = ()
+    bundle: ModelBundle, settings: Settings, observers: Sequence[PredictionObserver] = ()
 ) -> ChurnPredictor:
     predictor = ChurnPredictor(
-        options.model_name,
+        settings.model_name,
         bundle,
-        limits=options.request_limits(),
-        threshold=options.decision_threshold,
+        limits=request_limits(settings),
+        threshold=settings.decision_threshold,
         observers=observers,
-        batch_rows=options.batch_rows,
-        fast_path=options.fast_path,
+        batch_rows=settings.batch_rows,
+        fast_path=settings.fast_path,
     )
     predictor.load()
     return predictor
 
 
 def run_server(
-    bundle: ModelBundle, options: ServeOptions, observers: Sequence[PredictionObserver] = ()
+    bundle: ModelBundle, settings: Settings, observers: Sequence[PredictionObserver] = ()
 ) -> None:
     """Serve until SIGTERM/SIGINT (uvicorn drains in-flight requests, then the process exits)."""
     # Imported here: kserve.model_server parses sys.argv at import time; the CLI clears it first.
     from kserve import ModelServer
     from kserve import model_server as kserve_model_server
 
-    predictor = build_predictor(bundle, options, observers)
-    attach(kserve_model_server.app, predictor, options)
+    predictor = build_predictor(bundle, settings, observers)
+    attach(kserve_model_server.app, predictor, settings)
     # The loaded model is long-lived: move it out of the collector's reach so full collections
     # (which otherwise walk every tree node object on each pass) stop adding tail latency.
     gc.collect()
@@ -185,13 +157,13 @@ def run_server(
     sys.setswitchinterval(0.001)
     logger.info(
         "serving %s version %s from %s on port %d",
-        options.model_name,
+        settings.model_name,
         predictor.version,
         bundle.source,
-        options.port,
+        settings.serve_port,
     )
     server = ModelServer(
-        http_port=options.port,
+        http_port=settings.serve_port,
         workers=1,
         enable_grpc=False,
         enable_docs_url=False,
@@ -200,7 +172,7 @@ def run_server(
     )
     server.dataplane = project_dataplane(server.registered_models)
     logging.getLogger("kserve").addFilter(ClientErrorTracebacks())
-    if not options.access_log:
+    if not settings.access_log:
         # uvicorn's access line and KServe's two timing lines per request cost more than the
         # request's own work at 1-row sizes; /metrics carries the same counts and latencies.
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

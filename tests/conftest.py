@@ -21,6 +21,15 @@ from tests.serving.harness import (
     stop_server,
 )
 
+# A test that needs a trained, registered model or a running model server is slow.
+SLOW_FIXTURES = frozenset({"registered", "server", "mnt_models_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def registered(tmp_path_factory: pytest.TempPathFactory) -> RegisteredModels:

@@ -9,24 +9,18 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 
-from mlops_core.errors import MlopsError
 from mlops_core.registry import ModelRegistry
 from mlops_core.settings import Settings, load_settings
+from serving.canary.actuator import Target, TrafficActuator, new_actuator
 
 app = typer.Typer(help="Roll a model version out as a canary and analyse it.", no_args_is_help=True)
 console = Console()
-
-
-class Target(StrEnum):
-    local = "local"
-    kubernetes = "kubernetes"
 
 
 ModelOpt = typer.Option(None, "--model", help="model name [env MLOPS_MODEL_NAME]")
@@ -37,9 +31,10 @@ NamespaceOpt = typer.Option(None, "--namespace", "-n", help="namespace [env MLOP
 IsvcOpt = typer.Option(None, "--isvc", help="InferenceService name (default: the model name)")
 ContextOpt = typer.Option(None, "--context", help="kubeconfig context (default: current)")
 ModeOpt = typer.Option(
-    "serverless",
+    "auto",
     "--mode",
-    help="kubernetes: KServe 'serverless' (canaryTrafficPercent) or 'standard' (spec.canary)",
+    help="kubernetes: 'auto' (the InferenceService's deploymentMode annotation), 'serverless' "
+    "(canaryTrafficPercent) or 'standard' (spec.canary)",
 )
 ConfirmOpt = typer.Option(
     120.0,
@@ -69,36 +64,16 @@ def _actuator(
     isvc: str | None,
     context: str | None,
     confirm_timeout_s: float = 120.0,
-    mode: str = "serverless",
-):
-    if target is Target.local:
-        from serving.canary.local_actuator import LocalActuator
-
-        return LocalActuator(settings.canary_router_url)
-    from kubernetes import config
-    from kubernetes.config.config_exception import ConfigException
-
-    from serving.canary.kubernetes_actuator import KubernetesActuator
-
-    try:
-        try:
-            api_client = config.new_client_from_config(context=context)
-        except (ConfigException, FileNotFoundError):
-            config.load_incluster_config()
-            from kubernetes import client
-
-            api_client = client.ApiClient()
-    except ConfigException as e:
-        raise MlopsError(
-            f"no Kubernetes credentials: no kubeconfig and not in a pod ({e}); "
-            "create a cluster with `make cluster` or set KUBECONFIG"
-        ) from e
-    registry = ModelRegistry(settings.registry_uri)
-    return KubernetesActuator(
-        api_client=api_client,
-        name=isvc or settings.model_name,
+    mode: str = "auto",
+) -> TrafficActuator:
+    return new_actuator(
+        target,
+        model=settings.model_name,
+        router_url=settings.canary_router_url,
         namespace=settings.namespace,
-        storage_uri_for=lambda v: registry.version_uri(settings.model_name, int(v)),
+        isvc=isvc,
+        registry_uri=settings.registry_uri,
+        context=context,
         confirm_timeout_s=confirm_timeout_s,
         mode=mode,
     )
@@ -163,10 +138,11 @@ def start(
     resolved = str(ModelRegistry(s.registry_uri).resolve(s.model_name, version))
     act = _actuator(target, s, isvc, context, confirm_timeout, mode)
     status = act.start(resolved, p.first_step)
-    if hasattr(act, "record_event"):
-        act.record_event("start", f"canary v{resolved} started at {p.first_step}%", {
-            "action": "start", "percent": p.first_step, "version": resolved,
-        })  # fmt: skip
+    act.record_event(
+        "start",
+        f"canary v{resolved} started at {p.first_step}%",
+        {"action": "start", "percent": p.first_step, "version": resolved},
+    )
     console.print(f"[green]canary v{resolved} started at {p.first_step}%[/green]")
     _print_status(status)
 
@@ -196,14 +172,13 @@ def status(
         )
 
 
-def _act_by_hand(action: str, act: Any) -> Any:
+def _act_by_hand(action: str, act: TrafficActuator) -> Any:
     """Promote or roll back, and record the manual decision where the actuator keeps events."""
     st = act.promote() if action == "promote" else act.rollback()
-    if hasattr(act, "record_event"):
-        verb = "promoted" if action == "promote" else "rolled back"
-        act.record_event(
-            action, f"{verb} by hand (mlops canary {action})", {"action": action, "manual": True}
-        )
+    verb = "promoted" if action == "promote" else "rolled back"
+    act.record_event(
+        action, f"{verb} by hand (mlops canary {action})", {"action": action, "manual": True}
+    )
     return st
 
 
@@ -269,6 +244,7 @@ def run(
     """Analyse the running canary every interval and step up, promote or roll back."""
     from mlops_core.jsonl_log import DecisionLog
     from serving.canary.rollout import format_decision, run_rollout
+    from serving.canary.source import new_source
 
     s = _settings(
         model_name=model,
@@ -283,13 +259,9 @@ def run(
     decisions = DecisionLog(_log_path(s, log))
 
     def source_for(st: Any) -> Any:
-        if target is Target.local:
-            from serving.canary.scrape_source import ScrapeSource
-
-            return ScrapeSource(st.detail["stable_url"], st.detail["canary_url"])
-        from serving.canary.prometheus_source import PrometheusSource
-
-        return PrometheusSource(s.prometheus_url, selector=s.prometheus_selector)
+        return new_source(
+            target, status=st, prometheus_url=s.prometheus_url, selector=s.prometheus_selector
+        )
 
     console.print(
         f"analysing every {p.analysis_interval_s:g} s; steps {list(p.steps)}; decisions -> "

@@ -54,9 +54,9 @@ def serve(
     # kserve parses sys.argv when first imported; give it none of ours.
     sys.argv = sys.argv[:1]
     from serving.monitoring.endpoints import build_monitoring
-    from serving.server import ServeOptions, load_model_for, run_server
+    from serving.server import load_model_for, request_limits, run_server
 
-    options = ServeOptions.from_settings(settings)  # checked before the model is loaded
+    request_limits(settings)  # checked before the model is loaded
     bundle = load_model_for(settings)
     monitoring = build_monitoring(bundle, settings)  # drift monitor, label store, prediction log
-    run_server(bundle, options, monitoring.observers)
+    run_server(bundle, settings, monitoring.observers)

@@ -184,12 +184,31 @@ def analyze(
     policy: RolloutPolicy, state: CanaryState, observation: Observation
 ) -> tuple[CanaryDecision, CanaryState]:
     """Decide what to do after one analysis window."""
-    percent = _percent(policy, state)
     if state.done is not None:
         raise ValueError(f"the rollout already ended with {state.done}; start a new one")
-    alts = policy.sequential_alternatives
+    without_window = _hold_without_a_window(policy, state, observation)
+    if without_window is not None:
+        return without_window
+    assert isinstance(observation, Window)
+    w = observation
     alpha = policy.false_rollback_rate / len(CHECKS)
+    errors, state = _check_errors(policy, state, w, alpha)
+    latency, state = _check_latency(policy, state, w, alpha)
+    predictions, state = _check_predictions(policy, state, w, alpha)
+    state = replace(
+        state,
+        analyses=state.analyses + 1,
+        failed_in_a_row=0,
+        step_canary_requests=state.step_canary_requests + w.canary.requests,
+    )
+    return _decide(policy, state, w, (errors, latency, predictions))
 
+
+def _hold_without_a_window(
+    policy: RolloutPolicy, state: CanaryState, observation: Observation
+) -> tuple[CanaryDecision, CanaryState] | None:
+    """The decision when there is nothing to analyse: a failed read, no data, no canary traffic."""
+    percent = _percent(policy, state)
     if isinstance(observation, SourceFailed):
         failed = state.failed_in_a_row + 1
         state = replace(state, failed_in_a_row=failed, analyses=state.analyses + 1)
@@ -207,30 +226,36 @@ def analyze(
             percent,
             percent,
         ), state
-
     if isinstance(observation, NoData):
         state = replace(state, failed_in_a_row=0, analyses=state.analyses + 1)
         return CanaryDecision("hold", f"no data yet: {observation.detail}", percent, percent), state
-
-    w = observation
-    if w.canary.requests == 0:
+    if observation.canary.requests == 0:
         state = replace(state, failed_in_a_row=0, analyses=state.analyses + 1)
         return CanaryDecision(
             "hold",
-            f"no canary requests in this window (stable served {w.stable.requests}); "
+            f"no canary requests in this window (stable served {observation.stable.requests}); "
             "waiting for traffic",
             percent,
             percent,
         ), state
+    return None
 
-    error_llr = np.asarray(state.error_llr) if state.error_llr else np.zeros(len(alts))
-    latency_llr = np.asarray(state.latency_llr) if state.latency_llr else np.zeros(len(alts))
+
+def _llr(saved: tuple[float, ...], policy: RolloutPolicy) -> np.ndarray:
+    return np.asarray(saved) if saved else np.zeros(len(policy.sequential_alternatives))
+
+
+def _check_errors(
+    policy: RolloutPolicy, state: CanaryState, w: Window, alpha: float
+) -> tuple[CheckResult, CanaryState]:
+    """mSPRT on the canary's share of 5xx responses."""
     n_c, n_s = w.canary.requests, w.stable.requests
-    share = n_c / (n_c + n_s)
-
-    # --- errors
-    error_llr = error_llr + share_llr_increment(
-        w.canary.errors, w.stable.errors, share, policy.error_rate_tolerance, alts
+    error_llr = _llr(state.error_llr, policy) + share_llr_increment(
+        w.canary.errors,
+        w.stable.errors,
+        n_c / (n_c + n_s),
+        policy.error_rate_tolerance,
+        policy.sequential_alternatives,
     )
     stable_total = {
         "requests": state.stable_total["requests"] + n_s,
@@ -240,7 +265,7 @@ def analyze(
         "requests": state.canary_total["requests"] + n_c,
         "errors": state.canary_total["errors"] + w.canary.errors,
     }
-    err_numbers = {
+    numbers = {
         "canary_error_rate": canary_total["errors"] / max(canary_total["requests"], 1),
         "stable_error_rate": stable_total["errors"] / max(stable_total["requests"], 1),
         "canary_errors": canary_total["errors"],
@@ -252,111 +277,115 @@ def analyze(
             stable_total["requests"],
         ),
     }
-    errors = _rate_check(
-        "errors", error_llr, alpha, err_numbers, "error rate", policy.error_rate_tolerance
+    check = _rate_check(
+        "errors", error_llr, alpha, numbers, "error rate", policy.error_rate_tolerance
     )
-
-    # --- latency
-    stable_latency = _add(state.stable_latency, w.stable.latency)
-    canary_latency = _add(state.canary_latency, w.canary.latency)
-    window_pooled = w.stable.latency + w.canary.latency
-    if window_pooled.total:
-        i, bound = _slow_bound(stable_latency + canary_latency, policy.latency_quantile)
-        slow_c = int(sum(w.canary.latency.counts[i + 1 :]))
-        slow_s = int(sum(w.stable.latency.counts[i + 1 :]))
-        lat_share = w.canary.latency.total / window_pooled.total
-        latency_llr = latency_llr + share_llr_increment(
-            slow_c, slow_s, lat_share, policy.latency_tolerance, alts
-        )
-        q = policy.latency_quantile
-        c_slow_total = int(sum(canary_latency.counts[i + 1 :]))
-        s_slow_total = int(sum(stable_latency.counts[i + 1 :]))
-        lat_numbers = {
-            f"canary_p{round(q * 100):d}_s": float(canary_latency.quantile(q)),
-            f"stable_p{round(q * 100):d}_s": float(stable_latency.quantile(q)),
-            "slow_bound_s": bound,
-            "canary_slow_share": c_slow_total / max(canary_latency.total, 1),
-            "stable_slow_share": s_slow_total / max(stable_latency.total, 1),
-            "ratio": _ratio(c_slow_total, canary_latency.total, s_slow_total, stable_latency.total),
-        }
-        latency = _rate_check(
-            "latency",
-            latency_llr,
-            alpha,
-            lat_numbers,
-            "share of slow requests",
-            policy.latency_tolerance,
-        )
-    else:
-        latency = CheckResult("latency", "waiting", "no latency observations yet")
-
-    # --- predictions
-    stable_pred = _add(state.stable_predictions, w.stable.predictions)
-    canary_pred = _add(state.canary_predictions, w.canary.predictions)
-    looks = state.divergence_looks
-    if stable_pred.total and canary_pred.total:
-        looks += 1
-        dt = divergence_test(
-            stable_pred.array(),
-            canary_pred.array(),
-            policy.max_prediction_divergence,
-            spent_alpha(alpha, looks),
-        )
-        pred_numbers = {
-            "psi": dt.psi,
-            "chi2": dt.chi2,
-            "chi2_critical": dt.critical,
-            "df": dt.df,
-            "canary_rows": canary_pred.total,
-            "stable_rows": stable_pred.total,
-        }
-        if dt.exceeds:
-            predictions = CheckResult(
-                "predictions",
-                "fail",
-                f"canary predictions diverge from the stable's beyond PSI "
-                f"{policy.max_prediction_divergence:g} (PSI {dt.psi:.3f}, chi2 {dt.chi2:.1f} > "
-                f"{dt.critical:.1f})",
-                pred_numbers,
-            )
-        else:
-            predictions = CheckResult(
-                "predictions",
-                "pass",
-                f"predictions within tolerance (PSI {dt.psi:.3f}, chi2 {dt.chi2:.1f} <= "
-                f"{dt.critical:.1f})",
-                pred_numbers,
-            )
-    else:
-        predictions = CheckResult("predictions", "waiting", "no predictions observed yet")
-
-    checks = (errors, latency, predictions)
-    step_requests = state.step_canary_requests + n_c
     state = replace(
         state,
-        analyses=state.analyses + 1,
-        failed_in_a_row=0,
         error_llr=tuple(float(x) for x in error_llr),
-        latency_llr=tuple(float(x) for x in latency_llr),
         stable_total=stable_total,
         canary_total=canary_total,
-        stable_latency=stable_latency,
-        canary_latency=canary_latency,
-        stable_predictions=stable_pred,
-        canary_predictions=canary_pred,
-        divergence_looks=looks,
-        step_canary_requests=step_requests,
+    )
+    return check, state
+
+
+def _check_latency(
+    policy: RolloutPolicy, state: CanaryState, w: Window, alpha: float
+) -> tuple[CheckResult, CanaryState]:
+    """mSPRT on the canary's share of requests slower than the pooled `latency_quantile`."""
+    stable_latency = _add(state.stable_latency, w.stable.latency)
+    canary_latency = _add(state.canary_latency, w.canary.latency)
+    state = replace(state, stable_latency=stable_latency, canary_latency=canary_latency)
+    window_pooled = w.stable.latency + w.canary.latency
+    if not window_pooled.total:
+        return CheckResult("latency", "waiting", "no latency observations yet"), state
+    i, bound = _slow_bound(stable_latency + canary_latency, policy.latency_quantile)
+    slow_c = int(sum(w.canary.latency.counts[i + 1 :]))
+    slow_s = int(sum(w.stable.latency.counts[i + 1 :]))
+    latency_llr = _llr(state.latency_llr, policy) + share_llr_increment(
+        slow_c,
+        slow_s,
+        w.canary.latency.total / window_pooled.total,
+        policy.latency_tolerance,
+        policy.sequential_alternatives,
+    )
+    q = policy.latency_quantile
+    c_slow_total = int(sum(canary_latency.counts[i + 1 :]))
+    s_slow_total = int(sum(stable_latency.counts[i + 1 :]))
+    numbers = {
+        f"canary_p{round(q * 100):d}_s": float(canary_latency.quantile(q)),
+        f"stable_p{round(q * 100):d}_s": float(stable_latency.quantile(q)),
+        "slow_bound_s": bound,
+        "canary_slow_share": c_slow_total / max(canary_latency.total, 1),
+        "stable_slow_share": s_slow_total / max(stable_latency.total, 1),
+        "ratio": _ratio(c_slow_total, canary_latency.total, s_slow_total, stable_latency.total),
+    }
+    check = _rate_check(
+        "latency",
+        latency_llr,
+        alpha,
+        numbers,
+        "share of slow requests",
+        policy.latency_tolerance,
+    )
+    return check, replace(state, latency_llr=tuple(float(x) for x in latency_llr))
+
+
+def _check_predictions(
+    policy: RolloutPolicy, state: CanaryState, w: Window, alpha: float
+) -> tuple[CheckResult, CanaryState]:
+    """Is the PSI between the predicted-probability distributions above the tolerance?"""
+    stable_pred = _add(state.stable_predictions, w.stable.predictions)
+    canary_pred = _add(state.canary_predictions, w.canary.predictions)
+    state = replace(state, stable_predictions=stable_pred, canary_predictions=canary_pred)
+    if not (stable_pred.total and canary_pred.total):
+        return CheckResult("predictions", "waiting", "no predictions observed yet"), state
+    looks = state.divergence_looks + 1
+    state = replace(state, divergence_looks=looks)
+    dt = divergence_test(
+        stable_pred.array(),
+        canary_pred.array(),
+        policy.max_prediction_divergence,
+        spent_alpha(alpha, looks),
     )
     numbers = {
-        "window_canary_requests": n_c,
-        "window_stable_requests": n_s,
+        "psi": dt.psi,
+        "chi2": dt.chi2,
+        "chi2_critical": dt.critical,
+        "df": dt.df,
+        "canary_rows": canary_pred.total,
+        "stable_rows": stable_pred.total,
+    }
+    if dt.exceeds:
+        reason = (
+            f"canary predictions diverge from the stable's beyond PSI "
+            f"{policy.max_prediction_divergence:g} (PSI {dt.psi:.3f}, chi2 {dt.chi2:.1f} > "
+            f"{dt.critical:.1f})"
+        )
+        return CheckResult("predictions", "fail", reason, numbers), state
+    reason = (
+        f"predictions within tolerance (PSI {dt.psi:.3f}, chi2 {dt.chi2:.1f} <= {dt.critical:.1f})"
+    )
+    return CheckResult("predictions", "pass", reason, numbers), state
+
+
+def _decide(
+    policy: RolloutPolicy, state: CanaryState, w: Window, checks: tuple[CheckResult, ...]
+) -> tuple[CanaryDecision, CanaryState]:
+    """Roll back on a failed check; else hold until the step has its requests; else step up or
+    promote."""
+    percent = _percent(policy, state)
+    step_requests = state.step_canary_requests
+    numbers = {
+        "window_canary_requests": w.canary.requests,
+        "window_stable_requests": w.stable.requests,
         "step_canary_requests": step_requests,
         "min_requests_per_step": policy.min_requests_per_step,
     }
     failed = [c for c in checks if c.status == "fail"]
     if failed:
         reason = "; ".join(f"{c.name}: {c.reason}" for c in failed)
-        return _end(state, "rollback", reason, percent, checks, numbers, rollback=True)
+        return _end(state, "rollback", reason, percent, checks, numbers)
     if step_requests < policy.min_requests_per_step:
         return CanaryDecision(
             "hold",
@@ -373,7 +402,7 @@ def analyze(
             state,
             "promote",
             f"every check passed at each step up to {percent}% "
-            f"({canary_total['requests']} canary requests in all)",
+            f"({state.canary_total['requests']} canary requests in all)",
             percent,
             checks,
             numbers,
@@ -396,8 +425,6 @@ def _end(
     percent: int,
     checks: tuple[CheckResult, ...] = (),
     numbers: dict[str, float] | None = None,
-    *,
-    rollback: bool | None = None,
 ) -> tuple[CanaryDecision, CanaryState]:
     to = 0 if action == "rollback" else 100
     return CanaryDecision(action, reason, to, percent, checks, dict(numbers or {})), replace(

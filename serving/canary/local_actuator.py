@@ -70,3 +70,6 @@ class LocalActuator:
     def record(self, decision: CanaryDecision, status: TrafficStatus) -> None:
         # Locally the decision log (JSON lines, written by the rollout loop) is the record.
         logger.info("canary %s: %s", decision.action, decision.reason)
+
+    def record_event(self, action: str, message: str, summary: dict[str, Any]) -> None:
+        logger.info("canary %s: %s", action, message)

@@ -71,8 +71,8 @@ def run_rollout(
     if status.stable_version is None:
         raise RolloutError(
             f"canary v{status.canary_version} of {model} is running but the stable version it is "
-            "compared with is not recorded; on the cluster annotate the InferenceService: "
-            "`kubectl annotate isvc NAME mlops.platform/stable-version=N`"
+            "compared with is not recorded (the InferenceService was changed outside the "
+            "platform's writer); roll the canary back and start it with `mlops canary start`"
         )
     stable, canary = str(status.stable_version), str(status.canary_version)
     source = source_for(status)

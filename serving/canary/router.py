@@ -31,9 +31,10 @@ from typing import Any
 
 import httpx
 
-from mlops_core.errors import MlopsError
+from mlops_core.errors import ConflictError, InvalidInputError, MlopsError, NotFoundError
 from mlops_core.registry import ModelRegistry, RegistryError
 from serving.canary.model_server_process import ModelServerError, ModelServerProcess
+from serving.http_errors import NotReady, UpstreamFailed, send_error
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +67,19 @@ class RouterConfig:
 
 
 class RouterError(MlopsError):
-    """A bad admin request; answered with 400/409 and the reason."""
+    """An admin request the router refuses, with the reason."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+
+class BadAdminRequest(RouterError, InvalidInputError):
+    pass
+
+
+class UnknownAdminTarget(RouterError, NotFoundError):
+    """An admin route or a model version that does not exist."""
+
+
+class RouterStateConflict(RouterError, ConflictError):
+    """Valid, but not now: a canary already running, none to promote, a server that did not start."""
 
 
 class TrafficRouter:
@@ -124,45 +133,44 @@ class TrafficRouter:
     def _percent(doc: dict[str, Any], key: str) -> int:
         value = doc.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
-            raise RouterError(f"{key!r} must be an integer percentage 0..100, got {value!r}")
+            raise BadAdminRequest(f"{key!r} must be an integer percentage 0..100, got {value!r}")
         return value
 
     async def set_canary(self, doc: dict[str, Any]) -> dict[str, Any]:
         version = str(doc.get("version", "")).strip()
         if not version:
-            raise RouterError("'version' (the registered model version to start) is required")
+            raise BadAdminRequest("'version' (the registered model version to start) is required")
         percent = self._percent(doc, "percent")
         async with self._lock:
             if self.canary is not None:
-                raise RouterError(
+                raise RouterStateConflict(
                     f"version {self.canary.version} is already the canary; promote or roll it "
-                    "back first",
-                    409,
+                    "back first"
                 )
             if self.stable is not None and self.stable.version == version:
-                raise RouterError(f"version {version} is already the stable version", 409)
+                raise RouterStateConflict(f"version {version} is already the stable version")
             try:  # a clear answer now rather than a server that fails to start
                 ModelRegistry(self.config.registry_uri).get(self.config.model, version)
             except RegistryError as e:
-                raise RouterError(str(e), 404) from e
+                raise UnknownAdminTarget(str(e)) from e
             try:
                 canary = await self._spawn(version)
             except ModelServerError as e:
-                raise RouterError(f"the canary's model server did not start: {e}", 409) from e
+                raise RouterStateConflict(f"the canary's model server did not start: {e}") from e
             self.canary, self.canary_percent = canary, percent
         return self.state()
 
     async def set_weights(self, doc: dict[str, Any]) -> dict[str, Any]:
         percent = self._percent(doc, "canary_percent")
         if self.canary is None and percent:
-            raise RouterError("there is no canary to send traffic to", 409)
+            raise RouterStateConflict("there is no canary to send traffic to")
         self.canary_percent = percent
         return self.state()
 
     async def promote(self) -> dict[str, Any]:
         async with self._lock:
             if self.canary is None:
-                raise RouterError("there is no canary to promote", 409)
+                raise RouterStateConflict("there is no canary to promote")
             old, self.stable, self.canary = self.stable, self.canary, None
             self.canary_percent = 0
         if old is not None:
@@ -173,7 +181,7 @@ class TrafficRouter:
     async def rollback(self) -> dict[str, Any]:
         async with self._lock:
             if self.canary is None:
-                raise RouterError("there is no canary to roll back", 409)
+                raise RouterStateConflict("there is no canary to roll back")
             old, self.canary = self.canary, None
             self.canary_percent = 0
         await asyncio.sleep(0.5)
@@ -217,23 +225,23 @@ class TrafficRouter:
                 return
             handler = routes.get((method, path))
             if handler is None:
-                raise RouterError(f"no admin route {method} {path}", 404)
+                raise UnknownAdminTarget(f"no admin route {method} {path}")
             try:
                 doc = json.loads(body or b"{}")
             except ValueError as e:
-                raise RouterError(f"request body is not JSON: {e}") from e
+                raise BadAdminRequest(f"request body is not JSON: {e}") from e
             if not isinstance(doc, dict):
-                raise RouterError("request body must be a JSON object")
+                raise BadAdminRequest("request body must be a JSON object")
             await _json(send, 200, await handler(doc))
         except RouterError as e:
-            await _json(send, e.status, {"error": str(e)})
+            await send_error(send, e)
 
     async def _proxy(self, scope: Scope, body: bytes, send: Send) -> None:
         to_canary = self.canary is not None and self.rng.random() * 100 < self.canary_percent
         role = "canary" if to_canary else "stable"
         upstream = self.canary if to_canary else self.stable
         if upstream is None or self.client is None:
-            await _json(send, 503, {"error": "the router has no stable version yet"})
+            await send_error(send, NotReady("the router has no stable version yet"))
             return
         url = upstream.url + scope["path"]
         if scope.get("query_string"):
@@ -247,7 +255,8 @@ class TrafficRouter:
             r = await self.client.request(scope["method"], url, headers=headers, content=body)
         except httpx.HTTPError as e:
             self.counts["upstream_errors"] += 1
-            await _json(send, 502, {"error": f"{role} upstream {upstream.url} failed: {e!r}"}, role)
+            failed = UpstreamFailed(f"{role} upstream {upstream.url} failed: {e!r}")
+            await send_error(send, failed, [(b"x-routed-to", role.encode())])
             return
         self.counts[role] += 1
         out = [
@@ -270,11 +279,9 @@ async def _read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
-async def _json(send: Send, status: int, doc: dict[str, Any], role: str | None = None) -> None:
+async def _json(send: Send, status: int, doc: dict[str, Any]) -> None:
     body = json.dumps(doc).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if role:
-        headers.append((b"x-routed-to", role.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

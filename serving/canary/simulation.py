@@ -13,16 +13,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from serving.canary.window import Histogram, VersionCounters, Window
+from serving.metrics import LATENCY_BUCKETS, PROBABILITY_BUCKETS
 
-# The model servers' buckets (serving/metrics.py): latency 0.5 ms .. 5 s, probability 0.05 steps
-# with the last bucket open.
-LATENCY_BOUNDS: tuple[float, ...] = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"),
-)  # fmt: skip
-PROBABILITY_BOUNDS: tuple[float, ...] = (
-    *(round(0.05 * i, 2) for i in range(1, 20)),
-    float("inf"),
-)
+# The model servers' own buckets, with the +Inf bucket Prometheus adds to every histogram.
+LATENCY_BOUNDS: tuple[float, ...] = (*LATENCY_BUCKETS, float("inf"))
+PROBABILITY_BOUNDS: tuple[float, ...] = (*PROBABILITY_BUCKETS, float("inf"))
 
 
 @dataclass(frozen=True)

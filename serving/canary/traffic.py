@@ -15,19 +15,11 @@ import httpx
 import numpy as np
 
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
+from serving.v1_instances import v1_instances
 
 
 def instances(rows: int, seed: int) -> list[dict[str, object]]:
-    df = generate_churn(rows, seed=seed).drop(columns=[CHURN_SCHEMA.target])
-    out = []
-    for rec in df.to_dict(orient="records"):
-        out.append(
-            {
-                k: None if v is None or (isinstance(v, float) and np.isnan(v)) else v
-                for k, v in rec.items()
-            }
-        )
-    return out
+    return v1_instances(generate_churn(rows, seed=seed).drop(columns=[CHURN_SCHEMA.target]))
 
 
 @dataclass

@@ -57,6 +57,75 @@ def _mentions_version(event: dict[str, Any], version: str) -> bool:
     return any(str(event.get(k)) == version for k in keys)
 
 
+def _first(events: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
+    """The oldest event whose fields equal `match` (an `event` given as a tuple matches any)."""
+    for e in events:
+        if all(e.get(k) in v if isinstance(v, tuple) else e.get(k) == v for k, v in match.items()):
+            return e
+    return None
+
+
+def _made_by(events: list[dict[str, Any]], version: str) -> dict[str, Any] | None:
+    """The run that made this version, and the trigger behind it."""
+    run = next(
+        (
+            e
+            for e in events
+            if e.get("event") == "retraining_completed" and str(e.get("version")) == version
+        ),
+        None,
+    )
+    if run is None:
+        return None
+    trigger = _first(events, event="retraining_triggered", trigger_id=run.get("trigger_id"))
+    return {"trigger": trigger, "run": run}
+
+
+def _next_run(events: list[dict[str, Any]], model: str, at: float) -> dict[str, Any] | None:
+    """The first retraining trigger (drift or alert) for the model after the prediction."""
+    later = [e for e in events if _ts(e["at"]) >= at]
+    trigger = _first(
+        later, event=("retraining_triggered", "alert_triggered_retraining"), model=model
+    )
+    if trigger is None:
+        return None
+    done = _first(events, event="retraining_completed", trigger_id=trigger.get("trigger_id"))
+    return {"trigger": trigger, "produced_version": done.get("version") if done else None}
+
+
+def _rollout_steps(events: list[dict[str, Any]], version: str) -> list[dict[str, Any]]:
+    """Every rollout decision that names this version as stable or canary."""
+    steps = []
+    for e in events:
+        if not _mentions_version(e, version):
+            continue
+        if "decision" not in e and e.get("event") != "rollout_finished":
+            continue
+        decision = e.get("decision") or {}
+        steps.append(
+            {
+                "at": e["at"],
+                "stable_version": e.get("stable_version"),
+                "canary_version": e.get("canary_version"),
+                "action": decision.get("action", e.get("action")),
+                "canary_percent": decision.get("canary_percent"),
+                "reason": decision.get("reason", e.get("reason")),
+            }
+        )
+    return steps
+
+
+_VERSION_FIELDS = (
+    "run_id",
+    "data_fingerprint",
+    "data_source",
+    "code_version",
+    "created_at",
+    "metrics",
+    "artifact_sha256",
+)
+
+
 def audit_request(request_id: str, *, audit_dir: str | Path, registry_uri: str) -> dict[str, Any]:
     """The whole trail of one prediction as a JSON-able dict."""
     audit_dir = Path(audit_dir)
@@ -75,64 +144,6 @@ def audit_request(request_id: str, *, audit_dir: str | Path, registry_uri: str) 
             f"{model} v{version} served {request_id!r} but the registry says: {e}"
         ) from e
     events = _decision_logs(audit_dir)
-    at = float(prediction["at"])
-
-    # The run that made this version, and the trigger behind it.
-    made_by = next(
-        (
-            e
-            for e in events
-            if e.get("event") == "retraining_completed" and str(e.get("version")) == version
-        ),
-        None,
-    )
-    started_by = None
-    if made_by is not None:
-        started_by = next(
-            (
-                e
-                for e in events
-                if e.get("event") == "retraining_triggered"
-                and e.get("trigger_id") == made_by.get("trigger_id")
-            ),
-            None,
-        )
-    # The next run after this prediction: the first trigger (drift or alert) for the model later.
-    next_trigger = next(
-        (
-            e
-            for e in events
-            if e.get("event") in ("retraining_triggered", "alert_triggered_retraining")
-            and e.get("model") == model
-            and _ts(e["at"]) >= at
-        ),
-        None,
-    )
-    next_version = None
-    if next_trigger is not None:
-        done = next(
-            (
-                e
-                for e in events
-                if e.get("event") == "retraining_completed"
-                and e.get("trigger_id") == next_trigger.get("trigger_id")
-            ),
-            None,
-        )
-        next_version = done.get("version") if done else None
-    rollout = [
-        {
-            "at": e["at"],
-            "stable_version": e.get("stable_version"),
-            "canary_version": e.get("canary_version"),
-            "action": (e.get("decision") or {}).get("action", e.get("action")),
-            "canary_percent": (e.get("decision") or {}).get("canary_percent"),
-            "reason": (e.get("decision") or {}).get("reason", e.get("reason")),
-        }
-        for e in events
-        if _mentions_version(e, version)
-        and ("decision" in e or e.get("event") == "rollout_finished")
-    ]
     return {
         "request_id": request_id,
         "served": {
@@ -143,23 +154,8 @@ def audit_request(request_id: str, *, audit_dir: str | Path, registry_uri: str) 
             "rows": prediction.get("rows"),
             "log": prediction["log"],
         },
-        "version": {
-            "run_id": record.get("run_id"),
-            "data_fingerprint": record.get("data_fingerprint"),
-            "data_source": record.get("data_source"),
-            "code_version": record.get("code_version"),
-            "created_at": record.get("created_at"),
-            "metrics": record.get("metrics"),
-            "artifact_sha256": record.get("artifact_sha256"),
-        },
-        "version_made_by": {
-            "trigger": started_by,
-            "run": made_by,
-        }
-        if made_by
-        else None,
-        "next_run": {"trigger": next_trigger, "produced_version": next_version}
-        if next_trigger
-        else None,
-        "rollout": rollout,
+        "version": {k: record.get(k) for k in _VERSION_FIELDS},
+        "version_made_by": _made_by(events, version),
+        "next_run": _next_run(events, model, float(prediction["at"])),
+        "rollout": _rollout_steps(events, version),
     }

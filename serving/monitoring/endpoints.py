@@ -16,15 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from mlops_core.drift import DriftThresholds
 from mlops_core.settings import Settings
+from serving.http_errors import status_for
 from serving.model_bundle import ModelBundle
 from serving.monitoring.drift_monitor import DriftMonitor, WindowConfig
-from serving.monitoring.feedback import FeedbackError, FeedbackStore
+from serving.monitoring.feedback import BadFeedback, FeedbackError, FeedbackStore, TooMuchFeedback
 from serving.monitoring.prediction_log import PredictionLog
 from serving.prediction_observer import PredictionObserver
 
@@ -99,8 +101,34 @@ def build_monitoring(
     return Monitoring(drift=drift, feedback=feedback, predictions=predictions)
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def feedback_items(body: bytes) -> list[Any]:
+    """The labels a feedback body carries: one `{"request_id", "label"}` or `{"labels": [...]}`."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise BadFeedback(f"feedback body is not JSON: {e}") from e
+    items = doc.get("labels", [doc]) if isinstance(doc, dict) else None
+    if not isinstance(items, list) or not items:
+        raise BadFeedback(
+            'expected {"request_id": ..., "label": 0|1} or {"labels": [ ... ]} '
+            f"(at most {MAX_LABELS_PER_REQUEST})"
+        )
+    if len(items) > MAX_LABELS_PER_REQUEST:
+        raise TooMuchFeedback(
+            f"{len(items)} labels in one request; the limit is {MAX_LABELS_PER_REQUEST}"
+        )
+    return items
+
+
+def label_of(item: Any) -> tuple[str, Any, int]:
+    """(request id, label, row) of one feedback item, or BadFeedback naming what is missing."""
+    if not isinstance(item, dict) or "request_id" not in item or "label" not in item:
+        raise BadFeedback("each label needs request_id and label")
+    try:
+        row = int(item.get("row", 0))
+    except (TypeError, ValueError) as e:
+        raise BadFeedback(f"bad row: {e}") from e
+    return str(item["request_id"]), item["label"], row
 
 
 def monitoring_routers(predictor: Any) -> list[APIRouter]:
@@ -115,46 +143,19 @@ def monitoring_routers(predictor: Any) -> list[APIRouter]:
 
         @router.post(f"/v1/models/{name}/feedback")
         async def feedback(request: Request) -> JSONResponse:
-            try:
-                body = await request.json()
-            except ValueError as e:
-                return _error(400, f"feedback body is not JSON: {e}")
-            items = body.get("labels", [body]) if isinstance(body, dict) else None
-            if not isinstance(items, list) or not items:
-                return _error(
-                    400,
-                    'expected {"request_id": ..., "label": 0|1} or {"labels": [ ... ]} '
-                    f"(at most {MAX_LABELS_PER_REQUEST})",
-                )
-            if len(items) > MAX_LABELS_PER_REQUEST:
-                return _error(
-                    413,
-                    f"{len(items)} labels in one request; the limit is {MAX_LABELS_PER_REQUEST}",
-                )
+            items = feedback_items(await request.body())
             accepted, errors = 0, []
             for i, item in enumerate(items):
-                if not isinstance(item, dict) or "request_id" not in item or "label" not in item:
-                    errors.append(
-                        {
-                            "index": i,
-                            "status": 400,
-                            "error": "each label needs request_id and label",
-                        }
-                    )
-                    continue
                 try:
-                    row = int(item.get("row", 0))
-                    store.add_label(str(item["request_id"]), item["label"], row=row)
+                    store.add_label(*label_of(item))
                     accepted += 1
-                except (TypeError, ValueError) as e:
-                    errors.append({"index": i, "status": 400, "error": f"bad row: {e}"})
                 except FeedbackError as e:
-                    errors.append({"index": i, "status": e.status, "error": str(e)})
-            if len(items) == 1 and errors:
-                return _error(errors[0]["status"], errors[0]["error"])
+                    if len(items) == 1:
+                        raise  # one label: its own error is the answer
+                    errors.append({"index": i, "status": status_for(e), "error": str(e)})
             return JSONResponse(
                 {"accepted": accepted, "rejected": errors},
-                status_code=200 if accepted or not errors else 400,
+                status_code=200 if accepted or not errors else errors[0]["status"],
             )
 
         @router.get(f"/v1/models/{name}/quality")

@@ -26,15 +26,23 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sklearn.metrics import brier_score_loss, log_loss
 
-from mlops_core.errors import MlopsError
+from mlops_core.errors import InvalidInputError, MlopsError, NotFoundError, TooLargeError
 
 
 class FeedbackError(MlopsError):
-    """A label cannot be recorded; `status` is the HTTP status the feedback route answers with."""
+    """A label cannot be recorded."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+
+class BadFeedback(FeedbackError, InvalidInputError):
+    """The feedback itself is malformed: not JSON, no labels, a label that is not 0/1."""
+
+
+class TooMuchFeedback(FeedbackError, TooLargeError):
+    pass
+
+
+class UnknownPrediction(FeedbackError, NotFoundError):
+    """No scored row waits for a label under that request id."""
 
 
 @dataclass(frozen=True)
@@ -137,16 +145,15 @@ class FeedbackStore:
         """Record the ground truth of one scored row; returns the version that scored it."""
         if isinstance(label, str) or label not in (0, 1):
             self._reject("bad_label")
-            raise FeedbackError(f"label must be 0 or 1, got {label!r} for request {request_id!r}")
+            raise BadFeedback(f"label must be 0 or 1, got {label!r} for request {request_id!r}")
         with self._lock:
             pending = self._pending.pop((str(request_id), int(row)), None)
             if pending is None:
                 self._rejected["unknown_request"] = self._rejected.get("unknown_request", 0) + 1
-                raise FeedbackError(
+                raise UnknownPrediction(
                     f"no prediction is waiting for a label under request id {request_id!r} "
                     f"(row {row}): unknown, already labelled, or evicted after "
-                    f"{self.max_pending} newer predictions",
-                    status=404,
+                    f"{self.max_pending} newer predictions"
                 )
             window = self._labelled.setdefault(pending.version, deque(maxlen=self.window))
             window.append((int(label), pending.probability, pending.row))

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
+from components import isvc_traffic as patches
 from components.deploy import deploy_model
 from components.inference_service import GROUP, PLURAL, VERSION, InferenceServiceSpec
-from serving.canary import isvc_patches as patches
 from serving.canary.actuator import ActuatorError
 from serving.canary.analysis import CanaryDecision, CheckResult
 from serving.canary.kubernetes_actuator import KubernetesActuator
@@ -158,7 +158,7 @@ def test_rollback_sends_everything_back_to_stable(deployer_api, admin_api, serve
     assert stored["spec"]["predictor"]["canaryTrafficPercent"] == 0
     annotations = stored["metadata"]["annotations"]
     assert patches.CANARY_VERSION not in annotations
-    assert annotations[patches.ANNOTATION_PREFIX + "rolled-back-version"] == "v2"
+    assert annotations[patches.ROLLED_BACK_VERSION] == "v2"
     assert annotations[patches.STABLE_VERSION] == "v1"
     assert rolled_back.canary_version is None
     assert rolled_back.observed_canary_percent == 0

@@ -12,11 +12,11 @@ import uuid
 import pytest
 from kubernetes import client
 
+from components import isvc_traffic as patches
 from components.deploy import deploy_model
 from components.inference_service import GROUP, PLURAL, VERSION, InferenceServiceSpec
+from components.train_and_register import train_and_register
 from mlops_core.registry import ModelRegistry
-from mlops_demo.canary_rollout import train_and_register
-from serving.canary import isvc_patches as patches
 from serving.canary.model_server_process import mlops_executable
 
 pytestmark = pytest.mark.apiserver

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from kubernetes import client
 
+from components import isvc_traffic as patches
 from components.deploy import deploy_model
 from components.inference_service import GROUP, PLURAL, VERSION, InferenceServiceSpec
+from components.train_and_register import train_and_register
 from mlops_core.jsonl_log import DecisionLog
 from mlops_core.registry import ModelRegistry
-from mlops_demo.canary_rollout import train_and_register
-from serving.canary import isvc_patches as patches
 from serving.canary.kubernetes_actuator import KubernetesActuator
 from serving.canary.model_server_process import ModelServerProcess
 from serving.canary.policy import RolloutPolicy
@@ -55,7 +55,7 @@ class KnativeSplit:
                 ann = isvc["metadata"].get("annotations") or {}
                 stable = ann.get(patches.STABLE_VERSION) or ann["mlops.io/model-version"]
                 canary = ann.get(patches.CANARY_VERSION)
-                pct = patches.canary_percent_of(isvc) or 0
+                pct = patches.MODES["serverless"].canary_percent(isvc) or 0
                 for _ in range(20):
                     version = canary if canary and rng.random() * 100 < pct else stable
                     idx = rng.integers(0, len(rows), 2)

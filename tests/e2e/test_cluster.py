@@ -10,7 +10,6 @@ otherwise with the reason.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from mlops_core.churn_data import generate_churn
+from serving.v1_instances import v1_instances
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +74,8 @@ def port_forward(namespace: str, service: str, ports: str) -> Iterator[None]:
 def served_model(platform: None) -> Iterator[tuple[str, dict]]:
     import kfp
 
-    from components.deploy import api_client_from_environment, wait_until_ready
+    from components.deploy import wait_until_ready
+    from components.kube_client import load_api_client
     from pipelines.submit import Submission, submit_training
 
     # versions.mk's default tags: the git revision.
@@ -93,9 +94,7 @@ def served_model(platform: None) -> Iterator[tuple[str, dict]]:
         )
         finished = client.wait_for_run_completion(run.run_id, timeout=1800)
     assert finished.state == "SUCCEEDED", f"run {run.url} ended {finished.state}"
-    status = wait_until_ready(
-        MODEL, NAMESPACE, api_client=api_client_from_environment(), timeout_s=600
-    )
+    status = wait_until_ready(MODEL, NAMESPACE, api_client=load_api_client(), timeout_s=600)
     yield f"{MODEL}.{NAMESPACE}.example.com", status
 
 
@@ -103,7 +102,7 @@ def test_inference_service_answers(served_model) -> None:
     host, status = served_model
     traffic = status["components"]["predictor"]["traffic"]
     assert sum(t["percent"] for t in traffic) == 100
-    rows = json.loads(generate_churn(5, seed=3).drop(columns=["churned"]).to_json(orient="records"))
+    rows = v1_instances(generate_churn(5, seed=3).drop(columns=["churned"]))
     r = httpx.post(
         f"http://127.0.0.1:{NODE_PORT}/v1/models/{MODEL}:predict",
         headers={"Host": host},

@@ -14,6 +14,7 @@ import pytest
 
 from mlops_core.churn_data import generate_churn
 from mlops_core.registry import ModelRegistry
+from serving.v1_instances import v1_instances
 from tests.images.image_build import SIZES_MB, TIMINGS, Images
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -108,8 +109,7 @@ def serving_url(images: Images, trained_registry: Path):  # type: ignore[no-unty
 
 
 def _instances(n: int, seed: int) -> list[dict]:
-    df = generate_churn(n, seed=seed).drop(columns=["churned"])
-    return json.loads(df.to_json(orient="records"))
+    return v1_instances(generate_churn(n, seed=seed).drop(columns=["churned"]))
 
 
 def test_serving_container_answers_predictions(serving_url: str) -> None:

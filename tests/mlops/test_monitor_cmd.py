@@ -7,8 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mlops_core.churn_data import generate_churn
 from tests.serving.harness import RegisteredModels
+
+pytestmark = pytest.mark.slow  # kfp.local runs, model servers or fuzzing
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 

@@ -14,6 +14,8 @@ from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
 from mlops_core.drift import profile_reference
 from mlops_core.registry import ModelRegistry
 
+pytestmark = pytest.mark.slow  # kfp.local runs, model servers or fuzzing
+
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 
 

@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # kfp.local runs, model servers or fuzzing
+
 
 def test_serve_without_a_champion_says_what_to_do(tmp_path: Path) -> None:
     mlops = Path(sys.executable).with_name("mlops")

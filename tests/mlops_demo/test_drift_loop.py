@@ -17,6 +17,8 @@ from mlops_core.registry import ModelRegistry
 from mlops_demo.drift_loop import run_loop
 from mlops_demo.loop_report import write_report
 
+pytestmark = pytest.mark.slow  # kfp.local runs, model servers or fuzzing
+
 
 @pytest.mark.slow
 def test_the_loop_end_to_end(tmp_path: Path) -> None:

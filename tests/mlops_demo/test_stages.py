@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from mlops_core.settings import Settings
@@ -14,6 +15,8 @@ from mlops_demo.stages import (
     run_demo,
     train_v1_on_clean_data,
 )
+
+pytestmark = pytest.mark.slow  # kfp.local runs, model servers or fuzzing
 
 
 def test_demo_trains_gates_and_rejects_and_can_be_rerun(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ def registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("local-run")
 
 
+@pytest.mark.slow
 def test_local_run_trains_evaluates_and_registers_the_first_champion(registry_dir: Path) -> None:
     result = run_training_locally(
         TrainingParams(rows=1500, seed=3),
@@ -68,6 +69,7 @@ def test_local_run_trains_evaluates_and_registers_the_first_champion(registry_di
     assert {"confidenceMetrics", "confusionMatrix"} <= set(classification)
 
 
+@pytest.mark.slow
 def test_broken_data_fails_validation_naming_columns_and_registers_nothing(
     registry_dir: Path,
 ) -> None:
@@ -88,6 +90,7 @@ def test_broken_data_fails_validation_naming_columns_and_registers_nothing(
     assert registry.champion("churn") == champion
 
 
+@pytest.mark.slow
 def test_user_csv_with_an_inferred_schema_runs_end_to_end(tmp_path: Path) -> None:
     from mlops_core.churn_data import generate_churn
     from mlops_core.schema import FeatureSchema

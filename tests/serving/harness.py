@@ -9,7 +9,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from components.train import TrainParams, save_model, train_model
@@ -76,16 +75,3 @@ def stop_server(server: RunningServer) -> int:
 
 def scoring_frame(rows: int, seed: int = 5) -> pd.DataFrame:
     return generate_churn(rows, seed=seed).drop(columns=[CHURN_SCHEMA.target])
-
-
-def as_instances(df: pd.DataFrame) -> list[dict[str, object]]:
-    """Rows as JSON objects (NaN/None as null, numpy scalars as Python numbers)."""
-    out = []
-    for rec in df.to_dict(orient="records"):
-        out.append(
-            {
-                k: (None if v is None or (isinstance(v, float) and np.isnan(v)) else v)
-                for k, v in rec.items()
-            }
-        )
-    return out

@@ -9,9 +9,10 @@ import pytest
 
 from mlops_core.churn_data import CHURN_SCHEMA
 from serving.request_validation import v2_datatype
-from tests.serving.harness import MODEL, RunningServer, as_instances, scoring_frame
+from serving.v1_instances import v1_instances
+from tests.serving.harness import MODEL, RunningServer, scoring_frame
 
-ROW = as_instances(scoring_frame(1, seed=21))[0]
+ROW = v1_instances(scoring_frame(1, seed=21))[0]
 V1 = f"/v1/models/{MODEL}:predict"
 V2 = f"/v2/models/{MODEL}/infer"
 

@@ -12,13 +12,8 @@ from components.train import model_input
 from mlops_core.churn_data import CHURN_SCHEMA
 from mlops_core.registry import ModelRegistry
 from serving.micro_batcher import MicroBatcher
-from tests.serving.harness import (
-    MODEL,
-    RegisteredModels,
-    RunningServer,
-    as_instances,
-    scoring_frame,
-)
+from serving.v1_instances import v1_instances
+from tests.serving.harness import MODEL, RegisteredModels, RunningServer, scoring_frame
 
 
 class CountingModel:
@@ -87,7 +82,7 @@ def test_concurrent_http_requests_each_get_their_own_predictions(
     df = scoring_frame(40, seed=41)
     pipeline = ModelRegistry(registered.registry_uri).load_model(MODEL, registered.xgboost_version)
     expected = pipeline.predict_proba(model_input(df, CHURN_SCHEMA))[:, 1]
-    rows = as_instances(df)
+    rows = v1_instances(df)
     chunks = [(i, rows[i : i + (i % 4) + 1]) for i in range(0, 36, 4)]
 
     async def fire() -> list[tuple[int, httpx.Response]]:

@@ -6,7 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.serving.harness import MODEL, RunningServer
+
+pytestmark = pytest.mark.slow  # kfp.local runs, model servers or fuzzing
 
 
 def test_schemathesis_finds_no_server_errors(server: RunningServer, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from components.fast_inference import TOLERANCE, CompiledPipeline
 from mlops_core.settings import load_settings
 from serving.model_bundle import load_registered
 from serving.predictor import ChurnPredictor
-from serving.server import ServeOptions
+from serving.server import build_predictor
 from tests.serving.harness import MODEL, RegisteredModels, as_instances, scoring_frame
 
 
@@ -35,8 +35,16 @@ def test_fast_and_pipeline_paths_answer_alike(registered: RegisteredModels, whic
     assert np.max(np.abs(pa - pb)) <= TOLERANCE
 
 
-def test_the_setting_switches_the_path_off(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_setting_switches_the_path_off(
+    registered: RegisteredModels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = load_registered(registered.registry_uri, MODEL, "champion")
     monkeypatch.setenv("MLOPS_FAST_PATH", "false")
-    assert ServeOptions.from_settings(load_settings()).fast_path is False
+    off = build_predictor(bundle, load_settings(model_name=MODEL))
     monkeypatch.delenv("MLOPS_FAST_PATH")
-    assert ServeOptions.from_settings(load_settings()).fast_path is True
+    on = build_predictor(bundle, load_settings(model_name=MODEL))
+    try:
+        assert off.model is bundle.pipeline and isinstance(on.model, CompiledPipeline)
+    finally:
+        off.stop()
+        on.stop()

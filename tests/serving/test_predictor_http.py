@@ -17,13 +17,8 @@ from components.train import model_input
 from mlops_core.churn_data import CHURN_SCHEMA
 from mlops_core.registry import ModelRegistry
 from serving.request_validation import v2_datatype
-from tests.serving.harness import (
-    MODEL,
-    RegisteredModels,
-    RunningServer,
-    as_instances,
-    scoring_frame,
-)
+from serving.v1_instances import v1_instances
+from tests.serving.harness import MODEL, RegisteredModels, RunningServer, scoring_frame
 
 
 def in_process(registered: RegisteredModels, version: int, df) -> np.ndarray:
@@ -33,7 +28,7 @@ def in_process(registered: RegisteredModels, version: int, df) -> np.ndarray:
 
 def v2_inputs(df) -> list[dict[str, object]]:
     out = []
-    instances = as_instances(df)
+    instances = v1_instances(df)
     for f in CHURN_SCHEMA.features:
         values = [r[f.name] for r in instances]
         out.append(
@@ -47,7 +42,7 @@ def test_v1_rows_as_objects_and_lists_match_in_process(
 ) -> None:
     df = scoring_frame(25)
     expected = in_process(registered, registered.xgboost_version, df)
-    objects = as_instances(df)
+    objects = v1_instances(df)
     lists = [[row[n] for n in CHURN_SCHEMA.feature_names] for row in objects]
     for instances in (objects, lists):
         r = httpx.post(
@@ -67,7 +62,7 @@ def test_v1_rows_as_objects_and_lists_match_in_process(
 
 def test_request_id_is_generated_when_absent(server: RunningServer) -> None:
     df = scoring_frame(1)
-    r = httpx.post(f"{server.url}/v1/models/{MODEL}:predict", json={"instances": as_instances(df)})
+    r = httpx.post(f"{server.url}/v1/models/{MODEL}:predict", json={"instances": v1_instances(df)})
     assert r.status_code == 200
     rid = r.headers["x-request-id"]
     assert len(rid) == 32 and int(rid, 16) >= 0
@@ -134,7 +129,7 @@ def test_kserve_rest_client_v1_round_trip(
     async def call() -> dict:
         client = InferenceRESTClient(RESTConfig(protocol="v1", retries=0, timeout=30))
         try:
-            return await client.infer(server.url, {"instances": as_instances(df)}, model_name=MODEL)
+            return await client.infer(server.url, {"instances": v1_instances(df)}, model_name=MODEL)
         finally:
             await client.close()
 
@@ -175,7 +170,7 @@ def test_explain_xgboost_contributions_sum_to_margin(
     expected = in_process(registered, registered.xgboost_version, df)
     r = httpx.post(
         f"{server.url}/v1/models/{MODEL}:explain",
-        json={"instances": as_instances(df)},
+        json={"instances": v1_instances(df)},
         headers={"x-request-id": "explain-1"},
     )
     assert r.status_code == 200, r.text
@@ -202,14 +197,14 @@ def test_mnt_models_folder_serves_logistic_regression_with_occlusion_explain(
     df = scoring_frame(10, seed=13)
     expected = in_process(registered, registered.logistic_version, df)
     r = httpx.post(
-        f"{mnt_models_server.url}/v1/models/{MODEL}:predict", json={"instances": as_instances(df)}
+        f"{mnt_models_server.url}/v1/models/{MODEL}:predict", json={"instances": v1_instances(df)}
     )
     assert r.status_code == 200, r.text
     assert r.headers["x-model-version"] == str(registered.logistic_version)
     got = [p["probability"] for p in r.json()["predictions"]]
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
     r = httpx.post(
-        f"{mnt_models_server.url}/v1/models/{MODEL}:explain", json={"instances": as_instances(df)}
+        f"{mnt_models_server.url}/v1/models/{MODEL}:explain", json={"instances": v1_instances(df)}
     )
     assert r.status_code == 200, r.text
     body = r.json()
@@ -222,7 +217,7 @@ def test_mnt_models_folder_serves_logistic_regression_with_occlusion_explain(
 
 
 def test_unseen_category_policy_accepts_and_counts(mnt_models_server: RunningServer) -> None:
-    row = as_instances(scoring_frame(1, seed=14))[0] | {"payment_method": "crypto"}
+    row = v1_instances(scoring_frame(1, seed=14))[0] | {"payment_method": "crypto"}
     r = httpx.post(f"{mnt_models_server.url}/v1/models/{MODEL}:predict", json={"instances": [row]})
     assert r.status_code == 200, r.text
     assert 0.0 <= r.json()["predictions"][0]["probability"] <= 1.0

@@ -13,7 +13,8 @@ from serving.model_bundle import load_registered
 from serving.prediction_observer import PredictionObserver
 from serving.predictor import ChurnPredictor
 from serving.request_validation import InvalidRequest
-from tests.serving.harness import MODEL, RegisteredModels, as_instances, scoring_frame
+from serving.v1_instances import v1_instances
+from tests.serving.harness import MODEL, RegisteredModels, scoring_frame
 
 
 class RecordingObserver:
@@ -46,7 +47,7 @@ def test_observers_get_validated_rows_and_probabilities(registered: RegisteredMo
     async def run() -> dict:
         try:
             good = await predictor.predict(
-                {"instances": as_instances(df)}, headers={"x-request-id": "obs-1"}
+                {"instances": v1_instances(df)}, headers={"x-request-id": "obs-1"}
             )
             with pytest.raises(InvalidRequest):
                 await predictor.predict({"instances": []}, headers={"x-request-id": "obs-2"})

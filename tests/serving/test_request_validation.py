@@ -14,16 +14,14 @@ from serving.request_validation import (
     RequestValidator,
     v2_datatype,
 )
+from serving.v1_instances import v1_instances
 
 VALIDATOR = RequestValidator(CHURN_SCHEMA, RequestLimits(max_rows=10))
 DF = generate_churn(8, seed=61).drop(columns=[CHURN_SCHEMA.target])
 
 
 def rows_as_objects() -> list[dict[str, object]]:
-    return [
-        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-        for r in DF.to_dict(orient="records")
-    ]
+    return v1_instances(DF)
 
 
 def assert_same_model_input(got: np.ndarray) -> None:

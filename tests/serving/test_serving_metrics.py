@@ -8,13 +8,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlops_core.registry import ModelRegistry
-from tests.serving.harness import (
-    MODEL,
-    RegisteredModels,
-    RunningServer,
-    as_instances,
-    scoring_frame,
-)
+from serving.v1_instances import v1_instances
+from tests.serving.harness import MODEL, RegisteredModels, RunningServer, scoring_frame
 
 
 def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -37,7 +32,7 @@ def test_metrics_count_requests_rows_predictions_and_features(
     base = {"model": MODEL, "version": v}
     before = scrape(server.url)
     df = scoring_frame(7, seed=31)
-    rows = as_instances(df)
+    rows = v1_instances(df)
     for _ in range(3):
         assert httpx.post(
             f"{server.url}/v1/models/{MODEL}:predict", json={"instances": rows}
@@ -82,7 +77,7 @@ def test_metrics_count_requests_rows_predictions_and_features(
 def test_metrics_are_labelled_by_the_served_version(
     server: RunningServer, mnt_models_server: RunningServer, registered: RegisteredModels
 ) -> None:
-    rows = as_instances(scoring_frame(2, seed=32))
+    rows = v1_instances(scoring_frame(2, seed=32))
     for url in (server.url, mnt_models_server.url):
         assert httpx.post(f"{url}/v1/models/{MODEL}:predict", json={"instances": rows}).is_success
     stable, other = scrape(server.url), scrape(mnt_models_server.url)

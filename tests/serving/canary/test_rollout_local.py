@@ -15,10 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from components.train_and_register import train_and_register
 from mlops_core.registry import ModelRegistry
-from mlops_demo.canary_rollout import RouterProcess, train_and_register
 from serving.canary.model_server_process import mlops_executable
 from serving.canary.policy import RolloutPolicy
+from serving.canary.router_process import RouterProcess
 from serving.canary.traffic import TrafficGenerator
 
 MODEL = "churn"

@@ -12,14 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
 from mlops_core.jsonl_log import read_json_lines
-from tests.serving.harness import (
-    MODEL,
-    RegisteredModels,
-    RunningServer,
-    as_instances,
-    start_server,
-    stop_server,
-)
+from serving.v1_instances import v1_instances
+from tests.serving.harness import MODEL, RegisteredModels, RunningServer, start_server, stop_server
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +42,7 @@ def score(url: str, scenario: str, rows: int, seed: int, batch: int = 40) -> tup
     with httpx.Client(base_url=url, timeout=30) as client:
         for i in range(0, rows, batch):
             chunk = df.iloc[i : i + batch].drop(columns=[CHURN_SCHEMA.target])
-            r = client.post(f"/v1/models/{MODEL}:predict", json={"instances": as_instances(chunk)})
+            r = client.post(f"/v1/models/{MODEL}:predict", json={"instances": v1_instances(chunk)})
             assert r.status_code == 200, r.text
             answers.append(r.json())
     return answers, df

@@ -10,7 +10,13 @@ from sklearn.metrics import accuracy_score, brier_score_loss, log_loss
 
 from components.train import TrainParams, model_input, train_model
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
-from serving.monitoring.feedback import FeedbackError, FeedbackStore, expected_calibration_error
+from serving.monitoring.feedback import (
+    BadFeedback,
+    FeedbackError,
+    FeedbackStore,
+    UnknownPrediction,
+    expected_calibration_error,
+)
 from serving.prediction_observer import PredictionObserver
 
 
@@ -96,12 +102,12 @@ def test_bad_labels_and_unknown_ids_are_refused_with_reasons(pipeline) -> None:
     store.observe(X, np.array([0.1, 0.5, 0.9]), ["a", "b", "c"], "2")
     with pytest.raises(FeedbackError, match="label must be 0 or 1") as bad:
         store.add_label("a", 2)
-    assert bad.value.status == 400
+    assert isinstance(bad.value, BadFeedback)
     with pytest.raises(FeedbackError, match="label must be 0 or 1"):
         store.add_label("a", "yes")
     with pytest.raises(FeedbackError, match="no prediction is waiting") as unknown:
         store.add_label("zzz", 1)
-    assert unknown.value.status == 404
+    assert isinstance(unknown.value, UnknownPrediction)
     assert store.add_label("a", 0) == "2"
     with pytest.raises(FeedbackError, match="already labelled"):
         store.add_label("a", 0)

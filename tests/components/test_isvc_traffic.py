@@ -1,8 +1,9 @@
-"""The Kubernetes actuator's InferenceService patches: applied as the API server applies a JSON
-merge patch to the body the project's builder makes, then read through the kserve SDK's
-V1beta1InferenceService model: every field survives and means what the rollout intends.
+"""The one traffic-state writer's patches (components/isvc_traffic.py), in both KServe modes:
+applied as the API server applies a JSON merge patch to the body the project's builder makes, then
+read through the kserve SDK's V1beta1InferenceService model: every field survives and means what
+the rollout intends.
 
-(The actuator against a real kube-apiserver, with 409 retries and Events, is in
+(The writer against a real kube-apiserver, with 409 retries and Events, is in
 tests/apiserver/test_apiserver_canary_actuator.py.)
 """
 
@@ -16,12 +17,13 @@ import kubernetes.client.models
 import pytest
 from kserve import ApiClient, V1beta1InferenceService
 
+from components import isvc_traffic as p
 from components.inference_service import (
+    DEPLOYMENT_MODE_ANNOTATION,
     MODEL_VERSION_ANNOTATION,
     InferenceServiceSpec,
     build_inference_service,
 )
-from serving.canary import isvc_patches as p
 from serving.canary.analysis import CanaryDecision, CheckResult
 from serving.canary.kubernetes_actuator import decision_summary
 
@@ -67,9 +69,23 @@ def served(version: str = "1", uri: str = "s3://mlops/registry/churn/versions/1"
     return body
 
 
+S = p.MODES["serverless"]
+STD = p.MODES["standard"]
+
+
+def start(isvc: dict[str, Any], version: str, uri: str, pct: int, mode: p.TrafficMode = S):
+    """The start patch for a canary that is the stable predictor pointed at `uri` (the CLI's)."""
+    return mode.start_patch(isvc, version, p.with_storage_uri(p.predictor_of(isvc), uri), pct)
+
+
+def standard(isvc: dict[str, Any]) -> dict[str, Any]:
+    isvc["metadata"]["annotations"][DEPLOYMENT_MODE_ANNOTATION] = "Standard"
+    return isvc
+
+
 def test_start_points_the_predictor_at_the_new_model_with_the_first_step() -> None:
     isvc = served()
-    patch = p.start_patch(isvc, "2", "s3://mlops/registry/churn/versions/2", 10)
+    patch = start(isvc, "2", "s3://mlops/registry/churn/versions/2", 10)
     assert patch["metadata"]["resourceVersion"] == "1001"  # 409 if anyone wrote in between
     after = p.merge_patch(isvc, patch)
     obj = as_kserve(after)
@@ -89,11 +105,11 @@ def test_start_points_the_predictor_at_the_new_model_with_the_first_step() -> No
 
 
 def test_step_promote_and_rollback_shapes() -> None:
-    running = p.merge_patch(served(), p.start_patch(served(), "2", "s3://m/churn/versions/2", 10))
-    stepped = p.merge_patch(running, p.percent_patch(running, 25))
+    running = p.merge_patch(served(), start(served(), "2", "s3://m/churn/versions/2", 10))
+    stepped = p.merge_patch(running, S.percent_patch(running, 25))
     assert as_kserve(stepped).spec.predictor.canary_traffic_percent == 25
 
-    promoted = p.merge_patch(stepped, p.promote_patch(stepped))
+    promoted = p.merge_patch(stepped, S.promote_patch(stepped))
     obj = as_kserve(promoted)
     assert obj.spec.predictor.canary_traffic_percent is None  # removed: latest takes 100%
     assert "canaryTrafficPercent" not in promoted["spec"]["predictor"]
@@ -101,19 +117,17 @@ def test_step_promote_and_rollback_shapes() -> None:
     assert obj.metadata.annotations[p.STABLE_STORAGE_URI] == "s3://m/churn/versions/2"
     assert p.CANARY_VERSION not in obj.metadata.annotations
 
-    rolled_back = p.merge_patch(stepped, p.rollback_patch(stepped))
+    rolled_back = p.merge_patch(stepped, S.rollback_patch(stepped))
     obj = as_kserve(rolled_back)
     assert obj.spec.predictor.canary_traffic_percent == 0  # all traffic to the previous revision
     assert obj.metadata.annotations[p.STABLE_VERSION] == "1"
-    assert obj.metadata.annotations[p.ANNOTATION_PREFIX + "rolled-back-version"] == "2"
+    assert obj.metadata.annotations[p.ROLLED_BACK_VERSION] == "2"
 
 
 def test_a_new_canary_after_a_rollback_keeps_the_recorded_stable() -> None:
-    running = p.merge_patch(served(), p.start_patch(served(), "2", "s3://m/churn/versions/2", 10))
-    rolled_back = p.merge_patch(running, p.rollback_patch(running))
-    again = p.merge_patch(
-        rolled_back, p.start_patch(rolled_back, "3", "s3://m/churn/versions/3", 10)
-    )
+    running = p.merge_patch(served(), start(served(), "2", "s3://m/churn/versions/2", 10))
+    rolled_back = p.merge_patch(running, S.rollback_patch(running))
+    again = p.merge_patch(rolled_back, start(rolled_back, "3", "s3://m/churn/versions/3", 10))
     ann = as_kserve(again).metadata.annotations
     # The spec named v2 (rolled back, 0%); the stable is still v1.
     assert (ann[p.STABLE_VERSION], ann[p.CANARY_VERSION]) == ("1", "3")
@@ -122,17 +136,17 @@ def test_a_new_canary_after_a_rollback_keeps_the_recorded_stable() -> None:
 
 def test_patches_refuse_the_wrong_state_with_a_reason() -> None:
     isvc = served()
-    with pytest.raises(p.PatchError, match="no canary is in progress"):
-        p.promote_patch(isvc)
-    with pytest.raises(p.PatchError, match="no canary is in progress"):
-        p.percent_patch(isvc, 50)
-    running = p.merge_patch(isvc, p.start_patch(isvc, "2", "s3://m/churn/versions/2", 10))
-    with pytest.raises(p.PatchError, match="already a canary at 10%"):
-        p.start_patch(running, "3", "s3://m/churn/versions/3", 10)
-    with pytest.raises(p.PatchError, match="already the stable model"):
-        p.start_patch(isvc, "1", "s3://mlops/registry/churn/versions/1", 10)
-    with pytest.raises(p.PatchError, match=r"first step must be 1\.\.99"):
-        p.start_patch(isvc, "2", "s3://m/churn/versions/2", 100)
+    with pytest.raises(p.TrafficStateError, match="no canary is in progress"):
+        S.promote_patch(isvc)
+    with pytest.raises(p.TrafficStateError, match="no canary is in progress"):
+        S.percent_patch(isvc, 50)
+    running = p.merge_patch(isvc, start(isvc, "2", "s3://m/churn/versions/2", 10))
+    with pytest.raises(p.TrafficStateError, match="already a canary at 10%"):
+        start(running, "3", "s3://m/churn/versions/3", 10)
+    with pytest.raises(p.TrafficStateError, match="already the stable model"):
+        start(isvc, "1", "s3://mlops/registry/churn/versions/1", 10)
+    with pytest.raises(p.TrafficStateError, match=r"first step must be 1\.\.99"):
+        start(isvc, "2", "s3://m/churn/versions/2", 100)
 
 
 def test_the_last_decision_annotation_is_compact_json() -> None:
@@ -183,9 +197,9 @@ def test_observed_split_is_read_from_the_status_traffic() -> None:
     without_items = json.loads(json.dumps(isvc))
     without_items["status"]["components"]["predictor"].pop("traffic")
     as_kserve(without_items)
-    percent, traffic = p.observed_canary_percent(isvc)
+    percent, traffic = S.observed(isvc)
     assert percent == 25 and len(traffic) == 2
-    assert p.observed_canary_percent(served()) == (None, [])
+    assert S.observed(served()) == (None, [])
 
 
 def test_merge_patch_follows_rfc_7386() -> None:
@@ -195,74 +209,96 @@ def test_merge_patch_follows_rfc_7386() -> None:
     assert p.merge_patch({"l": [1, 2]}, {"l": [3]}) == {"l": [3]}  # lists are replaced whole
 
 
-def test_standard_mode_canary_list_start_step_promote_rollback() -> None:
-    s = p.StandardCanary
+def test_the_mode_follows_the_deployment_mode_annotation() -> None:
+    assert p.mode_of(served()) is S  # the builder's Serverless
+    assert p.mode_of(standard(served())) is STD
     isvc = served()
-    started = p.merge_patch(isvc, s.start_patch(isvc, "2", "s3://m/churn/versions/2", 10))
+    del isvc["metadata"]["annotations"][DEPLOYMENT_MODE_ANNOTATION]
+    assert p.mode_of(isvc) is STD  # KServe 0.21's default (constants.DefaultDeployment)
+    assert p.resolve_mode("serverless", standard(served())) is S
+    with pytest.raises(p.TrafficStateError, match="not a mode"):
+        p.mode_of(served() | {"metadata": {"annotations": {DEPLOYMENT_MODE_ANNOTATION: "x"}}})
+
+
+def test_standard_mode_canary_entry_start_step_promote_rollback() -> None:
+    isvc = standard(served())
+    started = p.merge_patch(isvc, start(isvc, "2", "s3://m/churn/versions/2", 10, STD))
     obj = as_kserve(started)
     assert len(obj.spec.canary) == 1 and obj.spec.canary[0].traffic_percent == 10
+    entry = started["spec"]["canary"][0]["predictor"]
+    # What validateCanarySpecs requires: a name, no maxReplicas (fixed replicas).
+    assert entry["name"] == "v2" and "maxReplicas" not in entry and "minReplicas" not in entry
     canary_env = {e.name: e.value for e in obj.spec.canary[0].predictor.containers[0].env}
     main_env = {e.name: e.value for e in obj.spec.predictor.containers[0].env}
     assert canary_env["STORAGE_URI"] == "s3://m/churn/versions/2"
     assert main_env["STORAGE_URI"] == "s3://mlops/registry/churn/versions/1"  # stable untouched
-    assert s.canary_percent(started) == 10
+    assert STD.canary_percent(started) == 10 and STD.canary_version(started) == "2"
+    assert STD.stable_version(started) == "1"
 
-    stepped = p.merge_patch(started, s.percent_patch(started, 50))
+    stepped = p.merge_patch(started, STD.percent_patch(started, 50))
     assert as_kserve(stepped).spec.canary[0].traffic_percent == 50
 
-    promoted = p.merge_patch(stepped, s.promote_patch(stepped))
+    promoted = p.merge_patch(stepped, STD.promote_patch(stepped))
     obj = as_kserve(promoted)
     assert obj.spec.canary is None and "canary" not in promoted["spec"]
+    # Promotion retargets predictor.name; the stable's scaling is kept.
+    assert obj.spec.predictor.name == "v2" and obj.spec.predictor.max_replicas == 2
     env = {e.name: e.value for e in obj.spec.predictor.containers[0].env}
     assert env["STORAGE_URI"] == "s3://m/churn/versions/2"
     assert obj.metadata.annotations[MODEL_VERSION_ANNOTATION] == "2"
     assert obj.metadata.annotations[p.STABLE_VERSION] == "2"
 
-    rolled_back = p.merge_patch(stepped, s.rollback_patch(stepped))
+    rolled_back = p.merge_patch(stepped, STD.rollback_patch(stepped))
     obj = as_kserve(rolled_back)
     assert obj.spec.canary is None
     env = {e.name: e.value for e in obj.spec.predictor.containers[0].env}
     assert env["STORAGE_URI"] == "s3://mlops/registry/churn/versions/1"
-    with pytest.raises(p.PatchError, match="no canary is in progress"):
-        s.promote_patch(rolled_back)
+    assert obj.metadata.annotations[p.ROLLED_BACK_VERSION] == "2"
+    with pytest.raises(p.TrafficStateError, match="no canary is in progress"):
+        STD.promote_patch(rolled_back)
+
+
+def test_a_canary_entry_added_with_kubectl_is_recognised() -> None:
+    isvc = standard(served())
+    isvc["spec"]["canary"] = [{"predictor": {"name": "v7", "containers": []}, "trafficPercent": 5}]
+    assert STD.canary_version(isvc) == "7" and STD.canary_percent(isvc) == 5
+    assert STD.stable_version(isvc) == "1"
 
 
 def test_standard_mode_confirms_from_canary_statuses() -> None:
-    s = p.StandardCanary
-    isvc = served()
-    running = p.merge_patch(isvc, s.start_patch(isvc, "2", "s3://m/churn/versions/2", 25))
-    running["status"] = {
-        "canaryStatuses": [{"name": "churn-canary-0", "ready": True, "trafficPercent": 25}]
-    }
+    isvc = standard(served())
+    running = p.merge_patch(isvc, start(isvc, "2", "s3://m/churn/versions/2", 25, STD))
+    running["status"] = {"canaryStatuses": [{"name": "v2", "ready": True, "trafficPercent": 25}]}
     obj = as_kserve(running)
     assert obj.status.canary_statuses[0].traffic_percent == 25
-    assert s.observed(running)[0] == 25 and s.confirmed(running, 25)
-    assert not s.confirmed(running, 50) and not s.confirmed(running, None)
-    assert s.confirmed(served(), None) and s.confirmed(served(), 0)
+    assert STD.observed(running)[0] == 25 and STD.confirmed(running, 25)
+    assert not STD.confirmed(running, 50) and not STD.confirmed(running, None)
+    assert STD.confirmed(served(), None) and STD.confirmed(served(), 0)
 
 
-def test_a_canary_started_by_the_pipeline_deploy_step_is_recognised() -> None:
-    # After an earlier promotion recorded v2 as stable, the deploy step puts v3 out at 10%: it
-    # sets the model-version annotation and canaryTrafficPercent, not the canary annotation.
+def test_a_deploy_step_canary_records_the_stable_as_the_actuator_reads_it() -> None:
+    # The deploy step hands the writer a whole new predictor (it may change the image too).
     isvc = served("2", "s3://m/churn/versions/2")
-    isvc["metadata"]["annotations"][p.STABLE_VERSION] = "2"
-    deployed = build_inference_service(
+    isvc["metadata"]["annotations"] |= p.initial_annotations("2", "s3://m/churn/versions/2")
+    built = build_inference_service(
         InferenceServiceSpec(
             name="churn",
             namespace="mlops",
-            image="mlops-platform/serving:abc",
+            image="mlops-platform/serving:def",
             storage_uri="s3://m/churn/versions/3",
             model_name="churn",
             model_version="3",
-            canary_traffic_percent=10,
         )
     )
-    running = p.merge_patch(isvc, deployed)
-    assert p.canary_version_of(running) == "3"
-    stepped = p.merge_patch(running, p.percent_patch(running, 25))
-    assert as_kserve(stepped).spec.predictor.canary_traffic_percent == 25
-    promoted = p.merge_patch(stepped, p.promote_patch(stepped))
+    running = p.merge_patch(isvc, S.start_patch(isvc, "3", built["spec"]["predictor"], 10))
+    ann = running["metadata"]["annotations"]
+    assert (ann[p.STABLE_VERSION], ann[p.CANARY_VERSION]) == ("2", "3")
+    assert S.canary_version(running) == "3" and S.stable_version(running) == "2"
+    assert p.image_in(running["spec"]["predictor"]) == "mlops-platform/serving:def"
+    as_kserve(running)
+    stepped = p.merge_patch(running, S.percent_patch(running, 25))
+    promoted = p.merge_patch(stepped, S.promote_patch(stepped))
     assert promoted["metadata"]["annotations"][p.STABLE_VERSION] == "3"
-    assert p.canary_version_of(promoted) is None
-    with pytest.raises(p.PatchError, match="already a canary at 10%"):
-        p.start_patch(running, "4", "s3://m/churn/versions/4", 10)
+    assert S.canary_version(promoted) is None
+    with pytest.raises(p.TrafficStateError, match="already a canary at 10%"):
+        start(running, "4", "s3://m/churn/versions/4", 10)

@@ -1,0 +1,59 @@
+"""Imports run one way: the project's import-linter contract keeps the tree as it is, and it fails
+on a tree where a lower layer imports a higher one (so the rule can catch a drift back)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+LINT_IMPORTS = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+
+
+def lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
+    assert LINT_IMPORTS, "lint-imports is not installed beside this Python (make install)"
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    return subprocess.run(
+        [LINT_IMPORTS, "--config", str(tree / "pyproject.toml"), "--no-cache"],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_layers_are_the_ones_the_design_names() -> None:
+    (contract,) = CONFIG["contracts"]
+    assert contract["layers"] == [
+        "mlops",
+        "mlops_demo",
+        "serving",
+        "pipelines",
+        "components",
+        "mlops_core",
+    ]
+    assert sorted(CONFIG["root_packages"]) == sorted(contract["layers"])
+
+
+def test_the_project_keeps_its_layers() -> None:
+    done = lint_imports(ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_an_upward_import_breaks_the_contract(tmp_path: Path) -> None:
+    for package in CONFIG["root_packages"]:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    # the core reaching up into the CLI: what issue 10 found (mlops_core <- mlops.errors)
+    (tmp_path / "mlops" / "cli.py").write_text("import mlops_core.errors\n")
+    (tmp_path / "mlops_core" / "errors.py").write_text("from mlops import cli\n")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    done = lint_imports(tmp_path)
+    assert done.returncode != 0
+    assert "mlops_core.errors -> mlops.cli" in done.stdout, done.stdout
