@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import resource
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -214,14 +216,33 @@ def score_chunk(
 
 
 class _ParquetSink:
-    """A Parquet file written one chunk at a time (opened at the first chunk)."""
+    """A Parquet file written one chunk at a time (opened at the first chunk), on its own thread:
+    Arrow's encoder releases the GIL, so chunk n is written while chunk n+1 is scored. The queue
+    holds at most two chunks, so memory stays bounded."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self._fh: Any = None
         self._writer: pq.ParquetWriter | None = None
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name=f"write {uri}", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while (table := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._write_now(table)
+                except BaseException as e:  # re-raised on the caller's thread
+                    self._error = e
 
     def write(self, table: pa.Table) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(table)
+
+    def _write_now(self, table: pa.Table) -> None:
         if self._writer is None:
             self._fh = fsspec.open(self.uri, "wb").open()
             self._writer = pq.ParquetWriter(self._fh, table.schema)
@@ -230,8 +251,12 @@ class _ParquetSink:
         self._writer.write_table(table)
 
     def close(self, empty_schema: pa.Schema | None = None) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
         if self._writer is None and empty_schema is not None:
-            self.write(empty_schema.empty_table())
+            self._write_now(empty_schema.empty_table())
         if self._writer is not None:
             self._writer.close()
             self._fh.close()
@@ -276,15 +301,27 @@ def score_batch(params: BatchScoreParams, progress: Progress | None = None) -> B
                 progress(summary.rows, total)
     finally:
         # Both files always exist (empty when no row went there): a pipeline's outputs are fixed.
-        if input_schema is not None:
-            out.close(_scored_schema(input_schema))
-            aside.close(_rejected_schema(input_schema))
+        out.close(_scored_schema(input_schema) if input_schema is not None else None)
+        aside.close(_rejected_schema(input_schema) if input_schema is not None else None)
     if input_schema is None:
         raise InvalidInputError(f"{params.input_uri} holds no rows")
     summary.seconds = time.perf_counter() - start
     summary.rows_per_s = summary.rows / summary.seconds if summary.seconds else 0.0
-    summary.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    summary.peak_rss_mb = peak_rss_mb()
     return summary
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory: VmHWM (reset at exec, unlike ru_maxrss, which a child
+    started by fork + exec inherits from its parent)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @timed_step("batch_score")

@@ -35,6 +35,7 @@ from mlops_core.schema import FeatureSchema
 logger = logging.getLogger(__name__)
 
 TOLERANCE = 1e-6  # the contract: max |fast - Pipeline| on any output
+SMALL_BATCH = 256  # rows below which per-value dict lookups are the fastest categorical encoding
 
 
 class NotCompilable(Exception):
@@ -88,10 +89,24 @@ class OneHotBlock:
         n = len(out)
         index = np.arange(n)
         for column, lookup in zip(self.columns, self.lookups, strict=True):
-            get = lookup.get
-            codes = np.fromiter((get(v, -1) for v in columns[column]), np.intp, n)
+            codes = self._codes(columns[column], lookup, n)
             known = codes >= 0  # an unseen category encodes as all zeros (handle_unknown=ignore)
             out[index[known], codes[known]] = 1.0
+
+    @staticmethod
+    def _codes(values: np.ndarray, lookup: dict[Any, int], n: int) -> np.ndarray:
+        """Each value's output column (-1: unseen). Exact equality, as the encoder's own lookup."""
+        if n < SMALL_BATCH:  # a dict lookup per value beats setting up a hash table
+            get = lookup.get
+            return np.fromiter((get(v, -1) for v in values), np.intp, n)
+        import pandas as pd
+
+        known = [k for k in lookup if k is not None]
+        codes = pd.Categorical(values, categories=known).codes.astype(np.intp)
+        codes = np.where(codes >= 0, np.array([lookup[k] for k in known], np.intp)[codes], -1)
+        if None in lookup:  # the imputer's fill category for a missing value
+            codes[np.equal(values, None)] = lookup[None]  # None only: a NaN is no category
+        return codes
 
 
 Block = NumericBlock | OneHotBlock

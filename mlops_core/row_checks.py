@@ -59,10 +59,14 @@ def _numeric(f: Feature, raw: pd.Series) -> tuple[np.ndarray, list[tuple[np.ndar
 def _categorical(
     f: Feature, raw: pd.Series, policy: str
 ) -> tuple[np.ndarray, list[tuple[np.ndarray, str]]]:
-    values = raw.astype(object).where(raw.notna(), None).to_numpy(dtype=object)
     present = raw.notna().to_numpy()
+    values = raw.to_numpy(dtype=object, copy=True)
+    values[~present] = None  # NaN / pd.NA -> None, as the serving validator's columns
     failures: list[tuple[np.ndarray, str]] = []
-    is_str = np.fromiter((type(v) is str for v in values), bool, len(values))
+    if pd.api.types.infer_dtype(raw, skipna=True) in ("string", "empty"):
+        is_str = np.ones(len(values), dtype=bool)  # the usual case, checked in C
+    else:
+        is_str = np.fromiter((type(v) is str for v in values), bool, len(values))
     failures.append((present & ~is_str, f"feature '{f.name}': expected a string category"))
     if not f.nullable:
         failures.append((~present, f"feature '{f.name}' is required, got null"))

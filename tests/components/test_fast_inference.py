@@ -12,6 +12,7 @@ from sklearn.preprocessing import MinMaxScaler
 
 from components.evaluate import extreme_inputs
 from components.fast_inference import (
+    SMALL_BATCH,
     TOLERANCE,
     CompiledPipeline,
     NotCompilable,
@@ -62,6 +63,20 @@ def test_probe_rows_cover_every_branch_and_match(pipeline) -> None:
             assert any(isinstance(v, float) and np.isnan(v) for v in col)
         else:
             assert None in col and "__unseen__" in col and set(f.categories) <= set(col)
+    assert _max_diff(pipeline, rows) <= TOLERANCE
+
+
+def test_large_batches_take_the_vectorised_encoding_and_match(pipeline) -> None:
+    # Probe rows (every category, None, unseen, NaN) repeated past SMALL_BATCH: the pandas
+    # hash-table encoding must agree with the per-value dict lookup and with the Pipeline.
+    rows = np.concatenate([probe_rows(CHURN_SCHEMA)] * (SMALL_BATCH // 4))
+    assert len(rows) >= SMALL_BATCH
+    compiled = compile_pipeline(pipeline)
+    big = compiled.predict_proba(rows)
+    small = np.concatenate(
+        [compiled.predict_proba(rows[i : i + 10]) for i in range(0, len(rows), 10)]
+    )
+    assert np.max(np.abs(big - small)) <= 1e-12  # same encoding; BLAS may block rows differently
     assert _max_diff(pipeline, rows) <= TOLERANCE
 
 

@@ -13,7 +13,8 @@ from mlops_core.settings import load_settings
 from serving.model_bundle import load_registered
 from serving.predictor import ChurnPredictor
 from serving.server import build_predictor
-from tests.serving.harness import MODEL, RegisteredModels, as_instances, scoring_frame
+from serving.v1_instances import v1_instances
+from tests.serving.harness import MODEL, RegisteredModels, scoring_frame
 
 
 @pytest.mark.parametrize("which", ["xgboost_version", "logistic_version"])
@@ -24,7 +25,7 @@ def test_fast_and_pipeline_paths_answer_alike(registered: RegisteredModels, whic
     fast.load()
     slow.load()
     assert isinstance(fast.model, CompiledPipeline) and slow.model is bundle.pipeline
-    body = {"instances": as_instances(scoring_frame(50))}
+    body = {"instances": v1_instances(scoring_frame(50))}
     try:
         a = asyncio.run(fast.predict(body))["predictions"]
         b = asyncio.run(slow.predict(body))["predictions"]
