@@ -35,9 +35,7 @@ class GateDecision:
         return cls(**{**doc, "reasons": tuple(doc["reasons"])})
 
 
-def decide(
-    evaluation: Evaluation, *, primary_metric: str = "roc_auc", margin: float = 0.005
-) -> GateDecision:
+def decide(evaluation: Evaluation, *, primary_metric: str, margin: float) -> GateDecision:
     if primary_metric not in HIGHER_IS_BETTER:
         raise ValueError(
             f"unknown primary metric {primary_metric!r}; choose one of {list(HIGHER_IS_BETTER)}"

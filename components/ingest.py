@@ -153,11 +153,11 @@ def ingest(
     train_path: str,
     holdout_path: str,
     schema_path: str,
-    schema_uri: str = "",
-    scenario: str = "clean",
-    rows: int = 20000,
-    seed: int = 0,
-    holdout_fraction: float = 0.2,
+    schema_uri: str,
+    scenario: str,
+    rows: int,
+    seed: int,
+    holdout_fraction: float,
 ) -> IngestSummary:
     """Read the data, settle its schema, split it and write train/holdout Parquet + schema JSON.
 

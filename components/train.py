@@ -31,7 +31,7 @@ ESTIMATORS: tuple[str, ...] = get_args(Estimator)
 
 @dataclass(frozen=True)
 class TrainParams:
-    estimator: str = "xgboost"
+    estimator: str  # no default: the pipeline's (pipelines/params.py) is the one declaration
     seed: int = 42
     validation_fraction: float = 0.2
     n_estimators: int = 400
