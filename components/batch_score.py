@@ -37,6 +37,7 @@ from mlops_core.errors import InvalidInputError
 from mlops_core.registry import ModelRegistry
 from mlops_core.row_checks import check_rows
 from mlops_core.schema import FeatureSchema
+from mlops_core.settings import DEFAULT_BATCH_CHUNK_ROWS
 from mlops_core.step_timing import timed_step
 
 Progress = Callable[[int, int | None], None]  # (rows done, total rows or None when unknown)
@@ -52,7 +53,7 @@ class BatchScoreParams:
     output_uri: str
     rejected_uri: str = ""  # default: <output without .parquet>.rejected.parquet
     run_id: str = ""  # default: a fresh id
-    chunk_rows: int = 100_000
+    chunk_rows: int = DEFAULT_BATCH_CHUNK_ROWS
     threshold: float = 0.5
     unknown_category: str = "reject"
     threads: int = 0  # model threads; 0 = every core

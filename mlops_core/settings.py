@@ -13,6 +13,7 @@ from typing import Any
 # Declared here, read by the pipeline's parameters (pipelines/params.py) and by Settings.
 DEFAULT_MODEL_NAME = "churn"
 DEFAULT_NAMESPACE = "mlops"
+DEFAULT_BATCH_CHUNK_ROWS = 100_000  # rows per chunk in batch scoring (memory bound)
 
 
 def _env(name: str, default: str) -> str:

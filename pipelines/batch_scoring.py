@@ -23,6 +23,7 @@ from typing import Any
 from kfp import compiler, dsl
 
 from components.kfp_components import BatchScoringComponents, build_batch_components, default_image
+from mlops_core.settings import DEFAULT_BATCH_CHUNK_ROWS, DEFAULT_MODEL_NAME
 from pipelines.local_run import PipelineRunError, _absolute
 from pipelines.task_forkserver import task_fork_server
 
@@ -37,9 +38,9 @@ def build_batch_scoring_pipeline(image: str | None = None) -> Any:
     def batch_scoring(
         registry_uri: str,
         input_uri: str,
-        model_name: str = "churn",
+        model_name: str = DEFAULT_MODEL_NAME,
         version: str = "champion",
-        chunk_rows: int = 100000,
+        chunk_rows: int = DEFAULT_BATCH_CHUNK_ROWS,
         unknown_category: str = "reject",
         threshold: float = 0.5,
     ) -> str:
@@ -75,9 +76,9 @@ def run_batch_scoring_locally(
     registry_uri: str,
     input_uri: str,
     work_dir: str | Path,
-    model_name: str = "churn",
+    model_name: str = DEFAULT_MODEL_NAME,
     version: str = "champion",
-    chunk_rows: int = 100_000,
+    chunk_rows: int = DEFAULT_BATCH_CHUNK_ROWS,
     fork_server: bool = True,
 ) -> dict[str, Any]:
     """Run the pipeline with kfp.local: the summary plus `run_dir`, `scores`, `rejected`, `drift`."""

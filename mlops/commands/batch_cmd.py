@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mlops_core.settings import load_settings
+from mlops_core.settings import DEFAULT_BATCH_CHUNK_ROWS, load_settings
 
 app = typer.Typer(help="Batch scoring from the registry.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -25,7 +25,9 @@ def score(
     rejected: str = typer.Option(
         "", "--rejected", help="Parquet file for rejected rows [default: <output>.rejected.parquet]"
     ),
-    chunk_rows: int = typer.Option(100_000, "--chunk-rows", help="rows per chunk (bounds memory)"),
+    chunk_rows: int = typer.Option(
+        DEFAULT_BATCH_CHUNK_ROWS, "--chunk-rows", help="rows per chunk (bounds memory)"
+    ),
     unknown_category: str | None = typer.Option(
         None, "--unknown-category", help="reject | unseen [env MLOPS_UNKNOWN_CATEGORY]"
     ),
@@ -33,7 +35,7 @@ def score(
     run_id: str = typer.Option("", "--run-id", help="id stamped on every row [default: new]"),
 ) -> None:
     """Score a file with a registered version: summary on stdout, progress on stderr."""
-    from components.batch_score import BatchScoreParams, score_batch
+    from components.batch_score import BatchScoreParams, score_batch  # pandas/pyarrow: here
 
     s = load_settings(registry_uri=registry, model_name=model, unknown_category=unknown_category)
     params = BatchScoreParams(
