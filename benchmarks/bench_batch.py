@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -146,6 +147,7 @@ def main() -> None:
         + f"; {e2e['scored']:,} scored, {e2e['rejected']:,} rejected, path {e2e['inference_path']}"
     )
     assert np.isfinite(ratio)
+    shutil.rmtree(work)
 
 
 if __name__ == "__main__":
