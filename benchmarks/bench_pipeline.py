@@ -75,8 +75,7 @@ def task_walls(log: Path) -> dict[str, float]:
     return walls
 
 
-def run_once(rows: int, work: Path, fork_server: bool) -> dict[str, float]:
-    mode = "fork" if fork_server else "fresh"
+def run_once(rows: int, work: Path, fork_server: bool, mode: str) -> dict[str, float]:
     timings = work / f"timings-{rows}-{mode}.jsonl"
     os.environ[ENV_VAR] = str(timings)
     try:
@@ -110,31 +109,43 @@ def main() -> None:
     parser.add_argument(
         "--modes",
         nargs="+",
-        default=["fresh", "fork"],
+        default=["fresh", "fork", "fork"],
         choices=["fresh", "fork"],
         help="fresh: a new interpreter per task (before); fork: tasks forked from a pre-warmed "
-        "server (pipelines.task_forkserver, after)",
+        "server (pipelines.task_forkserver, after); the first fork run starts the server (cold), "
+        "later ones reuse it (warm), as a second run in the same process does",
+    )
+    parser.add_argument(
+        "--no-start-costs", action="store_true", help="skip timing interpreter starts per step"
     )
     args = parser.parse_args()
     console = Console(width=160)
 
-    bare = interpreter_start("pass")
-    executor = interpreter_start("import kfp.dsl.executor_main")
-    step_imports = {
-        s: interpreter_start(f"import kfp.dsl.executor_main, {m}") for s, m in STEP_MODULES.items()
-    }
-    console.print(
-        f"per-task fixed cost: python {bare:.2f}s, + KFP executor {executor:.2f}s, "
-        + ", ".join(f"{s} {v:.2f}s" for s, v in step_imports.items())
-        + f"; all six tasks ~{sum(step_imports.values()):.1f}s of startup per run"
-    )
+    if not args.no_start_costs:
+        bare = interpreter_start("pass")
+        executor = interpreter_start("import kfp.dsl.executor_main")
+        step_imports = {
+            s: interpreter_start(f"import kfp.dsl.executor_main, {m}")
+            for s, m in STEP_MODULES.items()
+        }
+        console.print(
+            f"per-task fixed cost: python {bare:.2f}s, + KFP executor {executor:.2f}s, "
+            + ", ".join(f"{s} {v:.2f}s" for s, v in step_imports.items())
+            + f"; all six tasks ~{sum(step_imports.values()):.1f}s of startup per run"
+        )
 
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        forks = 0
         for rows in args.rows:
             for mode in args.modes:  # before and after, back to back at each size
+                if mode == "fork":
+                    mode = "fork, cold" if forks == 0 else "fork, warm"
+                    forks += 1
                 with console.status(f"pipeline at {rows:,} rows ({mode} task processes)..."):
-                    results.append(run_once(rows, Path(tmp), fork_server=mode == "fork"))
+                    results.append(
+                        run_once(rows, Path(tmp), fork_server=mode != "fresh", mode=mode)
+                    )
                 r = results[-1]
                 console.print(
                     f"{rows:,} rows, {mode}: wall {r['wall']:.1f}s, compute {r['compute']:.1f}s"

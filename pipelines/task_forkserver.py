@@ -4,11 +4,12 @@ Where a local run's seconds went (`make bench-pipeline`): every task is a fresh 
 imports KFP's executor and the scientific stack its step needs (pandas/pyarrow, scikit-learn,
 XGBoost, SciPy) — 0.5-2.5 s per task, seven times per run, against ~4 s of compute at 100k rows.
 
-Here one server process imports all of that once per local run, then forks one child per task. The
-child is the task's own process (own memory, own crash, own exit code): it takes the task's stdin/
-stdout/stderr (passed over a Unix socket), working directory, environment and argv, runs KFP's
-executor (`python -m kfp.dsl.executor_main`) exactly as the fresh interpreter would, and reports
-its exit code. So isolation per step is unchanged; only the interpreter start and imports are
+Here one server process imports all of that once, then forks one child per task; it stays up for
+the life of the calling process, so later local runs (the demo's, the retraining loop's, the test
+suite's) skip even that. The child is the task's own process (own memory, own crash, own exit
+code): it takes the task's stdin/stdout/stderr (passed over a Unix socket), working directory,
+environment and argv, runs KFP's executor (`python -m kfp.dsl.executor_main`) exactly as the
+fresh interpreter would, and reports its exit code. So isolation per step is unchanged; only the interpreter start and imports are
 shared (copy-on-write pages, no state: the server imports modules and never runs a step).
 
 The hook: kfp.local's SubprocessRunner starts each task as `<sys.executable> -m
@@ -21,11 +22,13 @@ nothing changes: each step is a pod.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import json
 import os
 import runpy
+import shutil
 import signal
 import socket
 import stat
@@ -36,6 +39,7 @@ import tempfile
 import threading
 import traceback
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 # What the tasks import: KFP's executor and every step module (each imports its own stack).
@@ -161,25 +165,57 @@ def task_fork_server(
         _ACTIVE.release()
 
 
-@contextlib.contextmanager
-def _serving(modules: Sequence[str]) -> Iterator[int]:
+@dataclass
+class _Server:
+    process: subprocess.Popen[bytes]
+    folder: Path
+    launcher: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# One server per module list, kept for the life of this process: the demo, the retraining loop
+# and the test suite run many local pipelines, and each reuse skips the preload (stopped at exit).
+_SERVERS: dict[tuple[str, ...], _Server] = {}
+
+
+def _server_for(modules: tuple[str, ...]) -> _Server:
+    server = _SERVERS.get(modules)
+    if server is not None and server.process.poll() is None:
+        return server
+    if server is not None:
+        server.stop()
     folder = Path(tempfile.mkdtemp(prefix="mlops-tasks-"))
     socket_path = str(folder / "server.sock")
-    server = subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", "pipelines.task_forkserver", socket_path, *modules],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,  # the server only imports; each task's output is its own
     )
-    real, sys.executable = sys.executable, str(_launcher(folder, socket_path, server.pid))
+    server = _Server(process, folder, _launcher(folder, socket_path, process.pid))
+    _SERVERS[modules] = server
+    return server
+
+
+@atexit.register
+def _stop_servers() -> None:
+    for server in _SERVERS.values():
+        server.stop()
+    _SERVERS.clear()
+
+
+@contextlib.contextmanager
+def _serving(modules: Sequence[str]) -> Iterator[int]:
+    server = _server_for(tuple(modules))
+    real, sys.executable = sys.executable, str(server.launcher)
     try:
-        yield server.pid
+        yield server.process.pid
     finally:
         sys.executable = real
-        server.terminate()
-        server.wait(timeout=30)
-        for p in folder.iterdir():
-            p.unlink()
-        folder.rmdir()
 
 
 if __name__ == "__main__":
