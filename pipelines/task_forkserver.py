@@ -120,8 +120,16 @@ def serve(path: str, modules: Sequence[str]) -> None:
     os.rename(staging, path)  # the socket appears only once the imports are done
     sys.stdout.flush()
     sys.stderr.flush()
+    parent = os.getppid()
+    listener.settimeout(2.0)
     while True:
-        conn, _ = listener.accept()
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            if os.getppid() != parent:  # the run's process is gone (killed): do not linger
+                os._exit(0)
+            continue
+        conn.settimeout(None)
         if os.fork() == 0:
             listener.close()
             _run_task(conn)
