@@ -32,16 +32,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from components.fast_inference import CompiledPipeline, fast_model, predict_proba_columns
+from components.fast_inference import CompiledPipeline, fast_model, model_output
 from mlops_core.errors import InvalidInputError
 from mlops_core.registry import ModelRegistry
-from mlops_core.row_checks import check_rows
+from mlops_core.row_checks import check_rows, rows_array
 from mlops_core.schema import FeatureSchema
 from mlops_core.settings import DEFAULT_BATCH_CHUNK_ROWS
 from mlops_core.step_timing import timed_step
 
 Progress = Callable[[int, int | None], None]  # (rows done, total rows or None when unknown)
-OUTPUT_COLUMNS = ("probability", "label", "model_name", "model_version", "run_id")
+OUTPUT_COLUMNS = ("probability", "label", "value", "model_name", "model_version", "run_id")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,6 +154,32 @@ def load_model(params: BatchScoreParams) -> LoadedModel:
     return LoadedModel(schema=schema, model=fast_model(pipeline, schema), version=version)
 
 
+def predict_columns(model: Any, columns: list[np.ndarray]) -> np.ndarray:
+    """The model's raw output (class probabilities, or values) for feature columns."""
+    if isinstance(model, CompiledPipeline):
+        return model.predict_proba_columns(columns)
+    return model_output(model, rows_array(columns))
+
+
+def task_columns(loaded: LoadedModel, out: np.ndarray, threshold: float) -> dict[str, pa.Array]:
+    """Per task: `probability` (positive class / predicted class) and `label` in the data's own
+    labels, or `value` for regression."""
+    schema = loaded.schema
+    if schema.task == "regression":
+        return {"value": pa.array(np.asarray(out, np.float64), pa.float64())}
+    classes = schema.label_classes
+    if schema.task == "binary":
+        p = out[:, 1]
+        index = (p >= threshold).astype(np.int64)
+    else:
+        index = np.argmax(out, axis=1)
+        p = out[np.arange(len(out)), index]
+    labels = [classes[i] for i in index.tolist()]
+    if not all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+        labels = [str(v) for v in labels]
+    return {"probability": pa.array(p, pa.float64()), "label": pa.array(labels)}
+
+
 def rejected_table(bad: pd.DataFrame, rows: np.ndarray, reasons: np.ndarray) -> pa.Table:
     """Rejected rows as text (whatever the input's types), their row numbers and reasons."""
     columns: dict[str, pa.Array] = {"row": pa.array(rows, pa.int64())}
@@ -163,10 +189,17 @@ def rejected_table(bad: pd.DataFrame, rows: np.ndarray, reasons: np.ndarray) -> 
     return pa.table(columns)
 
 
-def _scored_schema(input_schema: pa.Schema) -> pa.Schema:
-    extra = [
-        pa.field("probability", pa.float64()),
-        pa.field("label", pa.int64()),
+def _scored_schema(input_schema: pa.Schema, schema: FeatureSchema) -> pa.Schema:
+    classes = schema.label_classes
+    if schema.task == "regression":
+        extra = [pa.field("value", pa.float64())]
+    else:
+        ints = all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
+        extra = [
+            pa.field("probability", pa.float64()),
+            pa.field("label", pa.int64() if ints else pa.string()),
+        ]
+    extra += [
         pa.field("model_name", pa.string()),
         pa.field("model_version", pa.int64()),
         pa.field("run_id", pa.string()),
@@ -197,12 +230,10 @@ def score_chunk(
         )
     if good.any():
         columns = [c[good] for c in checked.columns] if not good.all() else checked.columns
-        p = predict_proba_columns(loaded.model, columns)[:, 1]
         table = batch if good.all() else batch.filter(pa.array(good))
-        n = len(p)
-        extra = {
-            "probability": pa.array(p, pa.float64()),
-            "label": pa.array((p >= params.threshold).astype(np.int64)),
+        extra = task_columns(loaded, predict_columns(loaded.model, columns), params.threshold)
+        n = table.num_rows
+        extra |= {
             "model_name": pa.array([params.model_name] * n, pa.string()),
             "model_version": pa.array(np.full(n, loaded.version, np.int64)),
             "run_id": pa.array([run_id] * n, pa.string()),
@@ -302,7 +333,7 @@ def score_batch(params: BatchScoreParams, progress: Progress | None = None) -> B
                 progress(summary.rows, total)
     finally:
         # Both files always exist (empty when no row went there): a pipeline's outputs are fixed.
-        out.close(_scored_schema(input_schema) if input_schema is not None else None)
+        out.close(_scored_schema(input_schema, loaded.schema) if input_schema is not None else None)
         aside.close(_rejected_schema(input_schema) if input_schema is not None else None)
     if input_schema is None:
         raise InvalidInputError(f"{params.input_uri} holds no rows")
@@ -343,13 +374,16 @@ def drift_of_scores(
     registry = ModelRegistry(registry_uri)
     n = registry.resolve(model_name, version)
     schema = registry.schema(model_name, n)
-    columns = [*schema.feature_names, "probability"]
+    # The monitored prediction per task (as in the training reference): binary, the positive-class
+    # probability; regression, the value; multiclass, not compared here (features only).
+    output = {"binary": "probability", "regression": "value"}.get(schema.task)
+    columns = [*schema.feature_names, *([output] if output else [])]
     with fsspec.open(scores_path, "rb") as fh:
         frame = pq.read_table(fh, columns=columns).to_pandas()
     report = compare(
         registry.reference(model_name, n),
         schema.coerce_frame(frame),
-        predictions=frame["probability"].to_numpy(dtype=float),
+        predictions=frame[output].to_numpy(dtype=float) if output else None,
     )
     return report.to_dict() | {
         "model_version": n,

@@ -249,20 +249,50 @@ def _logistic_regression(est: Any) -> Callable[[np.ndarray], np.ndarray]:
     return predict_proba
 
 
+def _xgb_regressor(est: Any) -> Callable[[np.ndarray], np.ndarray]:
+    booster = est.get_booster()
+    try:
+        iteration_range = (0, int(booster.best_iteration) + 1)
+    except AttributeError:
+        iteration_range = (0, 0)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return booster.inplace_predict(x, iteration_range=iteration_range, predict_type="value")
+
+    return predict
+
+
+def _hist_gradient_boosting_regressor(est: Any) -> Callable[[np.ndarray], np.ndarray]:
+    return est.predict
+
+
+def _ridge(est: Any) -> Callable[[np.ndarray], np.ndarray]:
+    coef, intercept = est.coef_.T.copy(), est.intercept_
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return x @ coef + intercept
+
+    return predict
+
+
 def _estimator_compilers() -> dict[type, Callable[[Any], Callable[[np.ndarray], np.ndarray]]]:
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
-    from xgboost import XGBClassifier
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from xgboost import XGBClassifier, XGBRegressor
 
     return {
         XGBClassifier: _xgb_classifier,
         HistGradientBoostingClassifier: _hist_gradient_boosting,
         LogisticRegression: _logistic_regression,
+        XGBRegressor: _xgb_regressor,
+        HistGradientBoostingRegressor: _hist_gradient_boosting_regressor,
+        Ridge: _ridge,
     }
 
 
-# Key: estimator class. Value: fitted estimator -> (float64 feature matrix -> predict_proba output).
-# Add an entry here for a new estimator or task (a regressor's function returns `predict`'s output).
+# Key: estimator class. Value: fitted estimator -> (float64 feature matrix -> the model's output):
+# `predict_proba`'s for a classifier (binary or multiclass), `predict`'s for a regressor. Add an
+# entry here for a new estimator or task.
 ESTIMATOR_COMPILERS = _estimator_compilers()
 
 
@@ -274,6 +304,7 @@ class CompiledPipeline:
     model: Callable[[np.ndarray], np.ndarray]
     estimator: str
     width: int
+    is_regressor: bool = False
 
     def transform_columns(self, columns: Sequence[np.ndarray]) -> np.ndarray:
         """Feature columns in schema order (float64, or object str/None) -> the model's matrix."""
@@ -293,6 +324,11 @@ class CompiledPipeline:
 
     def predict_proba_columns(self, columns: Sequence[np.ndarray]) -> np.ndarray:
         return self.model(self.transform_columns(columns))
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        """A regressor's values (its compiled call is `predict`); a classifier's class index."""
+        out = self.model(self.transform(rows))
+        return out if self.is_regressor else np.argmax(out, axis=1)
 
 
 def predict_proba_columns(model: ModelFunction, columns: Sequence[np.ndarray]) -> np.ndarray:
@@ -317,7 +353,15 @@ def compile_pipeline(pipeline: Any) -> CompiledPipeline:
     expected = getattr(est, "n_features_in_", width)
     if width != expected:
         raise NotCompilable(f"compiled {width} features but the estimator takes {expected}")
-    return CompiledPipeline(blocks, compiler(est), type(est).__name__, width)
+    is_regressor = not hasattr(est, "predict_proba")
+    return CompiledPipeline(blocks, compiler(est), type(est).__name__, width, is_regressor)
+
+
+def model_output(model: Any, rows: np.ndarray) -> np.ndarray:
+    """A classifier's `predict_proba`, a regressor's `predict` (compiled or Pipeline alike)."""
+    if isinstance(model, CompiledPipeline):
+        return model.model(model.transform(rows))
+    return model.predict_proba(rows) if hasattr(model, "predict_proba") else model.predict(rows)
 
 
 # --- the checked entry point --------------------------------------------------------------------
@@ -349,7 +393,7 @@ def fast_model(pipeline: Any, schema: FeatureSchema | None = None) -> ModelFunct
         compiled = compile_pipeline(pipeline)
         if schema is not None:
             probes = probe_rows(schema)
-            diff = np.max(np.abs(compiled.predict_proba(probes) - pipeline.predict_proba(probes)))
+            diff = np.max(np.abs(model_output(compiled, probes) - model_output(pipeline, probes)))
             if not diff <= TOLERANCE:
                 raise NotCompilable(f"differs from the Pipeline by {diff:.3g} on probe rows")
     except NotCompilable as e:

@@ -475,7 +475,18 @@ def resolve_mode(mode: str, isvc: dict[str, Any]) -> TrafficMode:
     return MODES[mode]
 
 
-# --- the writer --------------------------------------------------------------------------------
+# --- the writer -------------------------------------------------------------------------------
+
+# Annotations written in the same patch as a traffic change (a controller's rollout state), so
+# the change and the state that led to it land together or not at all.
+Annotations = dict[str, str | None] | None
+Build = Callable[[dict[str, Any], TrafficMode], dict[str, Any]]
+
+
+def _with(build: Build, extra: Annotations) -> Build:
+    if not extra:
+        return build
+    return lambda cur, mode: merge_patch(build(cur, mode), {"metadata": {"annotations": extra}})
 
 
 class InferenceServiceWriter:
@@ -587,14 +598,18 @@ class InferenceServiceWriter:
 
         return self.apply(build)
 
-    def set_canary_percent(self, percent: int) -> dict[str, Any]:
-        return self.apply(lambda cur, mode: mode.percent_patch(cur, percent))
+    def set_canary_percent(
+        self, percent: int, *, extra_annotations: Annotations = None
+    ) -> dict[str, Any]:
+        return self.apply(
+            _with(lambda cur, mode: mode.percent_patch(cur, percent), extra_annotations)
+        )
 
-    def promote(self) -> dict[str, Any]:
-        return self.apply(lambda cur, mode: mode.promote_patch(cur))
+    def promote(self, *, extra_annotations: Annotations = None) -> dict[str, Any]:
+        return self.apply(_with(lambda cur, mode: mode.promote_patch(cur), extra_annotations))
 
-    def rollback(self) -> dict[str, Any]:
-        return self.apply(lambda cur, mode: mode.rollback_patch(cur))
+    def rollback(self, *, extra_annotations: Annotations = None) -> dict[str, Any]:
+        return self.apply(_with(lambda cur, mode: mode.rollback_patch(cur), extra_annotations))
 
     def record_decision(self, summary: dict[str, Any]) -> dict[str, Any]:
         return self.apply(lambda cur, _: decision_annotation_patch(cur, summary))

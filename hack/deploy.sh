@@ -91,10 +91,9 @@ json.dump(cm, sys.stdout)
 
 install_kfp() {
   step "Kubeflow Pipelines $KFP_VERSION (standalone, platform-agnostic)"
-  kubectl apply -k "$GH/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources?ref=$KFP_VERSION"
-  wait_ready "KFP CRDs" "" crd applications.app.k8s.io
-  kubectl apply -k "$GH/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic?ref=$KFP_VERSION"
-  wait_ready "Kubeflow Pipelines" kubeflow deployment $(deployments_of kubeflow)
+  # One code path with the tests: hack/kfp/install.sh (KFP_IMAGES=local substitutes the images
+  # hack/kfp/build-images.sh built on a machine that reaches no registry).
+  "$(dirname "$0")/kfp/install.sh" install
 }
 
 install_prometheus() {
@@ -108,6 +107,9 @@ install_prometheus() {
 install_project() {
   step "project manifests ($OVERLAY)"
   kubectl apply --server-side -k "$OVERLAY"
+  # The canary controller runs the serving image of this checkout (make images; kind-load).
+  kubectl -n "$NAMESPACE" set image deployment/mlops-canary-controller \
+    controller="${SERVING_IMAGE:-mlops-platform/serving:latest}" >/dev/null
   # The model store credentials are KFP's own object store's; copy them at deploy time so no
   # secret lives in git. The template (manifests/base/storage-secret.yaml) carries no data, so a
   # later apply leaves these keys alone.

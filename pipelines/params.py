@@ -30,7 +30,17 @@ class TrainingParams:
         "CSV/Parquet file or folder on any fsspec path (local, http, s3); empty or 'synthetic': "
         "the churn generator",
     )
-    target: str = _param("churned", "the label column")
+    target: str = _param("churned", "the label column (labels of any type, or a number)")
+    task: str = _param(
+        "auto",
+        "auto | binary | multiclass | regression (auto: from the target's type and number of "
+        "distinct values; the choice and its reason are printed)",
+    )
+    positive_class: str = _param(
+        "",
+        "binary: the label that is the positive class (default: a yes/true/1 label, else the "
+        "last label in sorted order)",
+    )
     schema_uri: str = _param(
         "", "a FeatureSchema JSON; empty: the generator's schema or one inferred from the data"
     )
@@ -41,7 +51,9 @@ class TrainingParams:
         0.2, "share of rows held out for evaluation and the champion comparison"
     )
     estimator: str = _param("xgboost", "xgboost | hist_gradient_boosting | logistic_regression")
-    primary_metric: str = _param("roc_auc", "the metric the gate compares")
+    primary_metric: str = _param(
+        "", "the metric the gate compares (default per task: roc_auc, macro_f1, rmse)"
+    )
     margin: float = _param(0.005, "required improvement over the champion on primary_metric")
     max_regression: float = _param(0.01, "the differential test's tolerance vs the champion")
     threshold: float = _param(0.5, "decision threshold for accuracy/precision/recall")

@@ -69,6 +69,8 @@ def build_training_pipeline(
             rows=p["rows"],
             seed=p["seed"],
             holdout_fraction=p["holdout_fraction"],
+            task=p["task"],
+            positive_class=p["positive_class"],
         )
         validate = c.validate(
             train=ingest.outputs["train"],

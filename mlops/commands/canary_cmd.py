@@ -274,6 +274,7 @@ def run(
         policy=p,
         log=decisions,
         on_decision=lambda d, _: console.print(format_decision(d), soft_wrap=True, markup=False),
+        on_plan=lambda plan: console.print(plan, soft_wrap=True, markup=False),
     )
     if final.action == "promote":
         if update_champion:
@@ -290,6 +291,78 @@ def _champion_after_promotion(s: Settings, version: str, reason: str) -> None:
         reg.set_champion(
             s.model_name, int(version), reason=f"canary promoted: {reason}", actor="canary"
         )
+
+
+@app.command()
+def controller(
+    namespace: str | None = NamespaceOpt,
+    context: str | None = ContextOpt,
+    prometheus: str | None = typer.Option(
+        None, "--prometheus", help="Prometheus URL [env MLOPS_PROMETHEUS_URL]"
+    ),
+    selector: str | None = typer.Option(
+        None, "--selector", help='PromQL matchers (default: namespace="<namespace>")'
+    ),
+    resync: float = typer.Option(5.0, "--resync", help="seconds between two passes at most"),
+    identity: str | None = typer.Option(None, "--identity", help="leader-election identity"),
+    kfp_host: str | None = typer.Option(
+        None, "--kfp-host", help="KFP API for retraining runs [env MLOPS_KFP_HOST]; none: off"
+    ),
+    package: str | None = typer.Option(
+        None, "--package", help="compiled training pipeline (default: the installed one)"
+    ),
+) -> None:
+    """Run the in-cluster canary controller for NAMESPACE (what the Deployment in manifests/ runs)."""
+    import logging
+    import socket
+
+    from components.kube_client import load_api_client
+    from serving.canary.controller import Controller, LeaderElection, Reconciler
+    from serving.canary.source import new_source
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    s = _settings(
+        namespace=namespace,
+        prometheus_url=prometheus,
+        prometheus_selector=selector,
+        kfp_host=kfp_host,
+    )
+    api = load_api_client(context)
+
+    def source_for(ns: str) -> Any:
+        return new_source(
+            Target.kubernetes,
+            prometheus_url=s.prometheus_url,
+            selector=s.prometheus_selector or f'namespace="{ns}"',
+        )
+
+    election = LeaderElection(api, s.namespace, identity=identity or socket.gethostname())
+    reconciler = Reconciler(api, source_for)
+    retraining = None
+    if s.kfp_host:
+        from importlib.resources import files
+
+        from serving.monitoring.cluster_trigger import PrometheusDriftReader, RetrainingWatch
+        from serving.monitoring.retraining_trigger import KfpRunLauncher
+
+        launcher = KfpRunLauncher(
+            host=s.kfp_host,
+            package_path=package or str(files("pipelines") / "training.yaml"),
+            arguments={"registry_uri": s.registry_uri},
+        )
+        retraining = RetrainingWatch(
+            PrometheusDriftReader(
+                s.prometheus_url, selector=s.prometheus_selector or f'namespace="{s.namespace}"'
+            ),
+            launcher,
+            record_event=reconciler.record_event,
+            annotate=reconciler.annotate,
+        )
+    console.print(
+        f"canary controller for namespace {s.namespace} (Prometheus {s.prometheus_url}); "
+        f"leader election on Lease {s.namespace}/{election.name} as {election.identity}"
+    )
+    Controller(reconciler, election, s.namespace, resync_s=resync, retraining=retraining).run()
 
 
 @app.command("policy")

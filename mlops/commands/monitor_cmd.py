@@ -54,7 +54,8 @@ def check(
     raw = read_frame(data)
     frame = schema.coerce_frame(raw)
     # A scored batch (`mlops batch score`) carries its predictions: compare those too.
-    predictions = raw["probability"].to_numpy(dtype=float) if "probability" in raw else None
+    output = {"binary": "probability", "regression": "value"}.get(schema.task, "")
+    predictions = raw[output].to_numpy(dtype=float) if output in raw else None
     report = compare(
         reg.reference(s.model_name, n),
         frame,

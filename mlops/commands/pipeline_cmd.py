@@ -30,6 +30,8 @@ def run(
     ),
     data_source: str = _option("data_source", "--data-source"),
     target: str = _option("target"),
+    task: str = _option("task"),
+    positive_class: str = _option("positive_class", "--positive-class"),
     schema_uri: str = _option("schema_uri", "--schema"),
     scenario: str = _option("scenario"),
     rows: int = _option("rows"),
@@ -59,6 +61,8 @@ def run(
     params = TrainingParams(
         data_source=data_source,
         target=target,
+        task=task,
+        positive_class=positive_class,
         schema_uri=schema_uri,
         scenario=scenario,
         rows=rows,
@@ -82,6 +86,10 @@ def print_decision(out: Console, result: dict) -> None:
     )
     table = Table(title=f"{result['model']} v{result['version']}: {verdict}", show_header=False)
     table.add_row("registry", result["uri"])
+    if result.get("task_reason"):
+        table.add_row("task", result["task_reason"])
+    if result.get("target_missing_dropped"):
+        table.add_row("dropped", f"{result['target_missing_dropped']} rows without a target value")
     table.add_row("champion now", f"v{result['champion']}")
     table.add_row(
         result["primary_metric"],

@@ -26,6 +26,7 @@ from serving.canary.policy import RolloutPolicy
 from serving.canary.sequential import (
     divergence_test,
     log_evidence,
+    requests_for_power,
     share_llr_increment,
     spent_alpha,
 )
@@ -96,6 +97,11 @@ class CanaryState:
     stable_predictions: Histogram | None = None
     canary_predictions: Histogram | None = None
     divergence_looks: int = 0
+    # Canary requests served in the warm-up (see RolloutPolicy.warmup_requests).
+    warmup_served: int = 0
+    # The stable's error rate before the rollout (its lifetime counters at the first reading),
+    # used to size the evidence per step until the rollout has seen errors of its own.
+    base_error_rate: float | None = None
     done: Action | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -192,16 +198,66 @@ def analyze(
     assert isinstance(observation, Window)
     w = observation
     alpha = policy.false_rollback_rate / len(CHECKS)
+    warming = state.warmup_served < policy.warmup_requests
     errors, state = _check_errors(policy, state, w, alpha)
-    latency, state = _check_latency(policy, state, w, alpha)
+    if warming:
+        latency = CheckResult(
+            "latency",
+            "waiting",
+            f"warming up: the canary's first {policy.warmup_requests} requests are left out "
+            f"({state.warmup_served + w.canary.requests} served)",
+        )
+    else:
+        latency, state = _check_latency(policy, state, w, alpha)
     predictions, state = _check_predictions(policy, state, w, alpha)
-    state = replace(
-        state,
-        analyses=state.analyses + 1,
-        failed_in_a_row=0,
-        step_canary_requests=state.step_canary_requests + w.canary.requests,
+    state = replace(state, analyses=state.analyses + 1, failed_in_a_row=0)
+    if warming:
+        state = replace(state, warmup_served=state.warmup_served + w.canary.requests)
+    else:
+        state = replace(state, step_canary_requests=state.step_canary_requests + w.canary.requests)
+    return _decide(policy, state, w, (errors, latency, predictions), warming=warming)
+
+
+def base_error_rate(state: CanaryState) -> float:
+    """The stable's error rate the evidence is sized for: the rollout's own count once it has a
+    few errors, else the rate before the rollout, else a Jeffreys-style estimate."""
+    errors, requests = state.stable_total["errors"], state.stable_total["requests"]
+    if errors >= 10 or state.base_error_rate is None:
+        return (errors + 0.5) / (requests + 1.0)
+    return max(state.base_error_rate, 0.5 / (requests + 1.0))
+
+
+def required_requests(policy: RolloutPolicy, percent: int, base_rate: float) -> int:
+    """Canary requests a step at `percent` must serve: the policy's minimum, and, with a
+    `detect_error_ratio`, what catching that ratio with `power` needs at `base_rate`."""
+    if policy.detect_error_ratio is None or percent >= 100:
+        return policy.min_requests_per_step
+    needed = requests_for_power(
+        base_rate=base_rate,
+        canary_share=percent / 100.0,
+        tolerance=policy.error_rate_tolerance,
+        ratio=policy.detect_error_ratio,
+        alpha=policy.false_rollback_rate / len(CHECKS),
+        power=policy.power,
+        alternatives=len(policy.error_alternatives),
     )
-    return _decide(policy, state, w, (errors, latency, predictions))
+    return max(policy.min_requests_per_step, needed)
+
+
+def evidence_plan(policy: RolloutPolicy, base_rate: float) -> str:
+    """One line naming the canary requests each step needs (printed when a rollout starts)."""
+    steps = [s for s in policy.steps if s < 100]
+    per_step = ", ".join(f"by {s}%: {required_requests(policy, s, base_rate)}" for s in steps)
+    aim = (
+        f"to catch {policy.detect_error_ratio:g}x the stable's errors with "
+        f"{policy.power:.0%} power "
+        if policy.detect_error_ratio is not None
+        else ""
+    )
+    return (
+        f"needs about {per_step} canary requests in the rollout {aim}at the observed base error rate "
+        f"{base_rate:.2%} (plus a {policy.warmup_requests}-request warm-up)"
+    )
 
 
 def _hold_without_a_window(
@@ -241,8 +297,8 @@ def _hold_without_a_window(
     return None
 
 
-def _llr(saved: tuple[float, ...], policy: RolloutPolicy) -> np.ndarray:
-    return np.asarray(saved) if saved else np.zeros(len(policy.sequential_alternatives))
+def _llr(saved: tuple[float, ...], alternatives: tuple[float, ...]) -> np.ndarray:
+    return np.asarray(saved) if saved else np.zeros(len(alternatives))
 
 
 def _check_errors(
@@ -250,12 +306,12 @@ def _check_errors(
 ) -> tuple[CheckResult, CanaryState]:
     """mSPRT on the canary's share of 5xx responses."""
     n_c, n_s = w.canary.requests, w.stable.requests
-    error_llr = _llr(state.error_llr, policy) + share_llr_increment(
+    error_llr = _llr(state.error_llr, policy.error_alternatives) + share_llr_increment(
         w.canary.errors,
         w.stable.errors,
         n_c / (n_c + n_s),
         policy.error_rate_tolerance,
-        policy.sequential_alternatives,
+        policy.error_alternatives,
     )
     stable_total = {
         "requests": state.stable_total["requests"] + n_s,
@@ -300,9 +356,13 @@ def _check_latency(
     if not window_pooled.total:
         return CheckResult("latency", "waiting", "no latency observations yet"), state
     i, bound = _slow_bound(stable_latency + canary_latency, policy.latency_quantile)
+    if bound < policy.latency_floor_s:
+        bounds = stable_latency.bounds
+        i = min(int(np.searchsorted(bounds, policy.latency_floor_s, side="left")), len(bounds) - 1)
+        bound = bounds[i]
     slow_c = int(sum(w.canary.latency.counts[i + 1 :]))
     slow_s = int(sum(w.stable.latency.counts[i + 1 :]))
-    latency_llr = _llr(state.latency_llr, policy) + share_llr_increment(
+    latency_llr = _llr(state.latency_llr, policy.sequential_alternatives) + share_llr_increment(
         slow_c,
         slow_s,
         w.canary.latency.total / window_pooled.total,
@@ -370,27 +430,53 @@ def _check_predictions(
 
 
 def _decide(
-    policy: RolloutPolicy, state: CanaryState, w: Window, checks: tuple[CheckResult, ...]
+    policy: RolloutPolicy,
+    state: CanaryState,
+    w: Window,
+    checks: tuple[CheckResult, ...],
+    *,
+    warming: bool = False,
 ) -> tuple[CanaryDecision, CanaryState]:
-    """Roll back on a failed check; else hold until the step has its requests; else step up or
-    promote."""
+    """Roll back on a failed check; else hold through the warm-up and until the step has its
+    requests; else step up or promote."""
     percent = _percent(policy, state)
     step_requests = state.step_canary_requests
+    required = required_requests(policy, percent, base_error_rate(state))
     numbers = {
         "window_canary_requests": w.canary.requests,
         "window_stable_requests": w.stable.requests,
         "step_canary_requests": step_requests,
         "min_requests_per_step": policy.min_requests_per_step,
+        "required_canary_requests": required,
+        "rollout_canary_requests": state.canary_total["requests"] - state.warmup_served,
     }
     failed = [c for c in checks if c.status == "fail"]
     if failed:
         reason = "; ".join(f"{c.name}: {c.reason}" for c in failed)
         return _end(state, "rollback", reason, percent, checks, numbers)
-    if step_requests < policy.min_requests_per_step:
+    if warming:
         return CanaryDecision(
             "hold",
-            f"checks pass; canary served {step_requests}/{policy.min_requests_per_step} "
-            f"requests at {percent}%",
+            f"checks pass; warming up ({state.warmup_served}/{policy.warmup_requests} canary "
+            f"requests left out of the latency check) at {percent}%",
+            percent,
+            percent,
+            checks,
+            numbers,
+        ), state
+    # The power requirement counts the rollout's evidence so far (it accumulates over steps);
+    # the per-step minimum makes every step watch the canary at its own share.
+    evidence = state.canary_total["requests"] - state.warmup_served
+    if step_requests < policy.min_requests_per_step or evidence < required:
+        return CanaryDecision(
+            "hold",
+            f"checks pass; canary served {step_requests}/{policy.min_requests_per_step} requests "
+            f"at {percent}%"
+            + (
+                f", {evidence}/{required} in the rollout for the evidence the policy asks"
+                if required > policy.min_requests_per_step
+                else ""
+            ),
             percent,
             percent,
             checks,

@@ -36,8 +36,10 @@ EVENT_REASONS = {
     "rollback": "CanaryRolledBack",
     "no_data": "AnalysisNoData",
     "failed": "AnalysisFailed",
+    "retrain": "RetrainingTriggered",
+    "retrain_failed": "RetrainingLaunchFailed",
 }
-WARNING_ACTIONS = ("rollback", "no_data", "failed")
+WARNING_ACTIONS = ("rollback", "no_data", "failed", "retrain_failed")
 
 
 class KubernetesActuator:

@@ -36,6 +36,11 @@ class RolloutPolicy:
     # this many times the stable's share (1.5 at p99: the canary's p98.5 may reach stable's p99).
     latency_quantile: float = 0.99
     latency_tolerance: float = 1.5
+    # Latency no user notices is not a failure: requests faster than this never count as slow
+    # (rounded up to a bucket bound of the servers' histogram). A noisy neighbour on the canary's
+    # node, or a low-traffic arm on a loaded machine, adds milliseconds to every request; with a
+    # floor above that noise the check judges only slowness that matters. 0: relative only.
+    latency_floor_s: float = 0.0
     # Prediction divergence: the largest population stability index between the canary's and the
     # stable's predicted-probability distributions that still counts as "the same behaviour".
     # 0.2, as the drift monitor's PSI threshold. Two XGBoost retrains on fresh 20k-row samples
@@ -44,6 +49,16 @@ class RolloutPolicy:
     # Effect sizes (multiples of the tolerance) the sequential test mixes over; larger values
     # catch gross failures in fewer requests, smaller ones catch subtle ones at all.
     sequential_alternatives: tuple[float, ...] = (1.5, 2.0, 3.0, 5.0, 10.0)
+    # Fairness to a new version: its first requests of the rollout (a cold process, lazy
+    # initialisation, empty caches) are served and checked for errors and predictions, but left
+    # out of the latency check and of the step's request count.
+    warmup_requests: int = 50
+    # Evidence before promotion: the error-rate ratio (canary / stable) that must be caught with
+    # probability `power`. When set, each step holds until the canary has served the requests this
+    # needs at the stable's observed error rate, and the error test concentrates its mixture on
+    # ratios from this one up. None: only `min_requests_per_step` sets the evidence per step.
+    detect_error_ratio: float | None = None
+    power: float = 0.9
     # Consecutive analyses whose metrics could not be read before rolling back (fail safe).
     max_failed_analyses: int = 3
     # Seconds the whole rollout may take before it is rolled back as unverifiable.
@@ -73,16 +88,40 @@ class RolloutPolicy:
             raise PolicyError("error_rate_tolerance and latency_tolerance must be at least 1")
         if not 0.5 <= self.latency_quantile < 1:
             raise PolicyError(f"latency_quantile must be in [0.5, 1), got {self.latency_quantile}")
+        if self.latency_floor_s < 0:
+            raise PolicyError("latency_floor_s must be 0 or more")
         if self.max_prediction_divergence <= 0:
             raise PolicyError("max_prediction_divergence must be positive")
         if not self.sequential_alternatives or min(self.sequential_alternatives) <= 1:
             raise PolicyError("sequential_alternatives must be effect sizes above 1")
         if self.max_failed_analyses < 1:
             raise PolicyError("max_failed_analyses must be at least 1")
+        if self.warmup_requests < 0:
+            raise PolicyError("warmup_requests must be 0 or more")
+        if self.detect_error_ratio is not None:
+            object.__setattr__(self, "detect_error_ratio", float(self.detect_error_ratio))
+            if self.detect_error_ratio <= self.error_rate_tolerance:
+                raise PolicyError(
+                    f"detect_error_ratio ({self.detect_error_ratio:g}) must be above "
+                    f"error_rate_tolerance ({self.error_rate_tolerance:g}): an effect within the "
+                    "tolerance is not a failure"
+                )
+        if not 0.5 <= self.power < 1:
+            raise PolicyError(f"power must be in [0.5, 1), got {self.power}")
 
     @property
     def first_step(self) -> int:
         return self.steps[0]
+
+    @property
+    def error_alternatives(self) -> tuple[float, ...]:
+        """The effect sizes (multiples of the tolerance) the error test mixes over: with a
+        `detect_error_ratio`, that ratio and the larger defaults (fewer, better-aimed
+        alternatives cost less evidence); otherwise the defaults."""
+        if self.detect_error_ratio is None:
+            return self.sequential_alternatives
+        aim = self.detect_error_ratio / self.error_rate_tolerance
+        return (aim, *(a for a in self.sequential_alternatives if a > aim))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from mlops_core.errors import MlopsError
 from mlops_core.jsonl_log import DecisionLog
 from serving.canary.actuator import TrafficActuator, TrafficStatus
-from serving.canary.analysis import CanaryDecision, CanaryState, analyze
+from serving.canary.analysis import (
+    CanaryDecision,
+    CanaryState,
+    analyze,
+    base_error_rate,
+    evidence_plan,
+)
 from serving.canary.policy import RolloutPolicy
 from serving.canary.source import MetricsSource
 from serving.canary.window import Snapshot, Window
@@ -51,6 +58,14 @@ def format_decision(d: CanaryDecision) -> str:
     return f"{d.action:<8} {arrow:<11} {checks}{' | ' if checks else ''}{d.reason}"
 
 
+def _with_base_rate(state: CanaryState, baseline: Snapshot) -> CanaryState:
+    """The stable's error rate over its life so far, if it has served anything."""
+    served = baseline.stable.requests
+    if not served:
+        return state
+    return replace(state, base_error_rate=baseline.stable.errors / served)
+
+
 def run_rollout(
     *,
     model: str,
@@ -59,6 +74,7 @@ def run_rollout(
     policy: RolloutPolicy,
     log: DecisionLog,
     on_decision: Callable[[CanaryDecision, dict[str, Any]], None] | None = None,
+    on_plan: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> CanaryDecision:
@@ -85,6 +101,10 @@ def run_rollout(
         reading = source.read(model, stable, canary)
         if isinstance(reading, Snapshot) and baseline is None:
             baseline = reading  # counters so far predate this rollout's first window
+            state = _with_base_rate(state, baseline)
+            # Printed, not logged: every line of the decision log is a decision.
+            if on_plan is not None:
+                on_plan(evidence_plan(policy, base_error_rate(state)))
             sleep(policy.analysis_interval_s)
             continue
         if isinstance(reading, Snapshot):

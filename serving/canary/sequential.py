@@ -66,6 +66,42 @@ def log_evidence(llr: np.ndarray) -> float:
     return float(logsumexp(llr) - math.log(len(llr)))
 
 
+def requests_for_power(
+    *,
+    base_rate: float,
+    canary_share: float,
+    tolerance: float,
+    ratio: float,
+    alpha: float,
+    power: float,
+    alternatives: int,
+) -> int:
+    """Canary requests after which the mSPRT on the canary's share of errors reaches 1/alpha
+    with probability `power` when the canary's error rate is `ratio` x the stable's `base_rate`.
+
+    Normal approximation of the log likelihood ratio of the aimed alternative: per canary request
+    the window adds Poisson(ratio*base) canary errors worth log(q1/q0) each and
+    Poisson(base*(1-w)/w) stable errors worth log((1-q1)/(1-q0)) each; the mixture over
+    `alternatives` effect sizes costs at most log(alternatives) of evidence. Solved for n in
+    n*mean - z_power*sqrt(n*var) = log(1/alpha) + log(alternatives).
+    """
+    if not 0.0 < canary_share < 1.0 or base_rate <= 0.0:
+        raise ValueError("need a canary share in (0, 1) and a positive base error rate")
+    q0 = float(canary_share_probability(tolerance, canary_share))
+    q1 = float(canary_share_probability(ratio, canary_share))
+    a, b = math.log(q1 / q0), math.log((1.0 - q1) / (1.0 - q0))
+    canary_rate = ratio * base_rate
+    stable_rate = base_rate * (1.0 - canary_share) / canary_share
+    mean = canary_rate * a + stable_rate * b
+    var = canary_rate * a * a + stable_rate * b * b
+    if mean <= 0:
+        raise ValueError(f"an error ratio of {ratio:g} is within the tolerance {tolerance:g}")
+    target = math.log(1.0 / alpha) + math.log(alternatives)
+    z = float(stats.norm.ppf(power))
+    root = (z * math.sqrt(var) + math.sqrt(z * z * var + 4.0 * mean * target)) / (2.0 * mean)
+    return math.ceil(root * root)
+
+
 def spent_alpha(alpha: float, look: int) -> float:
     """The share of `alpha` spent at the `look`-th analysis (1-based); the series sums to alpha."""
     return alpha * 6.0 / (math.pi**2 * look**2)

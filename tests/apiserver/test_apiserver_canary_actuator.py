@@ -17,7 +17,14 @@ from kubernetes import client
 
 from components import isvc_traffic as patches
 from components.deploy import deploy_model
-from components.inference_service import GROUP, PLURAL, VERSION, InferenceServiceSpec
+from components.inference_service import (
+    DEPLOYMENT_MODE_ANNOTATION,
+    GROUP,
+    PLURAL,
+    VERSION,
+    InferenceServiceSpec,
+    build_inference_service,
+)
 from serving.canary.actuator import ActuatorError
 from serving.canary.analysis import CanaryDecision, CheckResult
 from serving.canary.kubernetes_actuator import KubernetesActuator
@@ -257,3 +264,60 @@ def test_decisions_are_recorded_as_events(admin_api, served, action, reason, eve
     last = json.loads(isvc["metadata"]["annotations"][patches.LAST_DECISION])
     assert last["action"] == action
     assert last["checks"] == {"error_rate": "pass"}
+
+
+def test_standard_mode_canary_entry_is_accepted_by_the_crd_and_promotes_by_name(
+    deployer_api, admin_api, project_base
+):
+    """KServe Standard mode (spec.canary, a named predictor): the writer's patches are stored by
+    the real CRD's structural schema as written (nothing pruned), and the deploy step starts the
+    canary through the same writer. Promotion retargets predictor.name; rollback drops the entry."""
+    for ending in ("promote", "rollback"):
+        name = f"churn-{uuid.uuid4().hex[:8]}"
+        body = build_inference_service(
+            InferenceServiceSpec(
+                name=name,
+                namespace=project_base,
+                image="mlops-platform/serving:test",
+                storage_uri=storage_uri_for("1"),
+                model_name="churn",
+                model_version="1",
+            )
+        )
+        body["metadata"]["annotations"][DEPLOYMENT_MODE_ANNOTATION] = "Standard"
+        patches.InferenceServiceWriter(deployer_api, name, project_base).create(body)
+        spec_v2 = InferenceServiceSpec(
+            name=name,
+            namespace=project_base,
+            image="mlops-platform/serving:test",
+            storage_uri=storage_uri_for("2"),
+            model_name="churn",
+            model_version="2",
+        )
+        assert deploy_model(spec_v2, api_client=deployer_api, canary_percent=10).action == "canary"
+        stored = read(admin_api, name, project_base)
+        entry = stored["spec"]["canary"][0]
+        assert entry["trafficPercent"] == 10 and entry["predictor"]["name"] == "v2"
+        assert patches.storage_uri_in(entry["predictor"]) == storage_uri_for("2")
+        assert patches.storage_uri_in(stored["spec"]["predictor"]) == storage_uri_for("1")
+
+        act = actuator(deployer_api, name, project_base, confirm_timeout_s=0)
+        status = act.set_canary_percent(25)
+        assert (status.stable_version, status.canary_version, status.canary_percent) == (
+            "1",
+            "2",
+            25,
+        )
+        assert read(admin_api, name, project_base)["spec"]["canary"][0]["trafficPercent"] == 25
+        (act.promote if ending == "promote" else act.rollback)()
+        stored = read(admin_api, name, project_base)
+        assert "canary" not in stored["spec"]
+        predictor = stored["spec"]["predictor"]
+        if ending == "promote":
+            assert predictor["name"] == "v2" and predictor["maxReplicas"] == 2
+            assert patches.storage_uri_in(predictor) == storage_uri_for("2")
+            assert stored["metadata"]["annotations"][patches.STABLE_VERSION] == "2"
+        else:
+            assert "name" not in predictor
+            assert patches.storage_uri_in(predictor) == storage_uri_for("1")
+            assert stored["metadata"]["annotations"][patches.ROLLED_BACK_VERSION] == "2"

@@ -6,95 +6,34 @@ every decision is an Event on the InferenceService."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-import numpy as np
 import pytest
 from kubernetes import client
 
 from components import isvc_traffic as patches
 from components.deploy import deploy_model
 from components.inference_service import GROUP, PLURAL, VERSION, InferenceServiceSpec
-from components.train_and_register import train_and_register
 from mlops_core.jsonl_log import DecisionLog
 from mlops_core.registry import ModelRegistry
 from serving.canary.kubernetes_actuator import KubernetesActuator
-from serving.canary.model_server_process import ModelServerProcess
 from serving.canary.policy import RolloutPolicy
 from serving.canary.rollout import run_rollout
 from serving.canary.scrape_source import ScrapeSource
-from serving.canary.traffic import instances
+from tests.apiserver.canary_harness import MODEL, KnativeSplit, three_versions
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.slow]
-MODEL = "churn"
-
-
-class KnativeSplit:
-    """Sends traffic to the local servers in the proportions the InferenceService asks for."""
-
-    def __init__(self, api: client.ApiClient, name: str, namespace: str, servers: dict[str, str]):
-        self.custom = client.CustomObjectsApi(api)
-        self.name, self.namespace, self.servers = name, namespace, servers
-        self.stop = threading.Event()
-        self.failures: list[str] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        rng = np.random.default_rng(0)
-        rows = instances(500, seed=9)
-        with httpx.Client(timeout=30) as http:
-            while not self.stop.is_set():
-                isvc = self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, PLURAL, self.name
-                )
-                ann = isvc["metadata"].get("annotations") or {}
-                stable = ann.get(patches.STABLE_VERSION) or ann["mlops.io/model-version"]
-                canary = ann.get(patches.CANARY_VERSION)
-                pct = patches.MODES["serverless"].canary_percent(isvc) or 0
-                for _ in range(20):
-                    version = canary if canary and rng.random() * 100 < pct else stable
-                    idx = rng.integers(0, len(rows), 2)
-                    r = http.post(
-                        f"{self.servers[version]}/v1/models/{MODEL}:predict",
-                        json={"instances": [rows[i] for i in idx]},
-                    )
-                    if r.status_code != 200:
-                        self.failures.append(f"v{version}: {r.status_code} {r.text[:200]}")
 
 
 @pytest.fixture
 def model_servers(tmp_path: Path) -> Iterator[tuple[ModelRegistry, dict[str, str]]]:
-    registry = ModelRegistry(str(tmp_path / "registry"))
-    versions = [
-        train_and_register(registry, MODEL, rows=12000, seed=1, estimator="xgboost"),
-        train_and_register(registry, MODEL, rows=12000, seed=2, estimator="xgboost"),
-        train_and_register(registry, MODEL, rows=3000, seed=3, invert_labels=True),
-    ]
-    running = [
-        ModelServerProcess.spawn(MODEL, str(v), registry.uri, tmp_path / "logs", {})
-        for v in versions
-    ]
-    try:
-        rows = instances(20, seed=1)
-        for server in running:
-            asyncio.run(server.wait_ready())
-            # Warm up, as a readiness probe would on the cluster: a cold server's first requests
-            # are slow, a real but one-off difference the latency check should not be fed.
-            for i in range(10):
-                httpx.post(
-                    f"{server.url}/v1/models/{MODEL}:predict",
-                    json={"instances": rows[i : i + 2]},
-                    timeout=30,
-                ).raise_for_status()
-        yield registry, {s.version: s.url for s in running}
-    finally:
-        for server in running:
-            server.stop()
+    with three_versions(tmp_path) as (registry, running):
+        yield registry, {v: s.url for v, s in running.items()}
 
 
 def test_run_promotes_a_good_version_and_rolls_back_a_bad_one(
@@ -164,3 +103,56 @@ def test_run_promotes_a_good_version_and_rolls_back_a_bad_one(
     assert [e.type for e in events.items if e.reason == "CanaryRolledBack"] == ["Warning"]
     actions = [e["decision"]["action"] for e in log.read()]
     assert actions.count("promote") == 1 and actions.count("rollback") == 1
+
+
+def test_a_good_canary_under_cpu_load_on_its_arm_is_not_rolled_back(
+    admin_api, project_base, tmp_path
+):
+    """A noisy neighbour: a busy loop pinned to the canary server's CPU makes every canary
+    request slower than the stable's. With the policy's latency floor (slowness users notice),
+    the good canary is promoted; the warm-up leaves its cold start out."""
+    with three_versions(tmp_path) as (registry, running):
+        servers = {v: s.url for v, s in running.items()}
+        cpu = max(os.sched_getaffinity(0))
+        burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            for pid in (burner.pid, running["2"].process.pid):
+                os.sched_setaffinity(pid, {cpu})
+            name = f"churn-{uuid.uuid4().hex[:8]}"
+            deploy_model(
+                InferenceServiceSpec(
+                    name=name,
+                    namespace=project_base,
+                    image="mlops-platform/serving:test",
+                    storage_uri=registry.version_uri(MODEL, 1),
+                    model_name=MODEL,
+                    model_version="1",
+                ),
+                api_client=admin_api,
+            )
+            actuator = KubernetesActuator(
+                api_client=admin_api,
+                name=name,
+                namespace=project_base,
+                storage_uri_for=lambda v: registry.version_uri(MODEL, int(v)),
+                confirm_timeout_s=0,
+            )
+            policy = RolloutPolicy(
+                analysis_interval_s=1.0, min_requests_per_step=40, latency_floor_s=0.5
+            )
+            with KnativeSplit(admin_api, name, project_base, servers) as split:
+                actuator.start("2", policy.first_step)
+                final = run_rollout(
+                    model=MODEL,
+                    actuator=actuator,
+                    source_for=lambda st: ScrapeSource(
+                        servers[st.stable_version], servers[st.canary_version]
+                    ),
+                    policy=policy,
+                    log=DecisionLog(tmp_path / "decisions.jsonl"),
+                )
+            assert final.action == "promote", final.reason
+            assert split.failures == []
+        finally:
+            burner.kill()
+            burner.wait()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler
@@ -18,10 +19,12 @@ from components.fast_inference import (
     NotCompilable,
     compile_pipeline,
     fast_model,
+    model_output,
     probe_rows,
 )
 from components.train import ESTIMATORS, TrainParams, model_input, train_model
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
+from mlops_core.schema import FeatureSchema
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +113,46 @@ def test_a_compiled_path_that_disagrees_falls_back(pipeline, monkeypatch, caplog
     with caplog.at_level(logging.WARNING, logger="components.fast_inference"):
         assert fast_model(pipeline, CHURN_SCHEMA) is pipeline
     assert "differs from the Pipeline" in caplog.text
+
+
+# --- every task: multiclass (string labels) and regression, on the churn features ---------------
+def _task_frame(task: str) -> tuple[pd.DataFrame, FeatureSchema]:
+    df = generate_churn(2400, seed=9).reset_index(drop=True)
+    if task == "multiclass":
+        df["tier"] = pd.cut(df["total_charges"].fillna(0), 3, labels=["low", "mid", "high"]).astype(
+            str
+        )
+        schema = FeatureSchema(
+            features=CHURN_SCHEMA.features,
+            target="tier",
+            task="multiclass",
+            classes=("high", "low", "mid"),
+        )
+    else:
+        df["spend"] = df["total_charges"].fillna(0) * 1.1 + df["tenure_months"]
+        schema = FeatureSchema(features=CHURN_SCHEMA.features, target="spend", task="regression")
+    return df, schema
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_every_task_matches_the_pipeline(task: str, estimator: str) -> None:
+    df, schema = _task_frame(task)
+    train, holdout = df.iloc[:1800], df.iloc[1800:]
+    pipeline = train_model(
+        train, schema, TrainParams(estimator=estimator, n_estimators=40)
+    ).pipeline
+    model = fast_model(pipeline, schema)
+    assert isinstance(model, CompiledPipeline) and model.is_regressor == (task == "regression")
+    for rows in (
+        model_input(holdout, schema),
+        model_input(extreme_inputs(schema), schema),
+        probe_rows(schema),
+    ):
+        diff = np.max(np.abs(model_output(model, rows) - model_output(pipeline, rows)))
+        assert diff <= TOLERANCE
+    rows = model_input(holdout.head(5), schema)
+    if task == "regression":  # what the predictor's TaskOutputs calls for each task
+        assert np.max(np.abs(model.predict(rows) - pipeline.predict(rows))) <= TOLERANCE
+    else:
+        assert model.predict_proba(rows).shape == (5, 3)

@@ -122,7 +122,9 @@ def test_deployer_role_is_least_privilege(rendered) -> None:
         ("serving.kserve.io", "inferenceservices", "patch"),
         ("", "events", "create"),
     }
-    (binding,) = by_kind(objs, "RoleBinding")
+    (binding,) = [
+        b for b in by_kind(objs, "RoleBinding") if b["roleRef"]["name"] == role["metadata"]["name"]
+    ]
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "Role",

@@ -82,8 +82,9 @@ def test_too_little_traffic_holds_until_the_step_minimum() -> None:
     policy = RolloutPolicy(min_requests_per_step=300)
     decisions, _ = rollout(STABLE, seed=5, policy=policy, requests=200)  # ~20 canary per window
     first_step = [d for d in decisions if d.previous_percent == 10]
-    assert first_step[0].action == "hold"
-    assert "requests at 10%" in first_step[0].reason
+    assert first_step[0].action == "hold" and "warming up" in first_step[0].reason
+    counting = [d for d in first_step if "warming up" not in d.reason]
+    assert counting[0].action == "hold" and "requests at 10%" in counting[0].reason
     assert sum(d.action == "hold" for d in first_step) >= 10
     assert decisions[-1].action == "promote"
 
@@ -155,3 +156,47 @@ def test_policy_validates_and_round_trips(tmp_path) -> None:
         RolloutPolicy(steps=(50, 10, 100))
     with pytest.raises(PolicyError, match="unknown rollout policy fields"):
         RolloutPolicy.from_dict({"step": [10, 100]})
+
+
+def test_a_cold_canary_is_not_rolled_back_for_its_warm_up() -> None:
+    """A good canary whose first requests are slow (a new process) against the same canary with
+    the warm-up switched off, on the same windows."""
+    rng = np.random.default_rng(11)
+    cold = [draw_window(STABLE, STABLE.slower(20.0), 1000, 10, rng) for _ in range(1)]
+    warm = [draw_window(STABLE, STABLE, 1000, 10, rng) for _ in range(60)]
+    outcomes = {}
+    for warmup in (0, 150):
+        policy = RolloutPolicy(warmup_requests=warmup)
+        state, d = CanaryState(), None
+        for w in cold + warm:
+            d, state = analyze(policy, state, w)
+            if d.final:
+                break
+        outcomes[warmup] = d
+    assert outcomes[0].action == "rollback" and "latency" in outcomes[0].reason
+    assert outcomes[150].action == "promote", outcomes[150].reason
+    assert "warming up" in analyze(RolloutPolicy(), CanaryState(), warm[0])[0].reason
+
+
+def test_a_latency_floor_ignores_slowness_no_user_notices() -> None:
+    slower = STABLE.slower(2.0)  # 4 ms -> 8 ms: the latency check catches it ...
+    assert rollout(slower, seed=2)[0][-1].action == "rollback"
+    # ... unless the policy says only requests above 250 ms are slow.
+    floor = RolloutPolicy(latency_floor_s=0.25)
+    assert rollout(slower, seed=2, policy=floor)[0][-1].action == "promote"
+
+
+def test_the_power_policy_holds_for_the_evidence_it_needs_and_says_so() -> None:
+    from serving.canary.analysis import evidence_plan, required_requests
+
+    policy = RolloutPolicy(detect_error_ratio=2.0, power=0.9)
+    need = required_requests(policy, 10, 0.005)
+    assert need > 10 * policy.min_requests_per_step  # rare errors need traffic
+    assert required_requests(policy, 10, 0.05) < need  # a higher base rate needs less
+    assert f"by 10%: {need}" in evidence_plan(policy, 0.005)
+    assert policy.error_alternatives[0] == 2.0
+    decisions, state = rollout(STABLE, seed=3, policy=policy)
+    assert decisions[-1].action == "promote"
+    assert state.canary_total["requests"] - state.warmup_served >= need
+    with pytest.raises(PolicyError, match="above error_rate_tolerance"):
+        RolloutPolicy(detect_error_ratio=1.0)

@@ -1,0 +1,95 @@
+"""What the canary tests against the API server share: real model servers for three versions
+(v1 stable, v2 a good retrain, v3 trained on inverted labels) and a traffic thread that splits
+requests between them as KServe would, by the InferenceService's traffic state as written."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+from kubernetes import client
+
+from components import isvc_traffic as traffic
+from components.inference_service import GROUP, PLURAL, VERSION
+from components.train_and_register import train_and_register
+from mlops_core.registry import ModelRegistry
+from serving.canary.model_server_process import ModelServerProcess
+from serving.canary.traffic import instances
+
+MODEL = "churn"
+
+
+class KnativeSplit:
+    """Sends traffic to the local servers in the proportions the InferenceService asks for."""
+
+    def __init__(self, api: client.ApiClient, name: str, namespace: str, servers: dict[str, str]):
+        self.custom = client.CustomObjectsApi(api)
+        self.name, self.namespace, self.servers = name, namespace, servers
+        self.stop = threading.Event()
+        self.failures: list[str] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        rng = np.random.default_rng(0)
+        rows = instances(500, seed=9)
+        with httpx.Client(timeout=30) as http:
+            while not self.stop.is_set():
+                isvc = self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL, self.name
+                )
+                mode = traffic.mode_of(isvc)
+                ann = traffic.annotations(isvc)
+                stable = mode.stable_version(isvc) or ann["mlops.io/model-version"]
+                canary = mode.canary_version(isvc)
+                pct = mode.canary_percent(isvc) or 0
+                for _ in range(20):
+                    version = canary if canary and rng.random() * 100 < pct else stable
+                    idx = rng.integers(0, len(rows), 2)
+                    r = http.post(
+                        f"{self.servers[version]}/v1/models/{MODEL}:predict",
+                        json={"instances": [rows[i] for i in idx]},
+                    )
+                    if r.status_code != 200:
+                        self.failures.append(f"v{version}: {r.status_code} {r.text[:200]}")
+
+    def __enter__(self) -> KnativeSplit:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=60)
+
+
+@contextlib.contextmanager
+def three_versions(tmp_path: Path) -> Iterator[tuple[ModelRegistry, dict[str, ModelServerProcess]]]:
+    registry = ModelRegistry(str(tmp_path / "registry"))
+    versions = [
+        train_and_register(registry, MODEL, rows=12000, seed=1, estimator="xgboost"),
+        train_and_register(registry, MODEL, rows=12000, seed=2, estimator="xgboost"),
+        train_and_register(registry, MODEL, rows=3000, seed=3, invert_labels=True),
+    ]
+    running = [
+        ModelServerProcess.spawn(MODEL, str(v), registry.uri, tmp_path / "logs", {})
+        for v in versions
+    ]
+    try:
+        rows = instances(20, seed=1)
+        for server in running:
+            asyncio.run(server.wait_ready())
+            # As a readiness probe would on the cluster; the policy's warm-up covers the rest.
+            for i in range(10):
+                httpx.post(
+                    f"{server.url}/v1/models/{MODEL}:predict",
+                    json={"instances": rows[i : i + 2]},
+                    timeout=30,
+                ).raise_for_status()
+        yield registry, {s.version: s for s in running}
+    finally:
+        for server in running:
+            server.stop()

@@ -1,0 +1,323 @@
+"""The in-cluster canary controller (serving/canary/controller.py) against a real kube-apiserver,
+running as its own ServiceAccount from manifests/base (so its Role is what lets it act), reading
+a real Prometheus that scrapes real model servers, while a traffic thread splits requests as KServe
+would. Rollouts are started with kubectl-style patches only: the pipeline's deploy step for v2, a
+hand-written merge patch (what `kubectl patch --type merge` sends) for v3."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from kubernetes import client
+
+from components import isvc_traffic as traffic
+from components.deploy import deploy_model
+from components.inference_service import GROUP, PLURAL, VERSION, InferenceServiceSpec
+from serving.canary.controller import (
+    COMMAND_ANNOTATION,
+    POLICY_ANNOTATION,
+    STATE_ANNOTATION,
+    STATUS_ANNOTATION,
+    Controller,
+    LeaderElection,
+    Reconciler,
+)
+from serving.canary.model_server_process import free_port
+from serving.canary.prometheus_source import PrometheusSource
+from serving.monitoring.cluster_trigger import (
+    RETRAINING_ANNOTATION,
+    PrometheusDriftReader,
+    RetrainingWatch,
+)
+from serving.monitoring.retraining_trigger import KfpRunLauncher
+from tests.apiserver.canary_harness import MODEL, KnativeSplit, three_versions
+from tests.apiserver.control_plane import service_account_api
+
+pytestmark = [pytest.mark.apiserver, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+CONTROLLER_ACCOUNT = "mlops-canary-controller"
+POLICY = {
+    "analysis_interval_s": 1.0,
+    "min_requests_per_step": 40,
+    "warmup_requests": 20,
+    "max_failed_analyses": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory) -> Iterator[dict[str, str]]:
+    with three_versions(tmp_path_factory.mktemp("controller")) as (registry, running):
+        yield {"registry": registry.uri, **{v: s.url for v, s in running.items()}}
+
+
+@pytest.fixture(scope="module")
+def prometheus(servers, tmp_path_factory) -> Iterator[str]:
+    build = subprocess.run(
+        [str(ROOT / "hack" / "prometheus" / "build.sh")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if build.returncode != 0 and shutil.which("go") is None:
+        pytest.skip("Go is not installed, so Prometheus cannot be built (hack/prometheus/build.sh)")
+    assert build.returncode == 0, build.stderr[-3000:]
+    binary = build.stdout.strip().splitlines()[-1]
+    work = tmp_path_factory.mktemp("prometheus")
+    targets = ", ".join(
+        f'"{u.removeprefix("http://")}"' for k, u in servers.items() if k != "registry"
+    )
+    (work / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: model-servers\n"
+        f"    static_configs:\n      - targets: [{targets}]\n"
+    )
+    port = free_port()
+    with (work / "prometheus.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [binary, f"--config.file={work / 'prometheus.yml'}",
+             f"--storage.tsdb.path={work / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while not _ready(url):
+                assert proc.poll() is None and time.monotonic() < deadline, (
+                    "Prometheus did not start"
+                )
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture
+def controller_api(control_plane, admin_api, project_base) -> client.ApiClient:
+    """The controller's own ServiceAccount token (what its pod mounts)."""
+    return service_account_api(control_plane, admin_api, project_base, CONTROLLER_ACCOUNT)
+
+
+def _read(api: client.ApiClient, name: str, ns: str) -> dict:
+    return client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, name
+    )
+
+
+def _deploy(api: client.ApiClient, registry_uri: str, name: str, ns: str, version: int) -> None:
+    from mlops_core.registry import ModelRegistry
+
+    deploy_model(
+        InferenceServiceSpec(
+            name=name,
+            namespace=ns,
+            image="mlops-platform/serving:test",
+            storage_uri=ModelRegistry(registry_uri).version_uri(MODEL, version),
+            model_name=MODEL,
+            model_version=str(version),
+        ),
+        api_client=api,
+    )
+
+
+def _opt_in(api: client.ApiClient, name: str, ns: str, policy: dict) -> None:
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, name,
+        {"metadata": {"annotations": {POLICY_ANNOTATION: json.dumps(policy)}}},
+    )  # fmt: skip
+
+
+def _kubectl_canary(api: client.ApiClient, registry_uri: str, name: str, ns: str, version: int):
+    """What a user sends with `kubectl patch isvc NAME --type merge -p ...`: a new STORAGE_URI,
+    canaryTrafficPercent and the model-version annotation; none of the platform's annotations."""
+    from mlops_core.registry import ModelRegistry
+
+    predictor = _read(api, name, ns)["spec"]["predictor"]
+    uri = ModelRegistry(registry_uri).version_uri(MODEL, version)
+    new = traffic.with_storage_uri(predictor, uri)
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, name,
+        {"metadata": {"annotations": {"mlops.io/model-version": str(version)}},
+         "spec": {"predictor": {"containers": new["containers"], "canaryTrafficPercent": 10}}},
+    )  # fmt: skip
+
+
+def _events(api: client.ApiClient, name: str, ns: str) -> list[client.CoreV1Event]:
+    items = (
+        client.CoreV1Api(api)
+        .list_namespaced_event(ns, field_selector=f"involvedObject.name={name}")
+        .items
+    )
+    return sorted(items, key=lambda e: e.metadata.creation_timestamp)
+
+
+class Running:
+    """A controller replica in a thread, as its pod runs it (stop = the pod killed)."""
+
+    def __init__(self, api: client.ApiClient, ns: str, source_url: str, identity: str) -> None:
+        self.stop = threading.Event()
+        self.controller = Controller(
+            Reconciler(api, lambda _ns: PrometheusSource(source_url)),
+            LeaderElection(api, ns, identity=identity, lease_duration_s=3),
+            ns,
+            resync_s=1.0,
+        )
+        self.thread = threading.Thread(
+            target=self.controller.run, kwargs={"stop": self.stop.is_set}, daemon=True
+        )
+        self.thread.start()
+
+    def kill(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+def _wait_for(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def test_rollouts_started_with_kubectl_are_promoted_or_rolled_back_and_survive_a_restart(
+    admin_api, controller_api, project_base, servers, prometheus
+):
+    name, ns = f"churn-{uuid.uuid4().hex[:8]}", project_base
+    _deploy(admin_api, servers["registry"], name, ns, 1)
+    _opt_in(admin_api, name, ns, POLICY)
+    urls = {k: v for k, v in servers.items() if k != "registry"}
+    with KnativeSplit(admin_api, name, ns, urls) as split:
+        replica = Running(controller_api, ns, prometheus, "replica-a")
+        try:
+            _deploy(admin_api, servers["registry"], name, ns, 2)  # the pipeline's deploy step
+            _wait_for(
+                lambda: any(e.reason == "CanaryStepUp" for e in _events(admin_api, name, ns)),
+                240,
+                "the first step-up",
+            )
+            # Kill the controller between two steps; a new replica resumes from the object.
+            replica.kill()
+            state = json.loads(
+                _read(admin_api, name, ns)["metadata"]["annotations"][STATE_ANNOTATION]
+            )
+            assert state["canary_version"] == "2" and state["state"]["step_index"] >= 1
+            replica = Running(controller_api, ns, prometheus, "replica-b")
+            _wait_for(
+                lambda: any(e.reason == "CanaryPromoted" for e in _events(admin_api, name, ns)),
+                240,
+                "the promotion of v2",
+            )
+            isvc = _read(admin_api, name, ns)
+            ann = isvc["metadata"]["annotations"]
+            assert ann[traffic.STABLE_VERSION] == "2" and STATE_ANNOTATION not in ann
+            assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
+            step_ups = [e for e in _events(admin_api, name, ns) if e.reason == "CanaryStepUp"]
+            # 10 -> 25 -> 50, each once, although the controller was killed in between.
+            assert len(step_ups) == 2, [e.message for e in step_ups]
+
+            # The retraining trigger reads the stable's drift gauges from the same Prometheus.
+            reader = PrometheusDriftReader(prometheus)
+            snap = _wait_for(lambda: reader.read(MODEL, "2"), 180, "v2's first drift evaluation")
+            assert snap.version == "2" and snap.rows > 0 and "prediction" in snap.psi
+            watch = RetrainingWatch(
+                reader,
+                KfpRunLauncher(host="http://127.0.0.1:9", package_path="x.yaml", arguments={}),
+                record_event=lambda *a: pytest.fail(f"no retraining expected: {a}"),
+                annotate=lambda *a: None,
+            )
+            isvc = _read(admin_api, name, ns)
+            isvc["metadata"]["annotations"][RETRAINING_ANNOTATION] = "{min_evaluations: 1}"
+            # Traffic from the training distribution: no drift, so no run.
+            assert watch.reconcile(isvc, MODEL) in ("idle", "pending")
+            assert watch.reconcile(isvc, MODEL) in ("no new evaluation", "idle", "pending")
+
+            _kubectl_canary(admin_api, servers["registry"], name, ns, 3)
+            _wait_for(
+                lambda: any(e.reason == "CanaryRolledBack" for e in _events(admin_api, name, ns)),
+                240,
+                "the rollback of v3",
+            )
+        finally:
+            replica.kill()
+    assert split.failures == []
+    isvc = _read(admin_api, name, ns)
+    ann = isvc["metadata"]["annotations"]
+    assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    assert ann[traffic.STABLE_VERSION] == "2" and ann[traffic.ROLLED_BACK_VERSION] == "3"
+    status = json.loads(ann[STATUS_ANNOTATION])
+    assert status["action"] == "rollback" and status["checks"]["predictions"] == "fail"
+    reasons = [e.reason for e in _events(admin_api, name, ns)]
+    assert reasons.count("CanaryStarted") == 2 and reasons.count("CanaryPromoted") == 1
+    rolled_back = [e for e in _events(admin_api, name, ns) if e.reason == "CanaryRolledBack"]
+    assert [e.type for e in rolled_back] == ["Warning"]
+    assert "predictions" in rolled_back[0].message
+
+
+def test_an_unreachable_prometheus_holds_then_rolls_back_each_recorded(
+    admin_api, controller_api, project_base, servers
+):
+    name, ns = f"churn-{uuid.uuid4().hex[:8]}", project_base
+    _deploy(admin_api, servers["registry"], name, ns, 1)
+    _opt_in(admin_api, name, ns, POLICY)
+    _deploy(admin_api, servers["registry"], name, ns, 2)
+    reconciler = Reconciler(
+        controller_api, lambda _ns: PrometheusSource(f"http://127.0.0.1:{free_port()}")
+    )
+    outcomes = []
+    for _ in range(4):
+        outcomes.append(reconciler.reconcile(_read(admin_api, name, ns)))
+        time.sleep(POLICY["analysis_interval_s"])
+    assert outcomes[:3] == ["started", "hold", "rollback"], outcomes
+    reasons = [e.reason for e in _events(admin_api, name, ns)]
+    assert reasons == ["CanaryStarted", "AnalysisFailed", "CanaryRolledBack"], reasons
+    assert _read(admin_api, name, ns)["spec"]["predictor"]["canaryTrafficPercent"] == 0
+
+
+def test_abort_and_promote_annotations_act_by_hand(
+    admin_api, controller_api, project_base, servers
+):
+    ns = project_base
+    reconciler = Reconciler(controller_api, lambda _ns: PrometheusSource("http://127.0.0.1:9"))
+    for command, reason in (("abort", "CanaryRolledBack"), ("promote", "CanaryPromoted")):
+        name = f"churn-{uuid.uuid4().hex[:8]}"
+        _deploy(admin_api, servers["registry"], name, ns, 1)
+        _opt_in(admin_api, name, ns, POLICY)
+        _deploy(admin_api, servers["registry"], name, ns, 2)
+        client.CustomObjectsApi(admin_api).patch_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL, name,
+            {"metadata": {"annotations": {COMMAND_ANNOTATION: command}}},
+        )  # fmt: skip
+        assert reconciler.reconcile(_read(admin_api, name, ns)) in ("rollback", "promote")
+        ann = _read(admin_api, name, ns)["metadata"]["annotations"]
+        assert COMMAND_ANNOTATION not in ann
+        expected_stable = "2" if command == "promote" else "1"
+        assert ann[traffic.STABLE_VERSION] == expected_stable
+        assert [e.reason for e in _events(admin_api, name, ns)] == [reason]
+
+
+def test_two_replicas_one_acts(admin_api, controller_api, project_base):
+    a = LeaderElection(controller_api, project_base, identity="a", lease_duration_s=2)
+    b = LeaderElection(controller_api, project_base, identity="b", lease_duration_s=2)
+    _wait_for(lambda: a.try_acquire() or None, 10, "replica a to lead")
+    assert a.try_acquire() and not b.try_acquire()  # a renews; b must wait
+    time.sleep(2.5)  # a stops renewing (its pod died): the lease expires
+    assert b.try_acquire() and not a.try_acquire()
