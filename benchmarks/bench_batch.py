@@ -72,7 +72,7 @@ def main() -> None:
 
     console.print(f"training on {args.train_rows:,} rows; writing {args.rows:,} rows of Parquet")
     train = generate_churn(args.train_rows, seed=1)
-    pipeline = train_model(train, CHURN_SCHEMA, TrainParams()).pipeline
+    pipeline = train_model(train, CHURN_SCHEMA, TrainParams("xgboost")).pipeline
     save_model(pipeline, str(work / "m.skops"))
     registry = ModelRegistry(str(work / "registry"))
     registry.register(

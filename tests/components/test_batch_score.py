@@ -32,7 +32,7 @@ MODEL = "churn"
 def registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, object]:
     root = tmp_path_factory.mktemp("batch")
     train = generate_churn(3000, seed=11)
-    pipeline = train_model(train, CHURN_SCHEMA, TrainParams(n_estimators=60)).pipeline
+    pipeline = train_model(train, CHURN_SCHEMA, TrainParams("xgboost", n_estimators=60)).pipeline
     reference = profile_reference(
         train, CHURN_SCHEMA, predictions=predict_proba(pipeline, train, CHURN_SCHEMA)
     )
