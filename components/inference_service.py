@@ -23,7 +23,9 @@ MODEL_VERSION_ANNOTATION = "mlops.io/model-version"
 # for. The traffic writer (components/isvc_traffic.py) follows this annotation on the object, so
 # this constant is the one place that moves the platform between Serverless and Standard canaries.
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
-DEPLOYMENT_MODE = "Serverless"
+# Standard (Deployments, Gateway API canaries): what `make deploy` installs KServe for. Knative
+# mode needs Envoy-based networking, which no registry here serves (README, Cluster).
+DEPLOYMENT_MODE = "Standard"
 SERVING_PORT = 8080
 # The serving image's user (docker/serving.Dockerfile); Kubernetes checks runAsNonRoot by uid.
 SERVING_UID = 10001

@@ -46,8 +46,10 @@ def versions() -> dict[str, str]:
 
 
 def k8s_version() -> str:
-    """The Kubernetes version of the pinned kind node image (kindest/node:vX.Y.Z)."""
-    return versions()["KIND_NODE_IMAGE"].split(":v", 1)[1]
+    """The Kubernetes version of the pinned kind node image (kindest/node:vX.Y.Z[@digest])."""
+    match = re.search(r":v(\d+\.\d+\.\d+)", versions()["KIND_NODE_IMAGE"])
+    assert match, versions()["KIND_NODE_IMAGE"]
+    return match.group(1)
 
 
 def render(overlay: str) -> list[dict[str, Any]]:
@@ -163,7 +165,7 @@ def test_prometheus_selects_the_project_monitors_and_rules(rendered) -> None:
     assert prom["spec"]["podMonitorNamespaceSelector"] == {}
     # The scrape target is the model container's port on every InferenceService pod.
     (endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
-    assert endpoint["port"] == "user-port" and endpoint["path"] == "/metrics"
+    assert endpoint["portNumber"] == 8080 and endpoint["path"] == "/metrics"
     (expr,) = pod_monitor["spec"]["selector"]["matchExpressions"]
     assert expr == {"key": "serving.kserve.io/inferenceservice", "operator": "Exists"}
 
@@ -218,9 +220,8 @@ def test_deploy_script_installs_every_pinned_version() -> None:
     script = (ROOT / "hack" / "deploy.sh").read_text()
     pins = versions()
     for name in (
-        "CERT_MANAGER_VERSION",
-        "KNATIVE_SERVING_VERSION",
-        "NET_KOURIER_VERSION",
+        "GATEWAY_API_VERSION",
+        "TRAEFIK_VERSION",
         "KSERVE_VERSION",
         "KFP_VERSION",
         "PROMETHEUS_OPERATOR_VERSION",
@@ -228,8 +229,8 @@ def test_deploy_script_installs_every_pinned_version() -> None:
         assert name in pins, f"{name} is not pinned in versions.mk"
         assert f"${name}" in script, f"hack/deploy.sh does not install {name}"
         assert pins[name] not in script, f"hack/deploy.sh hard-codes {name}'s value"
-    for path in ("deploy.sh", "cluster.sh", "status.sh", "ensure-docker.sh", "build-base-image.sh"):
-        subprocess.run(["bash", "-n", str(ROOT / "hack" / path)], check=True)
+    for path in sorted((ROOT / "hack").rglob("*.sh")):
+        subprocess.run(["bash", "-n", str(path)], check=True)
 
 
 def _spec(**overrides: Any) -> InferenceServiceSpec:

@@ -128,5 +128,5 @@ def test_a_users_csv_trains_with_no_flag_but_data_source_and_target(
     assert r.returncode == 0, r.stdout + r.stderr
     out = " ".join(r.stdout.split())
     assert f"{name} v1: promoted to champion" in out
-    assert f"task {task}:" in out
+    assert f"task │ {task}:" in out  # the decision table's task row says which, and why
     assert ModelRegistry(str(registry)).get(name).params["task"] == task
