@@ -92,7 +92,6 @@ class ChurnPredictor(Model):
             self.model = fast_model(self.bundle.pipeline, self.bundle.schema)
         else:
             logger.info("fast inference path off (MLOPS_FAST_PATH=false): the Pipeline serves")
-        self.outputs = TaskOutputs(self.model, self.bundle.schema, threshold=self.threshold)
         self.stats = prediction_statistics(
             self.name, self.version, self.bundle.schema, reference=self.bundle.reference
         )
@@ -113,7 +112,7 @@ class ChurnPredictor(Model):
     def predict_rows(self, rows: np.ndarray) -> np.ndarray:
         """The model's output for validated rows (the only call into the model): positive-class
         probabilities, class probabilities or values, per task."""
-        return self.outputs.predict(self.bundle.pipeline, rows)
+        return self.outputs.predict(self.model, rows)
 
     def _after_prediction(
         self, rows: np.ndarray, probabilities: np.ndarray, request_id: str
