@@ -65,6 +65,10 @@ clean: ## remove local state (registry, runs) but keep .venv
 bench-pipeline: $(INSTALLED) ## local pipeline wall time at 10k/100k/1M rows: compute vs orchestration overhead
 	nice $(BIN)/python benchmarks/bench_pipeline.py --rows $(or $(BENCH_ROWS),10000 100000 1000000)
 
+.PHONY: bench-batch
+bench-batch: $(INSTALLED) ## batch scoring 1M Parquet rows end to end vs the Pipeline and raw inplace_predict
+	nice $(BIN)/python benchmarks/bench_batch.py --rows $(or $(BENCH_ROWS),1000000)
+
 # --- serving ------------------------------------------------------------------------------------
 .PHONY: serve bench-serving
 MLSERVER_VERSION ?= 1.7.1

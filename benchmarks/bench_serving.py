@@ -178,9 +178,11 @@ def wrk(
     return req_s, p50, p99
 
 
-def in_process(bundle: ModelBundle, df: pd.DataFrame, seconds: float) -> tuple[float, float, float]:
+def in_process(
+    bundle: ModelBundle, df: pd.DataFrame, seconds: float, model: object = None
+) -> tuple[float, float, float]:
     X = model_input(df, bundle.schema)
-    pipeline = bundle.pipeline
+    pipeline = model or bundle.pipeline
     pipeline.predict_proba(X)
     times = []
     end = time.perf_counter() + seconds
@@ -219,12 +221,12 @@ AUTH_TOKEN = "bench-token"
 
 
 def start_ours(
-    registry: str, work: Path, *, access_control: bool = True
+    registry: str, work: Path, *, access_control: bool = True, fast_path: bool = True
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     name = "mlops-serve" if access_control else "mlops-serve-before"
-    log = work / f"{name}.log"
-    env = {**os.environ, "MLOPS_SERVE_PORT": str(port)}
+    log = work / f"{name}-{'fast' if fast_path else 'pipeline'}.log"
+    env = {**os.environ, "MLOPS_SERVE_PORT": str(port), "MLOPS_FAST_PATH": str(fast_path).lower()}
     args = ["serve", "--model", MODEL, "--registry", registry, "--version", "champion"]
     if access_control:  # as the manifests run it: a token for writes, loopback here
         cmd = [str(Path(sys.executable).with_name("mlops")), *args]
@@ -234,6 +236,21 @@ def start_ours(
         env.pop("MLOPS_API_TOKEN", None)
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out)
+    wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc, log)
+    return proc, port
+
+
+def start_bare(registry: str, work: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """benchmarks/bare_kserve_model.py: KServe + the booster, nothing else (the HTTP floor)."""
+    port = free_port()
+    log = work / "bare-kserve.log"
+    script = Path(__file__).with_name("bare_kserve_model.py")
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), "--registry", registry, "--port", str(port)],
+            stdout=out,
+            stderr=out,
+        )
     wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc, log)
     return proc, port
 
@@ -326,11 +343,19 @@ def main() -> None:
         # Both servers up at once (an idle server costs nothing) and the cases interleaved round
         # by round, so a burst of other load on the machine hits every target alike; each figure
         # is the median over rounds.
+        # Before/after in the same run: the server with the scikit-learn Pipeline
+        # (MLOPS_FAST_PATH=false) and with the compiled fast path; the bare KServe model is the
+        # floor of the HTTP stack for the same model.
+        from components.fast_inference import compile_pipeline
+
+        compiled = compile_pipeline(bundle.pipeline)
         ours, ours_port = start_ours(registry, work)
         # The auth+host pair: two more servers that see only the same 1-row V1 load, so neither
         # carries the other cases' background work (drift windows, prediction log).
         before, before_port = start_ours(registry, work, access_control=False)
         after, after_port = start_ours(registry, work)
+        slow, slow_port = start_ours(registry, work, fast_path=False)
+        bare, bare_port = start_bare(registry, work)
         peer = None
         try:
             peer, peer_port = start_mlserver(args.mlserver, bundle, work)
@@ -339,11 +364,30 @@ def main() -> None:
                 (BEFORE_AUTH, 1, f"http://127.0.0.1:{before_port}/v1/models/{MODEL}:predict"),
                 (AFTER_AUTH, 1, f"http://127.0.0.1:{after_port}/v1/models/{MODEL}:predict"),
             ]
+            slow_url, bare_url = f"http://127.0.0.1:{slow_port}", f"http://127.0.0.1:{bare_port}"
             cases = []
             for n, df in frames.items():
                 cases += [
                     ("mlops serve V1", n, f"{ours_url}/v1/models/{MODEL}:predict", v1_body(df)),
                     ("mlops serve V2", n, f"{ours_url}/v2/models/{MODEL}/infer", v2_body(df)),
+                    (
+                        "mlops serve V1 (Pipeline)",
+                        n,
+                        f"{slow_url}/v1/models/{MODEL}:predict",
+                        v1_body(df),
+                    ),
+                    (
+                        "mlops serve V2 (Pipeline)",
+                        n,
+                        f"{slow_url}/v2/models/{MODEL}/infer",
+                        v2_body(df),
+                    ),
+                    (
+                        "bare KServe + booster V2",
+                        n,
+                        f"{bare_url}/v2/models/{MODEL}/infer",
+                        v2_body(df),
+                    ),
                     (
                         "MLServer 1.7 V2",
                         n,
@@ -357,6 +401,9 @@ def main() -> None:
                     raw.setdefault(("in-process predict_proba", n), []).append(
                         in_process(bundle, df, args.seconds)
                     )
+                    raw.setdefault(("in-process fast path", n), []).append(
+                        in_process(bundle, df, args.seconds, compiled)
+                    )
                 # before/after back to back, the order alternating round by round
                 for target, n, url in pair if i % 2 == 0 else pair[::-1]:
                     raw.setdefault((target, n), []).append(wrk(url, v1_body(frames[1]), **kw))
@@ -366,6 +413,8 @@ def main() -> None:
             stop(ours)
             stop(before)
             stop(after)
+            stop(slow)
+            stop(bare)
             if peer is not None:
                 stop(peer)
 
@@ -418,6 +467,30 @@ def main() -> None:
         f"[{'ok' if auth_ratio >= 0.95 else 'MISSED'}]; p99 {after1.p99_ms:.2f} vs "
         f"{before1.p99_ms:.2f} ms"
     )
+    # Issue 15's targets for the fast path.
+    bare1 = get("bare KServe + booster V2", 1)
+    for proto in ("V1", "V2"):
+        fast100, before100 = (
+            get(f"mlops serve {proto}", 100),
+            get(f"mlops serve {proto} (Pipeline)", 100),
+        )
+        gain = fast100.rows_s / before100.rows_s
+        lines.append(
+            f"{proto} 100 rows: fast path {gain:.2f}x the Pipeline's rows/s (target >= 3x) "
+            f"[{'ok' if gain >= 3 else 'MISSED'}]"
+        )
+        fast1 = get(f"mlops serve {proto}", 1)
+        gap = bare1.req_s / fast1.req_s - 1
+        lines.append(
+            f"{proto} 1 row: {fast1.req_s:,.0f} req/s vs bare KServe {bare1.req_s:,.0f} "
+            f"({gap:+.0%} slower; target within 20%) [{'ok' if gap <= 0.2 else 'MISSED'}]"
+        )
+        for n, ml in ((1, ml1), (100, ml100)):
+            ours = get(f"mlops serve {proto}", n)
+            lines.append(
+                f"{proto} {n} rows: p99 {ours.p99_ms:.2f} ms vs MLServer {ml.p99_ms:.2f} ms "
+                f"[{'ok' if ours.p99_ms <= ml.p99_ms else 'MISSED'}]"
+            )
     for line in lines:
         console.print(escape(line))
 

@@ -225,6 +225,64 @@ def deploy(
     )
 
 
+def batch_score(
+    registry_uri: str,
+    model_name: str,
+    version: str,
+    input_uri: str,
+    chunk_rows: int,
+    unknown_category: str,
+    threshold: float,
+    run_id: str,
+    scores: Output[Dataset],
+    rejected: Output[Dataset],
+    summary: Output[Artifact],
+) -> str:
+    """Score a CSV/Parquet file with a registered version; bad rows aside with their reasons."""
+    import json
+
+    from components.batch_score import BatchScoreParams, batch_score_step
+
+    params = BatchScoreParams(
+        registry_uri=registry_uri,
+        model_name=model_name,
+        version=version,
+        input_uri=input_uri,
+        output_uri=scores.path,
+        rejected_uri=rejected.path,
+        run_id=run_id,
+        chunk_rows=chunk_rows,
+        threshold=threshold,
+        unknown_category=unknown_category,
+    )
+    return json.dumps(batch_score_step(params=params, summary_path=summary.path))
+
+
+def batch_drift(
+    scores: Input[Dataset],
+    registry_uri: str,
+    model_name: str,
+    version: str,
+    report: Output[Artifact],
+    drift_metrics: Output[Metrics],
+) -> str:
+    """The scored batch (inputs and predictions) against the version's training reference."""
+    import json
+
+    from components.batch_score import batch_drift_step
+
+    doc = batch_drift_step(
+        scores_path=scores.path,
+        registry_uri=registry_uri,
+        model_name=model_name,
+        version=version,
+        report_path=report.path,
+    )
+    drift_metrics.log_metric("share_drifted", doc["share_drifted"])
+    drift_metrics.log_metric("rows", doc["rows"])
+    return json.dumps({"drifted": doc["drifted"], "share_drifted": doc["share_drifted"]})
+
+
 # --- the factory -------------------------------------------------------------------------------
 
 _BODIES = {
@@ -255,6 +313,24 @@ class TrainingComponents:
 def component(body: Any, image: str) -> Any:
     """One body as a lightweight component on `image` (also for steps other modules add)."""
     return dsl.component(body, base_image=image, install_kfp_package=False)
+
+
+@dataclass(frozen=True)
+class BatchScoringComponents:
+    """The batch scoring pipeline's components, built for one image."""
+
+    image: str
+    batch_score: Any
+    batch_drift: Any
+
+
+def build_batch_components(image: str | None = None) -> BatchScoringComponents:
+    image = image or default_image()
+    return BatchScoringComponents(
+        image=image,
+        batch_score=component(batch_score, image),
+        batch_drift=component(batch_drift, image),
+    )
 
 
 def build_components(image: str | None = None) -> TrainingComponents:

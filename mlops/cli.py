@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from mlops.commands import (
     audit_cmd,
+    batch_cmd,
     canary_cmd,
     demo_cmd,
     monitor_cmd,
@@ -52,6 +53,7 @@ app.add_typer(serve_cmd.app, name="serve")
 app.add_typer(pipeline_cmd.app, name="pipeline")
 app.add_typer(canary_cmd.app, name="canary")
 app.add_typer(monitor_cmd.app, name="monitor")
+app.add_typer(batch_cmd.app, name="batch")
 app.command("audit")(audit_cmd.audit)
 app.command("demo")(demo_cmd.demo)
 

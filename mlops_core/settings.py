@@ -13,6 +13,7 @@ from typing import Any
 # Declared here, read by the pipeline's parameters (pipelines/params.py) and by Settings.
 DEFAULT_MODEL_NAME = "churn"
 DEFAULT_NAMESPACE = "mlops"
+DEFAULT_BATCH_CHUNK_ROWS = 100_000  # rows per chunk in batch scoring (memory bound)
 
 
 def _env(name: str, default: str) -> str:
@@ -46,6 +47,10 @@ class Settings:
         default_factory=lambda: _env("access_log", "false").lower() in ("1", "true", "yes")
     )
     batch_rows: int = field(default_factory=lambda: int(_env("batch_rows", "256")))
+    # The compiled inference path (components.fast_inference); false: the scikit-learn Pipeline.
+    fast_path: bool = field(
+        default_factory=lambda: _env("fast_path", "true").lower() in ("1", "true", "yes")
+    )
     # --- monitoring: live drift monitor, label feedback, retraining trigger, audit logs ---
     audit_dir: str = field(default_factory=lambda: _env("audit_dir", ".mlops/audit"))
     monitor_pane_rows: int = field(default_factory=lambda: int(_env("monitor_pane_rows", "500")))
@@ -73,6 +78,10 @@ class Settings:
         default_factory=lambda: float(_env("trigger_cooldown_s", "3600"))
     )
     kfp_host: str = field(default_factory=lambda: _env("kfp_host", ""))
+    # Local pipeline runs fork each task from one pre-warmed process (pipelines.task_forkserver).
+    task_fork_server: bool = field(
+        default_factory=lambda: _env("task_fork_server", "true").lower() in ("1", "true", "yes")
+    )
     # --- canary rollout (`mlops canary`) ---
     canary_router_url: str = field(
         default_factory=lambda: _env("canary_router_url", "http://127.0.0.1:8090")

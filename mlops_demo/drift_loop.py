@@ -366,7 +366,6 @@ def run_loop(
     policy: TriggerPolicy = DEMO_TRIGGER,
 ) -> LoopResult:
     """The loop end to end; raises MlopsError when a step does not do what the loop needs."""
-
     loop = _LoopRun(model, work_dir, rows, console, phases, policy)
     result = loop.train_first_version()
     with environment(loop.env):

@@ -57,8 +57,12 @@ def run_training_locally(
     model_name: str,
     work_dir: str | Path,
     image: str | None = None,
+    fork_server: bool | None = None,
 ) -> dict[str, Any]:
     """Run ingest -> validate -> train -> evaluate -> gate -> register with kfp.local.
+
+    `fork_server` (default: the `task_fork_server` setting) forks each task's process from one
+    pre-warmed server instead of a fresh interpreter (`pipelines.task_forkserver`).
 
     Returns the register step's decision (promoted, version, reasons, metric deltas) plus `run_dir`,
     `log` and `seconds`. Raises `ValidationFailed` (naming the failing columns and the report) when
@@ -66,7 +70,12 @@ def run_training_locally(
     """
     import kfp.local
 
+    from mlops_core.settings import load_settings
+    from pipelines.task_forkserver import task_fork_server
     from pipelines.training import build_training_pipeline
+
+    if fork_server is None:
+        fork_server = load_settings().task_fork_server
 
     registry_uri = _absolute(registry_uri)
     params = _absolute_source(params)
@@ -85,6 +94,7 @@ def run_training_locally(
         open(log_path, "w") as log,
         contextlib.redirect_stdout(log),
         warnings.catch_warnings(),
+        task_fork_server(fork_server),
     ):
         # The SubprocessRunner warns that an image without "python" in its name may not be
         # Python; ours is, and locally the current interpreter runs the body anyway.

@@ -142,6 +142,7 @@ def build_predictor(
         threshold=settings.decision_threshold,
         observers=observers,
         batch_rows=settings.batch_rows,
+        fast_path=settings.fast_path,
     )
     predictor.load()
     return predictor

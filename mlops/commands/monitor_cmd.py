@@ -35,7 +35,9 @@ def read_frame(path: str) -> pd.DataFrame:
 
 @app.command()
 def check(
-    data: str = typer.Argument(..., help="a CSV or Parquet file of recent inputs"),
+    data: str = typer.Argument(
+        ..., help="a CSV or Parquet file of recent inputs, or a scored batch (with predictions)"
+    ),
     version: str = typer.Option("champion", help="the version whose reference to compare with"),
     registry: str | None = RegistryOpt,
     model: str | None = ModelOpt,
@@ -49,8 +51,17 @@ def check(
     if not Path(data).exists():
         raise MlopsError(f"{data} does not exist")
     schema = reg.schema(s.model_name, n)
-    frame = schema.coerce_frame(read_frame(data))
-    report = compare(reg.reference(s.model_name, n), frame, thresholds=thresholds_from(s))
+    raw = read_frame(data)
+    frame = schema.coerce_frame(raw)
+    # A scored batch (`mlops batch score`) carries its predictions: compare those too.
+    output = {"binary": "probability", "regression": "value"}.get(schema.task, "")
+    predictions = raw[output].to_numpy(dtype=float) if output in raw else None
+    report = compare(
+        reg.reference(s.model_name, n),
+        frame,
+        thresholds=thresholds_from(s),
+        predictions=predictions,
+    )
     table = Table(title=f"{len(frame)} rows vs {s.model_name} v{n}'s training data")
     for col in ("feature", "PSI", "test", "effect", "p-value", "drifted"):
         table.add_column(col)

@@ -114,11 +114,15 @@ def compile(
         None, "--output", "-o", help="YAML path (default: pipelines/training.yaml)"
     ),
 ) -> None:
-    """Write the training pipeline's IR YAML (the committed copy is the default image's)."""
+    """Write the training pipeline's IR YAML (the committed copy is the default image's), and,
+    without --output, the batch scoring pipeline's (pipelines/batch_scoring.yaml)."""
+    from pipelines.batch_scoring import compile_batch_scoring
     from pipelines.training import GOLDEN_YAML, compile_pipeline
 
     path = compile_pipeline(output or GOLDEN_YAML, image=image)
     console.print(f"compiled {path}")
+    if output is None:
+        console.print(f"compiled {compile_batch_scoring(image=image)}")
 
 
 @app.command()

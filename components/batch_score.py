@@ -1,0 +1,402 @@
+"""Batch scoring: a registered model version over a CSV or Parquet file, Parquet out, in chunks.
+
+Input and outputs are fsspec paths (local, http(s), s3). The input is streamed `chunk_rows` rows at
+a time (Parquet record batches, or CSV blocks), so memory stays bounded by one chunk (and one
+Parquet row group) whatever the file's size. Every chunk passes the serving validator's rules
+(`mlops_core.row_checks`): good rows are scored with the fast inference path
+(`components.fast_inference`, the Pipeline as fallback) and written with the input's columns plus
+`probability`, `label`, `model_name`, `model_version` and `run_id`; bad rows go to a second Parquet
+file with their row number and reasons. The summary (rows, rejected, seconds, rows/s, peak memory)
+is returned and written as JSON.
+
+The output keeps the feature columns, so `mlops monitor check <output>` compares the scored batch
+(inputs and, from the `probability` column, predictions) with the version's training reference.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import resource
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from components.fast_inference import CompiledPipeline, fast_model, model_output
+from mlops_core.errors import InvalidInputError
+from mlops_core.registry import ModelRegistry
+from mlops_core.row_checks import check_rows, rows_array
+from mlops_core.schema import FeatureSchema
+from mlops_core.settings import DEFAULT_BATCH_CHUNK_ROWS
+from mlops_core.step_timing import timed_step
+
+Progress = Callable[[int, int | None], None]  # (rows done, total rows or None when unknown)
+OUTPUT_COLUMNS = ("probability", "label", "value", "model_name", "model_version", "run_id")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchScoreParams:
+    registry_uri: str
+    model_name: str
+    version: str = "champion"
+    input_uri: str
+    output_uri: str
+    rejected_uri: str = ""  # default: <output without .parquet>.rejected.parquet
+    run_id: str = ""  # default: a fresh id
+    chunk_rows: int = DEFAULT_BATCH_CHUNK_ROWS
+    threshold: float = 0.5
+    unknown_category: str = "reject"
+    threads: int = 0  # model threads; 0 = every core
+
+    def __post_init__(self) -> None:
+        if self.chunk_rows < 1:
+            raise InvalidInputError(f"chunk_rows must be at least 1, got {self.chunk_rows}")
+
+
+@dataclass
+class BatchSummary:
+    model_name: str
+    model_version: int
+    run_id: str
+    input_uri: str
+    output_uri: str
+    rejected_uri: str
+    rows: int = 0
+    scored: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    rows_per_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    inference_path: str = ""
+    reasons: dict[str, int] = field(default_factory=dict)  # first reason -> rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rejected_path_for(output_uri: str) -> str:
+    stem = output_uri[: -len(".parquet")] if output_uri.endswith(".parquet") else output_uri
+    return f"{stem}.rejected.parquet"
+
+
+# --- reading ------------------------------------------------------------------------------------
+def _is_csv(uri: str) -> bool:
+    return uri.lower().split("?")[0].endswith((".csv", ".csv.gz"))
+
+
+def read_chunks(uri: str, schema: FeatureSchema, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    """The input as record batches of at most `chunk_rows` rows; opens the file lazily."""
+    try:
+        fh = fsspec.open(uri, "rb", compression="infer").open()
+    except FileNotFoundError as e:
+        raise InvalidInputError(f"{uri} does not exist") from e
+    with fh:
+        if _is_csv(uri):
+            yield from _csv_chunks(fh, schema, chunk_rows)
+        else:
+            try:
+                parquet = pq.ParquetFile(fh)
+            except pa.ArrowInvalid as e:
+                raise InvalidInputError(f"{uri} is not a Parquet file (or a .csv): {e}") from e
+            yield from parquet.iter_batches(batch_size=chunk_rows)
+
+
+def _csv_chunks(fh: Any, schema: FeatureSchema, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    from pyarrow import csv
+
+    # Feature columns are read as text: a value that does not parse as a number is a rejected row
+    # with a reason, not a failed file. ~200 bytes/row guess keeps blocks near `chunk_rows`.
+    types = {f.name: pa.string() for f in schema.features}
+    reader = csv.open_csv(
+        fh,
+        read_options=csv.ReadOptions(block_size=max(1 << 20, min(chunk_rows * 200, 1 << 28))),
+        convert_options=csv.ConvertOptions(column_types=types, strings_can_be_null=True),
+    )
+    for batch in reader:
+        for start in range(0, batch.num_rows, chunk_rows):
+            yield batch.slice(start, chunk_rows)
+
+
+def total_rows(uri: str) -> int | None:
+    """Row count from Parquet metadata (None for CSV: unknown without reading it)."""
+    if _is_csv(uri):
+        return None
+    with fsspec.open(uri, "rb") as fh:
+        return pq.ParquetFile(fh).metadata.num_rows
+
+
+# --- scoring ------------------------------------------------------------------------------------
+@dataclass
+class LoadedModel:
+    schema: FeatureSchema
+    model: Any
+    version: int
+
+
+def load_model(params: BatchScoreParams) -> LoadedModel:
+    registry = ModelRegistry(params.registry_uri)
+    version = registry.resolve(params.model_name, params.version)
+    pipeline = registry.load_model(params.model_name, version)
+    schema = registry.schema(params.model_name, version)
+    estimator = pipeline[-1]
+    if "n_jobs" in estimator.get_params():
+        estimator.set_params(n_jobs=params.threads or os.cpu_count() or 1)
+    return LoadedModel(schema=schema, model=fast_model(pipeline, schema), version=version)
+
+
+def predict_columns(model: Any, columns: list[np.ndarray]) -> np.ndarray:
+    """The model's raw output (class probabilities, or values) for feature columns."""
+    if isinstance(model, CompiledPipeline):
+        return model.predict_proba_columns(columns)
+    return model_output(model, rows_array(columns))
+
+
+def task_columns(loaded: LoadedModel, out: np.ndarray, threshold: float) -> dict[str, pa.Array]:
+    """Per task: `probability` (positive class / predicted class) and `label` in the data's own
+    labels, or `value` for regression."""
+    schema = loaded.schema
+    if schema.task == "regression":
+        return {"value": pa.array(np.asarray(out, np.float64), pa.float64())}
+    classes = schema.label_classes
+    if schema.task == "binary":
+        p = out[:, 1]
+        index = (p >= threshold).astype(np.int64)
+    else:
+        index = np.argmax(out, axis=1)
+        p = out[np.arange(len(out)), index]
+    labels = [classes[i] for i in index.tolist()]
+    if not all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+        labels = [str(v) for v in labels]
+    return {"probability": pa.array(p, pa.float64()), "label": pa.array(labels)}
+
+
+def rejected_table(bad: pd.DataFrame, rows: np.ndarray, reasons: np.ndarray) -> pa.Table:
+    """Rejected rows as text (whatever the input's types), their row numbers and reasons."""
+    columns: dict[str, pa.Array] = {"row": pa.array(rows, pa.int64())}
+    for name in bad.columns:
+        columns[str(name)] = pa.array(bad[name].astype("string"), pa.string())
+    columns["reason"] = pa.array(reasons.astype(str), pa.string())
+    return pa.table(columns)
+
+
+def _scored_schema(input_schema: pa.Schema, schema: FeatureSchema) -> pa.Schema:
+    classes = schema.label_classes
+    if schema.task == "regression":
+        extra = [pa.field("value", pa.float64())]
+    else:
+        ints = all(isinstance(c, int) and not isinstance(c, bool) for c in classes)
+        extra = [
+            pa.field("probability", pa.float64()),
+            pa.field("label", pa.int64() if ints else pa.string()),
+        ]
+    extra += [
+        pa.field("model_name", pa.string()),
+        pa.field("model_version", pa.int64()),
+        pa.field("run_id", pa.string()),
+    ]
+    kept = [f for f in input_schema if f.name not in OUTPUT_COLUMNS]
+    return pa.schema(kept + extra)
+
+
+def _rejected_schema(input_schema: pa.Schema) -> pa.Schema:
+    return pa.schema(
+        [pa.field("row", pa.int64())]
+        + [pa.field(f.name, pa.string()) for f in input_schema]
+        + [pa.field("reason", pa.string())]
+    )
+
+
+def score_chunk(
+    batch: pa.RecordBatch, loaded: LoadedModel, params: BatchScoreParams, run_id: str, first: int
+) -> tuple[pa.Table | None, pa.Table | None]:
+    """One chunk -> (scored table, rejected table); either may be None when empty."""
+    frame = batch.to_pandas()
+    checked = check_rows(frame, loaded.schema, unknown_category=params.unknown_category)
+    good = checked.good
+    scored = rejected = None
+    if not good.all():
+        rejected = rejected_table(
+            frame.loc[~good], np.flatnonzero(~good) + first, checked.reasons[~good]
+        )
+    if good.any():
+        columns = [c[good] for c in checked.columns] if not good.all() else checked.columns
+        table = batch if good.all() else batch.filter(pa.array(good))
+        extra = task_columns(loaded, predict_columns(loaded.model, columns), params.threshold)
+        n = table.num_rows
+        extra |= {
+            "model_name": pa.array([params.model_name] * n, pa.string()),
+            "model_version": pa.array(np.full(n, loaded.version, np.int64)),
+            "run_id": pa.array([run_id] * n, pa.string()),
+        }
+        tbl = pa.Table.from_batches([table])
+        for name, col in extra.items():
+            if name in tbl.column_names:
+                tbl = tbl.drop_columns([name])
+            tbl = tbl.append_column(name, col)
+        scored = tbl
+    return scored, rejected
+
+
+class _ParquetSink:
+    """A Parquet file written one chunk at a time (opened at the first chunk), on its own thread:
+    Arrow's encoder releases the GIL, so chunk n is written while chunk n+1 is scored. The queue
+    holds at most two chunks, so memory stays bounded."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._fh: Any = None
+        self._writer: pq.ParquetWriter | None = None
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name=f"write {uri}", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while (table := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._write_now(table)
+                except BaseException as e:  # re-raised on the caller's thread
+                    self._error = e
+
+    def write(self, table: pa.Table) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(table)
+
+    def _write_now(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._fh = fsspec.open(self.uri, "wb").open()
+            self._writer = pq.ParquetWriter(self._fh, table.schema)
+        elif table.schema != self._writer.schema:
+            table = table.cast(self._writer.schema)
+        self._writer.write_table(table)
+
+    def close(self, empty_schema: pa.Schema | None = None) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._writer is None and empty_schema is not None:
+            self._write_now(empty_schema.empty_table())
+        if self._writer is not None:
+            self._writer.close()
+            self._fh.close()
+
+
+def score_batch(params: BatchScoreParams, progress: Progress | None = None) -> BatchSummary:
+    """Score `params.input_uri` into `params.output_uri` (and rejected rows aside)."""
+    start = time.perf_counter()
+    fs, path = fsspec.core.url_to_fs(params.input_uri)
+    if not fs.exists(path):
+        raise InvalidInputError(f"{params.input_uri} does not exist")
+    run_id = params.run_id or uuid.uuid4().hex[:12]
+    rejected_uri = params.rejected_uri or rejected_path_for(params.output_uri)
+    loaded = load_model(params)
+    summary = BatchSummary(
+        model_name=params.model_name,
+        model_version=loaded.version,
+        run_id=run_id,
+        input_uri=params.input_uri,
+        output_uri=params.output_uri,
+        rejected_uri=rejected_uri,
+        inference_path="compiled" if isinstance(loaded.model, CompiledPipeline) else "pipeline",
+    )
+    total = total_rows(params.input_uri)
+    out, aside = _ParquetSink(params.output_uri), _ParquetSink(rejected_uri)
+    input_schema: pa.Schema | None = None
+    try:
+        for batch in read_chunks(params.input_uri, loaded.schema, params.chunk_rows):
+            input_schema = batch.schema
+            scored, rejected = score_chunk(batch, loaded, params, run_id, summary.rows)
+            summary.rows += batch.num_rows
+            if scored is not None:
+                out.write(scored)
+                summary.scored += scored.num_rows
+            if rejected is not None:
+                aside.write(rejected)
+                summary.rejected += rejected.num_rows
+                for reason in rejected.column("reason").to_pylist():
+                    first = reason.split(";")[0].split(", got")[0]
+                    summary.reasons[first] = summary.reasons.get(first, 0) + 1
+            if progress is not None:
+                progress(summary.rows, total)
+    finally:
+        # Both files always exist (empty when no row went there): a pipeline's outputs are fixed.
+        out.close(_scored_schema(input_schema, loaded.schema) if input_schema is not None else None)
+        aside.close(_rejected_schema(input_schema) if input_schema is not None else None)
+    if input_schema is None:
+        raise InvalidInputError(f"{params.input_uri} holds no rows")
+    summary.seconds = time.perf_counter() - start
+    summary.rows_per_s = summary.rows / summary.seconds if summary.seconds else 0.0
+    summary.peak_rss_mb = peak_rss_mb()
+    return summary
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory: VmHWM (reset at exec, unlike ru_maxrss, which a child
+    started by fork + exec inherits from its parent)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@timed_step("batch_score")
+def batch_score_step(*, params: BatchScoreParams, summary_path: str) -> dict[str, Any]:
+    """The pipeline step: score, then write the summary JSON (the task's small artifact)."""
+    summary = score_batch(params).to_dict()
+    with fsspec.open(summary_path, "w") as fh:
+        json.dump(summary, fh, indent=2)
+    return summary
+
+
+def drift_of_scores(
+    scores_path: str, registry_uri: str, model_name: str, version: str = "champion"
+) -> dict[str, Any]:
+    """A scored batch against the version's training reference: features and predictions."""
+    from mlops_core.drift import compare
+
+    registry = ModelRegistry(registry_uri)
+    n = registry.resolve(model_name, version)
+    schema = registry.schema(model_name, n)
+    # The monitored prediction per task (as in the training reference): binary, the positive-class
+    # probability; regression, the value; multiclass, not compared here (features only).
+    output = {"binary": "probability", "regression": "value"}.get(schema.task)
+    columns = [*schema.feature_names, *([output] if output else [])]
+    with fsspec.open(scores_path, "rb") as fh:
+        frame = pq.read_table(fh, columns=columns).to_pandas()
+    report = compare(
+        registry.reference(model_name, n),
+        schema.coerce_frame(frame),
+        predictions=frame[output].to_numpy(dtype=float) if output else None,
+    )
+    return report.to_dict() | {
+        "model_version": n,
+        "drifted": [f.feature for f in report.drifted],
+        "share_drifted": report.share_drifted,
+    }
+
+
+@timed_step("batch_drift")
+def batch_drift_step(
+    *, scores_path: str, registry_uri: str, model_name: str, version: str, report_path: str
+) -> dict[str, Any]:
+    doc = drift_of_scores(scores_path, registry_uri, model_name, version)
+    with fsspec.open(report_path, "w") as fh:
+        json.dump(doc, fh, indent=2)
+    return doc

@@ -1,0 +1,172 @@
+"""Batch scoring: a real registered model over real Parquet/CSV files, in chunks, bad rows aside."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from components.batch_score import (
+    BatchScoreParams,
+    drift_of_scores,
+    read_chunks,
+    rejected_path_for,
+    score_batch,
+)
+from components.train import TrainParams, model_input, predict_proba, save_model, train_model
+from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
+from mlops_core.drift import profile_reference
+from mlops_core.errors import InvalidInputError
+from mlops_core.registry import ModelRegistry
+
+MODEL = "churn"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, object]:
+    root = tmp_path_factory.mktemp("batch")
+    train = generate_churn(3000, seed=11)
+    pipeline = train_model(train, CHURN_SCHEMA, TrainParams("xgboost", n_estimators=60)).pipeline
+    reference = profile_reference(
+        train, CHURN_SCHEMA, predictions=predict_proba(pipeline, train, CHURN_SCHEMA)
+    )
+    save_model(pipeline, str(root / "m.skops"))
+    reg = ModelRegistry(str(root / "registry"))
+    mv = reg.register(MODEL, str(root / "m.skops"), schema=CHURN_SCHEMA, reference=reference)
+    reg.set_champion(MODEL, mv.version, reason="batch tests")
+    return str(root / "registry"), pipeline
+
+
+def _input(path: Path, rows: int = 1000, *, broken: bool = True) -> pd.DataFrame:
+    df = generate_churn(rows, seed=7).reset_index(drop=True)
+    df.insert(0, "customer_id", [f"c{i:05d}" for i in range(rows)])
+    if broken:
+        num = next(f.name for f in CHURN_SCHEMA.numeric_features if not f.nullable)
+        cat = CHURN_SCHEMA.categorical_features[0].name
+        df[num] = df[num].astype(float)
+        df.loc[5, num] = math.inf
+        df.loc[450, cat] = "martian"
+    if path.suffix == ".csv":
+        df.to_csv(path, index=False)
+    else:
+        df.to_parquet(path, row_group_size=256)
+    return df
+
+
+def _params(registry_uri: str, src: Path, out: Path, **kw) -> BatchScoreParams:
+    return BatchScoreParams(
+        registry_uri=registry_uri,
+        model_name=MODEL,
+        input_uri=str(src),
+        output_uri=str(out),
+        **kw,
+    )
+
+
+def test_scores_every_good_row_and_sets_bad_rows_aside(registry, tmp_path: Path) -> None:
+    uri, pipeline = registry
+    df = _input(tmp_path / "in.parquet")
+    seen: list[tuple[int, int | None]] = []
+    summary = score_batch(
+        _params(
+            uri, tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=300, run_id="r1"
+        ),
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert (summary.rows, summary.scored, summary.rejected) == (1000, 998, 2)
+    assert summary.inference_path == "compiled" and summary.rows_per_s > 0
+    assert seen[-1] == (1000, 1000) and len(seen) == 4  # 300-row chunks, progress after each
+
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    good = df.drop(index=[5, 450])
+    assert list(out["customer_id"]) == list(good["customer_id"])
+    expected = pipeline.predict_proba(model_input(good, CHURN_SCHEMA))[:, 1]
+    assert np.max(np.abs(out["probability"].to_numpy() - expected)) <= 1e-6
+    assert set(out["model_version"]) == {1} and set(out["run_id"]) == {"r1"}
+    assert list(out["label"]) == list((out["probability"] >= 0.5).astype(int))
+
+    rejected = pd.read_parquet(rejected_path_for(str(tmp_path / "out.parquet")))
+    assert list(rejected["row"]) == [5, 450]
+    assert "infinite" in rejected["reason"][0] and "unknown category" in rejected["reason"][1]
+    assert rejected["customer_id"].tolist() == ["c00005", "c00450"]
+
+
+def test_csv_in_text_that_is_not_a_number_is_rejected(registry, tmp_path: Path) -> None:
+    uri, _ = registry
+    src = tmp_path / "in.csv"
+    df = _input(src, 400, broken=False)
+    num = CHURN_SCHEMA.numeric_features[0].name
+    text = src.read_text().splitlines()
+    header = text[0].split(",")
+    cells = text[11].split(",")
+    cells[header.index(num)] = "twelve"
+    text[11] = ",".join(cells)
+    src.write_text("\n".join(text) + "\n")
+    summary = score_batch(_params(uri, src, tmp_path / "o.parquet", chunk_rows=128))
+    assert (summary.scored, summary.rejected) == (399, 1)
+    rejected = pd.read_parquet(tmp_path / "o.rejected.parquet")
+    assert rejected["row"].tolist() == [10]
+    assert rejected["reason"][0] == f"feature '{num}': expected a number, got 'twelve'"
+    assert len(pd.read_parquet(tmp_path / "o.parquet")) == 399 and len(df) == 400
+
+
+def test_chunks_never_exceed_the_bound(tmp_path: Path) -> None:
+    _input(tmp_path / "in.parquet", broken=False)
+    sizes = [b.num_rows for b in read_chunks(str(tmp_path / "in.parquet"), CHURN_SCHEMA, 100)]
+    assert max(sizes) <= 100 and sum(sizes) == 1000
+
+
+def test_a_missing_input_is_a_user_error(registry, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        score_batch(_params(registry[0], tmp_path / "nope.parquet", tmp_path / "o.parquet"))
+
+
+def test_scored_output_feeds_the_drift_comparison(registry, tmp_path: Path) -> None:
+    uri, _ = registry
+    _input(tmp_path / "in.parquet", broken=False)
+    score_batch(_params(uri, tmp_path / "in.parquet", tmp_path / "out.parquet"))
+    doc = drift_of_scores(str(tmp_path / "out.parquet"), uri, MODEL)
+    names = [f["feature"] for f in doc["features"]]
+    assert "prediction" in names and set(CHURN_SCHEMA.feature_names) <= set(names)
+    assert doc["rows"] == 1000
+
+    mlops = str(Path(sys.executable).with_name("mlops"))
+    shown = subprocess.run(
+        [mlops, "monitor", "check", str(tmp_path / "out.parquet"), "--registry", uri],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "prediction" in shown and "1000 rows" in shown
+
+
+def test_the_cli_scores_and_prints_the_summary(registry, tmp_path: Path) -> None:
+    uri, _ = registry
+    _input(tmp_path / "in.parquet")
+    mlops = str(Path(sys.executable).with_name("mlops"))
+    done = subprocess.run(
+        [
+            mlops,
+            "batch",
+            "score",
+            "--registry",
+            uri,
+            "--model",
+            MODEL,
+            "--input",
+            str(tmp_path / "in.parquet"),
+            "--output",
+            str(tmp_path / "s.parquet"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "998" in done.stdout and "rejected:" in done.stdout
+    assert pq.read_metadata(tmp_path / "s.parquet").num_rows == 998
