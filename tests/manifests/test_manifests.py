@@ -122,7 +122,11 @@ def test_deployer_role_is_least_privilege(rendered) -> None:
         ("serving.kserve.io", "inferenceservices", "patch"),
         ("", "events", "create"),
     }
-    (binding,) = by_kind(objs, "RoleBinding")
+    (binding,) = [
+        b
+        for b in by_kind(objs, "RoleBinding")
+        if b["metadata"]["name"] == "inferenceservice-deployer"
+    ]
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "Role",
@@ -134,6 +138,46 @@ def test_deployer_role_is_least_privilege(rendered) -> None:
     for cr in by_kind(objs, "ClusterRole"):
         for rule in cr["rules"]:
             assert set(rule["verbs"]) <= {"get", "list", "watch"}, cr["metadata"]["name"]
+
+
+def test_canary_controller_role_is_least_privilege(rendered) -> None:
+    """The controller patches InferenceServices but never creates or deletes one; its Lease
+    rights are on its own Lease by name (create cannot be limited by name)."""
+    _, objs = rendered
+    (role,) = [r for r in by_kind(objs, "Role") if r["metadata"]["name"] == "canary-controller"]
+    granted = {
+        (group, resource, verb, tuple(rule.get("resourceNames", ())))
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    isvc = [("serving.kserve.io", "inferenceservices", v, ()) for v in ("get", "list", "watch")]
+    lease = [
+        ("coordination.k8s.io", "leases", v, ("mlops-canary-controller",))
+        for v in ("get", "update")
+    ]
+    assert granted == {
+        *isvc,
+        ("serving.kserve.io", "inferenceservices", "patch", ()),
+        ("", "configmaps", "get", ()),
+        ("", "events", "create", ()),
+        ("coordination.k8s.io", "leases", "create", ()),
+        *lease,
+    }
+    (binding,) = [
+        b for b in by_kind(objs, "RoleBinding") if b["metadata"]["name"] == role["metadata"]["name"]
+    ]
+    assert [(s["namespace"], s["name"]) for s in binding["subjects"]] == [
+        ("mlops", "mlops-canary-controller")
+    ]
+    (deployment,) = [
+        d for d in by_kind(objs, "Deployment") if d["metadata"]["name"] == "mlops-canary-controller"
+    ]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "mlops-canary-controller"
+    assert deployment["spec"]["replicas"] == 2  # one acts: Lease leader election
+    assert pod["containers"][0]["args"][:2] == ["canary", "controller"]
 
 
 def test_storage_secret_is_a_template_without_data(rendered) -> None:
