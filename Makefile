@@ -106,6 +106,7 @@ CLUSTER ?= kind
 CLUSTER_NAME ?= mlops
 KFP_HOST ?= http://localhost:8887
 RUN_ARGS ?=
+export ARGO_WORKFLOWS_VERSION ML_METADATA_VERSION
 export CLUSTER CLUSTER_NAME KIND_VERSION KIND_NODE_IMAGE MINIKUBE_KUBERNETES_VERSION CERT_MANAGER_VERSION \
   KNATIVE_SERVING_VERSION NET_KOURIER_VERSION KSERVE_VERSION KFP_VERSION PROMETHEUS_OPERATOR_VERSION
 
@@ -144,6 +145,21 @@ status: ## what runs on the cluster, and the port-forwards to reach KFP, Prometh
 
 run: $(INSTALLED) ## compile the pipeline for the current image tag and submit it to KFP (KFP_HOST=...)
 	$(BIN)/mlops pipeline submit --image $(COMPONENT_IMAGE) --serving-image $(SERVING_IMAGE) --host $(KFP_HOST) $(RUN_ARGS)
+
+# --- Kubeflow Pipelines built here (hack/kfp/) ------------------------------------------------------
+.PHONY: kfp-images kfp-install upload test-kfp
+kfp-images: ## build KFP, Argo, MariaDB, the MLMD server and the UI images from ../shared/upstream/kfp (cached)
+	hack/kfp/build-images.sh all
+
+kfp-install: ## install KFP on the current cluster (KFP_IMAGES=local: the images built by kfp-images)
+	hack/kfp/install.sh install
+
+upload: $(INSTALLED) ## register pipelines/training.yaml in KFP (KFP_HOST=...): a new version when it changed
+	$(BIN)/python hack/kfp/upload.py --host $(KFP_HOST) pipelines/training.yaml
+
+test-kfp: $(INSTALLED) ## the KFP tests (marker kfp): builds the images first when their cache is cold
+	hack/kfp/build-images.sh all
+	$(BIN)/python -m pytest -m kfp tests/kfp $(PYTEST_ARGS)
 
 # --- monitoring ---------------------------------------------------------------------------------
 .PHONY: bench-drift monitor-check

@@ -25,3 +25,7 @@ NET_KOURIER_VERSION ?= knative-v1.21.0
 KFP_VERSION ?= 2.17.0
 # the Python base image of docker/*.Dockerfile; tests build a local one (hack/build-base-image.sh)
 BASE_IMAGE ?= python:3.11-slim-bookworm
+# Kubeflow Pipelines on a machine without registries (hack/kfp/): Argo Workflows as KFP_VERSION's
+# manifests pin it, and the PyPI ml-metadata whose store the local MLMD server fronts.
+ARGO_WORKFLOWS_VERSION ?= v4.0.5
+ML_METADATA_VERSION ?= 1.17.1

@@ -247,7 +247,7 @@ def start_mlserver(
 def make_registry(work: Path, rows: int) -> str:
     registry = ModelRegistry(str(work / "registry"))
     df = generate_churn(rows, seed=3)
-    result = train_model(df, CHURN_SCHEMA, TrainParams())
+    result = train_model(df, CHURN_SCHEMA, TrainParams("xgboost"))
     artifact = work / "model.skops"
     save_model(result.pipeline, str(artifact))
     mv = registry.register(

@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from components.evaluate import HIGHER_IS_BETTER, Evaluation
+from components.evaluate import HIGHER_IS_BETTER, Evaluation, resolve_primary_metric
 from mlops_core.step_timing import timed_step
 
 
@@ -35,17 +35,18 @@ class GateDecision:
         return cls(**{**doc, "reasons": tuple(doc["reasons"])})
 
 
-def decide(
-    evaluation: Evaluation, *, primary_metric: str = "roc_auc", margin: float = 0.005
-) -> GateDecision:
-    if primary_metric not in HIGHER_IS_BETTER:
+def decide(evaluation: Evaluation, *, primary_metric: str, margin: float) -> GateDecision:
+    if primary_metric and primary_metric not in HIGHER_IS_BETTER:
         raise ValueError(
             f"unknown primary metric {primary_metric!r}; choose one of {list(HIGHER_IS_BETTER)}"
         )
+    # Empty: the task's default; a metric of another task is refused with the task's choices.
+    primary_metric = resolve_primary_metric(primary_metric, evaluation.task)
     reasons: list[str] = []
-    failed = [t for t in evaluation.tests if not t.passed]
+    failed = [t for t in evaluation.tests if t.failed]
     reasons += [f"test {t.name} failed: {t.detail}" for t in failed]
     reasons += [f"test {t.name} passed" for t in evaluation.tests if t.passed]
+    reasons += [f"test {t.name} {t.detail}" for t in evaluation.tests if t.skipped]
     candidate = evaluation.metrics[primary_metric]
     champ_metrics = evaluation.champion_metrics
     improvement = champion = None
@@ -57,6 +58,7 @@ def decide(
         )
     else:
         champion = champ_metrics[primary_metric]
+        # Lower is better for losses and errors (log_loss, brier, rmse, mae).
         sign = 1.0 if HIGHER_IS_BETTER[primary_metric] else -1.0
         improvement = sign * (candidate - champion)
         deltas = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import fsspec
@@ -21,6 +21,7 @@ from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
 from mlops_core.errors import MlopsError
 from mlops_core.schema import FeatureSchema, SchemaError, infer_schema
 from mlops_core.step_timing import timed_step
+from mlops_core.target import settle_target
 
 SYNTHETIC_SOURCE = "synthetic"  # `data_source` value (or empty) that selects the churn generator
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".txt")
@@ -39,9 +40,13 @@ class IngestSummary:
     holdout_rows: int
     columns: list[str]
     target: str
-    positive_rate: float
+    positive_rate: float  # binary: share of the positive class; NaN for other tasks
     fingerprint: str
     schema_inferred: bool
+    task: str = "binary"
+    task_reason: str = ""
+    classes: list[Any] = field(default_factory=list)
+    target_missing_dropped: int = 0  # rows without a target value, dropped before the split
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,16 +137,16 @@ def load_source(
 
 
 def split_holdout(
-    df: pd.DataFrame, target: str, holdout_fraction: float, seed: int
+    df: pd.DataFrame, target: str, holdout_fraction: float, seed: int, *, stratify: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Seeded train/holdout split, stratified on the target when every class has two rows."""
+    """Seeded train/holdout split, stratified on a class target when every class has two rows."""
     if not 0 < holdout_fraction < 1:
         raise IngestError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
     y = df[target]
     counts = y.value_counts(dropna=True)
-    stratify = y if y.notna().all() and len(counts) > 1 and counts.min() >= 2 else None
+    by = y if stratify and y.notna().all() and len(counts) > 1 and counts.min() >= 2 else None
     train, holdout = train_test_split(
-        df, test_size=holdout_fraction, random_state=seed, stratify=stratify
+        df, test_size=holdout_fraction, random_state=seed, stratify=by
     )
     return train.reset_index(drop=True), holdout.reset_index(drop=True)
 
@@ -153,11 +158,13 @@ def ingest(
     train_path: str,
     holdout_path: str,
     schema_path: str,
-    schema_uri: str = "",
-    scenario: str = "clean",
-    rows: int = 20000,
-    seed: int = 0,
-    holdout_fraction: float = 0.2,
+    schema_uri: str,
+    scenario: str,
+    rows: int,
+    seed: int,
+    holdout_fraction: float,
+    task: str,
+    positive_class: str,
 ) -> IngestSummary:
     """Read the data, settle its schema, split it and write train/holdout Parquet + schema JSON.
 
@@ -182,12 +189,21 @@ def ingest(
     missing = [c for c in [*schema.feature_names, schema.target] if c not in df.columns]
     if missing:
         raise SchemaError(f"data lacks columns the schema names: {missing}")
-    df = arrow_safe(df[[*schema.feature_names, schema.target]])
-    train, holdout = split_holdout(df, target, holdout_fraction, seed)
+    spec = settle_target(df[target], task=task, positive_class=positive_class, target=target)
+    # Labels 0/1 need no encoding (the schema's default): the churn schema stays as it is.
+    schema = replace(schema, task=spec.task, classes=() if spec.classes == (0, 1) else spec.classes)
+    df = arrow_safe(df.loc[df[target].notna(), [*schema.feature_names, schema.target]])
+    train, holdout = split_holdout(
+        df, target, holdout_fraction, seed, stratify=schema.is_classifier
+    )
     train.to_parquet(train_path, index=False)
     holdout.to_parquet(holdout_path, index=False)
     schema.save(schema_path)
-    y = pd.to_numeric(df[target], errors="coerce")
+    positive_rate = (
+        float((schema.encode_target(df[target]) == 1).mean())
+        if schema.task == "binary"
+        else float("nan")
+    )
     return IngestSummary(
         data_source=data_source or f"{SYNTHETIC_SOURCE}:{scenario}:rows={rows}:seed={seed}",
         rows=len(df),
@@ -195,9 +211,13 @@ def ingest(
         holdout_rows=len(holdout),
         columns=[str(c) for c in df.columns],
         target=target,
-        positive_rate=float((y == schema.positive_label).mean()),
+        positive_rate=positive_rate,
         fingerprint=fingerprint(df),
         schema_inferred=inferred,
+        task=spec.task,
+        task_reason=spec.reason,
+        classes=list(schema.label_classes),
+        target_missing_dropped=spec.dropped_missing,
     )
 
 

@@ -56,13 +56,16 @@ def register_step(
     registry = ModelRegistry(registry_uri)
     metrics = dict(evaluation.metrics)
     metrics["train_positive_rate"] = train["train_positive_rate"]
+    schema = FeatureSchema.load(schema_path)
+    # The label encoding travels in the version's schema.json and, for lineage, in its params.
+    encoding = {"task": schema.task, "classes": list(schema.label_classes)}
     mv = registry.register(
         model_name,
         model_path,
-        schema=FeatureSchema.load(schema_path),
+        schema=schema,
         reference=reference,
         metrics=metrics,
-        params=train["params"] | {"best_iteration": train["best_iteration"]},
+        params=train["params"] | {"best_iteration": train["best_iteration"]} | encoding,
         data_fingerprint=ingest["fingerprint"],
         data_source=ingest["data_source"],
         run_id=run_id,
@@ -86,7 +89,11 @@ def register_step(
         "margin": decision.margin,
         "reasons": list(decision.reasons),
         "metric_deltas": decision.metric_deltas,
-        "tests": {t.name: t.passed for t in evaluation.tests},
+        "tests": {t.name: t.status for t in evaluation.tests},
+        "task": schema.task,
+        "task_reason": ingest.get("task_reason", ""),
+        "classes": list(schema.label_classes),
+        "target_missing_dropped": ingest.get("target_missing_dropped", 0),
         "data_fingerprint": ingest["fingerprint"],
         "run_id": run_id,
         "uri": registry.version_uri(model_name, mv.version),

@@ -14,16 +14,17 @@ import numpy as np
 import pandas as pd
 import skops.io as sio
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from xgboost import XGBClassifier
+from xgboost import XGBClassifier, XGBRegressor
 
 from mlops_core.schema import FeatureSchema
 from mlops_core.step_timing import timed_step
+from mlops_core.target import prediction_score
 
 Estimator = Literal["xgboost", "hist_gradient_boosting", "logistic_regression"]
 ESTIMATORS: tuple[str, ...] = get_args(Estimator)
@@ -31,7 +32,7 @@ ESTIMATORS: tuple[str, ...] = get_args(Estimator)
 
 @dataclass(frozen=True)
 class TrainParams:
-    estimator: str = "xgboost"
+    estimator: str  # no default: the pipeline's (pipelines/params.py) is the one declaration
     seed: int = 42
     validation_fraction: float = 0.2
     n_estimators: int = 400
@@ -100,22 +101,30 @@ def model_input(df: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
     return frame.to_numpy(dtype=object)
 
 
-def build_estimator(params: TrainParams) -> Any:
+def build_estimator(params: TrainParams, task: str = "binary") -> Any:
+    """The estimator for `task`: each of the three kinds has a classifier and a regressor."""
+    regression = task == "regression"
     if params.estimator == "xgboost":
-        return XGBClassifier(
+        model, metric = (
+            (XGBRegressor, "rmse")
+            if regression
+            else (XGBClassifier, "logloss" if task == "binary" else "mlogloss")
+        )
+        return model(
             n_estimators=params.n_estimators,
             learning_rate=params.learning_rate,
             max_depth=params.max_depth,
             subsample=0.9,
             colsample_bytree=0.9,
-            eval_metric="logloss",
+            eval_metric=metric,
             early_stopping_rounds=params.early_stopping_rounds,
             random_state=params.seed,
             n_jobs=1,
             tree_method="hist",
         )
     if params.estimator == "hist_gradient_boosting":
-        return HistGradientBoostingClassifier(
+        model = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
+        return model(
             max_iter=params.n_estimators,
             learning_rate=params.learning_rate,
             max_depth=params.max_depth,
@@ -124,6 +133,8 @@ def build_estimator(params: TrainParams) -> Any:
             n_iter_no_change=params.early_stopping_rounds,
             random_state=params.seed,
         )
+    if regression:
+        return Ridge(alpha=1.0)
     return LogisticRegression(max_iter=2000, C=1.0, random_state=params.seed)
 
 
@@ -131,19 +142,31 @@ def train_model(df: pd.DataFrame, schema: FeatureSchema, params: TrainParams) ->
     """Fit the Pipeline on `df` (features + target). Deterministic for a given seed."""
     if schema.target not in df.columns:
         raise ValueError(f"training data lacks the target column {schema.target!r}")
-    y = df[schema.target].astype(int).to_numpy()
-    if len(np.unique(y)) < 2:
-        raise ValueError(f"target {schema.target!r} has a single class; cannot train a classifier")
+    y = schema.encode_target(df[schema.target])
+    if schema.is_classifier:
+        absent = sorted(set(range(len(schema.label_classes))) - set(np.unique(y).tolist()))
+        if absent:
+            missing = [schema.label_classes[i] for i in absent]
+            raise ValueError(
+                f"training data has no rows of class {missing} of target {schema.target!r}; "
+                "every class needs training rows"
+            )
+    elif len(np.unique(y)) < 2:
+        raise ValueError(f"target {schema.target!r} is constant; nothing to learn")
     X = model_input(df, schema)
     pre = build_preprocessor(schema, scale=params.estimator == "logistic_regression")
-    est = build_estimator(params)
+    est = build_estimator(params, schema.task)
     best_iteration: int | None = None
     validation_rows = 0
     if params.estimator == "xgboost":
         # Early stopping needs a transformed validation set; the preprocessor is fitted on the
         # training split only so the validation score stays honest.
         X_tr, X_val, y_tr, y_val = train_test_split(
-            X, y, test_size=params.validation_fraction, random_state=params.seed, stratify=y
+            X,
+            y,
+            test_size=params.validation_fraction,
+            random_state=params.seed,
+            stratify=y if schema.is_classifier else None,
         )
         pre.fit(X_tr)
         est.fit(pre.transform(X_tr), y_tr, eval_set=[(pre.transform(X_val), y_val)], verbose=False)
@@ -163,12 +186,25 @@ def train_model(df: pd.DataFrame, schema: FeatureSchema, params: TrainParams) ->
 
 
 def predict_proba(pipeline: Pipeline, df: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
-    """Positive-class probability for the rows of `df`."""
+    """Positive-class probability for the rows of `df` (a binary model)."""
     return pipeline.predict_proba(model_input(df, schema))[:, 1]
+
+
+def predict_output(pipeline: Pipeline, df: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
+    """The model's raw output: class probabilities (rows, classes) or values (rows,)."""
+    X = model_input(df, schema)
+    return pipeline.predict_proba(X) if schema.is_classifier else pipeline.predict(X)
 
 
 def save_model(pipeline: Pipeline, path: str) -> None:
     sio.dump(pipeline, path)
+
+
+def _positive_rate(df: pd.DataFrame, schema: FeatureSchema) -> float:
+    """Binary: the positive class's share (the validate step's label-shift reference); else NaN."""
+    if schema.task != "binary":
+        return float("nan")
+    return float((schema.encode_target(df[schema.target]) == 1).mean())
 
 
 @timed_step("train")
@@ -194,9 +230,8 @@ def train_step(
     df = pd.read_parquet(train_path)
     result = train_model(df, schema, params)
     save_model(result.pipeline, model_path)
-    reference = profile_reference(
-        df, schema, predictions=predict_proba(result.pipeline, df, schema)
-    )
+    scores = prediction_score(predict_output(result.pipeline, df, schema), schema.task)
+    reference = profile_reference(df, schema, predictions=scores)
     with open(reference_path, "w") as fh:
         json.dump(reference.to_dict(), fh)
     summary = {
@@ -204,7 +239,8 @@ def train_step(
         "best_iteration": result.best_iteration,
         "validation_rows": result.validation_rows,
         "train_rows": len(df),
-        "train_positive_rate": float((df[schema.target] == schema.positive_label).mean()),
+        "train_positive_rate": _positive_rate(df, schema),
+        "task": schema.task,
     }
     with open(summary_path, "w") as fh:
         json.dump(summary, fh, indent=2)

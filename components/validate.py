@@ -29,6 +29,7 @@ from mlops_core.drift import (
 from mlops_core.errors import MlopsError
 from mlops_core.schema import Feature, FeatureSchema
 from mlops_core.step_timing import timed_step
+from mlops_core.target import label_key
 
 _EXAMPLES = 3  # offending values quoted per violation
 
@@ -214,21 +215,30 @@ def check_feature(feature: Feature, raw: pd.Series) -> list[Violation]:
 
 
 def check_target(schema: FeatureSchema, raw: pd.Series) -> list[Violation]:
+    """Classes: every value one of the schema's labels, at least two present; regression: numbers."""
     n = len(raw)
-    y = pd.to_numeric(raw, errors="coerce")
-    bad = (y.isna() | ~y.isin([0, 1])).to_numpy()
+    if schema.task == "regression":
+        y = pd.to_numeric(raw, errors="coerce")
+        bad = (~np.isfinite(y.astype(float))).to_numpy()
+        expected, distinct = "finite numbers", y.nunique()
+    else:
+        classes = schema.label_classes
+        keys = raw.map(label_key)
+        bad = (raw.isna() | ~keys.isin({label_key(c) for c in classes})).to_numpy()
+        expected, distinct = f"one of {list(classes)}", keys[~bad].nunique()
     if bad.any():
         return [
             _violation(
                 schema.target,
                 "target",
-                f"{int(bad.sum())} target values are not 0/1 (e.g. {_examples(raw[bad])})",
+                f"{int(bad.sum())} target values are not {expected} (e.g. {_examples(raw[bad])})",
                 bad,
                 n,
             )
         ]
-    if y.nunique() < 2:
-        return [Violation(schema.target, "target", "the target has a single class", n, 1.0)]
+    if distinct < 2:
+        what = "a single class" if schema.is_classifier else "a single value"
+        return [Violation(schema.target, "target", f"the target has {what}", n, 1.0)]
     return []
 
 
@@ -253,6 +263,7 @@ def label_shift(
 ) -> FeatureDrift:
     """Target distribution vs the champion's training positive rate, with drift.py's statistics."""
     p = float(reference_positive_rate)
+    y = y.astype(str)  # "0"/"1": the encoded classes
     profile = FeatureProfile(
         name=str(y.name),
         kind="categorical",
@@ -260,8 +271,7 @@ def label_shift(
         categories=("0", "1"),
         count=0,
     )
-    labels = pd.to_numeric(y, errors="coerce").astype("Int64").astype(str)
-    return feature_drift(profile, profile.bucket_counts(labels.to_numpy()), thresholds)
+    return feature_drift(profile, profile.bucket_counts(y.to_numpy()), thresholds)
 
 
 def validate_frame(
@@ -288,11 +298,13 @@ def validate_frame(
         drift = compare(reference, schema.coerce_frame(df), thresholds=thresholds)
     else:
         notes.append("no champion reference yet: statistical checks skipped")
-    y = pd.to_numeric(df.get(schema.target, pd.Series(dtype=float)), errors="coerce")
-    positive_rate = float((y == schema.positive_label).mean()) if len(y) else float("nan")
-    shift = None
-    if reference_positive_rate is not None and schema.target in df.columns:
-        shift = label_shift(df[schema.target], reference_positive_rate, thresholds)
+    positive_rate, shift = float("nan"), None
+    failing = {v.column for v in violations}
+    if schema.task == "binary" and schema.target in df.columns and schema.target not in failing:
+        encoded = pd.Series(schema.encode_target(df[schema.target]), name=schema.target)
+        positive_rate = float((encoded == 1).mean()) if len(encoded) else float("nan")
+        if reference_positive_rate is not None and np.isfinite(reference_positive_rate):
+            shift = label_shift(encoded, reference_positive_rate, thresholds)
     return ValidationReport(
         rows=len(df),
         violations=tuple(violations),
@@ -362,9 +374,9 @@ def validate_step(
     data_paths: list[str],
     schema_path: str,
     report_path: str,
-    registry_uri: str = "",
-    model_name: str = "",
-    fail_on_drift: bool = False,
+    registry_uri: str,
+    model_name: str,
+    fail_on_drift: bool,
     thresholds: DriftThresholds | None = None,
     metrics_sink: Any = None,
     summary_path: str = "",

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_core.errors import MlopsError
+from mlops_core.target import Task, encode_labels
 
 FeatureKind = Literal["numeric", "categorical"]
 
@@ -57,13 +58,19 @@ class Feature:
 
 @dataclass(frozen=True)
 class FeatureSchema:
-    """Ordered features plus the binary target column."""
+    """Ordered features plus the target column, its task and its label encoding.
+
+    `classes` lists the user's labels in class-index order (binary: negative, positive); a binary
+    schema without them (the churn data) has the labels 0 and 1. Regression has no classes.
+    """
 
     features: tuple[Feature, ...]
     target: str
     name: str = "dataset"
     positive_label: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    task: Task = "binary"
+    classes: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         names = [f.name for f in self.features]
@@ -72,6 +79,23 @@ class FeatureSchema:
             raise SchemaError(f"duplicate feature names: {duplicates}")
         if self.target in names:
             raise SchemaError(f"target {self.target!r} is also listed as a feature")
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.task != "regression"
+
+    @property
+    def label_classes(self) -> tuple[Any, ...]:
+        """The labels in class-index order (binary without declared classes: 0, 1)."""
+        if self.task == "regression":
+            return ()
+        return self.classes or (0, 1)
+
+    def encode_target(self, y: pd.Series) -> np.ndarray:
+        """The model's target: class indices for a classifier, floats for regression."""
+        if self.task == "regression":
+            return pd.to_numeric(y, errors="raise").to_numpy(dtype=float)
+        return encode_labels(y, self.label_classes, target=self.target)
 
     @property
     def feature_names(self) -> list[str]:
@@ -99,6 +123,7 @@ class FeatureSchema:
         doc = asdict(self)
         for f in doc["features"]:
             f["categories"] = list(f["categories"])
+        doc["classes"] = list(doc["classes"])
         return doc
 
     def to_json(self) -> str:
@@ -117,6 +142,8 @@ class FeatureSchema:
                 name=doc.get("name", "dataset"),
                 positive_label=doc.get("positive_label", 1),
                 extra=doc.get("extra", {}),
+                task=doc.get("task", "binary"),
+                classes=tuple(doc.get("classes", ())),
             )
         except (KeyError, TypeError) as e:
             raise SchemaError(f"not a feature schema document: {e}") from e

@@ -10,6 +10,10 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+# Declared here, read by the pipeline's parameters (pipelines/params.py) and by Settings.
+DEFAULT_MODEL_NAME = "churn"
+DEFAULT_NAMESPACE = "mlops"
+
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"MLOPS_{name.upper()}", default)
@@ -19,7 +23,7 @@ def _env(name: str, default: str) -> str:
 class Settings:
     registry_uri: str = field(default_factory=lambda: _env("registry_uri", ".mlops/registry"))
     work_dir: str = field(default_factory=lambda: _env("work_dir", ".mlops"))
-    model_name: str = field(default_factory=lambda: _env("model_name", "churn"))
+    model_name: str = field(default_factory=lambda: _env("model_name", DEFAULT_MODEL_NAME))
     # --- serving (`mlops serve`; the serving container sets these through the environment) ---
     model_version: str = field(default_factory=lambda: _env("model_version", "champion"))
     model_dir: str = field(default_factory=lambda: _env("model_dir", ""))
@@ -70,7 +74,7 @@ class Settings:
         default_factory=lambda: _env("prometheus_url", "http://127.0.0.1:9090")
     )
     prometheus_selector: str = field(default_factory=lambda: _env("prometheus_selector", ""))
-    namespace: str = field(default_factory=lambda: _env("namespace", "mlops"))
+    namespace: str = field(default_factory=lambda: _env("namespace", DEFAULT_NAMESPACE))
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """Apply CLI flags; a flag left at None keeps the environment's value."""

@@ -1,8 +1,9 @@
 """Run the training pipeline on this machine with `kfp.local`, no cluster.
 
-`run_training_locally` is the one entry point: the CLI (`mlops pipeline run --local`), the demo and
-the drift-triggered retraining loop all call it. Each run gets its own pipeline root under the work
-dir; the KFP task logs go to a file there instead of the terminal.
+`run_training_locally(TrainingParams(...), ...)` is the one entry point: the CLI (`mlops pipeline
+run --local`), the demo and the drift-triggered retraining loop all call it. Each run gets its own
+pipeline root under the work dir; the KFP task logs go to a file there instead of the terminal.
+`TrainingParams` is declared in pipelines/params.py and importable from here too.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import json
 import re
 import time
 import warnings
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mlops_core.errors import MlopsError
+from pipelines.params import TrainingParams
 
 _ERROR_LINE = re.compile(r"^(\w+(?:\.\w+)*(?:Error|Exception)): (.*)$", re.MULTILINE)
 
@@ -45,30 +46,6 @@ class ValidationFailed(PipelineRunError):
         super().__init__(message, run_dir=run_dir, step="validate")
         self.report_path = report_path
         self.failing_columns = failing_columns
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainingParams:
-    """The pipeline's parameters (see pipelines/training.py for what each one does)."""
-
-    data_source: str = ""
-    target: str = "churned"
-    schema_uri: str = ""
-    scenario: str = "clean"
-    rows: int = 20000
-    seed: int = 0
-    holdout_fraction: float = 0.2
-    estimator: str = "xgboost"
-    primary_metric: str = "roc_auc"
-    margin: float = 0.005
-    max_regression: float = 0.01
-    threshold: float = 0.5
-    slice_column: str = ""
-    invariance_tolerance: float = 0.02
-    fail_on_drift: bool = False
-
-    def arguments(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def run_training_locally(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_core.errors import MlopsError
+from pipelines.params import DeployParams, default
 from pipelines.training import ObjectStore, build_training_pipeline
 
 EXPERIMENT = "churn-training"
@@ -28,7 +29,7 @@ class Submission:
     component_image: str
     serving_image: str
     registry_uri: str = "s3://mlpipeline/registry"
-    namespace: str = "mlops"
+    namespace: str = default(DeployParams, "namespace")
     ui_url: str = "http://localhost:8888"
     arguments: dict[str, Any] = field(default_factory=dict)
     object_store: ObjectStore = field(default_factory=ObjectStore)

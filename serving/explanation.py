@@ -33,11 +33,14 @@ class ExplainerUnavailable(MlopsError):
 
 @dataclass(frozen=True)
 class Explanation:
+    """Binary and regression: (rows, features) and (rows,); multiclass adds a class axis after
+    rows: (rows, classes, features) and (rows, classes), one margin (logit) per class."""
+
     method: str
-    contributions: np.ndarray  # (rows, features) in schema order, log-odds units
-    bias: np.ndarray  # (rows,)
-    margin: np.ndarray  # (rows,) the model's log-odds
-    residual: np.ndarray  # (rows,) margin - bias - sum(contributions); ~0 when exact
+    contributions: np.ndarray  # in schema order; log-odds (classes) or target units (regression)
+    bias: np.ndarray
+    margin: np.ndarray  # the model's log-odds (binary), per-class margins, or predicted value
+    residual: np.ndarray  # margin - bias - sum(contributions); ~0 when exact
 
 
 def _column_owners(pipeline: Pipeline, schema: FeatureSchema) -> np.ndarray:
@@ -73,7 +76,11 @@ class Explainer:
             # Score with the same trees predict_proba uses (early stopping keeps extra trees).
             self.iteration_range = (0, int(best) + 1) if best is not None else (0, 0)
         else:
-            if not hasattr(pipeline, "decision_function"):
+            # Classifiers are explained in margin units, regressors in the target's own units.
+            self.output = getattr(pipeline, "decision_function", None)
+            if self.output is None and schema.task == "regression":
+                self.output = pipeline.predict
+            if self.output is None:
                 raise ExplainerUnavailable(
                     f"{type(self.estimator).__name__} has no decision_function to explain"
                 )
@@ -104,20 +111,39 @@ class Explainer:
                 pred_contribs=True,
                 iteration_range=self.iteration_range,
             )
-            per_column, bias = raw[:, :-1], raw[:, -1]
-            contributions = np.zeros((rows.shape[0], len(self.schema.features)))
-            np.add.at(contributions.T, self.owners, per_column.T)
-            margin = bias + per_column.sum(axis=1)
-            return Explanation(self.method, contributions, bias, margin, np.zeros_like(margin))
+            if raw.ndim == 2:  # one output (binary, regression): a class axis of one
+                raw = raw[:, None, :]
+            per_column, bias = raw[:, :, :-1], raw[:, :, -1]
+            contributions = np.zeros((rows.shape[0], raw.shape[1], len(self.schema.features)))
+            np.add.at(contributions.transpose(2, 0, 1), self.owners, per_column.transpose(2, 0, 1))
+            margin = bias + per_column.sum(axis=2)
+            return _squeezed(
+                Explanation(self.method, contributions, bias, margin, np.zeros_like(margin))
+            )
         n, k = rows.shape
         # One batched call: the rows, then each feature occluded in turn, then the baseline.
         stacked = np.concatenate([rows] + [rows.copy() for _ in range(k)] + [self.baseline])
         for j in range(k):
             stacked[n * (j + 1) : n * (j + 2), j] = self.baseline[0, j]
-        margins = np.asarray(self.pipeline.decision_function(stacked), dtype=np.float64)
-        margin = margins[:n]
-        occluded = margins[n:-1].reshape(k, n).T
-        contributions = margin[:, None] - occluded
-        bias = np.full(n, margins[-1])
-        residual = margin - bias - contributions.sum(axis=1)
-        return Explanation(self.method, contributions, bias, margin, residual)
+        margins = np.asarray(self.output(stacked), dtype=np.float64)
+        if margins.ndim == 1:
+            margins = margins[:, None]
+        margin = margins[:n]  # (n, outputs)
+        occluded = margins[n:-1].reshape(k, n, -1).transpose(1, 2, 0)  # (n, outputs, k)
+        contributions = margin[:, :, None] - occluded
+        bias = np.broadcast_to(margins[-1], margin.shape).copy()
+        residual = margin - bias - contributions.sum(axis=2)
+        return _squeezed(Explanation(self.method, contributions, bias, margin, residual))
+
+
+def _squeezed(exp: Explanation) -> Explanation:
+    """Drop the class axis when the model has one output (binary, regression)."""
+    if exp.margin.shape[1] != 1:
+        return exp
+    return Explanation(
+        exp.method,
+        exp.contributions[:, 0, :],
+        exp.bias[:, 0],
+        exp.margin[:, 0],
+        exp.residual[:, 0],
+    )

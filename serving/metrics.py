@@ -25,6 +25,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from mlops_core.drift import ReferenceProfile
 from mlops_core.schema import FeatureSchema
 
 OTHER_CATEGORY = "__other__"  # a category the schema does not know (policy "unseen")
@@ -33,6 +34,30 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 ROW_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))  # 0.05 ... 1.0
+# The prediction histogram, named per task so a dashboard or rule reads what it plots: the
+# positive-class probability, the predicted class index (bucket le=k counts classes 0..k, so the
+# class shares are the differences), or the predicted value (buckets: the training predictions'
+# quantile edges from the version's reference profile).
+PREDICTION_HISTOGRAMS: dict[str, tuple[str, str]] = {
+    "binary": ("mlops_prediction_probability", "Predicted probability of the positive class."),
+    "multiclass": (
+        "mlops_prediction_class",
+        "Predicted class index (le=k: classes 0..k; the version's schema names the classes).",
+    ),
+    "regression": ("mlops_prediction_value", "Predicted value."),
+}
+
+
+def prediction_buckets(
+    schema: FeatureSchema, reference: ReferenceProfile | None
+) -> tuple[float, ...]:
+    if schema.task == "multiclass":
+        return tuple(float(k) for k in range(len(schema.label_classes)))
+    if schema.task == "regression":
+        edges = reference.prediction.edges if reference and reference.prediction else ()
+        return tuple(sorted({float(e) for e in edges})) or (0.0,)
+    return PROBABILITY_BUCKETS
+
 
 REQUESTS = Counter(
     "mlops_requests",
@@ -89,9 +114,13 @@ class RequestMetrics:
 class PredictionStatistics(Collector):
     """Running sums of predictions and feature values, exposed at scrape time."""
 
-    def __init__(self, model: str, version: str, schema: FeatureSchema) -> None:
+    def __init__(
+        self, model: str, version: str, schema: FeatureSchema, buckets: tuple[float, ...]
+    ) -> None:
         self.labels = [model, version]
         self.schema = schema
+        self.buckets = buckets
+        self.histogram_name, self.histogram_help = PREDICTION_HISTOGRAMS[schema.task]
         self._lock = threading.Lock()
         self.numeric_idx = [i for i, f in enumerate(schema.features) if f.is_numeric]
         self.numeric_names = [schema.features[i].name for i in self.numeric_idx]
@@ -100,8 +129,8 @@ class PredictionStatistics(Collector):
             i: {c: k for k, c in enumerate(schema.features[i].categories)}
             for i in self.categorical_idx
         }
-        self.prob_le = np.array(PROBABILITY_BUCKETS)
-        self.prob_counts = np.zeros(len(PROBABILITY_BUCKETS), dtype=np.int64)
+        self.prob_le = np.array(buckets)
+        self.prob_counts = np.zeros(len(buckets) + 1, dtype=np.int64)  # the last: above all
         self.prob_sum = 0.0
         self.value_count = np.zeros(len(self.numeric_idx), dtype=np.int64)
         self.value_sum = np.zeros(len(self.numeric_idx))
@@ -118,10 +147,8 @@ class PredictionStatistics(Collector):
         present = ~np.isnan(numeric)
         clean = np.where(present, numeric, 0.0)
         prob_bins = np.bincount(
-            np.searchsorted(self.prob_le, probabilities, side="left").clip(
-                0, len(self.prob_le) - 1
-            ),
-            minlength=len(self.prob_le),
+            np.searchsorted(self.prob_le, probabilities, side="left"),
+            minlength=len(self.prob_le) + 1,
         )
         cat_updates = []
         for i in self.categorical_idx:
@@ -156,14 +183,12 @@ class PredictionStatistics(Collector):
             category_counts = {i: c.copy() for i, c in self.category_counts.items()}
         labels = self.labels
         prob = HistogramMetricFamily(
-            "mlops_prediction_probability",
-            "Predicted probability of the positive class.",
-            labels=["model", "version"],
+            self.histogram_name, self.histogram_help, labels=["model", "version"]
         )
         cumulative = np.cumsum(prob_counts)
         buckets = [
             (floatToGoString(le), float(c))
-            for le, c in zip(PROBABILITY_BUCKETS, cumulative, strict=True)
+            for le, c in zip(self.buckets, cumulative[:-1], strict=True)
         ]
         buckets.append(("+Inf", float(cumulative[-1])))
         prob.add_metric(labels, buckets, sum_value=prob_sum)
@@ -210,12 +235,17 @@ _registered: dict[tuple[str, str], PredictionStatistics] = {}
 
 
 def prediction_statistics(
-    model: str, version: str, schema: FeatureSchema, registry: CollectorRegistry = REGISTRY
+    model: str,
+    version: str,
+    schema: FeatureSchema,
+    registry: CollectorRegistry = REGISTRY,
+    *,
+    reference: ReferenceProfile | None = None,
 ) -> PredictionStatistics:
     """The statistics collector of one model version, registered once per process."""
     key = (model, version)
     if key not in _registered:
-        stats = PredictionStatistics(model, version, schema)
+        stats = PredictionStatistics(model, version, schema, prediction_buckets(schema, reference))
         registry.register(stats)
         _registered[key] = stats
     return _registered[key]

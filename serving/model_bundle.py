@@ -72,9 +72,11 @@ def load_bundle(folder: str) -> ModelBundle:
     pipeline = load_artifact(
         fs.unstrip_protocol(posixpath.join(root, MODEL_FILE)), record.artifact_sha256
     )
-    if not hasattr(pipeline, "predict_proba"):
+    needs = "predict_proba" if schema.is_classifier else "predict"
+    if not hasattr(pipeline, needs):
         raise ModelBundleError(
-            f"{folder}/{MODEL_FILE} holds a {type(pipeline).__name__}, not a classifier Pipeline"
+            f"{folder}/{MODEL_FILE} holds a {type(pipeline).__name__} without {needs}, not a "
+            f"{schema.task} model Pipeline"
         )
     return ModelBundle(
         pipeline=pipeline, schema=schema, reference=reference, record=record, source=folder

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from kserve import Model
-from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from serving.explanation import Explainer, ExplainerUnavailable
 from serving.metrics import MODEL_CREATED, RequestMetrics, prediction_statistics
@@ -26,6 +26,7 @@ from serving.micro_batcher import MicroBatcher
 from serving.model_bundle import ModelBundle
 from serving.prediction_observer import PredictionObserver
 from serving.request_validation import RequestLimits, RequestValidator, v2_datatype
+from serving.task_outputs import TaskOutputs
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +36,11 @@ class _Protocol:
     """One wire protocol's two ends: body -> validated rows, and predictions -> response."""
 
     validate: Callable[[Any], np.ndarray]
-    respond: Callable[[np.ndarray, np.ndarray, str], Any]
+    respond: Callable[[np.ndarray, str], Any]
 
 
 class ChurnPredictor(Model):
-    """Serves a scikit-learn classifier Pipeline from a `ModelBundle` (any schema, not only churn)."""
+    """Serves a scikit-learn Pipeline from a `ModelBundle` (any schema and task, not only churn)."""
 
     def __init__(
         self,
@@ -61,6 +62,8 @@ class ChurnPredictor(Model):
         self.request_metrics = RequestMetrics(name, self.version)
         self.explainer: Explainer | None = None
         self.explain_unavailable = ""
+        # The task's outputs in the user's labels (binary, multiclass, regression).
+        self.outputs = TaskOutputs(bundle.pipeline, bundle.schema, threshold=threshold)
         # Requests are merged only up to `batch_rows`: past a few hundred rows the per-call cost is
         # already amortised, and bigger batches only make every request in them wait longer.
         self.batcher = MicroBatcher(self.predict_rows, max_rows=batch_rows)
@@ -78,7 +81,9 @@ class ChurnPredictor(Model):
         # only add contention (and latency) on a small pod.
         if "n_jobs" in estimator.get_params():
             estimator.set_params(n_jobs=1)
-        self.stats = prediction_statistics(self.name, self.version, self.bundle.schema)
+        self.stats = prediction_statistics(
+            self.name, self.version, self.bundle.schema, reference=self.bundle.reference
+        )
         MODEL_CREATED.labels(self.name, self.version).set(
             datetime.fromisoformat(self.bundle.record.created_at).timestamp()
         )
@@ -94,8 +99,9 @@ class ChurnPredictor(Model):
 
     # --- the model -----------------------------------------------------------------------------
     def predict_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Positive-class probability for validated rows (the only call into the Pipeline)."""
-        return self.bundle.pipeline.predict_proba(rows)[:, 1]
+        """The model's output for validated rows (the only call into the Pipeline): positive-class
+        probabilities, class probabilities or values, per task."""
+        return self.outputs.predict(rows)
 
     def _after_prediction(
         self, rows: np.ndarray, probabilities: np.ndarray, request_id: str
@@ -120,34 +126,22 @@ class ChurnPredictor(Model):
         request_id = self._request_id(headers)
         protocol = self._v2 if isinstance(payload, InferRequest) else self._v1
         rows = protocol.validate(payload)
-        probabilities = await self.batcher.predict(rows)
-        labels = (probabilities >= self.threshold).astype(np.int64)
-        self._after_prediction(rows, probabilities, request_id)
-        return protocol.respond(probabilities, labels, request_id)
+        outputs = await self.batcher.predict(rows)
+        self._after_prediction(rows, self.outputs.scores(outputs), request_id)
+        return protocol.respond(outputs, request_id)
 
-    def _respond_v2(
-        self, probabilities: np.ndarray, labels: np.ndarray, request_id: str
-    ) -> InferResponse:
-        n = len(probabilities)
+    def _respond_v2(self, outputs: np.ndarray, request_id: str) -> InferResponse:
         return InferResponse(
             response_id=request_id,
             model_name=self.name,
             model_version=self.version,
             parameters={"request_id": request_id},
-            infer_outputs=[
-                InferOutput("probability", [n], "FP64", probabilities.tolist()),
-                InferOutput("label", [n], "INT64", labels.tolist()),
-            ],
+            infer_outputs=self.outputs.v2_outputs(outputs),
         )
 
-    def _respond_v1(
-        self, probabilities: np.ndarray, labels: np.ndarray, request_id: str
-    ) -> dict[str, Any]:
+    def _respond_v1(self, outputs: np.ndarray, request_id: str) -> dict[str, Any]:
         return {
-            "predictions": [
-                {"probability": p, "label": y}
-                for p, y in zip(probabilities.tolist(), labels.tolist(), strict=True)
-            ],
+            "predictions": self.outputs.v1_predictions(outputs),
             "model_name": self.name,
             "model_version": self.version,
             "request_id": request_id,
@@ -163,31 +157,14 @@ class ChurnPredictor(Model):
         request_id = self._request_id(headers)
         rows = self.validator.from_v1(payload)
         explainer = self.explainer
-        probabilities, exp = await self.batcher.run_in_model_thread(
+        outputs, exp = await self.batcher.run_in_model_thread(
             lambda: (self.predict_rows(rows), explainer.explain(rows))
         )
         names = self.bundle.schema.feature_names
         return {
-            "explanations": [
-                {
-                    "probability": p,
-                    "label": int(p >= self.threshold),
-                    "margin": m,
-                    "bias": b,
-                    "residual": r,
-                    "contributions": dict(zip(names, c, strict=True)),
-                }
-                for p, m, b, r, c in zip(
-                    probabilities.tolist(),
-                    exp.margin.tolist(),
-                    exp.bias.tolist(),
-                    exp.residual.tolist(),
-                    exp.contributions.tolist(),
-                    strict=True,
-                )
-            ],
+            "explanations": self.outputs.v1_explanations(outputs, exp, names),
             "method": exp.method,
-            "units": "log-odds",
+            "units": self.outputs.explanation_units,
             "model_name": self.name,
             "model_version": self.version,
             "request_id": request_id,
@@ -201,7 +178,4 @@ class ChurnPredictor(Model):
         ]
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        return [
-            {"name": "probability", "datatype": "FP64", "shape": [-1]},
-            {"name": "label", "datatype": "INT64", "shape": [-1]},
-        ]
+        return self.outputs.output_types()

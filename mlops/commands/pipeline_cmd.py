@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -10,9 +11,16 @@ from rich.table import Table
 
 from mlops_core.errors import MlopsError
 from mlops_core.settings import load_settings
+from pipelines.params import DeployParams, TrainingParams, default, help_for
 
 app = typer.Typer(help="Run or compile the training pipeline.", no_args_is_help=True)
 console = Console()
+
+
+def _option(name: str, *flags: str, cls: type | None = None) -> Any:
+    """A typer option whose default and help are the parameter's declaration in pipelines/params."""
+    cls = cls or TrainingParams
+    return typer.Option(default(cls, name), *flags, help=help_for(cls, name))
 
 
 @app.command()
@@ -20,27 +28,19 @@ def run(
     local: bool = typer.Option(
         False, "--local", help="run with kfp.local on this machine (no cluster)"
     ),
-    data_source: str = typer.Option(
-        "", "--data-source", help="CSV/Parquet file or folder (local, http, s3); empty: synthetic"
-    ),
-    target: str = typer.Option("churned", help="the label column (0/1)"),
-    schema_uri: str = typer.Option(
-        "", "--schema", help="a FeatureSchema JSON; empty: known or inferred from the data"
-    ),
-    scenario: str = typer.Option("clean", help="synthetic data's drift scenario"),
-    rows: int = typer.Option(20000, help="synthetic rows"),
-    seed: int = typer.Option(0, help="data, split and estimator seed"),
-    estimator: str = typer.Option(
-        "xgboost", help="xgboost | hist_gradient_boosting | logistic_regression"
-    ),
-    primary_metric: str = typer.Option("roc_auc", help="the metric the gate compares"),
-    margin: float = typer.Option(0.005, help="required improvement over the champion"),
-    slice_column: str = typer.Option(
-        "", help="per-slice metrics by this column (default: first categorical feature)"
-    ),
-    fail_on_drift: bool = typer.Option(
-        False, "--fail-on-drift", help="drift vs the champion's reference fails the run"
-    ),
+    data_source: str = _option("data_source", "--data-source"),
+    target: str = _option("target"),
+    task: str = _option("task"),
+    positive_class: str = _option("positive_class", "--positive-class"),
+    schema_uri: str = _option("schema_uri", "--schema"),
+    scenario: str = _option("scenario"),
+    rows: int = _option("rows"),
+    seed: int = _option("seed"),
+    estimator: str = _option("estimator"),
+    primary_metric: str = _option("primary_metric"),
+    margin: float = _option("margin"),
+    slice_column: str = _option("slice_column"),
+    fail_on_drift: bool = _option("fail_on_drift", "--fail-on-drift"),
     registry: str | None = typer.Option(
         None, "--registry", help="registry URI [env MLOPS_REGISTRY_URI]"
     ),
@@ -55,12 +55,14 @@ def run(
             "this command runs the pipeline locally only; pass --local "
             "(on a cluster, upload pipelines/training.yaml to KFP)"
         )
-    from pipelines.local_run import TrainingParams, run_training_locally
+    from pipelines.local_run import run_training_locally
 
     s = load_settings(registry_uri=registry, model_name=model, work_dir=work_dir)
     params = TrainingParams(
         data_source=data_source,
         target=target,
+        task=task,
+        positive_class=positive_class,
         schema_uri=schema_uri,
         scenario=scenario,
         rows=rows,
@@ -84,6 +86,10 @@ def print_decision(out: Console, result: dict) -> None:
     )
     table = Table(title=f"{result['model']} v{result['version']}: {verdict}", show_header=False)
     table.add_row("registry", result["uri"])
+    if result.get("task_reason"):
+        table.add_row("task", result["task_reason"])
+    if result.get("target_missing_dropped"):
+        table.add_row("dropped", f"{result['target_missing_dropped']} rows without a target value")
     table.add_row("champion now", f"v{result['champion']}")
     table.add_row(
         result["primary_metric"],
@@ -124,10 +130,10 @@ def submit(
     host: str = typer.Option("http://localhost:8887", help="KFP API (port-forwarded ml-pipeline)"),
     ui: str = typer.Option("http://localhost:8888", help="KFP UI, for the printed run URL"),
     registry: str = typer.Option("s3://mlpipeline/registry", help="registry in the object store"),
-    namespace: str = typer.Option("mlops", help="namespace of the InferenceService"),
-    canary_percent: int = typer.Option(10, help="a new champion's first canary step"),
-    rows: int = typer.Option(20000, help="synthetic rows"),
-    scenario: str = typer.Option("clean", help="synthetic data's drift scenario"),
+    namespace: str = _option("namespace", cls=DeployParams),
+    canary_percent: int = _option("canary_percent", cls=DeployParams),
+    rows: int = _option("rows"),
+    scenario: str = _option("scenario"),
 ) -> None:
     """Compile for IMAGE and run on KFP with the deploy step on: the champion ends up served."""
     from pipelines.submit import Submission, submit_training

@@ -18,6 +18,7 @@ from serving.canary.analysis import NoData, SourceFailed
 from serving.canary.source import (
     ANALYSED_ENDPOINTS,
     DURATION_BUCKET,
+    PREDICTION_BUCKETS,
     PROBABILITY_BUCKET,
     REQUESTS,
     Reading,
@@ -51,10 +52,11 @@ class PrometheusSource:
             matchers.append(self.selector)
         sel = ",".join(matchers)
         endpoints = f'endpoint=~"{"|".join(ANALYSED_ENDPOINTS)}"'
+        predictions = "|".join(PREDICTION_BUCKETS)  # the served task's prediction histogram
         return {
             "requests": f"sum by (version, outcome) ({REQUESTS}{{{sel},{endpoints}}})",
             "latency": f"sum by (version, le) ({DURATION_BUCKET}{{{sel},{endpoints}}})",
-            "predictions": f"sum by (version, le) ({PROBABILITY_BUCKET}{{{sel}}})",
+            "predictions": f'sum by (version, le) ({{__name__=~"{predictions}",{sel}}})',
         }
 
     def _query(self, promql: str) -> list[dict[str, Any]]:

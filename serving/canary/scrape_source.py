@@ -12,6 +12,7 @@ from serving.canary.analysis import NoData, SourceFailed
 from serving.canary.source import (
     ANALYSED_ENDPOINTS,
     DURATION_BUCKET,
+    PREDICTION_BUCKETS,
     PROBABILITY_BUCKET,
     REQUESTS,
     Reading,
@@ -42,7 +43,7 @@ def counters_from_exposition(
                     errors += s.value
             elif s.name == DURATION_BUCKET and s.labels.get("endpoint") in endpoints:
                 latency[float(s.labels["le"])] += s.value
-            elif s.name == PROBABILITY_BUCKET:
+            elif s.name in PREDICTION_BUCKETS:
                 probability[float(s.labels["le"])] = s.value
     if not seen_requests:
         return None

@@ -40,11 +40,12 @@ PREDICTION = "prediction"  # the feature label of the prediction distribution
 
 @dataclass(frozen=True)
 class WindowConfig:
-    pane_rows: int = 500
-    panes: int = 10
+    # Sizes come from Settings (monitor_pane_rows/panes/min_rows: their one declaration).
+    pane_rows: int
+    panes: int
+    min_rows: int
     pane_seconds: float = 60.0
     max_age_s: float | None = 3600.0
-    min_rows: int = 500
     max_buffered_rows: int = 50_000  # past this, observe folds inline rather than grow
 
     def __post_init__(self) -> None:
@@ -191,14 +192,14 @@ class DriftMonitor:
         feature_names: Sequence[str],
         references: Callable[[str], ReferenceProfile | None],
         thresholds: DriftThresholds | None = None,
-        window: WindowConfig | None = None,
+        window: WindowConfig,
         history: int = 2000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.model = model
         self.feature_names = list(feature_names)
         self.thresholds = thresholds or DriftThresholds()
-        self.window = window or WindowConfig()
+        self.window = window
         self._references = references
         self._clock = clock
         self._lock = threading.Lock()  # guards the buffer only; the hot path takes nothing else

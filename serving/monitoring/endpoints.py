@@ -87,7 +87,12 @@ def build_monitoring(
         thresholds=thresholds_from(settings),
         window=window_from(settings),
     )
-    feedback = FeedbackStore(model=bundle.model_name, threshold=settings.decision_threshold)
+    feedback = FeedbackStore(
+        model=bundle.model_name,
+        threshold=settings.decision_threshold,
+        task=bundle.schema.task,
+        classes=bundle.schema.label_classes,
+    )
     predictions = (
         PredictionLog(Path(settings.audit_dir) / "predictions.jsonl", model=bundle.model_name)
         if settings.audit_dir

@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 from sklearn.metrics import brier_score_loss, log_loss
 
 from mlops_core.errors import InvalidInputError, MlopsError, NotFoundError, TooLargeError
+from mlops_core.target import label_key
 
 
 class FeedbackError(MlopsError):
@@ -56,9 +57,17 @@ class LiveQuality:
     calibration_error: float  # expected calibration error over `bins` equal-width bins
     positive_rate: float  # share of positive labels
     mean_probability: float
+    # Regression models: errors of the predicted values (NaN for classifiers, and the
+    # probability-based fields above are NaN for regression; multiclass has accuracy only).
+    mae: float = float("nan")
+    rmse: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready: a metric that does not apply to the task is null, not NaN."""
+        return {
+            k: None if isinstance(v, float) and not np.isfinite(v) else v
+            for k, v in asdict(self).items()
+        }
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
@@ -89,6 +98,26 @@ def live_quality(
     )
 
 
+def live_quality_for_task(
+    model: str, version: str, task: str, labels: np.ndarray, scores: np.ndarray, *, threshold: float
+) -> LiveQuality:
+    """Binary: `live_quality`; multiclass: accuracy of the predicted class (the score is the
+    predicted class index); regression: MAE and RMSE of the predicted value."""
+    if task == "binary":
+        return live_quality(model, version, labels, scores, threshold=threshold)
+    nan = float("nan")
+    y, s = np.asarray(labels, float), np.asarray(scores, float)
+    if task == "multiclass":
+        accuracy, mae, rmse = float(np.mean(s == y)), nan, nan
+    else:
+        accuracy, mae, rmse = (
+            nan,
+            float(np.mean(np.abs(s - y))),
+            float(np.sqrt(np.mean((s - y) ** 2))),
+        )
+    return LiveQuality(model, version, len(y), accuracy, nan, nan, nan, nan, nan, mae, rmse)
+
+
 @dataclass
 class _Pending:
     version: str
@@ -107,8 +136,14 @@ class FeedbackStore:
         window: int = 20_000,
         threshold: float = 0.5,
         min_labelled: int = 50,
+        task: str = "binary",
+        classes: tuple[Any, ...] = (0, 1),
     ) -> None:
         self.model = model
+        # The served version's label encoding: labels arrive in the user's own form.
+        self.task = task
+        self.classes = classes
+        self._class_index = {label_key(c): i for i, c in enumerate(classes)}
         self.max_pending = max_pending
         self.window = window
         self.threshold = threshold
@@ -143,9 +178,7 @@ class FeedbackStore:
     # --- labels --------------------------------------------------------------------------------
     def add_label(self, request_id: str, label: Any, row: int = 0) -> str:
         """Record the ground truth of one scored row; returns the version that scored it."""
-        if isinstance(label, str) or label not in (0, 1):
-            self._reject("bad_label")
-            raise BadFeedback(f"label must be 0 or 1, got {label!r} for request {request_id!r}")
+        value = self._encode(label, request_id)
         with self._lock:
             pending = self._pending.pop((str(request_id), int(row)), None)
             if pending is None:
@@ -156,9 +189,29 @@ class FeedbackStore:
                     f"{self.max_pending} newer predictions"
                 )
             window = self._labelled.setdefault(pending.version, deque(maxlen=self.window))
-            window.append((int(label), pending.probability, pending.row))
+            window.append((value, pending.probability, pending.row))
             self._labels_total[pending.version] = self._labels_total.get(pending.version, 0) + 1
             return pending.version
+
+    def _encode(self, label: Any, request_id: str) -> float:
+        """The label as the model's target: a class index, or the value for regression."""
+        if self.task == "regression":
+            ok = isinstance(label, int | float) and not isinstance(label, bool)
+            if ok and np.isfinite(label):
+                return float(label)
+            self._reject("bad_label")
+            raise BadFeedback(f"label must be a number, got {label!r} for request {request_id!r}")
+        legacy = self.classes == (0, 1)  # 0/1 labels: the JSON numbers 0 and 1 only
+        index = (
+            None if legacy and isinstance(label, str) else self._class_index.get(label_key(label))
+        )
+        if index is None:
+            self._reject("bad_label")
+            raise BadFeedback(
+                f"label must be one of {list(self.classes)}, got {label!r} for request "
+                f"{request_id!r}"
+            )
+        return index
 
     def _reject(self, reason: str) -> None:
         with self._lock:
@@ -175,7 +228,9 @@ class FeedbackStore:
             return None
         y = np.array([i[0] for i in items])
         p = np.array([i[1] for i in items])
-        return live_quality(self.model, str(version), y, p, threshold=self.threshold)
+        return live_quality_for_task(
+            self.model, str(version), self.task, y, p, threshold=self.threshold
+        )
 
     def versions(self) -> list[str]:
         with self._lock:
@@ -195,7 +250,9 @@ class FeedbackStore:
         if not items:
             return pd.DataFrame(columns=[*feature_names, target])
         frame = pd.DataFrame(np.vstack([i[2] for i in items]), columns=list(feature_names))
-        frame[target] = [i[0] for i in items]
+        frame[target] = [
+            i[0] if self.task == "regression" else self.classes[int(i[0])] for i in items
+        ]
         return frame
 
     def collector(self) -> Collector:
@@ -227,6 +284,12 @@ class _FeedbackCollector(Collector):
             "positive_rate": GaugeMetricFamily(
                 "mlops_live_label_positive_rate", "share of positive labels", labels=mv
             ),
+            "mae": GaugeMetricFamily(
+                "mlops_live_mae", "mean absolute error on labelled live traffic", labels=mv
+            ),
+            "rmse": GaugeMetricFamily(
+                "mlops_live_rmse", "root mean squared error on labelled live traffic", labels=mv
+            ),
             "labelled": GaugeMetricFamily(
                 "mlops_live_labelled_rows", "labelled rows in the quality window", labels=mv
             ),
@@ -241,7 +304,9 @@ class _FeedbackCollector(Collector):
             q = s.quality(version)
             if q is not None:
                 for key, gauge in gauges.items():
-                    gauge.add_metric([s.model, version], float(getattr(q, key)))
+                    value = float(getattr(q, key))
+                    if np.isfinite(value):  # a series per task: no NaN for what does not apply
+                        gauge.add_metric([s.model, version], value)
         with s._lock:
             totals = dict(s._labels_total)
             refused = dict(s._rejected)

@@ -25,6 +25,7 @@ from components.evaluate import (
 from components.train import TrainParams, predict_proba, save_model, train_model
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
 from mlops_core.registry import ModelRegistry
+from pipelines.params import TrainingParams
 
 FAST = TrainParams(estimator="xgboost", n_estimators=60, seed=1)
 
@@ -52,7 +53,12 @@ def test_metrics_match_sklearn(data, model) -> None:
 
 
 def test_evaluation_has_slices_tests_and_kfp_metrics(data, model) -> None:
-    ev = evaluate_model(model, data[1], CHURN_SCHEMA, slice_column="contract")
+    ev = evaluate_model(
+        model,
+        data[1],
+        CHURN_SCHEMA,
+        **TrainingParams().for_step(evaluate_model, slice_column="contract"),
+    )
     assert set(ev.slices) == {"month-to-month", "one-year", "two-year"}
     assert sum(s["rows"] for s in ev.slices.values()) == len(data[1])
     assert [t.name for t in ev.tests] == ["differential", "extreme_inputs", "invariance"]
@@ -103,7 +109,8 @@ def test_invariance_holds_for_region_and_fails_for_a_feature_the_label_uses(data
 
 def test_differential_test() -> None:
     first = differential_test({"roc_auc": 0.8}, None, primary_metric="roc_auc", max_regression=0.01)
-    assert first.passed and "no champion" in first.detail
+    # Nothing to compare: skipped with the reason, neither passed nor failed.
+    assert first.skipped and not first.passed and not first.failed and "no champion" in first.detail
     worse = differential_test(
         {"roc_auc": 0.78}, {"roc_auc": 0.8}, primary_metric="roc_auc", max_regression=0.01
     )
@@ -136,12 +143,15 @@ def test_step_scores_the_champion_on_the_same_holdout(tmp_path: Path, data, mode
     cand_path = tmp_path / "cand.skops"
     save_model(model, str(cand_path))
     ev = evaluate_step(
-        model_path=str(cand_path),
-        holdout_path=str(holdout_path),
-        schema_path=str(schema_path),
-        evaluation_path=str(tmp_path / "evaluation.json"),
-        registry_uri=str(tmp_path / "registry"),
-        model_name="churn",
+        **TrainingParams().for_step(
+            evaluate_model,
+            model_path=str(cand_path),
+            holdout_path=str(holdout_path),
+            schema_path=str(schema_path),
+            evaluation_path=str(tmp_path / "evaluation.json"),
+            registry_uri=str(tmp_path / "registry"),
+            model_name="churn",
+        )
     )
     assert ev.champion_version == 1
     expected = roc_auc_score(data[1]["churned"], predict_proba(champion, data[1], CHURN_SCHEMA))

@@ -8,9 +8,16 @@ from pathlib import Path
 import pytest
 
 from components.evaluate import Evaluation, MLTest
-from components.gate import GateDecision, decide, gate_step
+from components.gate import GateDecision, gate_step
+from components.gate import decide as gate_decide
+from pipelines.params import TrainingParams
 
 PASS = (MLTest("differential", True, "ok"), MLTest("extreme_inputs", True, "ok"))
+
+
+def decide(evaluation: Evaluation, **given) -> GateDecision:
+    """The gate with the pipeline's declared primary metric and margin unless a test sets them."""
+    return gate_decide(evaluation, **TrainingParams().for_step(gate_decide, **given))
 
 
 def evaluation(auc: float, champion_auc: float | None, tests=PASS) -> Evaluation:

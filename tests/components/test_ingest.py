@@ -11,9 +11,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from components.ingest import IngestError, arrow_safe, fingerprint, ingest, ingest_step, read_table
+from components import ingest as ingest_module
+from components.ingest import IngestError, arrow_safe, fingerprint, read_table
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
 from mlops_core.schema import FeatureSchema
+from pipelines.params import TrainingParams
+
+
+def ingest(**given):
+    """The step function with the pipeline's declared defaults for what a test leaves out."""
+    return ingest_module.ingest(**TrainingParams().for_step(ingest_module.ingest, **given))
+
+
+def ingest_step(**given):
+    return ingest_module.ingest_step(**TrainingParams().for_step(ingest_module.ingest, **given))
 
 
 def _outputs(tmp_path: Path) -> dict[str, str]:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from components.evaluate import evaluate_model
 from components.gate import decide
-from components.ingest import ingest_step
+from components.ingest import ingest, ingest_step
 from components.register import register_step
 from components.train import TrainParams, train_step
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
 from mlops_core.registry import ModelRegistry
+from pipelines.params import TrainingParams
 
 
 def _candidate(tmp_path: Path, name: str, *, margin: float) -> dict:
@@ -20,14 +21,15 @@ def _candidate(tmp_path: Path, name: str, *, margin: float) -> dict:
     d.mkdir()
     p = {k: str(d / k) for k in ("train", "holdout", "schema", "ingest", "model", "ref", "tsum")}
     ingest_step(
-        data_source="",
-        target="churned",
-        rows=1500,
-        seed=len(name),
-        train_path=p["train"],
-        holdout_path=p["holdout"],
-        schema_path=p["schema"],
-        summary_path=p["ingest"],
+        **TrainingParams().for_step(
+            ingest,
+            rows=1500,
+            seed=len(name),
+            train_path=p["train"],
+            holdout_path=p["holdout"],
+            schema_path=p["schema"],
+            summary_path=p["ingest"],
+        )
     )
     train_step(
         train_path=p["train"],
@@ -47,11 +49,15 @@ def _candidate(tmp_path: Path, name: str, *, margin: float) -> dict:
         load_artifact(p["model"]),
         pd.read_parquet(p["holdout"]),
         CHURN_SCHEMA,
-        champion=registry.load_model("churn") if champ else None,
-        champion_version=champ,
+        **TrainingParams().for_step(
+            evaluate_model,
+            champion=registry.load_model("churn") if champ else None,
+            champion_version=champ,
+        ),
     )
     (d / "ev.json").write_text(json.dumps(ev.to_dict()))
-    (d / "gate.json").write_text(json.dumps(decide(ev, margin=margin).to_dict()))
+    gate_args = TrainingParams().for_step(decide, margin=margin)
+    (d / "gate.json").write_text(json.dumps(decide(ev, **gate_args).to_dict()))
     return register_step(
         model_path=p["model"],
         schema_path=p["schema"],

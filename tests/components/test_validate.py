@@ -104,6 +104,9 @@ def test_step_writes_the_report_then_raises(tmp_path: Path) -> None:
             data_paths=[str(data)],
             schema_path=str(tmp_path / "schema.json"),
             report_path=str(report_path),
+            registry_uri="",
+            model_name="",
+            fail_on_drift=False,
             metrics_sink=metrics,
         )
     assert e.value.report.failing_columns == ["tenure_months", "monthly_charges", "age"]

@@ -123,9 +123,7 @@ def test_deployer_role_is_least_privilege(rendered) -> None:
         ("", "events", "create"),
     }
     (binding,) = [
-        b
-        for b in by_kind(objs, "RoleBinding")
-        if b["metadata"]["name"] == "inferenceservice-deployer"
+        b for b in by_kind(objs, "RoleBinding") if b["roleRef"]["name"] == role["metadata"]["name"]
     ]
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",

@@ -111,3 +111,22 @@ def test_registry_commands(registry_with_two_versions: Path, tmp_path: Path) -> 
     assert ModelRegistry(reg).champion("churn") == 1
     missing = mlops("registry", "show", "9", "--registry", reg, cwd=tmp_path)
     assert missing.returncode == 2 and "has no version 9" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "task"), [("breast_cancer", "binary"), ("diabetes", "regression")]
+)
+def test_a_users_csv_trains_with_no_flag_but_data_source_and_target(
+    tmp_path: Path, name: str, task: str
+) -> None:
+    from tests.tasks.datasets import write_bundled_csv
+
+    csv, _, target = write_bundled_csv(name, tmp_path)
+    registry = tmp_path / "registry"
+    args = ["pipeline", "run", "--local", "--data-source", str(csv), "--target", target]
+    r = mlops(*args, "--registry", str(registry), "--model", name, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = " ".join(r.stdout.split())
+    assert f"{name} v1: promoted to champion" in out
+    assert f"task {task}:" in out
+    assert ModelRegistry(str(registry)).get(name).params["task"] == task

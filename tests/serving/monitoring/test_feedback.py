@@ -100,10 +100,10 @@ def test_bad_labels_and_unknown_ids_are_refused_with_reasons(pipeline) -> None:
     store = FeedbackStore(model="churn")
     X = model_input(generate_churn(3, seed=4), CHURN_SCHEMA)
     store.observe(X, np.array([0.1, 0.5, 0.9]), ["a", "b", "c"], "2")
-    with pytest.raises(FeedbackError, match="label must be 0 or 1") as bad:
+    with pytest.raises(FeedbackError, match="label must be") as bad:
         store.add_label("a", 2)
     assert isinstance(bad.value, BadFeedback)
-    with pytest.raises(FeedbackError, match="label must be 0 or 1"):
+    with pytest.raises(FeedbackError, match="label must be"):
         store.add_label("a", "yes")
     with pytest.raises(FeedbackError, match="no prediction is waiting") as unknown:
         store.add_label("zzz", 1)

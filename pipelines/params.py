@@ -1,0 +1,141 @@
+"""The training pipeline's parameters: each one, its type, default and help, declared once here.
+
+`TrainingParams` (data, training, evaluation, gate) and `DeployParams` (the optional last step) are
+read by the CLI (`mlops pipeline run/submit`: option defaults and help), the local runner
+(`run_training_locally`) and the KFP pipeline, whose signature `pipeline_signature()` generates from
+these fields, so the compiled YAML's defaults are these defaults. The step functions in
+components/ take every one of them as a required argument: none of them has a default of its own.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+from mlops_core.settings import DEFAULT_MODEL_NAME, DEFAULT_NAMESPACE
+
+
+def _param(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingParams:
+    """What data to train on, how, and when the candidate replaces the champion."""
+
+    data_source: str = _param(
+        "",
+        "CSV/Parquet file or folder on any fsspec path (local, http, s3); empty or 'synthetic': "
+        "the churn generator",
+    )
+    target: str = _param("churned", "the label column (labels of any type, or a number)")
+    task: str = _param(
+        "auto",
+        "auto | binary | multiclass | regression (auto: from the target's type and number of "
+        "distinct values; the choice and its reason are printed)",
+    )
+    positive_class: str = _param(
+        "",
+        "binary: the label that is the positive class (default: a yes/true/1 label, else the "
+        "last label in sorted order)",
+    )
+    schema_uri: str = _param(
+        "", "a FeatureSchema JSON; empty: the generator's schema or one inferred from the data"
+    )
+    scenario: str = _param("clean", "synthetic data's drift scenario")
+    rows: int = _param(20000, "synthetic rows")
+    seed: int = _param(0, "data, split and estimator seed")
+    holdout_fraction: float = _param(
+        0.2, "share of rows held out for evaluation and the champion comparison"
+    )
+    estimator: str = _param("xgboost", "xgboost | hist_gradient_boosting | logistic_regression")
+    primary_metric: str = _param(
+        "", "the metric the gate compares (default per task: roc_auc, macro_f1, rmse)"
+    )
+    margin: float = _param(0.005, "required improvement over the champion on primary_metric")
+    max_regression: float = _param(0.01, "the differential test's tolerance vs the champion")
+    threshold: float = _param(0.5, "decision threshold for accuracy/precision/recall")
+    slice_column: str = _param(
+        "", "per-slice metrics by this column (default: the schema's first categorical feature)"
+    )
+    invariance_tolerance: float = _param(
+        0.02, "mean prediction shift allowed when an invariant feature changes"
+    )
+    fail_on_drift: bool = _param(False, "drift vs the champion's reference fails the run")
+
+    def arguments(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def for_step(self, step: Any, **given: Any) -> dict[str, Any]:
+        """`given` plus these parameters for the ones `step` (a step function) takes.
+
+        For callers outside the pipeline (tests, benchmarks) that call a step function directly.
+        """
+        accepted = inspect.signature(step).parameters
+        return {k: v for k, v in self.arguments().items() if k in accepted} | given
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeployParams:
+    """The deploy step: off for local runs; `mlops pipeline submit` turns it on."""
+
+    deploy: bool = _param(False, "serve the new champion with KServe after registering it")
+    serving_image: str = _param("", "the model server image")
+    namespace: str = _param(DEFAULT_NAMESPACE, "namespace of the InferenceService")
+    canary_percent: int = _param(10, "a new champion's first canary step (percent of traffic)")
+
+    def arguments(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default(cls: type, name: str) -> Any:
+    """The declared default of `cls.name` (for a CLI option)."""
+    f = _field(cls, name)
+    if f.default is MISSING:
+        raise TypeError(f"{cls.__name__}.{name} has no default")
+    return f.default
+
+
+def help_for(cls: type, name: str) -> str:
+    return _field(cls, name).metadata.get("help", "")
+
+
+def _field(cls: type, name: str) -> Any:
+    by_name = {f.name: f for f in fields(cls)}
+    if name not in by_name:
+        raise KeyError(f"{cls.__name__} has no parameter {name!r}")
+    return by_name[name]
+
+
+def pipeline_signature() -> inspect.Signature:
+    """The KFP pipeline function's signature: registry_uri (required), then every declared field.
+
+    KFP reads the parameters' names, annotations and defaults from `inspect.signature`, so a
+    function that carries this `__signature__` compiles with exactly these inputs and defaults.
+    """
+    params = [
+        inspect.Parameter("registry_uri", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str)
+    ]
+    for cls in (TrainingParams, DeployParams):
+        hints = typing.get_type_hints(cls)  # real types: this module postpones annotations
+        params += [
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=f.default,
+                annotation=hints[f.name],
+            )
+            for f in fields(cls)
+        ]
+        if cls is TrainingParams:
+            params.append(
+                inspect.Parameter(
+                    "model_name",
+                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                    default=DEFAULT_MODEL_NAME,
+                    annotation=str,
+                )
+            )
+    return inspect.Signature(params, return_annotation=str)
