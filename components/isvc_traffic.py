@@ -486,7 +486,15 @@ Build = Callable[[dict[str, Any], TrafficMode], dict[str, Any]]
 def _with(build: Build, extra: Annotations) -> Build:
     if not extra:
         return build
-    return lambda cur, mode: merge_patch(build(cur, mode), {"metadata": {"annotations": extra}})
+
+    def build_with(cur: dict[str, Any], mode: TrafficMode) -> dict[str, Any]:
+        patch = build(cur, mode)
+        # Not merge_patch: a None here is a removal the API server must see, so it stays.
+        meta = patch.setdefault("metadata", {})
+        meta["annotations"] = {**(meta.get("annotations") or {}), **extra}
+        return patch
+
+    return build_with
 
 
 class InferenceServiceWriter:
