@@ -102,30 +102,48 @@ prometheus: ## build the pinned Prometheus server the canary source tests query 
 
 # --- images and cluster -------------------------------------------------------------------------
 # CLUSTER=kind (default) or minikube; every upstream version comes from versions.mk.
+# LOCAL_ENV=<file>: switch `cluster`, `deploy` and `kind-load` to local builds of every upstream
+# image (machines without a registry; `make offline-build` writes the file). Unset, a laptop pulls
+# the release images and applies the release manifests.
 CLUSTER ?= kind
 CLUSTER_NAME ?= mlops
+KIND ?= kind
 KFP_HOST ?= http://localhost:8887
 RUN_ARGS ?=
 export ARGO_WORKFLOWS_VERSION ML_METADATA_VERSION
-export CLUSTER CLUSTER_NAME KIND_VERSION KIND_NODE_IMAGE MINIKUBE_KUBERNETES_VERSION CERT_MANAGER_VERSION \
-  KNATIVE_SERVING_VERSION NET_KOURIER_VERSION KSERVE_VERSION KFP_VERSION PROMETHEUS_OPERATOR_VERSION
+LOCAL_ENV ?=
+DEPLOY_STEPS ?= all
+ifneq ($(LOCAL_ENV),)
+include $(LOCAL_ENV)
+export $(shell sed -n 's/=.*//p' $(LOCAL_ENV))
+endif
+# The tag the committed pipeline YAML names (components/kfp_components.py): `make images` tags it
+# too, so a pipeline uploaded from the golden YAML runs the image `make kind-load` loaded.
+PACKAGE_VERSION := $(shell sed -nE 's/^version = "([^"]+)"/\1/p' pyproject.toml)
+RELEASE_COMPONENT_IMAGE := mlops-platform/components:$(PACKAGE_VERSION)
+RELEASE_SERVING_IMAGE := mlops-platform/serving:$(PACKAGE_VERSION)
+export CLUSTER CLUSTER_NAME KIND KIND_VERSION KIND_NODE_IMAGE MINIKUBE_KUBERNETES_VERSION KSERVE_VERSION \
+  KFP_VERSION PROMETHEUS_OPERATOR_VERSION GATEWAY_API_VERSION TRAEFIK_VERSION SEAWEEDFS_IMAGE_TAG
 
-.PHONY: wheelhouse images kind-load cluster cluster-delete deploy undeploy status run
+.PHONY: wheelhouse images kind-load offline-build cluster cluster-delete deploy undeploy status run
 
 wheelhouse: $(INSTALLED) ## prepare build/ (runtime wheels + project wheel) for offline image builds
 	PYTHON_BIN=$(BIN)/python hack/wheelhouse.sh
 
-images: wheelhouse ## build the component and serving images, tagged by git revision (BASE_IMAGE=...)
-	docker build -f docker/components.Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(COMPONENT_IMAGE) .
-	docker build -f docker/serving.Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(SERVING_IMAGE) .
-	@echo "built $(COMPONENT_IMAGE) $(SERVING_IMAGE)"
+images: wheelhouse ## build the component and serving images, tagged by git revision and package version (BASE_IMAGE=...)
+	docker build -f docker/components.Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(COMPONENT_IMAGE) -t $(RELEASE_COMPONENT_IMAGE) .
+	docker build -f docker/serving.Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(SERVING_IMAGE) -t $(RELEASE_SERVING_IMAGE) .
+	@echo "built $(COMPONENT_IMAGE) $(SERVING_IMAGE) (also $(RELEASE_COMPONENT_IMAGE) $(RELEASE_SERVING_IMAGE))"
 
 kind-load: ## load the images into the cluster (kind, or minikube with CLUSTER=minikube)
 	@if [ "$(CLUSTER)" = minikube ]; then \
-	  minikube -p $(CLUSTER_NAME) image load $(COMPONENT_IMAGE) && minikube -p $(CLUSTER_NAME) image load $(SERVING_IMAGE); \
+	  for i in $(COMPONENT_IMAGE) $(SERVING_IMAGE) $(RELEASE_COMPONENT_IMAGE) $(RELEASE_SERVING_IMAGE); do minikube -p $(CLUSTER_NAME) image load $$i || exit 1; done; \
 	else \
-	  kind load docker-image --name $(CLUSTER_NAME) $(COMPONENT_IMAGE) $(SERVING_IMAGE); \
+	  $(KIND) load docker-image --name $(CLUSTER_NAME) $(COMPONENT_IMAGE) $(SERVING_IMAGE) $(RELEASE_COMPONENT_IMAGE) $(RELEASE_SERVING_IMAGE); \
 	fi
+
+offline-build: ## build every upstream image here (no registry needed); prints the LOCAL_ENV file
+	hack/kind/build.sh
 
 cluster: ## create a laptop cluster (kind-config.yaml; needs ~8 GiB for Docker)
 	hack/cluster.sh create
@@ -133,12 +151,12 @@ cluster: ## create a laptop cluster (kind-config.yaml; needs ~8 GiB for Docker)
 cluster-delete: ## delete the laptop cluster
 	hack/cluster.sh delete
 
-deploy: ## install cert-manager, Knative+Kourier, KServe, KFP, Prometheus, then the project (OVERLAY=...)
-	SERVING_IMAGE=$(SERVING_IMAGE) hack/deploy.sh all
+deploy: ## install Gateway API+Traefik, KServe (Standard), SeaweedFS, KFP, Prometheus, the project (OVERLAY=...)
+	SERVING_IMAGE=$(SERVING_IMAGE) hack/deploy.sh $(DEPLOY_STEPS)
 
-undeploy: ## remove the project's part (manifests and its InferenceServices); add-ons stay
-	-kubectl delete inferenceservices -n mlops -l app.kubernetes.io/part-of=mlops-platform --ignore-not-found
-	kubectl delete -k $${OVERLAY:-manifests/overlays/dev} --ignore-not-found
+undeploy: ## remove the project's part (its InferenceServices and manifests); add-ons stay
+	-kubectl delete inferenceservices -n $${NAMESPACE:-mlops} -l app.kubernetes.io/part-of=mlops-platform --ignore-not-found --wait
+	kubectl delete -k $${OVERLAY:-manifests/overlays/dev} --ignore-not-found --wait
 
 status: ## what runs on the cluster, and the port-forwards to reach KFP, Prometheus and the models
 	hack/status.sh
@@ -151,7 +169,7 @@ run: $(INSTALLED) ## compile the pipeline for the current image tag and submit i
 kfp-images: ## build KFP, Argo, MariaDB, the MLMD server and the UI images from ../shared/upstream/kfp (cached)
 	hack/kfp/build-images.sh all
 
-kfp-install: ## install KFP on the current cluster (KFP_IMAGES=local: the images built by kfp-images)
+kfp-install: ## install KFP on the current cluster (the kfp-images builds when all exist, else the release images)
 	hack/kfp/install.sh install
 
 upload: $(INSTALLED) ## register pipelines/training.yaml in KFP (KFP_HOST=...): a new version when it changed

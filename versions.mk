@@ -14,14 +14,27 @@ PROMETHEUS_OPERATOR_VERSION ?= v0.85.0
 # The Prometheus server the canary metrics-source tests query (hack/prometheus/build.sh): its Go
 # module version (v0.316.0 is Prometheus v3.16.0).
 PROMETHEUS_GO_MODULE ?= v0.316.0
-# Cluster (hack/cluster.sh, hack/deploy.sh): every upstream release installed by `make cluster deploy`,
-# each applied from its release URL by version. KServe runs in SERVERLESS mode (Knative + Kourier).
-KIND_VERSION ?= v0.30.0
-KIND_NODE_IMAGE ?= kindest/node:v1.34.0
-MINIKUBE_KUBERNETES_VERSION ?= v1.34.0
-CERT_MANAGER_VERSION ?= v1.21.2
-KNATIVE_SERVING_VERSION ?= knative-v1.21.1
-NET_KOURIER_VERSION ?= knative-v1.21.0
+# Cluster (hack/cluster.sh, hack/deploy.sh): every upstream release installed by `make cluster deploy`.
+# KServe runs in Standard mode (Deployments) with Gateway API; Traefik is the gateway (no Envoy).
+# On a laptop each is applied from its release URL and pulls its release image; on a machine with
+# no registry, hack/kind/*.sh and hack/images/*.sh build them from these same versions.
+KIND_VERSION ?= v0.33.0
+# kind v0.33.0's own default node image (sigs.k8s.io/kind pkg/apis/config/defaults/image.go), by digest.
+KIND_NODE_IMAGE ?= kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5
+MINIKUBE_KUBERNETES_VERSION ?= v1.37.0
+# CoreDNS of the locally built node image: the version kubeadm KUBERNETES_VERSION asks for.
+COREDNS_VERSION ?= v1.14.6
+GATEWAY_API_VERSION ?= v1.5.1
+TRAEFIK_VERSION ?= v3.6.12
+# The KServe source the offline build uses (../shared/upstream/kserve; the Go proxy refuses
+# github.com/kserve/kserve): master after v0.20.0 with the weighted-HTTPRoute canary (#5912).
+KSERVE_SOURCE_COMMIT ?= aaac4e294dae2c7b1aa1886447793f3aa1c30912
+# kserve-storage on PyPI: the storage initializer image built offline (hack/images/storage-initializer.sh).
+KSERVE_STORAGE_VERSION ?= 0.21.0
+# SeaweedFS, KFP's object store since 2.15 and the model store. KFP_VERSION's manifests name the
+# image tag; the Go module proxy serves only a pseudo-version (SeaweedFS tags are not semver).
+SEAWEEDFS_IMAGE_TAG ?= 4.34
+SEAWEEDFS_GO_MODULE ?= v0.0.0-20261109003541-7506e5f91cd6
 KFP_VERSION ?= 2.17.0
 # the Python base image of docker/*.Dockerfile; tests build a local one (hack/build-base-image.sh)
 BASE_IMAGE ?= python:3.11-slim-bookworm

@@ -7,7 +7,9 @@ process (wrk, C, one thread, N connections):
 - this predictor (`mlops serve`), V1 and V2 requests;
 - MLServer 1.7 with its scikit-learn runtime serving the same fitted Pipeline (exported to joblib in
   a temp dir, because that is the format MLServer's runtime loads; MLServer runs from its own venv);
-- the in-process floor: `pipeline.predict_proba` called in a loop, no HTTP.
+- the in-process floor: `pipeline.predict_proba` called in a loop, no HTTP;
+- `mlops serve` V1 without its access-control layer and token (before issue 14), for the
+  auth+host ratio.
 
 at 1 row and 100 rows per request, with both servers up and the cases interleaved over a few
 rounds (median per case, so a burst of other load on a shared machine hits every target alike),
@@ -48,6 +50,8 @@ from serving.request_validation import v2_datatype
 from serving.v1_instances import v1_instances
 
 MODEL = "churn"
+BEFORE_AUTH = "V1 without access layer"
+AFTER_AUTH = "V1 with access layer+token"
 console = Console()
 
 
@@ -193,18 +197,43 @@ def in_process(bundle: ModelBundle, df: pd.DataFrame, seconds: float) -> tuple[f
 
 
 # --- the servers ---------------------------------------------------------------------------------
-def start_ours(registry: str, work: Path) -> tuple[subprocess.Popen[bytes], int]:
+# "Before auth+host": the same `mlops serve` with the access-control layer replaced by a
+# pass-through and no token, as the server ran before issue 14 (both bind 127.0.0.1 here: the
+# bind address changes who can connect, not the work per request, and this load stays local).
+# A benchmark launcher, not a product switch: the product has no way to turn the layer off.
+WITHOUT_ACCESS_CONTROL = """
+import serving.server
+
+class PassThrough:
+    def __init__(self, app, **_):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        await self.app(scope, receive, send)
+
+serving.server.AccessControl = PassThrough
+from mlops.cli import main
+main()
+"""
+AUTH_TOKEN = "bench-token"
+
+
+def start_ours(
+    registry: str, work: Path, *, access_control: bool = True
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    log = work / "mlops-serve.log"
+    name = "mlops-serve" if access_control else "mlops-serve-before"
+    log = work / f"{name}.log"
     env = {**os.environ, "MLOPS_SERVE_PORT": str(port)}
-    mlops = str(Path(sys.executable).with_name("mlops"))
+    args = ["serve", "--model", MODEL, "--registry", registry, "--version", "champion"]
+    if access_control:  # as the manifests run it: a token for writes, loopback here
+        cmd = [str(Path(sys.executable).with_name("mlops")), *args]
+        env |= {"MLOPS_API_TOKEN": AUTH_TOKEN, "MLOPS_SERVE_HOST": "127.0.0.1"}
+    else:
+        cmd = [sys.executable, "-c", WITHOUT_ACCESS_CONTROL, *args]
+        env.pop("MLOPS_API_TOKEN", None)
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [mlops, "serve", "--model", MODEL, "--registry", registry, "--version", "champion"],
-            env=env,
-            stdout=out,
-            stderr=out,
-        )
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out)
     wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc, log)
     return proc, port
 
@@ -298,10 +327,18 @@ def main() -> None:
         # by round, so a burst of other load on the machine hits every target alike; each figure
         # is the median over rounds.
         ours, ours_port = start_ours(registry, work)
+        # The auth+host pair: two more servers that see only the same 1-row V1 load, so neither
+        # carries the other cases' background work (drift windows, prediction log).
+        before, before_port = start_ours(registry, work, access_control=False)
+        after, after_port = start_ours(registry, work)
         peer = None
         try:
             peer, peer_port = start_mlserver(args.mlserver, bundle, work)
             ours_url, peer_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{peer_port}"
+            pair = [
+                (BEFORE_AUTH, 1, f"http://127.0.0.1:{before_port}/v1/models/{MODEL}:predict"),
+                (AFTER_AUTH, 1, f"http://127.0.0.1:{after_port}/v1/models/{MODEL}:predict"),
+            ]
             cases = []
             for n, df in frames.items():
                 cases += [
@@ -315,15 +352,20 @@ def main() -> None:
                     ),
                 ]
             kw = {"seconds": args.seconds, "connections": args.connections, "work": work}
-            for _ in range(args.rounds):
+            for i in range(args.rounds):
                 for n, df in frames.items():  # the floor, measured in the same rounds
                     raw.setdefault(("in-process predict_proba", n), []).append(
                         in_process(bundle, df, args.seconds)
                     )
+                # before/after back to back, the order alternating round by round
+                for target, n, url in pair if i % 2 == 0 else pair[::-1]:
+                    raw.setdefault((target, n), []).append(wrk(url, v1_body(frames[1]), **kw))
                 for target, n, url, body in cases:
                     raw.setdefault((target, n), []).append(wrk(url, body, **kw))
         finally:
             stop(ours)
+            stop(before)
+            stop(after)
             if peer is not None:
                 stop(peer)
 
@@ -368,6 +410,14 @@ def main() -> None:
             f"(target within 2x) [{'ok' if floor_ratio <= 2 else 'MISSED'}]; "
             f"{ours100.req_s / ml100.req_s:.2f}x MLServer req/s"
         )
+    before1, after1 = get(BEFORE_AUTH, 1), get(AFTER_AUTH, 1)
+    auth_ratio = after1.req_s / before1.req_s
+    lines.append(
+        f"auth+host: V1 1 row {after1.req_s:,.0f} req/s with the access layer and a token vs "
+        f"{before1.req_s:,.0f} without = {auth_ratio:.3f}x (target: no loss beyond noise, >= 0.95) "
+        f"[{'ok' if auth_ratio >= 0.95 else 'MISSED'}]; p99 {after1.p99_ms:.2f} vs "
+        f"{before1.p99_ms:.2f} ms"
+    )
     for line in lines:
         console.print(escape(line))
 

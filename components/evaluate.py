@@ -502,7 +502,11 @@ def log_evaluation(evaluation: Evaluation, metrics: Any, classification: Any) ->
     for name, value in evaluation.metrics.items():
         if np.isfinite(value):
             metrics.log_metric(name, round(float(value), 6))
-    shown = (*TASK_METRICS[evaluation.task][:2], "rows")
+    shown = {
+        "binary": ("roc_auc", "accuracy", "rows"),
+        "multiclass": ("accuracy", "macro_f1", "rows"),
+        "regression": ("rmse", "mae", "rows"),
+    }[evaluation.task]
     for key, sm in evaluation.slices.items():
         for name in shown:
             if np.isfinite(sm.get(name, float("nan"))):

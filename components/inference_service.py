@@ -23,8 +23,12 @@ MODEL_VERSION_ANNOTATION = "mlops.io/model-version"
 # for. The traffic writer (components/isvc_traffic.py) follows this annotation on the object, so
 # this constant is the one place that moves the platform between Serverless and Standard canaries.
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
-DEPLOYMENT_MODE = "Serverless"
+# Standard (Deployments, Gateway API canaries): what `make deploy` installs KServe for. Knative
+# mode needs Envoy-based networking, which no registry here serves (README, Cluster).
+DEPLOYMENT_MODE = "Standard"
 SERVING_PORT = 8080
+SERVE_ARGS = ("serve", "--model-dir", MODEL_DIR)
+SERVING_TOKEN_SECRET = "mlops-serving-token"  # manifests/base/serving-token-secret.yaml
 # The serving image's user (docker/serving.Dockerfile); Kubernetes checks runAsNonRoot by uid.
 SERVING_UID = 10001
 
@@ -94,11 +98,19 @@ def build_inference_service(spec: InferenceServiceSpec) -> dict[str, Any]:
                 "name": PREDICTOR_CONTAINER,
                 "image": spec.image,
                 "imagePullPolicy": "IfNotPresent",
-                "args": ["serve", "--model-dir", MODEL_DIR, "--model", spec.model_name],
+                # All interfaces inside the pod; the NetworkPolicy admits only gateway + Prometheus.
+                "args": [*SERVE_ARGS, "--model", spec.model_name, "--host", "0.0.0.0"],
                 "env": [
                     # KServe downloads this URI into /mnt/models before the server starts.
                     {"name": "STORAGE_URI", "value": spec.storage_uri},
                     {"name": "MLOPS_MODEL_NAME", "value": spec.model_name},
+                    # Bearer token of the write endpoints (feedback); hack/deploy.sh fills it.
+                    {
+                        "name": "MLOPS_API_TOKEN",
+                        "valueFrom": {
+                            "secretKeyRef": {"name": SERVING_TOKEN_SECRET, "key": "token"}
+                        },
+                    },
                 ],
                 "ports": [{"containerPort": SERVING_PORT, "protocol": "TCP"}],
                 "readinessProbe": {

@@ -447,6 +447,7 @@ class StandardCanary:
 MODES: dict[str, TrafficMode] = {"serverless": ServerlessCanary(), "standard": StandardCanary()}
 # KServe's own default when the annotation is absent (constants.DefaultDeployment = Standard).
 _MODE_OF_ANNOTATION = {
+    "Knative": "serverless",  # KServe 0.21's name; Serverless is its deprecated alias
     "Serverless": "serverless",
     "Standard": "standard",
     "RawDeployment": "standard",

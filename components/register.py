@@ -14,7 +14,7 @@ from typing import Any
 from components.evaluate import Evaluation
 from components.gate import GateDecision
 from mlops_core.drift import ReferenceProfile
-from mlops_core.registry import ModelRegistry
+from mlops_core.registry import ChampionConflictError, ModelRegistry
 from mlops_core.schema import FeatureSchema
 from mlops_core.step_timing import timed_step
 
@@ -72,12 +72,27 @@ def register_step(
         estimator=train["params"]["estimator"],
         tags={"gate": "passed" if decision.promote else "rejected"},
     )
-    if decision.promote:
-        registry.set_champion(
-            model_name, mv.version, reason="; ".join(decision.reasons), actor=run_id or "pipeline"
-        )
+    promoted, reasons = decision.promote, list(decision.reasons)
+    if promoted:
+        # Compare-and-swap: promote only if the champion is still the one the gate compared
+        # with. A run that lost the race stays registered, unpromoted, and says why.
+        try:
+            registry.set_champion(
+                model_name,
+                mv.version,
+                reason="; ".join(decision.reasons),
+                actor=run_id or "pipeline",
+                expected=decision.champion_version,
+            )
+        except ChampionConflictError as e:
+            promoted = False
+            reasons.append(
+                f"not promoted: {e}. The gate compared with "
+                f"{_named(decision.champion_version)}; run the pipeline again to compare with "
+                "the current champion"
+            )
     result = {
-        "promoted": decision.promote,
+        "promoted": promoted,
         "version": mv.version,
         "model": model_name,
         "champion": registry.champion(model_name),
@@ -87,7 +102,7 @@ def register_step(
         "champion_metric": decision.champion,
         "improvement": decision.improvement,
         "margin": decision.margin,
-        "reasons": list(decision.reasons),
+        "reasons": reasons,
         "metric_deltas": decision.metric_deltas,
         "tests": {t.name: t.status for t in evaluation.tests},
         "task": schema.task,
@@ -102,3 +117,7 @@ def register_step(
         with open(output_path, "w") as fh:
             json.dump(result, fh, indent=2)
     return result
+
+
+def _named(version: int | None) -> str:
+    return "no champion (an empty registry)" if version is None else f"champion v{version}"

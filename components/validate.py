@@ -352,7 +352,10 @@ def render_markdown(report: ValidationReport, *, title: str = "Data validation r
             for f in report.drift.features
         ]
     lines += ["", "## Label distribution", ""]
-    lines.append(f"Positive rate: {report.positive_rate:.4f}")
+    if np.isfinite(report.positive_rate):
+        lines.append(f"Positive rate: {report.positive_rate:.4f}")
+    else:  # multiclass, regression: no positive class to count
+        lines.append("Positive rate: not applicable (not a binary target)")
     if report.label_shift is not None and report.reference_positive_rate is not None:
         ls = report.label_shift
         lines.append(

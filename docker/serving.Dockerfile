@@ -27,4 +27,4 @@ WORKDIR /home/mlops
 USER 10001:10001
 EXPOSE 8080
 ENTRYPOINT ["mlops"]
-CMD ["serve", "--model-dir", "/mnt/models", "--model", "churn"]
+CMD ["serve", "--model-dir", "/mnt/models", "--model", "churn", "--host", "0.0.0.0"]

@@ -13,6 +13,10 @@ if docker image inspect "$TAG" >/dev/null 2>&1; then
   log "$TAG exists; not rebuilding"
   exit 0
 fi
+if [[ ${CHECK_ONLY:-} == 1 ]]; then
+  log "not built yet: $TAG"
+  exit 10
+fi
 command -v debootstrap >/dev/null || { log "debootstrap missing (apt-get install debootstrap)"; exit 3; }
 
 root=$(mktemp -d /tmp/mlops-base.XXXXXX)

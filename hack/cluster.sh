@@ -1,36 +1,45 @@
 #!/usr/bin/env bash
 # Create or delete the local cluster: kind (default) or minikube (CLUSTER=minikube).
 # Usage: hack/cluster.sh create|delete. Versions come from versions.mk through the Makefile.
+# KIND (the kind binary), KIND_CONFIG (default kind-config.yaml) and LOCAL_IMAGES (images to load
+# into the new node, for machines without a registry; hack/kind/build.sh writes them) may be set.
 set -euo pipefail
 
 CLUSTER=${CLUSTER:-kind}
 CLUSTER_NAME=${CLUSTER_NAME:-mlops}
 KIND_NODE_IMAGE=${KIND_NODE_IMAGE:?set by the Makefile from versions.mk}
 MINIKUBE_KUBERNETES_VERSION=${MINIKUBE_KUBERNETES_VERSION:?set by the Makefile from versions.mk}
-# Knative + KServe + KFP + Prometheus + two model revisions fit in 4 CPUs / 8 GiB.
+# Traefik + KServe + KFP + Prometheus + two model versions fit in 4 CPUs / 8 GiB.
 MINIKUBE_CPUS=${MINIKUBE_CPUS:-4}
 MINIKUBE_MEMORY=${MINIKUBE_MEMORY:-8g}
 HERE=$(cd "$(dirname "$0")" && pwd)
+KIND=${KIND:-kind}
+KIND_CONFIG=${KIND_CONFIG:-$HERE/../kind-config.yaml}
+LOCAL_IMAGES=${LOCAL_IMAGES:-}
 
 need() { command -v "$1" >/dev/null || { echo "error: $1 not found on PATH; $2" >&2; exit 2; }; }
 
 case "${1:-}:$CLUSTER" in
   create:kind)
-    need kind "install kind (https://kind.sigs.k8s.io)"
+    need "$KIND" "install kind $KIND_VERSION (https://kind.sigs.k8s.io, or hack/kind/kind.sh)"
     # Node images are built for a kind release; another release usually works, but say so.
-    if [[ -n ${KIND_VERSION:-} ]] && ! kind version | grep -q "kind $KIND_VERSION "; then
-      echo "warning: $(kind version) differs from the pinned kind $KIND_VERSION (versions.mk)" >&2
+    if [[ -n ${KIND_VERSION:-} ]] && ! "$KIND" version | grep -q "kind $KIND_VERSION "; then
+      echo "warning: $("$KIND" version) differs from the pinned kind $KIND_VERSION (versions.mk)" >&2
     fi
-    if kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
+    if "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
       echo "kind cluster $CLUSTER_NAME already exists"
     else
-      kind create cluster --name "$CLUSTER_NAME" --image "$KIND_NODE_IMAGE" \
-        --config "$HERE/../kind-config.yaml" --wait 120s
+      "$KIND" create cluster --name "$CLUSTER_NAME" --image "$KIND_NODE_IMAGE" \
+        --config "$KIND_CONFIG" --wait 180s
     fi
-    kubectl config use-context "kind-$CLUSTER_NAME" >/dev/null ;;
+    kubectl config use-context "kind-$CLUSTER_NAME" >/dev/null
+    if [[ -n $LOCAL_IMAGES ]]; then
+      # shellcheck disable=SC2086 # a space-separated list
+      "$KIND" load docker-image --name "$CLUSTER_NAME" $LOCAL_IMAGES
+    fi ;;
   delete:kind)
-    need kind "install kind (https://kind.sigs.k8s.io)"
-    kind delete cluster --name "$CLUSTER_NAME" ;;
+    need "$KIND" "install kind (https://kind.sigs.k8s.io)"
+    "$KIND" delete cluster --name "$CLUSTER_NAME" ;;
   create:minikube)
     need minikube "install minikube (https://minikube.sigs.k8s.io)"
     minikube start -p "$CLUSTER_NAME" --kubernetes-version "$MINIKUBE_KUBERNETES_VERSION" \

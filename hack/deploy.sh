@@ -1,21 +1,46 @@
 #!/usr/bin/env bash
 # Install the platform onto the current kubectl context, in order, waiting for each piece:
-#   cert-manager -> Knative Serving + Kourier -> KServe (serverless) -> Kubeflow Pipelines
-#   (standalone, platform-agnostic) -> Prometheus operator -> the project's manifests.
-# Every version comes from versions.mk (through the Makefile); upstream YAML is applied from the
-# upstream release URL, never copied into this repository.
-# Usage: hack/deploy.sh [all|cert-manager|knative|kserve|kfp|prometheus|project]
+#   gateway      Gateway API CRDs + Traefik (the Gateway implementation) + KServe's Gateway
+#   kserve       KServe in Standard mode with Gateway API (webhook certificates signed here)
+#   object-store SeaweedFS, KFP's object store and the model store, as KFP's manifests define it
+#   kfp          Kubeflow Pipelines (standalone, platform-agnostic)
+#   prometheus   the Prometheus operator
+#   project      the project's manifests (OVERLAY) and the model store credentials
+# Every version comes from versions.mk (through the Makefile). Upstream YAML is read from the
+# upstream release (URL) at that version and never copied into this repository; hack/manifests.py
+# adjusts it on the way (image substitution, CRDs first, the webhook CA).
+#
+# Local builds (machines without a registry; see hack/kind/build.sh) switch by environment only;
+# each unset variable keeps the release default:
+#   KSERVE_MANIFESTS        a KServe kustomize dir (source's config/overlays/standalone/kserve)
+#   GATEWAY_API_CRDS        a Gateway API CRD file or kustomize dir
+#   TRAEFIK_RBAC            Traefik's kubernetes-gateway-rbac.yml
+#   KFP_MANIFESTS           KFP's manifests/kustomize dir
+#   PROMETHEUS_OPERATOR_BUNDLE  the operator's bundle.yaml
+#   KSERVE_CONTROLLER_IMAGE KUBE_RBAC_PROXY_IMAGE STORAGE_INITIALIZER_IMAGE TRAEFIK_IMAGE
+#   SEAWEEDFS_IMAGE PROMETHEUS_OPERATOR_IMAGE PROMETHEUS_CONFIG_RELOADER_IMAGE PROMETHEUS_IMAGE
+# Usage: hack/deploy.sh [all|STEP...]      (all = gateway kserve object-store kfp prometheus project)
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-: "${CERT_MANAGER_VERSION:?} ${KNATIVE_SERVING_VERSION:?} ${NET_KOURIER_VERSION:?}"
 : "${KSERVE_VERSION:?} ${KFP_VERSION:?} ${PROMETHEUS_OPERATOR_VERSION:?}"
+: "${GATEWAY_API_VERSION:?} ${TRAEFIK_VERSION:?} ${SEAWEEDFS_IMAGE_TAG:?}"
 OVERLAY=${OVERLAY:-manifests/overlays/dev}
 NAMESPACE=${NAMESPACE:-mlops}
 TIMEOUT=${TIMEOUT:-600s}
-KOURIER_NODE_PORT=${KOURIER_NODE_PORT:-31080}
+PYTHON=${PYTHON:-$(command -v python3)}
 GH=https://github.com
+RAW=https://raw.githubusercontent.com
+KSERVE_MANIFESTS=${KSERVE_MANIFESTS:-$GH/kserve/kserve/releases/download/$KSERVE_VERSION/kserve.yaml}
+GATEWAY_API_CRDS=${GATEWAY_API_CRDS:-$GH/kubernetes-sigs/gateway-api/releases/download/$GATEWAY_API_VERSION/standard-install.yaml}
+TRAEFIK_RBAC=${TRAEFIK_RBAC:-$RAW/traefik/traefik/$TRAEFIK_VERSION/docs/content/reference/dynamic-configuration/kubernetes-gateway-rbac.yml}
+KFP_MANIFESTS=${KFP_MANIFESTS:-$GH/kubeflow/pipelines/manifests/kustomize}
+PROMETHEUS_OPERATOR_BUNDLE=${PROMETHEUS_OPERATOR_BUNDLE:-$GH/prometheus-operator/prometheus-operator/releases/download/$PROMETHEUS_OPERATOR_VERSION/bundle.yaml}
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+manifests() { "$PYTHON" hack/manifests.py "$@"; }
+apply() { kubectl apply --server-side --force-conflicts --field-manager=mlops-deploy "$@"; }
+ensure_namespace() { kubectl create namespace "$1" --dry-run=client -o yaml | apply -f - >/dev/null; }
 
 # wait_ready WHAT NAMESPACE KIND [NAME...]: wait for Deployments/StatefulSets to roll out (or, for
 # KIND=crd, CRDs to be established); on timeout, name what is not ready and show its pods.
@@ -37,56 +62,135 @@ wait_ready() {
   echo "ready: $what"
 }
 
-# deployments_of NAMESPACE: every Deployment in a namespace (upstream releases rename theirs).
-deployments_of() { kubectl get deployments -n "$1" -o name | sed 's|.*/||'; }
-
-install_cert_manager() {
-  step "cert-manager $CERT_MANAGER_VERSION"
-  kubectl apply --server-side -f "$GH/cert-manager/cert-manager/releases/download/$CERT_MANAGER_VERSION/cert-manager.yaml"
-  wait_ready cert-manager cert-manager deployment cert-manager cert-manager-cainjector cert-manager-webhook
+# apply_crds_then_rest SOURCE [hack/manifests.py options]: CRDs first, established, then the rest
+# (a release file that holds a CRD and an object of its kind fails on the first apply otherwise).
+apply_crds_then_rest() {
+  local src=$1 crds
+  shift
+  crds=$(manifests "$src" --part crds "$@")
+  if [[ -n $crds && $crds != "[]"* ]]; then
+    apply -f - <<<"$crds" >/dev/null
+    kubectl wait --for condition=established --timeout="$TIMEOUT" \
+      $(kubectl apply --dry-run=client -o name -f - <<<"$crds" | sed 's|^customresourcedefinition.apiextensions.k8s.io/|crd/|') >/dev/null
+  fi
+  manifests "$src" --part rest "$@" | apply -f -
 }
 
-install_knative() {
-  step "Knative Serving $KNATIVE_SERVING_VERSION + Kourier $NET_KOURIER_VERSION"
-  kubectl apply --server-side -f "$GH/knative/serving/releases/download/$KNATIVE_SERVING_VERSION/serving-crds.yaml"
-  wait_ready "Knative CRDs" "" crd services.serving.knative.dev
-  kubectl apply --server-side -f "$GH/knative/serving/releases/download/$KNATIVE_SERVING_VERSION/serving-core.yaml"
-  kubectl apply --server-side -f "$GH/knative/net-kourier/releases/download/$NET_KOURIER_VERSION/kourier.yaml"
-  kubectl patch configmap/config-network -n knative-serving --type merge \
-    -p '{"data":{"ingress-class":"kourier.ingress.networking.knative.dev"}}'
-  # Model hosts are <isvc>-<ns>.example.com; reach them on the node port with a Host header.
-  kubectl patch configmap/config-domain -n knative-serving --type merge -p '{"data":{"example.com":""}}'
-  # Images loaded into kind exist in no registry, so Knative must not resolve their tags to digests.
-  kubectl patch configmap/config-deployment -n knative-serving --type merge \
-    -p '{"data":{"registries-skipping-tag-resolving":"kind.local,ko.local,dev.local,docker.io,index.docker.io"}}'
-  # kind has no load balancer: expose Kourier on a fixed node port that kind-config.yaml maps to
-  # 127.0.0.1.
-  kubectl patch service/kourier -n kourier-system --type json -p "[
-    {\"op\":\"replace\",\"path\":\"/spec/type\",\"value\":\"NodePort\"},
-    {\"op\":\"add\",\"path\":\"/spec/ports/0/nodePort\",\"value\":$KOURIER_NODE_PORT}]"
-  wait_ready "Knative Serving" knative-serving deployment $(deployments_of knative-serving)
-  wait_ready Kourier kourier-system deployment $(deployments_of kourier-system)
+install_gateway() {
+  step "Gateway API $GATEWAY_API_VERSION + Traefik $TRAEFIK_VERSION"
+  apply_crds_then_rest "$GATEWAY_API_CRDS"
+  # Traefik's own RBAC reference file binds the ServiceAccount in `default`; ours runs in traefik.
+  manifests "$TRAEFIK_RBAC" --subject-namespace traefik | apply -f -
+  ensure_namespace kserve
+  manifests manifests/gateway --image "traefik=${TRAEFIK_IMAGE:-}" | apply -f -
+  wait_ready Traefik traefik deployment traefik
+  kubectl wait --for condition=Programmed --timeout="$TIMEOUT" -n kserve gateway/kserve-ingress-gateway >/dev/null
+  echo "ready: Gateway kserve/kserve-ingress-gateway (Traefik, node port 31080)"
+}
+
+# sign_webhook_certs SOURCE: a self-signed CA (kept in kserve/mlops-webhook-ca, so a second deploy
+# keeps the certificates valid) signs a serving certificate for each cert-manager Certificate in
+# the KServe manifests, into the Secret that Certificate names. Prints the CA file's path.
+sign_webhook_certs() {
+  local src=$1 dir line secret ns names san
+  dir=$(mktemp -d)
+  if kubectl get secret -n kserve mlops-webhook-ca >/dev/null 2>&1; then
+    kubectl get secret -n kserve mlops-webhook-ca -o jsonpath='{.data.ca\.crt}' | base64 -d >"$dir/ca.crt"
+    kubectl get secret -n kserve mlops-webhook-ca -o jsonpath='{.data.ca\.key}' | base64 -d >"$dir/ca.key"
+  else
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=mlops-platform webhook CA" \
+      -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+    kubectl create secret generic mlops-webhook-ca -n kserve --from-file="$dir/ca.crt" \
+      --from-file="$dir/ca.key" >/dev/null
+  fi
+  while read -r line; do
+    secret=$(jq -r .secret <<<"$line")
+    ns=$(jq -r .namespace <<<"$line")
+    names=$(jq -r '.dns_names | join(",")' <<<"$line")
+    ensure_namespace "$ns"
+    if kubectl get secret -n "$ns" "$secret" -o jsonpath='{.data.tls\.crt}' 2>/dev/null | base64 -d >"$dir/old.crt" &&
+      [[ -s $dir/old.crt ]] && openssl verify -CAfile "$dir/ca.crt" "$dir/old.crt" >/dev/null 2>&1 &&
+      openssl x509 -in "$dir/old.crt" -noout -checkend 2592000 >/dev/null; then
+      continue # still valid for 30 days and signed by this CA
+    fi
+    san=$(sed 's/\([^,]*\)/DNS:\1/g' <<<"$names")
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=${names%%,*}" -keyout "$dir/tls.key" -out "$dir/tls.csr" 2>/dev/null
+    openssl x509 -req -in "$dir/tls.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial -days 825 \
+      -extfile <(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$san") -out "$dir/tls.crt" 2>/dev/null
+    kubectl create secret generic "$secret" -n "$ns" --type kubernetes.io/tls --from-file="$dir/tls.crt" \
+      --from-file="$dir/tls.key" --from-file="$dir/ca.crt" --dry-run=client -o yaml | apply -f - >/dev/null
+    echo "signed $ns/$secret for $names" >&2
+  done < <(manifests "$src" --certificates)
+  echo "$dir/ca.crt"
 }
 
 install_kserve() {
-  step "KServe $KSERVE_VERSION (serverless)"
-  kubectl apply --server-side --force-conflicts -f "$GH/kserve/kserve/releases/download/$KSERVE_VERSION/kserve.yaml"
+  step "KServe $KSERVE_VERSION (Standard mode, Gateway API)"
+  local ca probe
+  # The release file has no Namespace object: create it before anything namespaced.
+  ensure_namespace kserve
+  ca=$(sign_webhook_certs "$KSERVE_MANIFESTS")
+  local opts=(
+    --drop-kind Certificate --drop-kind Issuer --ca-bundle "$ca"
+    --image "kserve/kserve-controller=${KSERVE_CONTROLLER_IMAGE:-}"
+    --image "quay.io/brancz/kube-rbac-proxy=${KUBE_RBAC_PROXY_IMAGE:-}"
+    --image "kserve/storage-initializer=${STORAGE_INITIALIZER_IMAGE:-}"
+    --configmap-json "kserve/inferenceservice-config:deploy.defaultDeploymentMode=Standard"
+    --configmap-json "kserve/inferenceservice-config:ingress.enableGatewayApi=true"
+    --configmap-json "kserve/inferenceservice-config:ingress.kserveIngressGateway=kserve/kserve-ingress-gateway"
+    --configmap-json "kserve/inferenceservice-config:ingress.disableIstioVirtualHost=true"
+  )
+  apply_crds_then_rest "$KSERVE_MANIFESTS" "${opts[@]}" >/dev/null
+  rm -rf "$(dirname "$ca")"
   wait_ready "KServe controller" kserve deployment kserve-controller-manager
-  kubectl apply --server-side --force-conflicts -f "$GH/kserve/kserve/releases/download/$KSERVE_VERSION/kserve-cluster-resources.yaml"
-  # Serverless by default, and no Istio VirtualService: Kourier is the ingress.
-  kubectl get configmap inferenceservice-config -n kserve -o json | python3 -c '
-import json, sys
-cm = json.load(sys.stdin)
-deploy = json.loads(cm["data"].get("deploy", "{}"))
-deploy["defaultDeploymentMode"] = "Serverless"
-ingress = json.loads(cm["data"].get("ingress", "{}"))
-ingress["disableIstioVirtualHost"] = True
-cm["data"]["deploy"] = json.dumps(deploy)
-cm["data"]["ingress"] = json.dumps(ingress)
-for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
-    cm["metadata"].pop(key, None)
-json.dump(cm, sys.stdout)
-' | kubectl apply -f -
+  # Ready pods are not a serving webhook: wait until the API server's call to it succeeds.
+  # (kserve-cluster-resources.yaml is not applied: a custom container needs no ServingRuntime.)
+  probe='{"apiVersion":"serving.kserve.io/v1beta1","kind":"InferenceService","metadata":{"name":"webhook-probe","namespace":"default"},
+    "spec":{"predictor":{"containers":[{"name":"kserve-container","image":"probe"}]}}}'
+  for _ in $(seq 1 60); do
+    kubectl create --dry-run=server -f - <<<"$probe" >/dev/null 2>&1 && { echo "ready: KServe webhooks"; return; }
+    sleep 2
+  done
+  echo "error: KServe's admission webhook does not answer" >&2
+  kubectl create --dry-run=server -f - <<<"$probe" >&2 || true
+  exit 1
+}
+
+# The kustomization KFP's platform-agnostic env applies, narrowed to the object store: the same
+# namespace and labels (its selectors too), so `kfp` later applies identical objects over these.
+object_store_kustomization() {
+  local dir=$1
+  "$PYTHON" - "$KFP_MANIFESTS" "$KFP_VERSION" "$dir" <<'PY'
+import os, sys, urllib.request, yaml
+from pathlib import Path
+src, version, out = sys.argv[1:]
+env = "env/platform-agnostic/kustomization.yaml"
+if src.startswith("https://github.com/"):
+    raw = src.replace("https://github.com/", "https://raw.githubusercontent.com/").replace(
+        "/manifests/kustomize", f"/{version}/manifests/kustomize")
+    text = urllib.request.urlopen(f"{raw}/{env}", timeout=60).read().decode()
+    base = f"{src}/third-party/seaweedfs/base?ref={version}"
+else:
+    text = (Path(src) / env).read_text()
+    # kustomize takes a local base only by a relative path.
+    base = os.path.relpath((Path(src) / "third-party/seaweedfs/base").resolve(), Path(out).resolve())
+kfp = yaml.safe_load(text)
+assert any("third-party/seaweedfs" in r for r in kfp["resources"]), "KFP no longer installs SeaweedFS"
+mine = {"apiVersion": kfp["apiVersion"], "kind": "Kustomization", "namespace": kfp["namespace"],
+        "labels": kfp.get("labels", []), "resources": [base]}
+Path(out, "kustomization.yaml").write_text(yaml.safe_dump(mine, sort_keys=False))
+PY
+}
+
+install_object_store() {
+  step "SeaweedFS (KFP $KFP_VERSION's object store, image tag $SEAWEEDFS_IMAGE_TAG)"
+  local dir
+  dir=$(mktemp -d)
+  object_store_kustomization "$dir"
+  ensure_namespace kubeflow
+  manifests "$dir" --image "ghcr.io/chrislusf/seaweedfs=${SEAWEEDFS_IMAGE:-}" | apply -f -
+  rm -rf "$dir"
+  wait_ready SeaweedFS kubeflow deployment seaweedfs
 }
 
 install_kfp() {
@@ -98,19 +202,23 @@ install_kfp() {
 
 install_prometheus() {
   step "Prometheus operator $PROMETHEUS_OPERATOR_VERSION"
-  kubectl apply --server-side --force-conflicts -f \
-    "$GH/prometheus-operator/prometheus-operator/releases/download/$PROMETHEUS_OPERATOR_VERSION/bundle.yaml"
-  wait_ready "Prometheus CRDs" "" crd prometheuses.monitoring.coreos.com podmonitors.monitoring.coreos.com prometheusrules.monitoring.coreos.com
+  local opts=(
+    --image "quay.io/prometheus-operator/prometheus-operator=${PROMETHEUS_OPERATOR_IMAGE:-}"
+    --image "quay.io/prometheus-operator/prometheus-config-reloader=${PROMETHEUS_CONFIG_RELOADER_IMAGE:-}"
+  )
+  apply_crds_then_rest "$PROMETHEUS_OPERATOR_BUNDLE" "${opts[@]}" >/dev/null
   wait_ready "Prometheus operator" default deployment prometheus-operator
 }
 
 install_project() {
   step "project manifests ($OVERLAY)"
-  kubectl apply --server-side -k "$OVERLAY"
+  local opts=()
+  [[ -n ${PROMETHEUS_IMAGE:-} ]] && opts+=(--set "Prometheus/mlops:spec.image=$PROMETHEUS_IMAGE")
+  manifests "$OVERLAY" "${opts[@]}" | apply -f -
   # The canary controller runs the serving image of this checkout (make images; kind-load).
   kubectl -n "$NAMESPACE" set image deployment/mlops-canary-controller \
     controller="${SERVING_IMAGE:-mlops-platform/serving:latest}" >/dev/null
-  # The model store credentials are KFP's own object store's; copy them at deploy time so no
+  # The model store credentials are the object store's own; copy them at deploy time so no
   # secret lives in git. The template (manifests/base/storage-secret.yaml) carries no data, so a
   # later apply leaves these keys alone.
   local ak sk
@@ -119,6 +227,14 @@ install_project() {
   kubectl patch secret mlops-model-store -n "$NAMESPACE" --type merge \
     -p "{\"data\":{\"AWS_ACCESS_KEY_ID\":\"$ak\",\"AWS_SECRET_ACCESS_KEY\":\"$sk\"}}" >/dev/null
   echo "storage secret $NAMESPACE/mlops-model-store filled from kubeflow/mlpipeline-minio-artifact"
+  # The model servers' bearer token for write endpoints (feedback): made once, kept on re-deploy.
+  if [ -z "$(kubectl get secret mlops-serving-token -n "$NAMESPACE" -o jsonpath='{.data.token}')" ]; then
+    local token
+    token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | base64 -w0)
+    kubectl patch secret mlops-serving-token -n "$NAMESPACE" --type merge \
+      -p "{\"data\":{\"token\":\"$token\"}}" >/dev/null
+    echo "serving token $NAMESPACE/mlops-serving-token created (key: token)"
+  fi
   # The operator creates the Prometheus StatefulSet asynchronously.
   for _ in $(seq 1 60); do
     kubectl get statefulset prometheus-mlops -n monitoring >/dev/null 2>&1 && break
@@ -132,15 +248,20 @@ if ! kubectl version --request-timeout=10s >/dev/null 2>&1; then
   exit 1
 fi
 
-case "${1:-all}" in
-  all) install_cert_manager; install_knative; install_kserve; install_kfp; install_prometheus; install_project ;;
-  cert-manager) install_cert_manager ;;
-  knative) install_knative ;;
-  kserve) install_kserve ;;
-  kfp) install_kfp ;;
-  prometheus) install_prometheus ;;
-  project) install_project ;;
-  *) echo "usage: $0 [all|cert-manager|knative|kserve|kfp|prometheus|project]" >&2; exit 2 ;;
-esac
+steps=("$@")
+[[ ${#steps[@]} -eq 0 || ${steps[0]} == all ]] && steps=(gateway kserve object-store kfp prometheus project)
+for s in "${steps[@]}"; do
+  start=$SECONDS
+  case $s in
+    gateway) install_gateway ;;
+    kserve) install_kserve ;;
+    object-store) install_object_store ;;
+    kfp) install_kfp ;;
+    prometheus) install_prometheus ;;
+    project) install_project ;;
+    *) echo "usage: $0 [all|gateway|kserve|object-store|kfp|prometheus|project ...]" >&2; exit 2 ;;
+  esac
+  echo "deploy: $s in $((SECONDS - start)) s"
+done
 [[ ${1:-all} == all ]] && printf '\nDeployed. `make status` shows what runs and how to reach it.\n'
 exit 0

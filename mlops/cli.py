@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mlops.commands import (
     audit_cmd,
@@ -39,7 +40,8 @@ def user_errors_as_red_line(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except MlopsError as e:
-            err_console.print(f"[red]error:[/red] {e}")
+            # One line, never wrapped at the terminal's width, and the message is not markup.
+            err_console.print("[red]error:[/red]", escape(str(e)), soft_wrap=True)
             sys.exit(2)
 
     return wrapper

@@ -29,3 +29,7 @@ class ConflictError(MlopsError):
 
 class TooLargeError(InvalidInputError):
     """What the user sent is over a configured limit."""
+
+
+class AuthenticationError(MlopsError):
+    """The request needs credentials it did not carry (or carried wrong ones)."""

@@ -2,16 +2,23 @@
 
 Layout under the registry URI (a local folder locally, ``s3://bucket/prefix`` on the cluster):
 
+    <model>/versions/<n>/claim.json        who took version number n (created if absent: of many
+                                           concurrent registrations exactly one gets each n)
     <model>/versions/<n>/model.skops       the whole scikit-learn Pipeline, skops format
     <model>/versions/<n>/schema.json       the feature schema it was trained on
     <model>/versions/<n>/reference.json    drift reference profile of its training data
     <model>/versions/<n>/version.json      metrics, data fingerprint, params, code version, run id,
                                            artifact sha256 (written last: a version exists once
                                            this file does)
-    <model>/champion.json                  {"version": n, "history": [...]} (who, when, why)
+    <model>/champion/<seq>.json            the champion log: one entry per promotion or rollback
+                                           (who, when, why); the last entry names the champion.
+                                           Entry seq+1 is created only if absent, so appending
+                                           after reading entry seq is a compare-and-swap.
 
-The registry is also the lineage store (KFP is dropping ML Metadata): a version names the run that
-made it and the fingerprint of its data; the champion history names every promotion and rollback.
+Every file is written whole and never edited; `mlops_core.registry_store` says which store gives
+which guarantee. The registry is also the lineage store (KFP is dropping ML Metadata): a version
+names the run that made it and the fingerprint of its data; the champion log names every
+promotion and rollback.
 """
 
 from __future__ import annotations
@@ -28,20 +35,46 @@ from typing import Any
 import fsspec
 
 from mlops_core.drift import ReferenceProfile
-from mlops_core.errors import MlopsError
-from mlops_core.schema import FeatureSchema
+from mlops_core.errors import ConflictError, InvalidInputError, MlopsError, NotFoundError
+from mlops_core.model_artifact import IntegrityError, load_artifact, sha256_file
+from mlops_core.registry_store import AtomicStore
+from mlops_core.schema import FeatureSchema, SchemaError
+
+__all__ = [
+    "MODEL_FILE",
+    "ChampionConflictError",
+    "CorruptRegistryFileError",
+    "IntegrityError",
+    "ModelRegistry",
+    "ModelVersion",
+    "RegistryError",
+    "RegistryNotFoundError",
+    "code_version",
+    "load_artifact",
+    "sha256_file",
+]
 
 MODEL_FILE = "model.skops"
-# Types a model artifact may contain. Anything else in a skops file is refused on load.
-TRUSTED_TYPE_PREFIXES = ("sklearn.", "xgboost.", "numpy.", "scipy.", "builtins.", "components.")
+_LEGACY_CHAMPION = "champion.json"  # the single rewritten pointer of earlier releases (read only)
+_ANY = object()  # set_champion's `expected` when the caller does not care who is champion now
+_MAX_APPEND_TRIES = 100
 
 
 class RegistryError(MlopsError):
     """The registry cannot do what was asked; the message says what to do next."""
 
 
-class IntegrityError(RegistryError):
-    """A model artifact does not match the sha256 recorded at registration."""
+class RegistryNotFoundError(RegistryError, NotFoundError):
+    """The registry, model, version or champion named does not exist."""
+
+
+class ChampionConflictError(RegistryError, ConflictError):
+    """The champion is not what the caller expected (another writer moved it, or it is already
+    the version asked for)."""
+
+
+class CorruptRegistryFileError(RegistryError):
+    """A registry file is not the JSON document it should be."""
 
 
 @dataclass(frozen=True)
@@ -61,14 +94,6 @@ class ModelVersion:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with fsspec.open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def code_version() -> str:
@@ -92,29 +117,35 @@ def code_version() -> str:
             return "unknown"
 
 
-def load_artifact(path: str, expected_sha256: str | None = None) -> Any:
-    """Load a skops model file after checking its digest and the types it contains."""
-    with fsspec.open(path, "rb") as fh:
-        blob = fh.read()
-    digest = hashlib.sha256(blob).hexdigest()
-    if expected_sha256 is not None and digest != expected_sha256:
-        raise IntegrityError(
-            f"artifact {path} has sha256 {digest}, but the registry recorded {expected_sha256}; "
-            "the file was modified after registration. Re-register the model or roll back."
-        )
-    import skops.io as sio  # here, not at the top: registering a model does not need it (~1s)
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
-    untrusted = sio.get_untrusted_types(data=blob)
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_TYPE_PREFIXES)]
-    if refused:
-        raise IntegrityError(f"artifact {path} contains types outside the allow-list: {refused}")
-    return sio.loads(blob, trusted=untrusted)
+
+def _dumps(doc: Any) -> bytes:
+    return json.dumps(doc, indent=2, sort_keys=True).encode()
+
+
+def promotion_stack(history: list[dict[str, Any]]) -> list[int]:
+    """The champions a rollback can return to, oldest first; the last one is the champion.
+
+    A promotion pushes its version; a rollback pops back to its target (or pushes a target that
+    was never champion). So repeated rollbacks walk the history backwards and never toggle.
+    """
+    stack: list[int] = []
+    for entry in history:
+        version = entry["version"]
+        if entry.get("action") == "rollback" and version in stack:
+            del stack[stack.index(version) + 1 :]
+        elif not stack or stack[-1] != version:
+            stack.append(version)
+    return stack
 
 
 class ModelRegistry:
     def __init__(self, uri: str, **storage_options: Any) -> None:
         self.uri = uri.rstrip("/")
         self.fs, self.root = fsspec.core.url_to_fs(self.uri, **storage_options)
+        self.store = AtomicStore(self.fs)
 
     # --- paths ---------------------------------------------------------------------------------
     def _path(self, *parts: str) -> str:
@@ -128,53 +159,95 @@ class ModelRegistry:
         return self.fs.unstrip_protocol(self.version_dir(model, version))
 
     def _read_json(self, path: str) -> Any:
-        with self.fs.open(path, "r") as fh:
-            return json.load(fh)
+        """A registry JSON file, or one line naming the file and what is wrong with it."""
+        shown = self.fs.unstrip_protocol(path)
+        try:
+            raw = self.store.read(path)
+        except FileNotFoundError as e:
+            raise RegistryNotFoundError(f"registry file {shown} does not exist") from e
+        try:
+            return json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise CorruptRegistryFileError(
+                f"registry file {shown} is corrupt ({e}); restore it from a backup, or remove "
+                "the version folder it belongs to"
+            ) from e
 
-    def _write_json(self, path: str, doc: Any) -> None:
-        # Write then move, so a reader never sees half a document.
-        tmp = path + ".tmp"
-        with self.fs.open(tmp, "w") as fh:
-            json.dump(doc, fh, indent=2, sort_keys=True)
-        self.fs.mv(tmp, path)
+    def _read_record(self, path: str, kind: type, required: tuple[str, ...]) -> Any:
+        doc = self._read_json(path)
+        shown = self.fs.unstrip_protocol(path)
+        missing = [k for k in required if not isinstance(doc, dict) or k not in doc]
+        if missing:
+            raise CorruptRegistryFileError(
+                f"registry file {shown} is not a {kind.__name__} record: missing {missing}"
+            )
+        try:
+            return kind(**doc)
+        except TypeError as e:
+            raise CorruptRegistryFileError(
+                f"registry file {shown} is not a {kind.__name__} record: {e}"
+            ) from e
 
     # --- reading -------------------------------------------------------------------------------
     def models(self) -> list[str]:
-        if not self.fs.exists(self.root):
-            return []
-        return sorted(
-            posixpath.basename(p.rstrip("/"))
-            for p in self.fs.ls(self.root, detail=False)
-            if self.fs.isdir(p)
-        )
+        return [
+            name
+            for name in self.store.names(self.root)
+            if self.fs.isdir(self._path(name)) and not name.startswith(".")
+        ]
+
+    def _version_numbers(self, model: str) -> list[int]:
+        """Every number taken (claimed, half-written or complete), ascending."""
+        names = self.store.names(self._path(model, "versions"))
+        return sorted(int(n) for n in names if n.isdigit())
 
     def versions(self, model: str) -> list[ModelVersion]:
-        base = self._path(model, "versions")
-        if not self.fs.exists(base):
-            return []
         found = []
-        for p in self.fs.ls(base, detail=False):
-            meta = posixpath.join(p, "version.json")
+        for n in self._version_numbers(model):
+            meta = posixpath.join(self.version_dir(model, n), "version.json")
             if self.fs.exists(meta):
-                found.append(ModelVersion(**self._read_json(meta)))
-        return sorted(found, key=lambda v: v.version)
+                found.append(self._read_version(meta))
+        return found
+
+    def _read_version(self, meta: str) -> ModelVersion:
+        mv = self._read_record(meta, ModelVersion, ("model", "version", "artifact_sha256"))
+        if not isinstance(mv.version, int) or not isinstance(mv.artifact_sha256, str):
+            raise CorruptRegistryFileError(
+                f"registry file {self.fs.unstrip_protocol(meta)} has a version that is not a "
+                f"number ({mv.version!r}) or a digest that is not text"
+            )
+        return mv
 
     def get(self, model: str, version: int | str = "champion") -> ModelVersion:
         n = self.resolve(model, version)
         meta = posixpath.join(self.version_dir(model, n), "version.json")
         if not self.fs.exists(meta):
             known = [v.version for v in self.versions(model)]
-            raise RegistryError(f"model {model!r} has no version {n}; known versions: {known}")
-        return ModelVersion(**self._read_json(meta))
+            raise RegistryNotFoundError(
+                f"model {model!r} has no version {n}; known versions: {known}"
+            )
+        return self._read_version(meta)
+
+    def _no_registry_hint(self) -> str | None:
+        if not self.fs.exists(self.root):
+            return (
+                f"the registry {self.uri} does not exist; check --registry / MLOPS_REGISTRY_URI, "
+                "or run the training pipeline (`mlops pipeline run --local`) to create it"
+            )
+        return None
 
     def resolve(self, model: str, version: int | str) -> int:
         """Turn 'champion', 'latest' or a number into a version number."""
         if isinstance(version, int):
             return version
+        if version in ("champion", "latest"):
+            hint = self._no_registry_hint()
+            if hint:
+                raise RegistryNotFoundError(hint)
         if version == "champion":
             champ = self.champion(model)
             if champ is None:
-                raise RegistryError(
+                raise RegistryNotFoundError(
                     f"model {model!r} has no champion yet; run the training pipeline "
                     "(`mlops pipeline run --local`) or `mlops registry promote`"
                 )
@@ -182,33 +255,73 @@ class ModelRegistry:
         if version == "latest":
             versions = self.versions(model)
             if not versions:
-                raise RegistryError(f"model {model!r} has no registered versions")
+                raise RegistryNotFoundError(f"model {model!r} has no registered versions")
             return versions[-1].version
         try:
             return int(version)
         except ValueError as e:
-            raise RegistryError(
+            raise InvalidInputError(
                 f"version must be a number, 'champion' or 'latest', got {version!r}"
             ) from e
 
+    def _champion_log(self, model: str) -> tuple[list[dict[str, Any]], int]:
+        """(history, seq of the last log entry); legacy champion.json history comes first."""
+        history: list[dict[str, Any]] = []
+        legacy = self._path(model, _LEGACY_CHAMPION)
+        if self.fs.exists(legacy):
+            doc = self._read_json(legacy)
+            if not isinstance(doc, dict) or not isinstance(doc.get("history"), list):
+                raise CorruptRegistryFileError(
+                    f"registry file {self.fs.unstrip_protocol(legacy)} has no history list"
+                )
+            history += doc["history"]
+        seqs = sorted(
+            int(n[:-5])
+            for n in self.store.names(self._path(model, "champion"))
+            if n.endswith(".json") and n[:-5].isdigit()
+        )
+        for seq in seqs:
+            path = self._champion_entry_path(model, seq)
+            entry = self._read_json(path)
+            if not isinstance(entry, dict) or not isinstance(entry.get("version"), int):
+                raise CorruptRegistryFileError(
+                    f"registry file {self.fs.unstrip_protocol(path)} is not a champion entry "
+                    '(expected {"version": <int>, ...})'
+                )
+            history.append(entry)
+        return history, (seqs[-1] if seqs else 0)
+
+    def _champion_entry_path(self, model: str, seq: int) -> str:
+        return self._path(model, "champion", f"{seq:08d}.json")
+
     def champion_doc(self, model: str) -> dict[str, Any]:
-        path = self._path(model, "champion.json")
-        return self._read_json(path) if self.fs.exists(path) else {"version": None, "history": []}
+        history, _ = self._champion_log(model)
+        return {"version": history[-1]["version"] if history else None, "history": history}
 
     def champion(self, model: str) -> int | None:
         return self.champion_doc(model)["version"]
 
     def schema(self, model: str, version: int | str = "champion") -> FeatureSchema:
         n = self.resolve(model, version)
-        return FeatureSchema.load(
-            self.fs.unstrip_protocol(posixpath.join(self.version_dir(model, n), "schema.json"))
-        )
+        path = posixpath.join(self.version_dir(model, n), "schema.json")
+        try:
+            return FeatureSchema.from_dict(self._read_json(path))
+        except SchemaError as e:
+            raise CorruptRegistryFileError(
+                f"registry file {self.fs.unstrip_protocol(path)} is corrupt: {e}"
+            ) from e
 
     def reference(self, model: str, version: int | str = "champion") -> ReferenceProfile:
         n = self.resolve(model, version)
-        return ReferenceProfile.from_dict(
-            self._read_json(posixpath.join(self.version_dir(model, n), "reference.json"))
-        )
+        path = posixpath.join(self.version_dir(model, n), "reference.json")
+        doc = self._read_json(path)
+        try:
+            return ReferenceProfile.from_dict(doc)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise CorruptRegistryFileError(
+                f"registry file {self.fs.unstrip_protocol(path)} is not a reference profile: "
+                f"{type(e).__name__}: {e}"
+            ) from e
 
     def artifact_path(self, model: str, version: int | str = "champion") -> str:
         n = self.resolve(model, version)
@@ -220,6 +333,16 @@ class ModelRegistry:
         return load_artifact(self.artifact_path(model, mv.version), mv.artifact_sha256)
 
     # --- writing -------------------------------------------------------------------------------
+    def _claim_version(self, model: str, run_id: str) -> int:
+        """Take the next free version number: create-if-absent on its claim file."""
+        n = max(self._version_numbers(model), default=0) + 1
+        claim = _dumps({"run_id": run_id, "at": _now()})
+        while not self.store.create_if_absent(
+            posixpath.join(self.version_dir(model, n), "claim.json"), claim
+        ):
+            n += 1  # a rival took n between our listing and our claim: try the next one
+        return n
+
     def register(
         self,
         model: str,
@@ -236,31 +359,18 @@ class ModelRegistry:
         tags: dict[str, str] | None = None,
     ) -> ModelVersion:
         """Copy an artifact in as the next version and record its lineage."""
-        existing = [v.version for v in self.versions(model)]
-        base = self._path(model, "versions")
-        if self.fs.exists(base):  # a folder without version.json is a half-written version
-            existing += [
-                int(posixpath.basename(p.rstrip("/")))
-                for p in self.fs.ls(base, detail=False)
-                if posixpath.basename(p.rstrip("/")).isdigit()
-            ]
-        n = max(existing, default=0) + 1
+        with fsspec.open(artifact_path, "rb") as src:
+            blob = src.read()  # read once: the digest recorded is the digest of what is stored
+        n = self._claim_version(model, run_id)
         vdir = self.version_dir(model, n)
-        self.fs.makedirs(vdir, exist_ok=True)
-        digest = sha256_file(artifact_path)
-        with (
-            fsspec.open(artifact_path, "rb") as src,
-            self.fs.open(posixpath.join(vdir, MODEL_FILE), "wb") as dst,
-        ):
-            dst.write(src.read())
-        with self.fs.open(posixpath.join(vdir, "schema.json"), "w") as fh:
-            fh.write(schema.to_json())
-        self._write_json(posixpath.join(vdir, "reference.json"), reference.to_dict())
+        self.store.put_whole(posixpath.join(vdir, MODEL_FILE), blob)
+        self.store.put_whole(posixpath.join(vdir, "schema.json"), schema.to_json().encode())
+        self.store.put_whole(posixpath.join(vdir, "reference.json"), _dumps(reference.to_dict()))
         mv = ModelVersion(
             model=model,
             version=n,
-            artifact_sha256=digest,
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            artifact_sha256=hashlib.sha256(blob).hexdigest(),
+            created_at=_now(),
             metrics=dict(metrics or {}),
             params=dict(params or {}),
             data_fingerprint=data_fingerprint,
@@ -270,41 +380,76 @@ class ModelRegistry:
             estimator=estimator,
             tags=dict(tags or {}),
         )
-        self._write_json(posixpath.join(vdir, "version.json"), mv.to_dict())
+        self.store.put_whole(posixpath.join(vdir, "version.json"), _dumps(mv.to_dict()))
         return mv
 
-    def set_champion(self, model: str, version: int, *, reason: str, actor: str = "mlops") -> None:
+    def set_champion(
+        self,
+        model: str,
+        version: int,
+        *,
+        reason: str,
+        actor: str = "mlops",
+        expected: int | object | None = _ANY,
+        action: str = "promote",
+    ) -> dict[str, Any]:
+        """Make `version` champion by appending to the champion log; returns the new entry.
+
+        With `expected`, this is a compare-and-swap: it fails with `ChampionConflictError` unless
+        the champion is `expected` (None: no champion yet) at the moment the entry is created.
+        """
         self.get(model, version)  # must exist
-        doc = self.champion_doc(model)
-        doc["history"].append(
-            {
+        for _ in range(_MAX_APPEND_TRIES):
+            history, seq = self._champion_log(model)
+            current = history[-1]["version"] if history else None
+            if expected is not _ANY and current != expected:
+                raise ChampionConflictError(
+                    f"the champion of {model!r} is {_named(current)}, not {_named(expected)} as "
+                    f"expected: another writer moved it; v{version} was not made champion"
+                )
+            if current == version:
+                raise ChampionConflictError(
+                    f"version {version} is already the champion of {model!r}"
+                )
+            entry = {
+                "seq": seq + 1,
                 "version": version,
-                "previous": doc["version"],
+                "previous": current,
+                "action": action,
                 "reason": reason,
                 "actor": actor,
-                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "at": _now(),
             }
+            if self.store.create_if_absent(
+                self._champion_entry_path(model, seq + 1), _dumps(entry)
+            ):
+                return entry
+        raise ChampionConflictError(
+            f"the champion of {model!r} kept moving under {_MAX_APPEND_TRIES} attempts; try again"
         )
-        doc["version"] = version
-        self._write_json(self._path(model, "champion.json"), doc)
 
     def rollback(self, model: str, to_version: int | None = None, *, reason: str = "") -> int:
-        """Make an earlier version champion again: the given one, or the previous champion."""
-        doc = self.champion_doc(model)
-        current = doc["version"]
+        """Make an earlier version champion again: the given one, or the one before the current
+        champion in the promotion history (repeated rollbacks keep walking backwards)."""
+        history, _ = self._champion_log(model)
+        stack = promotion_stack(history)
+        current = stack[-1] if stack else None
         if to_version is None:
-            earlier = [
-                h["previous"]
-                for h in reversed(doc["history"])
-                if h["version"] == current and h["previous"] is not None
-            ]
-            if not earlier:
-                raise RegistryError(
+            if len(stack) < 2:
+                raise ChampionConflictError(
                     f"model {model!r} has no earlier champion to roll back to; "
                     "name a version with --to"
                 )
-            to_version = earlier[0]
-        if to_version == current:
-            raise RegistryError(f"version {to_version} is already the champion of {model!r}")
-        self.set_champion(model, to_version, reason=reason or f"rollback from {current}")
+            to_version = stack[-2]
+        self.set_champion(
+            model,
+            to_version,
+            reason=reason or f"rollback from {current}",
+            expected=current,
+            action="rollback",
+        )
         return to_version
+
+
+def _named(version: object) -> str:
+    return "no champion" if version is None else f"v{version}"

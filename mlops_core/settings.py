@@ -28,6 +28,14 @@ class Settings:
     model_version: str = field(default_factory=lambda: _env("model_version", "champion"))
     model_dir: str = field(default_factory=lambda: _env("model_dir", ""))
     serve_port: int = field(default_factory=lambda: int(_env("serve_port", "8080")))
+    # Loopback by default; the serving container sets MLOPS_SERVE_HOST=0.0.0.0.
+    serve_host: str = field(default_factory=lambda: _env("serve_host", "127.0.0.1"))
+    # Bearer token for every state-changing endpoint (label feedback, model repository); the
+    # manifests fill it from a Secret. Empty: those endpoints are open (local use on loopback).
+    api_token: str = field(default_factory=lambda: _env("api_token", ""), repr=False)
+    repository_api: bool = field(
+        default_factory=lambda: _env("repository_api", "false").lower() in ("1", "true", "yes")
+    )
     max_batch_rows: int = field(default_factory=lambda: int(_env("max_batch_rows", "1000")))
     max_body_bytes: int = field(default_factory=lambda: int(_env("max_body_bytes", "4194304")))
     unknown_category: str = field(default_factory=lambda: _env("unknown_category", "reject"))

@@ -22,12 +22,12 @@ from components.train_and_register import train_and_register
 from mlops_core.errors import MlopsError
 from mlops_core.jsonl_log import DecisionLog
 from mlops_demo.context import DemoContext
-from serving.canary.actuator import Target, new_actuator
+from serving.canary.actuator import Target
 from serving.canary.analysis import CanaryDecision
+from serving.canary.factory import new_actuator, new_source
 from serving.canary.policy import RolloutPolicy
 from serving.canary.rollout import format_decision, run_rollout
 from serving.canary.router_process import RouterProcess
-from serving.canary.source import new_source
 from serving.canary.traffic import TrafficGenerator, TrafficTally
 
 # Fast enough for `make demo`: short windows, a modest minimum per step.

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
+from mlops_core.settings import load_settings
 from serving.v1_instances import v1_instances
 
 
@@ -105,7 +106,10 @@ class LoopTraffic:
         self.log = TrafficLog()
         self._labels: queue.Queue[tuple[float, str, str, list[int]] | None] = queue.Queue()
         self._servers: dict[str, str] = {}
-        self._client = httpx.Client(timeout=30)
+        # The model servers inherit MLOPS_API_TOKEN; labels are a write, so they carry it.
+        token = load_settings().api_token
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.Client(timeout=30, headers=auth)
         self._labeller = threading.Thread(target=self._send_labels, daemon=True)
         self._labeller.start()
         self._continuous: threading.Thread | None = None

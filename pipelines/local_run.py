@@ -20,7 +20,9 @@ from typing import Any
 from mlops_core.errors import MlopsError
 from pipelines.params import TrainingParams
 
-_ERROR_LINE = re.compile(r"^(\w+(?:\.\w+)*(?:Error|Exception)): (.*)$", re.MULTILINE)
+# The task's last exception line; kfp.local indents the task's output in the log.
+_ERROR_LINE = re.compile(r"^[ \t]*(\w+(?:\.\w+)*(?:Error|Exception)): (.*)$", re.MULTILINE)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class PipelineRunError(MlopsError):
@@ -153,7 +155,11 @@ def _explain_failure(error: RuntimeError, run_root: Path, log_path: Path) -> Pip
             failing_columns=validation["failing_columns"],
         )
     errors = _ERROR_LINE.findall(log)
-    cause = f"{errors[-1][0].rsplit('.', 1)[-1]}: {errors[-1][1]}" if errors else str(error)
+    cause = (
+        f"{errors[-1][0].rsplit('.', 1)[-1]}: {errors[-1][1].strip()}"
+        if errors
+        else _ANSI.sub("", str(error))
+    )
     return PipelineRunError(
         f"step {failed_step or '?'} failed: {cause} (task logs: {log_path})",
         run_dir=run_root,
@@ -163,6 +169,6 @@ def _explain_failure(error: RuntimeError, run_root: Path, log_path: Path) -> Pip
 
 def _failed_step(message: str) -> str:
     # kfp.local: "... Inner task failed: <colour codes>validate<colour codes>."
-    plain = re.sub(r"\x1b\[[0-9;]*m", "", message)
+    plain = _ANSI.sub("", message)
     m = re.search(r"Inner task failed: '?([\w-]+)", plain)
     return m.group(1) if m else ""

@@ -31,7 +31,7 @@ SIGNATURE = pipeline_signature()
 class ObjectStore:
     """The S3-compatible store an s3:// registry lives in (on kind: KFP's own, in `kubeflow`)."""
 
-    endpoint_url: str = "http://minio-service.kubeflow:9000"
+    endpoint_url: str = "http://seaweedfs.kubeflow:9000"
     secret_name: str = "mlpipeline-minio-artifact"
     access_key_field: str = "accesskey"
     secret_key_field: str = "secretkey"

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.types import Send
 
 from mlops_core.errors import (
+    AuthenticationError,
     ConflictError,
     InvalidInputError,
     MlopsError,
@@ -37,6 +38,7 @@ _STATUS_BY_KIND: tuple[tuple[type[BaseException], int], ...] = (
     (NotReady, 503),
     (UpstreamFailed, 502),
     (TooLargeError, 413),
+    (AuthenticationError, 401),
     (NotFoundError, 404),
     (ConflictError, 409),
     (InvalidInputError, 400),

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from starlette.requests import ClientDisconnect
+
 from mlops_core.errors import NotFoundError, TooLargeError
 from serving.http_errors import send_error
 from serving.metrics import RequestMetrics
@@ -30,6 +32,7 @@ _V1 = re.compile(r"^/v1/models/[^/]+:(predict|explain)$")
 _V2 = re.compile(r"^/v2/models/[^/]+(?:/versions/[^/]+)?/infer$")
 _VERSIONED = re.compile(r"^(/v2/models/[^/]+)/versions/([^/]+)(/.*)?$")
 _OWN_HEADERS = frozenset({b"x-model-version", b"x-request-id"})
+CLIENT_CLOSED_REQUEST = 499
 _REQUEST_ID = re.compile(rb"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces, bounded
 
 
@@ -118,11 +121,14 @@ class ServingMiddleware:
             await send(message)
 
         received = 0
+        client_gone = False
 
         async def receive_bounded() -> Message:
-            nonlocal received
+            nonlocal received, client_gone
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.disconnect":
+                client_gone = True
+            elif message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     raise BodyTooLarge(self.max_body_bytes)
@@ -138,10 +144,17 @@ class ServingMiddleware:
             if length > self.max_body_bytes:
                 raise BodyTooLarge(self.max_body_bytes)
             await self.app(scope, receive_bounded, send_with_headers)
+        except ClientDisconnect:
+            # Nobody is left to answer; re-raising would only log a traceback for a client's act.
+            client_gone = True
         except BodyTooLarge as e:
             if not response_started:
                 # the unread body stays on the socket, so the connection cannot be reused
                 status = await send_error(send, e, [(b"connection", b"close"), *extra])
         finally:
+            if client_gone and status >= 500:
+                # The client hung up mid-request: not a server fault, so not a 5xx (the canary's
+                # error signal). 499 is nginx's "client closed request"; it counts as 4xx.
+                status = CLIENT_CLOSED_REQUEST
             if route is not None:
                 self.metrics.record(route[0], route[1], status, time.perf_counter() - started)

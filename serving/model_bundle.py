@@ -19,7 +19,7 @@ from sklearn.pipeline import Pipeline
 from mlops_core.drift import ReferenceProfile
 from mlops_core.errors import MlopsError
 from mlops_core.registry import MODEL_FILE, ModelRegistry, ModelVersion, load_artifact
-from mlops_core.schema import FeatureSchema
+from mlops_core.schema import FeatureSchema, SchemaError
 
 
 class ModelBundleError(MlopsError):
@@ -46,8 +46,22 @@ class ModelBundle:
 
 
 def _read_json(fs: fsspec.AbstractFileSystem, path: str) -> Any:
-    with fs.open(path, "r") as fh:
-        return json.load(fh)
+    try:
+        return json.loads(fs.cat_file(path))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ModelBundleError(f"{fs.unstrip_protocol(path)} is corrupt: {e}") from e
+
+
+def _parse(fs: fsspec.AbstractFileSystem, path: str, parse: Any) -> Any:
+    """`parse(json of path)`, or one line naming the file and what is wrong with it."""
+    doc = _read_json(fs, path)
+    try:
+        return parse(doc)
+    except (KeyError, TypeError, ValueError, AttributeError, SchemaError) as e:
+        raise ModelBundleError(
+            f"{fs.unstrip_protocol(path)} is not what a model version holds: "
+            f"{type(e).__name__}: {e}"
+        ) from e
 
 
 def load_bundle(folder: str) -> ModelBundle:
@@ -60,15 +74,10 @@ def load_bundle(folder: str) -> ModelBundle:
             f"{folder} is not a registered model version: it lacks {absent}. Point --model-dir at "
             "a registry version folder (<registry>/<model>/versions/<n>) or use --registry."
         )
-    try:
-        record = ModelVersion(**_read_json(fs, posixpath.join(root, "version.json")))
-    except TypeError as e:
-        raise ModelBundleError(f"{folder}/version.json is not a model version record: {e}") from e
-    schema = FeatureSchema.from_dict(_read_json(fs, posixpath.join(root, "schema.json")))
+    record = _parse(fs, posixpath.join(root, "version.json"), lambda d: ModelVersion(**d))
+    schema = _parse(fs, posixpath.join(root, "schema.json"), FeatureSchema.from_dict)
     ref_path = posixpath.join(root, "reference.json")
-    reference = (
-        ReferenceProfile.from_dict(_read_json(fs, ref_path)) if fs.exists(ref_path) else None
-    )
+    reference = _parse(fs, ref_path, ReferenceProfile.from_dict) if fs.exists(ref_path) else None
     pipeline = load_artifact(
         fs.unstrip_protocol(posixpath.join(root, MODEL_FILE)), record.artifact_sha256
     )

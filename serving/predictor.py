@@ -63,7 +63,7 @@ class ChurnPredictor(Model):
         self.explainer: Explainer | None = None
         self.explain_unavailable = ""
         # The task's outputs in the user's labels (binary, multiclass, regression).
-        self.outputs = TaskOutputs(bundle.pipeline, bundle.schema, threshold=threshold)
+        self.outputs = TaskOutputs(bundle.schema, threshold=threshold)
         # Requests are merged only up to `batch_rows`: past a few hundred rows the per-call cost is
         # already amortised, and bigger batches only make every request in them wait longer.
         self.batcher = MicroBatcher(self.predict_rows, max_rows=batch_rows)
@@ -101,7 +101,7 @@ class ChurnPredictor(Model):
     def predict_rows(self, rows: np.ndarray) -> np.ndarray:
         """The model's output for validated rows (the only call into the Pipeline): positive-class
         probabilities, class probabilities or values, per task."""
-        return self.outputs.predict(rows)
+        return self.outputs.predict(self.bundle.pipeline, rows)
 
     def _after_prediction(
         self, rows: np.ndarray, probabilities: np.ndarray, request_id: str

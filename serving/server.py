@@ -19,6 +19,7 @@ from fastapi.responses import Response
 
 from mlops_core.errors import InvalidInputError, MlopsError
 from mlops_core.settings import Settings
+from serving.access_control import AccessControl, AccessPolicy
 from serving.http_errors import error_response, mlops_error_handler
 from serving.http_middleware import ServingMiddleware
 from serving.model_bundle import ModelBundle, load_bundle, load_registered
@@ -71,11 +72,16 @@ class ClientErrorTracebacks(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         from kserve.errors import InvalidInput
+        from starlette.requests import ClientDisconnect
 
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, InvalidInput):
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.msg, record.args, record.exc_info = f"refused request: {exc}", (), None
+        elif isinstance(exc, ClientDisconnect):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "client disconnected before sending the whole body", ()
+            record.exc_info = None
         return True
 
 
@@ -116,6 +122,10 @@ def attach(app: FastAPI, predictor: ChurnPredictor, settings: Settings) -> None:
         max_body_bytes=settings.max_body_bytes,
         metrics=predictor.request_metrics,
     )
+    # Added last, so it runs first: a refused request costs no body read and no metric.
+    app.add_middleware(
+        AccessControl, policy=AccessPolicy.from_settings(settings), ready=lambda: predictor.ready
+    )
     app.add_exception_handler(RequestValidationError, request_validation_error)
     app.add_exception_handler(MlopsError, mlops_error_handler)
     for router in extra_routers(predictor):
@@ -155,13 +165,24 @@ def run_server(
     # event loop read and answer requests while a batch is being scored (default: 5 ms).
     sys.setswitchinterval(0.001)
     logger.info(
-        "serving %s version %s from %s on port %d",
+        "serving %s version %s from %s on %s:%d (write endpoints %s)",
         settings.model_name,
         predictor.version,
         bundle.source,
+        settings.serve_host,
         settings.serve_port,
+        "need a bearer token" if settings.api_token else "are open: set MLOPS_API_TOKEN",
     )
-    server = ModelServer(
+
+    class BoundModelServer(ModelServer):
+        # KServe's RESTServer binds 0.0.0.0 with no option; its uvicorn config is read only when
+        # serving starts, so the host is set between `start` building it and `_serve` running it.
+        async def _serve(self) -> None:
+            if self._rest_server is not None:
+                self._rest_server.config.host = settings.serve_host
+            await super()._serve()
+
+    server = BoundModelServer(
         http_port=settings.serve_port,
         workers=1,
         enable_grpc=False,

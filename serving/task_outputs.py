@@ -1,6 +1,6 @@
 """What a served model answers, per task, in the user's own labels.
 
-The predictor's one call into the Pipeline (`TaskOutputs.predict`) returns the model's raw output:
+The predictor's one call into the model (`TaskOutputs.predict`) returns the model's raw output:
 the positive-class probability (binary, one per row), the class probabilities (multiclass, one row
 of them per row) or the predicted value (regression). This module turns it into
 
@@ -41,20 +41,20 @@ def _v2_label_datatype(classes: tuple[Any, ...]) -> str:
 
 
 class TaskOutputs:
-    def __init__(self, pipeline: Any, schema: FeatureSchema, *, threshold: float) -> None:
-        self.pipeline = pipeline
+    def __init__(self, schema: FeatureSchema, *, threshold: float) -> None:
         self.task = schema.task
         self.classes = schema.label_classes
         self.threshold = threshold
         self.label_datatype = _v2_label_datatype(self.classes) if self.classes else ""
 
     # --- the model -----------------------------------------------------------------------------
-    def predict(self, rows: np.ndarray) -> np.ndarray:
+    def predict(self, model: Any, rows: np.ndarray) -> np.ndarray:
+        """`model`: the Pipeline, or anything with its `predict_proba` (classifiers) / `predict`."""
         if self.task == "binary":
-            return self.pipeline.predict_proba(rows)[:, 1]
+            return model.predict_proba(rows)[:, 1]
         if self.task == "multiclass":
-            return np.asarray(self.pipeline.predict_proba(rows), dtype=np.float64)
-        return np.asarray(self.pipeline.predict(rows), dtype=np.float64)
+            return np.asarray(model.predict_proba(rows), dtype=np.float64)
+        return np.asarray(model.predict(rows), dtype=np.float64)
 
     def scores(self, outputs: np.ndarray) -> np.ndarray:
         return outputs if self.task == "binary" else prediction_score(outputs, self.task)

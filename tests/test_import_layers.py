@@ -10,6 +10,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import grimp
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
 LINT_IMPORTS = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
@@ -44,6 +46,52 @@ def test_the_layers_are_the_ones_the_design_names() -> None:
 def test_the_project_keeps_its_layers() -> None:
     done = lint_imports(ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def import_cycles(packages: list[str]) -> list[list[str]]:
+    """Every set of project modules that import each other round a circle (Tarjan's SCCs over
+    grimp's module graph, which counts imports inside functions too)."""
+    graph = grimp.build_graph(*packages)
+    edges = {m: graph.find_modules_directly_imported_by(m) & graph.modules for m in graph.modules}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while (w := stack.pop()) != v:
+                component.append(w)
+            if component:
+                cycles.append(sorted([v, *component]))
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    return cycles
+
+
+def test_no_module_imports_itself_round_a_circle() -> None:
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    assert import_cycles(CONFIG["root_packages"]) == []
+
+
+def test_the_cycle_finder_finds_a_circle(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "circle_pkg").mkdir()
+    (tmp_path / "circle_pkg" / "__init__.py").write_text("")
+    (tmp_path / "circle_pkg" / "a.py").write_text("from circle_pkg import b\n")
+    (tmp_path / "circle_pkg" / "b.py").write_text("def f():\n    from circle_pkg import a\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert import_cycles(["circle_pkg"]) == [["circle_pkg.a", "circle_pkg.b"]]
 
 
 def test_an_upward_import_breaks_the_contract(tmp_path: Path) -> None:

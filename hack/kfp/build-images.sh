@@ -47,9 +47,16 @@ go_image() {
   rm -rf "$dir"
 }
 
+# KFP_GO_STAGES=kfp|argo|all (default all): which Go images (the two builds can run apart).
 build_go_images() {
-  "$HERE/build-go.sh"
+  local stages=${KFP_GO_STAGES:-all}
+  "$HERE/build-go.sh" "$stages"
   bash "$HERE/../build-base-image.sh" "$KFP_BASE_IMAGE"
+  [[ $stages == argo ]] || kfp_go_images
+  [[ $stages == kfp ]] || argo_go_images
+}
+
+kfp_go_images() {
   local v=$KFP_VERSION
   # Entrypoints and commands as in the upstream Dockerfiles (backend/Dockerfile*), which the
   # manifests rely on; the API server runs without --sampleconfig, so it loads no samples.
@@ -79,6 +86,9 @@ EOF
   go_image "$(image cache-server "$v")" cache_server -- 'ENTRYPOINT ["/bin/cache_server"]'
   go_image "$(image driver "$v")" driver -- 'USER 65532' 'ENTRYPOINT ["/bin/driver"]'
   go_image "$(image launcher "$v")" launcher-v2 -- 'USER 65532' 'ENTRYPOINT ["/bin/launcher-v2"]'
+}
+
+argo_go_images() {
   # Argo's manifests run `workflow-controller` by name and the executor as its entrypoint.
   go_image "$(image workflow-controller "$ARGO_WORKFLOWS_VERSION")" workflow-controller -- \
     'USER 8737' 'ENTRYPOINT ["/bin/workflow-controller"]'

@@ -17,7 +17,8 @@ from rich.console import Console
 
 from mlops_core.registry import ModelRegistry
 from mlops_core.settings import Settings, load_settings
-from serving.canary.actuator import Target, TrafficActuator, new_actuator
+from serving.canary.actuator import Target, TrafficActuator
+from serving.canary.factory import new_actuator, new_source
 
 app = typer.Typer(help="Roll a model version out as a canary and analyse it.", no_args_is_help=True)
 console = Console()
@@ -244,7 +245,6 @@ def run(
     """Analyse the running canary every interval and step up, promote or roll back."""
     from mlops_core.jsonl_log import DecisionLog
     from serving.canary.rollout import format_decision, run_rollout
-    from serving.canary.source import new_source
 
     s = _settings(
         model_name=model,
@@ -318,7 +318,6 @@ def controller(
 
     from components.kube_client import load_api_client
     from serving.canary.controller import Controller, LeaderElection, Reconciler
-    from serving.canary.source import new_source
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     s = _settings(

@@ -23,6 +23,12 @@ def serve(
         None, "--version", help="N, 'champion' or 'latest' (env MLOPS_MODEL_VERSION)"
     ),
     port: int | None = typer.Option(None, "--port", help="HTTP port (env MLOPS_SERVE_PORT)"),
+    host: str | None = typer.Option(
+        None,
+        "--host",
+        help="address to bind: 127.0.0.1 by default; 0.0.0.0 to accept other hosts, as the "
+        "container does (env MLOPS_SERVE_HOST)",
+    ),
     registry: str | None = typer.Option(
         None, "--registry", help="registry URI (env MLOPS_REGISTRY_URI)"
     ),
@@ -41,11 +47,16 @@ def serve(
         help="'reject' (400) or 'unseen' (encode as unknown) (env MLOPS_UNKNOWN_CATEGORY)",
     ),
 ) -> None:
-    """Start the model server on 0.0.0.0:PORT; stops cleanly on SIGTERM."""
+    """Start the model server on HOST:PORT; stops cleanly on SIGTERM.
+
+    State-changing endpoints (label feedback) need 'Authorization: Bearer $MLOPS_API_TOKEN' when
+    that variable is set; the model repository API stays off unless MLOPS_REPOSITORY_API=true.
+    """
     settings = load_settings(
         model_name=model,
         model_version=version,
         serve_port=port,
+        serve_host=host,
         registry_uri=registry,
         model_dir=model_dir,
         max_batch_rows=max_batch_rows,
@@ -53,10 +64,12 @@ def serve(
     )
     # kserve parses sys.argv when first imported; give it none of ours.
     sys.argv = sys.argv[:1]
+    from serving.access_control import AccessPolicy
     from serving.monitoring.endpoints import build_monitoring
     from serving.server import load_model_for, request_limits, run_server
 
     request_limits(settings)  # checked before the model is loaded
+    AccessPolicy.from_settings(settings)
     bundle = load_model_for(settings)
     monitoring = build_monitoring(bundle, settings)  # drift monitor, label store, prediction log
     run_server(bundle, settings, monitoring.observers)

@@ -15,14 +15,11 @@ The agreed series (every model server, labelled model and version):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from serving.canary.analysis import NoData, SourceFailed
 from serving.canary.window import Snapshot
 from serving.metrics import PREDICTION_HISTOGRAMS
-
-if TYPE_CHECKING:
-    from serving.canary.actuator import Target, TrafficStatus
 
 REQUESTS = "mlops_requests_total"
 DURATION_BUCKET = "mlops_request_duration_seconds_bucket"
@@ -42,23 +39,3 @@ class MetricsSource(Protocol):
     def read(self, model: str, stable_version: str, canary_version: str) -> Reading:
         """Both versions' cumulative counters now."""
         ...
-
-
-def new_source(
-    target: Target | str,
-    *,
-    status: TrafficStatus | None = None,
-    prometheus_url: str = "",
-    selector: str = "",
-) -> MetricsSource:
-    """Kubernetes: Prometheus at `prometheus_url`; local: the two model servers the local
-    router's `status` names."""
-    if str(target) == "local":
-        from serving.canary.scrape_source import ScrapeSource
-
-        if status is None:
-            raise ValueError("the local source needs the router's status (its servers' URLs)")
-        return ScrapeSource(status.detail["stable_url"], status.detail["canary_url"])
-    from serving.canary.prometheus_source import PrometheusSource
-
-    return PrometheusSource(prometheus_url, selector=selector)

@@ -207,10 +207,12 @@ class FeedbackStore:
         )
         if index is None:
             self._reject("bad_label")
-            raise BadFeedback(
-                f"label must be one of {list(self.classes)}, got {label!r} for request "
-                f"{request_id!r}"
+            expected = (
+                f"{self.classes[0]} or {self.classes[1]}"
+                if len(self.classes) == 2
+                else f"one of {list(self.classes)}"
             )
+            raise BadFeedback(f"label must be {expected}, got {label!r} for request {request_id!r}")
         return index
 
     def _reject(self, reason: str) -> None:

@@ -182,3 +182,12 @@ def deployer_api(
     """An API client authenticated as the deploy step's ServiceAccount from the manifests, with a
     real token from the TokenRequest API: every call it makes goes through RBAC."""
     return service_account_api(control_plane, admin_api, project_base, DEPLOYER_SERVICE_ACCOUNT)
+
+
+@pytest.fixture(autouse=True)
+def knative_mode_isvcs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests stand in for KServe's controller with Knative-mode status writes
+    (kserve_controller_status.serverless_status), so the InferenceServices they build ask for that
+    mode; the traffic writer follows the object's annotation. The platform's default, Standard
+    mode, runs against KServe's real controller in tests/kind."""
+    monkeypatch.setattr("components.inference_service.DEPLOYMENT_MODE", "Serverless")

@@ -34,10 +34,15 @@ def test_first_version_has_no_canary_and_serves_the_registered_uri() -> None:
     assert "canaryTrafficPercent" not in predictor
     (container,) = predictor["containers"]
     assert container["name"] == PREDICTOR_CONTAINER
-    assert container["args"] == ["serve", "--model-dir", "/mnt/models", "--model", "churn"]
+    assert container["args"] == [
+        "serve", "--model-dir", "/mnt/models", "--model", "churn", "--host", "0.0.0.0"
+    ]  # fmt: skip
+    token = next(e for e in container["env"] if e["name"] == "MLOPS_API_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "mlops-serving-token", "key": "token"}
     assert storage_uri_of(body) == "s3://mlpipeline/registry/churn/versions/2"
     assert body["metadata"]["annotations"][MODEL_VERSION_ANNOTATION] == "2"
-    assert body["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+    # KServe 0.21's Standard mode: Deployments, canaries as named spec.canary entries.
+    assert body["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
     sc = container["securityContext"]
     assert sc["runAsNonRoot"] and not sc["allowPrivilegeEscalation"]
     assert sc["capabilities"] == {"drop": ["ALL"]}

@@ -66,6 +66,9 @@ def served(version: str = "1", uri: str = "s3://mlops/registry/churn/versions/1"
         )
     )
     body["metadata"] |= {"resourceVersion": "1001", "uid": "0e7c-uid", "generation": 1}
+    # Most tests here exercise the Serverless (Knative) writer; standard() switches an object to
+    # Standard mode, the builder's default.
+    body["metadata"]["annotations"][DEPLOYMENT_MODE_ANNOTATION] = "Serverless"
     return body
 
 
@@ -210,7 +213,24 @@ def test_merge_patch_follows_rfc_7386() -> None:
 
 
 def test_the_mode_follows_the_deployment_mode_annotation() -> None:
-    assert p.mode_of(served()) is S  # the builder's Serverless
+    assert p.mode_of(served()) is S
+    assert (
+        build_inference_service(
+            InferenceServiceSpec(
+                name="churn",
+                namespace="mlops",
+                image="i",
+                storage_uri="s3://b/k",
+                model_name="churn",
+                model_version="1",
+            )
+        )["metadata"]["annotations"][DEPLOYMENT_MODE_ANNOTATION]
+        == "Standard"
+    )  # the builder's default
+    assert (
+        p.mode_of(served() | {"metadata": {"annotations": {DEPLOYMENT_MODE_ANNOTATION: "Knative"}}})
+        is S
+    )
     assert p.mode_of(standard(served())) is STD
     isvc = served()
     del isvc["metadata"]["annotations"][DEPLOYMENT_MODE_ANNOTATION]

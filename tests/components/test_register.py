@@ -17,9 +17,15 @@ from pipelines.params import TrainingParams
 
 
 def _candidate(tmp_path: Path, name: str, *, margin: float) -> dict:
+    (tmp_path / name).mkdir()
+    p = _paths(tmp_path, name)
+    _prepare(tmp_path, name, p, margin=margin)
+    return register_step(**_register_args(tmp_path, name, p))
+
+
+def _prepare(tmp_path: Path, name: str, p: dict[str, str], *, margin: float = 0.005) -> None:
+    """Ingest, train, evaluate against the registry's champion and gate: a run up to register."""
     d = tmp_path / name
-    d.mkdir()
-    p = {k: str(d / k) for k in ("train", "holdout", "schema", "ingest", "model", "ref", "tsum")}
     ingest_step(
         **TrainingParams().for_step(
             ingest,
@@ -58,7 +64,11 @@ def _candidate(tmp_path: Path, name: str, *, margin: float) -> dict:
     (d / "ev.json").write_text(json.dumps(ev.to_dict()))
     gate_args = TrainingParams().for_step(decide, margin=margin)
     (d / "gate.json").write_text(json.dumps(decide(ev, **gate_args).to_dict()))
-    return register_step(
+
+
+def _register_args(tmp_path: Path, name: str, p: dict[str, str]) -> dict[str, str]:
+    d = tmp_path / name
+    return dict(
         model_path=p["model"],
         schema_path=p["schema"],
         reference_path=p["ref"],
@@ -71,6 +81,48 @@ def _candidate(tmp_path: Path, name: str, *, margin: float) -> dict:
         run_id=f"run-{name}",
         output_path=str(d / "result.json"),
     )
+
+
+def _paths(tmp_path: Path, name: str) -> dict[str, str]:
+    d = tmp_path / name
+    return {k: str(d / k) for k in ("train", "holdout", "schema", "ingest", "model", "ref", "tsum")}
+
+
+def _register_in_process(args: tuple[dict[str, str], object]) -> dict:
+    kwargs, barrier = args
+    barrier.wait()  # both runs reach the register step at the same moment
+    return register_step(**kwargs)
+
+
+def test_two_runs_into_an_empty_registry_promote_only_one(tmp_path: Path) -> None:
+    """The probe: both gates saw "no champion yet" and both promoted, so v2 became champion
+    without ever being compared with v1. Now the second promotion is a lost compare-and-swap."""
+    import multiprocessing as mp
+
+    # Two complete runs up to the gate, both judged against the empty registry ...
+    runs = []
+    for name in ("a", "bb"):
+        (tmp_path / name).mkdir()
+        runs.append(_paths(tmp_path, name))
+    for name, p in zip(("a", "bb"), runs, strict=True):
+        _prepare(tmp_path, name, p)
+    # ... then both register in separate processes at once.
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Manager().Barrier(2)
+    with ctx.Pool(2) as pool:
+        results = pool.map(
+            _register_in_process,
+            [(_register_args(tmp_path, n, p), barrier) for n, p in zip(("a", "bb"), runs, strict=True)],
+        )  # fmt: skip
+    assert sorted(r["version"] for r in results) == [1, 2]
+    assert sorted(r["promoted"] for r in results) == [False, True]
+    winner = next(r for r in results if r["promoted"])
+    loser = next(r for r in results if not r["promoted"])
+    assert "another writer moved it" in loser["reasons"][-1]
+    assert "compared with no champion" in loser["reasons"][-1]
+    registry = ModelRegistry(str(tmp_path / "reg"))
+    assert registry.champion("churn") == winner["version"]
+    assert [h["previous"] for h in registry.champion_doc("churn")["history"]] == [None]
 
 
 def test_register_promotes_only_when_the_gate_passes(tmp_path: Path) -> None:

@@ -52,6 +52,21 @@ def test_local_run_prints_the_decision(tmp_path: Path) -> None:
     assert ModelRegistry(str(registry)).champion("churn") == 1
 
 
+def test_a_failed_step_prints_its_own_reason_on_one_line(tmp_path: Path) -> None:
+    # The probe: ingest failures printed only "step ingest failed ... (task logs: ...)" with raw
+    # ANSI codes; the reason sat in a traceback in tasks.log.
+    data = tmp_path / "header-only.csv"
+    data.write_text("a,b\n")
+    r = mlops(
+        "pipeline", "run", "--local", "--data-source", str(data), "--registry",
+        str(tmp_path / "registry"), "--work-dir", str(tmp_path / "work"), cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "step ingest failed: IngestError: target column 'churned' is not in" in r.stderr
+    assert "\x1b[" not in r.stderr and "Traceback" not in r.stderr
+
+
 def test_broken_data_run_exits_with_the_failing_columns(tmp_path: Path) -> None:
     registry = tmp_path / "registry"
     r = mlops(
@@ -128,5 +143,5 @@ def test_a_users_csv_trains_with_no_flag_but_data_source_and_target(
     assert r.returncode == 0, r.stdout + r.stderr
     out = " ".join(r.stdout.split())
     assert f"{name} v1: promoted to champion" in out
-    assert f"task {task}:" in out
+    assert f"task │ {task}:" in out  # the decision table's task row says which, and why
     assert ModelRegistry(str(registry)).get(name).params["task"] == task

@@ -11,17 +11,25 @@ import pytest
 pytestmark = pytest.mark.slow  # kfp.local runs, model servers or fuzzing
 
 
-def test_serve_without_a_champion_says_what_to_do(tmp_path: Path) -> None:
+def _serve(*args: str) -> subprocess.CompletedProcess[str]:
     mlops = Path(sys.executable).with_name("mlops")
-    result = subprocess.run(
-        [str(mlops), "serve", "--model", "churn", "--registry", str(tmp_path / "empty")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return subprocess.run([str(mlops), "serve", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_serve_without_a_champion_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = _serve("--model", "churn", "--registry", str(tmp_path / "empty"))
     assert result.returncode == 2
     assert "no champion" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_from_a_missing_registry_says_it_is_missing(tmp_path: Path) -> None:
+    # The probe: a mistyped registry path was reported as "no champion yet".
+    result = _serve("--model", "churn", "--registry", str(tmp_path / "typo"))
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr and "no champion" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1  # one line, however wide the terminal
 
 
 def test_serve_from_a_folder_that_is_not_a_version(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ def test_cluster_compile_uses_the_image_and_attaches_the_store(tmp_path) -> None
         for cfg in spec["deploymentSpec"]["executors"].values()
         for e in cfg["container"].get("env", [])
     }
-    assert env["AWS_ENDPOINT_URL"] == "http://minio-service.kubeflow:9000"
+    assert env["AWS_ENDPOINT_URL"] == "http://seaweedfs.kubeflow:9000"
 
 
 def test_local_compile_has_the_deploy_step_off_by_default(tmp_path) -> None:

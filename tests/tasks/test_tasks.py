@@ -144,6 +144,29 @@ def test_metrics_and_gate_per_task_with_skipped_tests_never_passed(
     assert decision.promote
 
 
+@pytest.mark.parametrize("name", ["iris", "diabetes"])
+def test_kfp_metrics_per_task(tmp_path: Path, name: str) -> None:
+    from kfp.dsl import ClassificationMetrics, Metrics
+
+    from components.evaluate import log_evaluation
+
+    schema = FeatureSchema.load(_ingested_schema(tmp_path, name))
+    train = pd.read_parquet(tmp_path / f"{name}-train_path")
+    holdout = pd.read_parquet(tmp_path / f"{name}-holdout_path")
+    model = train_model(train, schema, TrainParams("logistic_regression")).pipeline
+    ev = evaluate_model(model, holdout, schema, **TrainingParams().for_step(evaluate_model))
+    metrics, classification = Metrics(), ClassificationMetrics()
+    log_evaluation(ev, metrics, classification)
+    assert "test/invariance" not in metrics.metadata  # skipped: no value, neither 1 nor 0
+    if schema.task == "multiclass":
+        matrix = classification.metadata["confusionMatrix"]
+        assert [c["displayName"] for c in matrix["annotationSpecs"]] == list(schema.classes)
+        assert metrics.metadata["macro_f1"] == pytest.approx(ev.metrics["macro_f1"], abs=1e-6)
+    else:
+        assert classification.metadata == {}
+        assert metrics.metadata["rmse"] == pytest.approx(ev.metrics["rmse"], abs=1e-6)
+
+
 def test_the_gate_knows_lower_is_better_for_regression_errors(tmp_path: Path) -> None:
     schema = FeatureSchema.load(_ingested_schema(tmp_path, "diabetes"))
     train = pd.read_parquet(tmp_path / "diabetes-train_path")

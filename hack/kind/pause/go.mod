@@ -1,0 +1,3 @@
+module mlops-platform/hack/kind/pause
+
+go 1.26.0

@@ -1,0 +1,123 @@
+"""A real kind cluster for the `kind` tests, made by the same steps a user runs:
+
+  hack/ensure-docker.sh; make offline-build (hack/kind/build.sh: every upstream image built here,
+  cached by version); make cluster (kind-config.yaml + kind-config.quirks.yaml); make images
+  kind-load; make deploy (DEPLOY_STEPS: all but KFP)
+
+with LOCAL_ENV switching the images to the local builds. Each stage's time, and the node's peak
+memory, are printed at the end of the session. KEEP_KIND_CLUSTER=1 keeps the cluster afterwards.
+Skipped, with the reason, where no Docker engine can run, when MLOPS_KIND=0 says so, and when the
+offline build is not cached yet unless MLOPS_KIND=1 asks to build it (a cold build is hours of Go
+compiles on a busy 2-core machine; `make offline-build` fills the cache).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cluster_harness import (
+    CLUSTER_NAME,
+    FACTS,
+    TIMINGS,
+    kubectl,
+    merged_kind_config,
+    node_peak_memory_mb,
+    read_env_file,
+    run,
+)
+
+# `make deploy` without KFP: its images are built by hack/kfp/ (issue 16), not here.
+DEPLOY_STEPS = os.environ.get(
+    "KIND_TEST_DEPLOY_STEPS", "gateway kserve object-store prometheus project"
+)
+
+
+class KindCluster:
+    def __init__(self, env: dict[str, str], local: dict[str, str]) -> None:
+        self.env = env
+        self.local = local
+
+    def make(self, label: str, *targets: str, check: bool = True, **variables: str):
+        args = [f"{k}={v}" for k, v in variables.items()]
+        return run(label, ["make", *targets, *args], env=self.env, check=check)
+
+
+def _stage_lines_since(mark: int) -> list[list[str]]:
+    path = Path.home() / ".cache/mlops-platform/logs/stages.tsv"
+    if "MLOPS_CACHE" in os.environ:
+        path = Path(os.environ["MLOPS_CACHE"]) / "logs/stages.tsv"
+    if not path.exists():
+        return []
+    return [line.split("\t") for line in path.read_text().splitlines()[mark:]]
+
+
+@pytest.fixture(scope="session")
+def kind_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindCluster]:
+    if os.environ.get("MLOPS_KIND") == "0":
+        pytest.skip("MLOPS_KIND=0: the kind cluster tests are switched off for this run")
+    docker = run("docker engine", ["bash", "hack/ensure-docker.sh"], check=False)
+    if docker.returncode == 3:
+        pytest.skip(f"no Docker engine and cannot start one here: {docker.stderr.strip()}")
+    assert docker.returncode == 0, docker.stderr
+    stages = Path.home() / ".cache/mlops-platform/logs/stages.tsv"
+    mark = len(stages.read_text().splitlines()) if stages.exists() else 0
+    env = os.environ | {"PYTHON_BIN": sys.executable}
+    if os.environ.get("MLOPS_KIND") != "1":
+        # A cold offline build is hours of Go compiles on a busy 2-core machine, more than a CI
+        # run has: unless MLOPS_KIND=1 asks for it, the tests run on a complete cache only.
+        check = run(
+            "offline build check", ["bash", "hack/kind/build.sh", "--check"], env=env, check=False
+        )
+        if check.returncode == 10:
+            missing = [line for line in check.stderr.splitlines() if "not built yet" in line]
+            pytest.skip(
+                "the offline build is not cached yet (`make offline-build`, or MLOPS_KIND=1 to "
+                f"build it in the test): {'; '.join(missing)}"
+            )
+    built = run("offline build", ["make", "offline-build"], env=env)
+    for _, stage, how, seconds in _stage_lines_since(mark):
+        FACTS[f"build stage {stage}"] = f"{seconds} s ({how})"
+    env_file = Path(built.stdout.strip().splitlines()[-1])
+    local = read_env_file(env_file)
+    config = merged_kind_config(tmp_path_factory.mktemp("kind") / "kind-config.yaml")
+    env |= {"LOCAL_ENV": str(env_file), "KIND_CONFIG": str(config), "CLUSTER_NAME": CLUSTER_NAME}
+    cluster = KindCluster(env, local)
+    subprocess.run(
+        [local["KIND"], "delete", "cluster", "--name", CLUSTER_NAME], capture_output=True
+    )
+    try:
+        cluster.make("make cluster", "cluster")
+        # A quirk of this node image: kubeadm's apiserver-kubelet-client user cannot read logs.
+        kubectl(
+            "create",
+            "clusterrolebinding",
+            "kubelet-api-admin-apiserver",
+            "--clusterrole",
+            "system:kubelet-api-admin",
+            "--user",
+            "kube-apiserver-kubelet-client",
+            check=False,
+        )
+        cluster.make("make images kind-load", "images", "kind-load")
+        cluster.make("make deploy", "deploy", DEPLOY_STEPS=DEPLOY_STEPS)
+        yield cluster
+    finally:
+        peak = node_peak_memory_mb()
+        if peak is not None:
+            FACTS["node peak memory"] = f"{peak:.0f} MiB"
+        if os.environ.get("KEEP_KIND_CLUSTER") != "1":
+            run("make cluster-delete", ["make", "cluster-delete"], env=env, check=False)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    if TIMINGS or FACTS:
+        terminalreporter.section("kind cluster stages")
+        for label, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{label:<34} {seconds:8.1f} s")
+        for label, value in FACTS.items():
+            terminalreporter.write_line(f"{label:<34} {value}")

@@ -1,0 +1,358 @@
+"""The platform on a real kind cluster (tests/kind/conftest.py makes it with `make offline-build
+cluster images kind-load deploy`): KServe's own controller and admission webhook in Standard mode,
+Traefik as the Gateway, SeaweedFS as the model store, the Prometheus operator scraping the model
+pods through the project's PodMonitor. The tests run in file order; the last one undeploys.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import json
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from cluster_harness import GATEWAY_PORT, ROOT, kube_json, kubectl, port_forward, run, wait_for
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+pytestmark = [pytest.mark.kind, pytest.mark.slow, pytest.mark.timeout(7200)]
+
+NAMESPACE = "mlops"
+MODEL = "churn"
+REGISTRY = "s3://mlpipeline/registry"
+
+
+@dataclass
+class Store:
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def store(kind_cluster) -> Iterator[Store]:  # type: ignore[no-untyped-def]
+    """The cluster's SeaweedFS on 127.0.0.1, with the credentials `make deploy` copied."""
+    secret = kube_json("get", "secret", "-n", NAMESPACE, "mlops-model-store")["data"]
+    creds = {k: base64.b64decode(v).decode() for k, v in secret.items()}
+    with port_forward("kubeflow", "svc/seaweedfs", 8333) as port:
+        yield Store(
+            os.environ
+            | creds
+            | {
+                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "MLOPS_REGISTRY_URI": REGISTRY,
+                "MLOPS_MODEL_NAME": MODEL,
+            }
+        )
+
+
+def register(store: Store, label: str, *args: str) -> None:
+    """Train and register a version with the pipeline, run locally against the cluster's store."""
+    run(
+        label,
+        [
+            sys.executable,
+            "-m",
+            "mlops.cli",
+            "pipeline",
+            "run",
+            "--local",
+            "--registry",
+            REGISTRY,
+            "--model",
+            MODEL,
+            *args,
+        ],
+        env=store.env,
+        timeout=1800,
+    )
+
+
+def api_client() -> k8s.ApiClient:
+    from cluster_harness import CONTEXT
+
+    return k8s_config.new_client_from_config(context=CONTEXT)
+
+
+def serving_image() -> str:
+    version = next(
+        line.split('"')[1]
+        for line in (ROOT / "pyproject.toml").read_text().splitlines()
+        if line.startswith("version = ")
+    )
+    return f"mlops-platform/serving:{version}"
+
+
+def isvc() -> dict:
+    return kube_json("get", "inferenceservice", MODEL, "-n", NAMESPACE)
+
+
+def condition(obj: dict, kind: str) -> str | None:
+    return next(
+        (c["status"] for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind),
+        None,
+    )
+
+
+def host() -> str:
+    return isvc()["status"]["url"].split("://", 1)[1]
+
+
+def gateway(path: str, payload: dict) -> httpx.Response:
+    return httpx.post(
+        f"http://127.0.0.1:{GATEWAY_PORT}{path}", json=payload, headers={"Host": host()}, timeout=30
+    )
+
+
+def instances(n: int, seed: int) -> list[dict]:
+    from mlops_core.churn_data import generate_churn
+
+    df = generate_churn(n, seed=seed).drop(columns=["churned"])
+    return json.loads(df.to_json(orient="records"))
+
+
+@pytest.fixture(scope="module")
+def version_one(store: Store) -> str:
+    from components.deploy import deploy_model
+    from components.inference_service import InferenceServiceSpec
+
+    register(store, "register version 1", "--rows", "3000", "--seed", "1")
+    result = deploy_model(
+        InferenceServiceSpec(
+            name=MODEL,
+            namespace=NAMESPACE,
+            image=serving_image(),
+            storage_uri=f"{REGISTRY}/{MODEL}/versions/1",
+            model_name=MODEL,
+            model_version="1",
+        ),
+        api_client=api_client(),
+    )
+    assert result.action == "created"
+    wait_for("InferenceService Ready", lambda: condition(isvc(), "Ready") == "True", timeout=600)
+    return "1"
+
+
+def test_deploy_step_creates_an_inference_service_that_becomes_ready(version_one: str) -> None:
+    obj = isvc()
+    assert obj["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    for kind in ("PredictorReady", "IngressReady", "Ready"):
+        assert condition(obj, kind) == "True", (kind, obj["status"])
+    # The storage initializer (kserve-storage on the project's base) fetched the model from SeaweedFS.
+    pods = kube_json(
+        "get", "pods", "-n", NAMESPACE, "-l", f"serving.kserve.io/inferenceservice={MODEL}"
+    )
+    (pod,) = [p for p in pods["items"] if p["status"]["phase"] == "Running"]
+    (init,) = pod["spec"]["initContainers"]
+    assert init["name"] == "storage-initializer"
+    assert init["args"][0] == f"{REGISTRY}/{MODEL}/versions/1"
+
+
+def test_v1_and_v2_answer_through_the_gateway(version_one: str) -> None:
+    r = gateway(f"/v1/models/{MODEL}:predict", {"instances": instances(5, 2)})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["predictions"]) == 5
+    assert r.headers["x-model-version"] == "1"
+    rows = instances(3, 3)
+    from mlops_core.schema import CHURN_SCHEMA
+    from serving.request_validation import v2_datatype
+
+    inputs = [
+        {
+            "name": f.name,
+            "shape": [3],
+            "datatype": v2_datatype(f),
+            "data": [row[f.name] for row in rows],
+        }
+        for f in CHURN_SCHEMA.features
+    ]
+    r = gateway(f"/v2/models/{MODEL}/infer", {"inputs": inputs})
+    assert r.status_code == 200, r.text
+    assert r.json()["model_version"] == "1"
+    assert r.headers["x-model-version"] == "1"
+
+
+def measure_split(n: int = 400) -> collections.Counter[str]:
+    counts: collections.Counter[str] = collections.Counter()
+    rows = instances(1, 4)
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{GATEWAY_PORT}", headers={"Host": host()}, timeout=30
+    ) as http:
+        for _ in range(n):
+            r = http.post(f"/v1/models/{MODEL}:predict", json={"instances": rows})
+            assert r.status_code == 200, r.text
+            counts[r.headers["x-model-version"]] += 1
+    return counts
+
+
+def within_sampling_error(canary: int, n: int, percent: int) -> bool:
+    """|observed - expected| within 4 standard deviations of a binomial(n, p)."""
+    p = percent / 100
+    return abs(canary - n * p) <= 4 * math.sqrt(n * p * (1 - p)) + 1
+
+
+def test_prometheus_scrapes_the_model_pods_through_the_pod_monitor(version_one: str) -> None:
+    for _ in range(20):
+        gateway(f"/v1/models/{MODEL}:predict", {"instances": instances(2, 9)})
+    with port_forward("monitoring", "svc/prometheus-operated", 9090) as port:
+
+        def query(expr: str) -> list:
+            r = httpx.get(
+                f"http://127.0.0.1:{port}/api/v1/query", params={"query": expr}, timeout=10
+            )
+            return r.json()["data"]["result"]
+
+        up = wait_for(
+            "model pods scraped",
+            lambda: [s for s in query(f'up{{namespace="{NAMESPACE}"}}') if s["value"][1] == "1"],
+            timeout=180,
+        )
+        assert up[0]["metric"]["inferenceservice"] == MODEL
+        assert "mlops-model-servers" in up[0]["metric"]["job"]
+        served = wait_for(
+            "request counts",
+            lambda: query(f'sum by (version) (mlops_requests_total{{model="{MODEL}"}})'),
+            timeout=120,
+        )
+        assert {s["metric"]["version"] for s in served} == {"1"}
+
+
+@pytest.fixture(scope="module")
+def version_two(store: Store, version_one: str) -> str:
+    # margin -1: the gate registers it as champion whatever it scores (the rollout decides).
+    register(store, "register version 2", "--rows", "3000", "--seed", "2", "--margin=-1")
+    return "2"
+
+
+def canary(store: Store, label: str, *args: str) -> subprocess.CompletedProcess[str]:
+    from cluster_harness import CONTEXT
+
+    return run(
+        label,
+        [
+            str(ROOT / ".venv" / "bin" / "mlops")
+            if (ROOT / ".venv/bin/mlops").exists()
+            else "mlops",
+            "canary",
+            *args,
+            "--target",
+            "kubernetes",
+            "--model",
+            MODEL,
+            "--namespace",
+            NAMESPACE,
+            "--context",
+            CONTEXT,
+            "--confirm-timeout",
+            "300",
+        ],
+        env=store.env,
+        timeout=900,
+    )
+
+
+def events(reason: str) -> list[dict]:
+    items = kube_json(
+        "get",
+        "events",
+        "-n",
+        NAMESPACE,
+        "--field-selector",
+        f"involvedObject.kind=InferenceService,involvedObject.name={MODEL}",
+    )["items"]
+    return [e for e in items if e["reason"] == reason]
+
+
+def test_canary_split_at_the_gateway_matches_each_step_and_promotion_retargets(
+    store: Store, version_two: str
+) -> None:
+    from cluster_harness import FACTS
+
+    from serving.canary.kubernetes_actuator import KubernetesActuator
+    from serving.canary.policy import RolloutPolicy
+
+    steps = RolloutPolicy().steps[:-1]
+    canary(store, "canary start v2", "start", "--version", version_two)
+    entry = isvc()["spec"]["canary"][0]
+    assert (entry["predictor"]["name"], entry["trafficPercent"]) == ("v2", steps[0])
+    act = KubernetesActuator(
+        api_client=api_client(),
+        name=MODEL,
+        namespace=NAMESPACE,
+        storage_uri_for=lambda v: f"{REGISTRY}/{MODEL}/versions/{v}",
+        confirm_timeout_s=300,
+    )
+    for percent in steps:
+        if percent != steps[0]:
+            act.set_canary_percent(percent)
+        wait_for(
+            f"canary ready at {percent}%",
+            lambda p=percent: act.status().observed_canary_percent == p,
+            timeout=300,
+        )
+        n = 400
+        counts = measure_split(n)
+        FACTS[f"split at {percent}% (v2 of {n})"] = str(counts["2"])
+        assert set(counts) <= {"1", "2"}
+        assert within_sampling_error(counts["2"], n, percent), (percent, counts)
+    canary(store, "canary promote", "promote")
+    promoted = isvc()
+    assert promoted["spec"]["predictor"]["name"] == "v2"
+    assert not promoted["spec"].get("canary")
+    wait_for("promoted v2 Ready", lambda: condition(isvc(), "Ready") == "True", timeout=300)
+    wait_for("all traffic on v2", lambda: measure_split(40) == {"2": 40}, timeout=180)
+    assert events("CanaryPromoted")
+
+
+def test_a_bad_version_is_rolled_back_with_events(store: Store, version_two: str) -> None:
+    register(store, "register version 3", "--rows", "3000", "--seed", "3", "--margin=-1")
+    canary(store, "canary start v3", "start", "--version", "3")
+    assert isvc()["spec"]["canary"][0]["predictor"]["name"] == "v3"
+    canary(store, "canary rollback", "rollback")
+    obj = isvc()
+    assert not obj["spec"].get("canary")
+    assert obj["spec"]["predictor"]["name"] == "v2"
+    wait_for("all traffic back on v2", lambda: measure_split(40) == {"2": 40}, timeout=180)
+    (event, *_) = events("CanaryRolledBack")
+    assert event["type"] == "Warning"
+
+
+def test_make_deploy_twice_succeeds(kind_cluster) -> None:  # type: ignore[no-untyped-def]
+    from conftest import DEPLOY_STEPS
+
+    kind_cluster.make("make deploy (again)", "deploy", DEPLOY_STEPS=DEPLOY_STEPS)
+
+
+def test_make_undeploy_leaves_nothing_of_the_project(kind_cluster, version_one: str) -> None:  # type: ignore[no-untyped-def]
+    kind_cluster.make("make undeploy", "undeploy")
+    left = kubectl(
+        "get",
+        "all,secrets,configmaps,networkpolicies,serviceaccounts,roles,rolebindings,"
+        "podmonitors,prometheuses,prometheusrules,inferenceservices",
+        "-A",
+        "-l",
+        "app.kubernetes.io/part-of=mlops-platform",
+        "-o",
+        "name",
+    ).stdout.split()
+    assert not left, left
+    for ns in (NAMESPACE, "monitoring"):
+        gone = subprocess.run(
+            [
+                "kubectl",
+                "--context",
+                f"kind-{os.environ.get('KIND_TEST_CLUSTER', 'mlops-test')}",
+                "get",
+                "namespace",
+                ns,
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert gone.returncode != 0 or "Terminating" in gone.stdout, gone.stdout
