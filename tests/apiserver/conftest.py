@@ -171,6 +171,11 @@ def project_base(kubectl: Kubectl, crds: list[str]) -> str:
     """manifests/base applied for real (namespace, ServiceAccounts, the deployer Role and its
     binding, monitoring objects). Returns the project namespace."""
     rendered = kubectl.run("kustomize", str(BASE)).stdout
+    # The base holds objects in KFP's namespace too (the model store's NetworkPolicy); on a
+    # cluster KFP's install creates it, here nothing does.
+    namespaces = kubectl.run("get", "namespaces", "-o", "name").stdout.split()
+    if "namespace/kubeflow" not in namespaces:
+        kubectl.run("create", "namespace", "kubeflow")
     kubectl.run("apply", "--server-side", "--field-manager=mlops-tests", "-f", "-", stdin=rendered)
     return PROJECT_NAMESPACE
 
