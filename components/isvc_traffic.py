@@ -487,7 +487,15 @@ Build = Callable[[dict[str, Any], TrafficMode], dict[str, Any]]
 def _with(build: Build, extra: Annotations) -> Build:
     if not extra:
         return build
-    return lambda cur, mode: merge_patch(build(cur, mode), {"metadata": {"annotations": extra}})
+
+    def build_with(cur: dict[str, Any], mode: TrafficMode) -> dict[str, Any]:
+        patch = build(cur, mode)
+        # Not merge_patch: a None here is a removal the API server must see, so it stays.
+        meta = patch.setdefault("metadata", {})
+        meta["annotations"] = {**(meta.get("annotations") or {}), **extra}
+        return patch
+
+    return build_with
 
 
 class InferenceServiceWriter:
@@ -557,20 +565,38 @@ class InferenceServiceWriter:
         )
 
     def apply(
-        self, build: Callable[[dict[str, Any], TrafficMode], dict[str, Any]]
+        self,
+        build: Callable[[dict[str, Any], TrafficMode], dict[str, Any]],
+        *,
+        based_on: str | None = None,
     ) -> dict[str, Any]:
-        """Read, build the patch from what was read, apply; on 409 read again and rebuild."""
+        """Read, build the patch from what was read, apply; on 409 read again and rebuild.
+
+        `based_on`: the resourceVersion a decision was made from (the controller's). Then any
+        change since is a conflict to give up on, not to rebuild over: the caller re-reads and
+        decides again, so a traffic change is never applied on a stale analysis.
+        """
         for attempt in range(self.max_conflict_retries + 1):
             current = self.read()
+            seen = current["metadata"].get("resourceVersion")
+            if based_on is not None and seen != based_on:
+                raise TrafficStateError(
+                    f"{self.where} changed since it was read (resourceVersion {based_on} -> "
+                    f"{seen}); it is read again and decided again"
+                )
             body = build(current, self.mode(current))
             try:
                 return self.api.patch_namespaced_custom_object(
                     GROUP, VERSION, self.namespace, PLURAL, self.name, body
                 )
             except ApiException as e:
-                if e.status == 409 and attempt < self.max_conflict_retries:
+                if e.status == 409 and based_on is None and attempt < self.max_conflict_retries:
                     logger.info("%s changed while patching (409); retrying", self.where)
                     continue
+                if e.status == 409:
+                    raise TrafficStateError(
+                        f"{self.where} changed while patching (409); read it again"
+                    ) from e
                 raise InferenceServiceWriteError(
                     f"cannot patch {self.where}: {e.status} {e.reason}{_hint(e)}: {e.body}"
                 ) from e
@@ -600,24 +626,31 @@ class InferenceServiceWriter:
         return self.apply(build)
 
     def set_canary_percent(
-        self, percent: int, *, extra_annotations: Annotations = None
+        self, percent: int, *, extra_annotations: Annotations = None, based_on: str | None = None
     ) -> dict[str, Any]:
-        return self.apply(
-            _with(lambda cur, mode: mode.percent_patch(cur, percent), extra_annotations)
-        )
+        build = _with(lambda cur, mode: mode.percent_patch(cur, percent), extra_annotations)
+        return self.apply(build, based_on=based_on)
 
-    def promote(self, *, extra_annotations: Annotations = None) -> dict[str, Any]:
-        return self.apply(_with(lambda cur, mode: mode.promote_patch(cur), extra_annotations))
+    def promote(
+        self, *, extra_annotations: Annotations = None, based_on: str | None = None
+    ) -> dict[str, Any]:
+        build = _with(lambda cur, mode: mode.promote_patch(cur), extra_annotations)
+        return self.apply(build, based_on=based_on)
 
-    def rollback(self, *, extra_annotations: Annotations = None) -> dict[str, Any]:
-        return self.apply(_with(lambda cur, mode: mode.rollback_patch(cur), extra_annotations))
+    def rollback(
+        self, *, extra_annotations: Annotations = None, based_on: str | None = None
+    ) -> dict[str, Any]:
+        build = _with(lambda cur, mode: mode.rollback_patch(cur), extra_annotations)
+        return self.apply(build, based_on=based_on)
 
     def record_decision(self, summary: dict[str, Any]) -> dict[str, Any]:
         return self.apply(lambda cur, _: decision_annotation_patch(cur, summary))
 
-    def annotate(self, values: dict[str, str | None]) -> dict[str, Any]:
+    def annotate(
+        self, values: dict[str, str | None], *, based_on: str | None = None
+    ) -> dict[str, Any]:
         """Set (or, with None, remove) annotations, guarded by the resourceVersion read."""
-        return self.apply(lambda cur, _: {"metadata": _meta(cur, values)})
+        return self.apply(lambda cur, _: {"metadata": _meta(cur, values)}, based_on=based_on)
 
     def _call(self, verb: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         try:

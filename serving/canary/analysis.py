@@ -222,9 +222,9 @@ def base_error_rate(state: CanaryState) -> float:
     """The stable's error rate the evidence is sized for: the rollout's own count once it has a
     few errors, else the rate before the rollout, else a Jeffreys-style estimate."""
     errors, requests = state.stable_total["errors"], state.stable_total["requests"]
-    if errors >= 10 or state.base_error_rate is None:
+    if errors >= 10 or not state.base_error_rate:
         return (errors + 0.5) / (requests + 1.0)
-    return max(state.base_error_rate, 0.5 / (requests + 1.0))
+    return state.base_error_rate
 
 
 def required_requests(policy: RolloutPolicy, percent: int, base_rate: float) -> int:

@@ -192,10 +192,11 @@ class Reconciler:
         canary = mode.canary_version(isvc)
         record = record_of(isvc)
         command = ann.get(COMMAND_ANNOTATION, "").strip().lower()
+        rv = isvc["metadata"]["resourceVersion"]
         if canary is None:
-            return self._idle(act, record, command)
+            return self._idle(act, record, command, rv)
         if command in ("abort", "promote"):
-            return self._by_hand(act, command, canary)
+            return self._by_hand(act, command, canary, rv)
         stable = mode.stable_version(isvc)
         if record is None or record.canary_version != canary:
             return self._begin(act, policy, isvc, canary, stable)
@@ -203,24 +204,26 @@ class Reconciler:
             return "waiting for the interval"
         return self._analyse(act, policy, isvc, record)
 
-    def _idle(self, act: KubernetesActuator, record: RolloutRecord | None, command: str) -> str:
+    def _idle(
+        self, act: KubernetesActuator, record: RolloutRecord | None, command: str, rv: str
+    ) -> str:
         clear: dict[str, str | None] = {}
         if record is not None:
             clear[STATE_ANNOTATION] = None
         if command:
             clear[COMMAND_ANNOTATION] = None
         if clear:
-            act.writer.annotate(clear)
+            act.writer.annotate(clear, based_on=rv)
             return "cleared"
         return "no canary"
 
-    def _by_hand(self, act: KubernetesActuator, command: str, canary: str) -> str:
+    def _by_hand(self, act: KubernetesActuator, command: str, canary: str, rv: str) -> str:
         action = "promote" if command == "promote" else "rollback"
-        extra = {COMMAND_ANNOTATION: None, STATE_ANNOTATION: None}
+        extra: dict[str, str | None] = {COMMAND_ANNOTATION: None, STATE_ANNOTATION: None}
         if action == "promote":
-            act.writer.promote(extra_annotations=extra)
+            act.writer.promote(extra_annotations=extra, based_on=rv)
         else:
-            act.writer.rollback(extra_annotations=extra)
+            act.writer.rollback(extra_annotations=extra, based_on=rv)
         verb = "promoted" if action == "promote" else "rolled back"
         act.record_event(
             action,
@@ -238,11 +241,12 @@ class Reconciler:
         stable: str | None,
     ) -> str:
         if stable is None:
-            act.record_event(
-                "failed",
-                f"canary v{canary} has no recorded stable version to compare with",
-                {"action": "failed"},
-            )
+            if '"action":"failed"' not in traffic.annotations(isvc).get(traffic.LAST_DECISION, ""):
+                act.record_event(
+                    "failed",
+                    f"canary v{canary} has no recorded stable version to compare with",
+                    {"action": "failed"},
+                )
             return "no stable"
         ns = isvc["metadata"]["namespace"]
         reading = self.source_for(ns).read(model_of(isvc), stable, canary)
@@ -255,11 +259,12 @@ class Reconciler:
         now = self.clock()
         record = RolloutRecord(canary, stable, state, baseline, now, now)
         want = policy.steps[state.step_index]
-        extra = {STATE_ANNOTATION: record.to_json()}
+        extra: dict[str, str | None] = {STATE_ANNOTATION: record.to_json()}
+        rv = isvc["metadata"]["resourceVersion"]
         if _percent(isvc) != want:
-            act.writer.set_canary_percent(want, extra_annotations=extra)
+            act.writer.set_canary_percent(want, extra_annotations=extra, based_on=rv)
         else:
-            act.writer.annotate(extra)
+            act.writer.annotate(extra, based_on=rv)
         plan = evidence_plan(policy, base_error_rate(state))
         act.record_event(
             "start",
@@ -283,7 +288,9 @@ class Reconciler:
         if isinstance(reading, Snapshot) and record.baseline is None:
             # The first good reading is the baseline; the next one makes the first window.
             record = replace(record, baseline=reading, last_analysis_at=now)
-            act.writer.annotate({STATE_ANNOTATION: record.to_json()})
+            act.writer.annotate(
+                {STATE_ANNOTATION: record.to_json()}, based_on=isvc["metadata"]["resourceVersion"]
+            )
             return "baseline"
         if isinstance(reading, Snapshot):
             assert record.baseline is not None
@@ -301,7 +308,7 @@ class Reconciler:
                 f"the canary could be verified (last: {decision.reason})",
             )
         record = replace(record, state=state, baseline=baseline, last_analysis_at=now)
-        self._act(act, decision, record, observation)
+        self._act(act, decision, record, observation, isvc["metadata"]["resourceVersion"])
         return decision.action
 
     def _act(
@@ -310,8 +317,10 @@ class Reconciler:
         decision: CanaryDecision,
         record: RolloutRecord,
         observation: Any,
+        rv: str,
     ) -> None:
-        """The traffic change, the state and the status in one guarded patch; then the Event."""
+        """The traffic change, the state and the status in one patch, guarded by the
+        resourceVersion the analysis read (`rv`); then the Event."""
         status = json.dumps(
             {
                 "canary": record.canary_version,
@@ -330,13 +339,15 @@ class Reconciler:
         else:
             extra[STATE_ANNOTATION] = record.to_json()
         if decision.action == "step_up":
-            act.writer.set_canary_percent(decision.canary_percent, extra_annotations=extra)
+            act.writer.set_canary_percent(
+                decision.canary_percent, extra_annotations=extra, based_on=rv
+            )
         elif decision.action == "promote":
-            act.writer.promote(extra_annotations=extra)
+            act.writer.promote(extra_annotations=extra, based_on=rv)
         elif decision.action == "rollback":
-            act.writer.rollback(extra_annotations=extra)
+            act.writer.rollback(extra_annotations=extra, based_on=rv)
         else:
-            act.writer.annotate(extra)
+            act.writer.annotate(extra, based_on=rv)
         kind = decision.action
         if isinstance(observation, NoData):
             kind = "no_data"

@@ -193,7 +193,7 @@ def test_a_conflicting_write_is_reread_and_retried(deployer_api, admin_api, serv
     name, namespace, _ = served
     act = actuator(deployer_api, name, namespace, confirm_timeout_s=0)
     reads: list[str] = []
-    real_get = act.get
+    real_get = act.writer.read
 
     def get_then_someone_else_writes() -> dict:
         current = real_get()
@@ -204,7 +204,7 @@ def test_a_conflicting_write_is_reread_and_retried(deployer_api, admin_api, serv
             )
         return current
 
-    act.get = get_then_someone_else_writes  # type: ignore[method-assign]
+    act.writer.read = get_then_someone_else_writes  # type: ignore[method-assign]
     act.start("v2", 10)
 
     assert len(reads) == 2 and reads[0] != reads[1]
@@ -216,7 +216,7 @@ def test_a_conflicting_write_is_reread_and_retried(deployer_api, admin_api, serv
 def test_conflicts_beyond_the_retry_budget_fail_clearly(deployer_api, admin_api, served):
     name, namespace, _ = served
     act = actuator(deployer_api, name, namespace, confirm_timeout_s=0, max_conflict_retries=0)
-    real_get = act.get
+    real_get = act.writer.read
 
     def stale_get() -> dict:
         current = real_get()
@@ -225,7 +225,7 @@ def test_conflicts_beyond_the_retry_budget_fail_clearly(deployer_api, admin_api,
         )
         return current
 
-    act.get = stale_get  # type: ignore[method-assign]
+    act.writer.read = stale_get  # type: ignore[method-assign]
     with pytest.raises(ActuatorError, match="409"):
         act.start("v2", 10)
     assert "canaryTrafficPercent" not in read(admin_api, name, namespace)["spec"]["predictor"]

@@ -237,7 +237,7 @@ def test_rollouts_started_with_kubectl_are_promoted_or_rolled_back_and_survive_a
             # The retraining trigger reads the stable's drift gauges from the same Prometheus.
             reader = PrometheusDriftReader(prometheus)
             snap = _wait_for(lambda: reader.read(MODEL, "2"), 180, "v2's first drift evaluation")
-            assert snap.version == "2" and snap.rows > 0 and "prediction" in snap.psi
+            assert snap.version == "2" and snap.rows > 0 and "age" in snap.psi
             watch = RetrainingWatch(
                 reader,
                 KfpRunLauncher(host="http://127.0.0.1:9", package_path="x.yaml", arguments={}),

@@ -140,6 +140,46 @@ def test_deployer_role_is_least_privilege(rendered) -> None:
             assert set(rule["verbs"]) <= {"get", "list", "watch"}, cr["metadata"]["name"]
 
 
+def test_canary_controller_role_is_least_privilege(rendered) -> None:
+    """The controller patches InferenceServices but never creates or deletes one; its Lease
+    rights are on its own Lease by name (create cannot be limited by name)."""
+    _, objs = rendered
+    (role,) = [r for r in by_kind(objs, "Role") if r["metadata"]["name"] == "canary-controller"]
+    granted = {
+        (group, resource, verb, tuple(rule.get("resourceNames", ())))
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    isvc = [("serving.kserve.io", "inferenceservices", v, ()) for v in ("get", "list", "watch")]
+    lease = [
+        ("coordination.k8s.io", "leases", v, ("mlops-canary-controller",))
+        for v in ("get", "update")
+    ]
+    assert granted == {
+        *isvc,
+        ("serving.kserve.io", "inferenceservices", "patch", ()),
+        ("", "configmaps", "get", ()),
+        ("", "events", "create", ()),
+        ("coordination.k8s.io", "leases", "create", ()),
+        *lease,
+    }
+    (binding,) = [
+        b for b in by_kind(objs, "RoleBinding") if b["metadata"]["name"] == role["metadata"]["name"]
+    ]
+    assert [(s["namespace"], s["name"]) for s in binding["subjects"]] == [
+        ("mlops", "mlops-canary-controller")
+    ]
+    (deployment,) = [
+        d for d in by_kind(objs, "Deployment") if d["metadata"]["name"] == "mlops-canary-controller"
+    ]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "mlops-canary-controller"
+    assert deployment["spec"]["replicas"] == 2  # one acts: Lease leader election
+    assert pod["containers"][0]["args"][:2] == ["canary", "controller"]
+
+
 def test_secrets_are_templates_without_data(rendered) -> None:
     _, objs = rendered
     secrets = {s["metadata"]["name"]: s for s in by_kind(objs, "Secret")}

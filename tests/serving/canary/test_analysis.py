@@ -200,3 +200,12 @@ def test_the_power_policy_holds_for_the_evidence_it_needs_and_says_so() -> None:
     assert state.canary_total["requests"] - state.warmup_served >= need
     with pytest.raises(PolicyError, match="above error_rate_tolerance"):
         RolloutPolicy(detect_error_ratio=1.0)
+
+
+def test_the_evidence_is_sized_for_the_stables_rate_before_the_rollout() -> None:
+    from dataclasses import replace
+
+    from serving.canary.analysis import base_error_rate
+
+    assert base_error_rate(replace(CanaryState(), base_error_rate=0.005)) == 0.005
+    assert base_error_rate(CanaryState()) == 0.5  # nothing known yet: Jeffreys' estimate
