@@ -12,18 +12,37 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from kfp import dsl
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import (
+    Artifact,
+    ClassificationMetrics,
+    Dataset,
+    Input,
+    Markdown,
+    Metrics,
+    Model,
+    Output,
+)
 
 IMAGE_REPOSITORY = "mlops-platform/components"  # versions.mk's COMPONENT_IMAGE repository
+SERVING_IMAGE_REPOSITORY = "mlops-platform/serving"  # versions.mk's SERVING_IMAGE repository
+
+
+def release_tag() -> str:
+    """The package version: the tag `make images` gives both images besides the git revision."""
+    try:
+        return version("mlops-platform")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "dev"
 
 
 def default_image() -> str:
     """`mlops-platform/components:<package version>`: fixed per release, so the golden YAML is."""
-    try:
-        tag = version("mlops-platform")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        tag = "dev"
-    return f"{IMAGE_REPOSITORY}:{tag}"
+    return f"{IMAGE_REPOSITORY}:{release_tag()}"
+
+
+def default_serving_image() -> str:
+    """`mlops-platform/serving:<package version>`: the golden YAML's deploy step serves it."""
+    return f"{SERVING_IMAGE_REPOSITORY}:{release_tag()}"
 
 
 # --- component bodies --------------------------------------------------------------------------
@@ -72,11 +91,12 @@ def validate(
     registry_uri: str,
     model_name: str,
     fail_on_drift: bool,
-    report: Output[Artifact],
+    report: Output[Markdown],
     summary: Output[Artifact],
     validation_metrics: Output[Metrics],
 ):
-    """Schema checks (fatal) and drift vs the champion's reference (fatal if fail_on_drift)."""
+    """Schema checks and drift vs the champion's reference: the report (Markdown, the KFP UI shows
+    it) and the verdict in `summary`; `require_valid_data` fails the run on a failed verdict."""
     from components.validate import validate_step
 
     validate_step(
@@ -88,7 +108,15 @@ def validate(
         model_name=model_name,
         fail_on_drift=fail_on_drift,
         metrics_sink=validation_metrics,
+        raise_on_failure=False,
     )
+
+
+def require_valid_data(summary: Input[Artifact], report: Input[Markdown]):
+    """Fail the run when validation failed (schema always; drift if fail_on_drift)."""
+    from components.validate import require_valid_data
+
+    require_valid_data(summary_path=summary.path, report_path=report.path)
 
 
 def train(
@@ -288,6 +316,7 @@ def batch_drift(
 _BODIES = {
     "ingest": ingest,
     "validate": validate,
+    "require_valid_data": require_valid_data,
     "train": train,
     "evaluate": evaluate,
     "gate": gate,
@@ -303,6 +332,7 @@ class TrainingComponents:
     image: str
     ingest: Any
     validate: Any
+    require_valid_data: Any
     train: Any
     evaluate: Any
     gate: Any

@@ -35,9 +35,12 @@ _EXAMPLES = 3  # offending values quoted per violation
 
 
 class DataValidationError(MlopsError):
-    """The data broke the schema (or drifted with `fail_on_drift`); `report` has the details."""
+    """The data broke the schema (or drifted with `fail_on_drift`); `report` has the details.
 
-    def __init__(self, message: str, report: ValidationReport) -> None:
+    `report` is None where only the step's summary was read (`require_valid_data`).
+    """
+
+    def __init__(self, message: str, report: ValidationReport | None) -> None:
         super().__init__(message)
         self.report = report
 
@@ -383,11 +386,14 @@ def validate_step(
     thresholds: DriftThresholds | None = None,
     metrics_sink: Any = None,
     summary_path: str = "",
+    raise_on_failure: bool = True,
 ) -> ValidationReport:
     """Validate the ingested Parquet files; write the Markdown report; raise when they fail.
 
     The reference is the champion's (`registry.reference`) when the registry has one.
     `metrics_sink` is anything with `log_metric(name, value)` (a KFP `Metrics` output).
+    `raise_on_failure=False` (the KFP pipeline) returns a failed report instead of raising, so
+    that the report reaches KFP as an artifact; `require_valid_data` fails the run after it.
     """
     from mlops_core.registry import ModelRegistry
 
@@ -417,6 +423,22 @@ def validate_step(
         for name, value in report.metrics().items():
             if np.isfinite(value):
                 metrics_sink.log_metric(name, round(float(value), 6))
-    if not report.passed:
+    if raise_on_failure and not report.passed:
         raise DataValidationError(report.summary(), report)
     return report
+
+
+def require_valid_data(*, summary_path: str, report_path: str = "") -> None:
+    """Fail when the validate step's summary says the data failed; print its report first.
+
+    A separate step because KFP (2.17's launcher, `uploadOutputArtifacts`) registers none of a
+    failed task's outputs but its logs: the validate step succeeds with its report, this one fails.
+    """
+    with open(summary_path) as fh:
+        doc = json.load(fh)
+    if doc.get("passed"):
+        return
+    if report_path:
+        with open(report_path) as fh:
+            print(fh.read())
+    raise DataValidationError(doc.get("summary") or "data validation failed", None)

@@ -23,6 +23,8 @@ from pipelines.params import TrainingParams
 # The task's last exception line; kfp.local indents the task's output in the log.
 _ERROR_LINE = re.compile(r"^[ \t]*(\w+(?:\.\w+)*(?:Error|Exception)): (.*)$", re.MULTILINE)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# The tasks that fail on rejected data: validate only if it crashed; require-valid-data on its verdict.
+VALIDATION_STEPS = ("validate", "require-valid-data")
 
 
 class PipelineRunError(MlopsError):
@@ -35,7 +37,8 @@ class PipelineRunError(MlopsError):
 
 
 class ValidationFailed(PipelineRunError):
-    """The validate step rejected the data; nothing was trained or registered."""
+    """The validate step rejected the data (its verdict failed the require-valid-data step);
+    nothing was trained or registered."""
 
     def __init__(
         self,
@@ -59,7 +62,7 @@ def run_training_locally(
     image: str | None = None,
     fork_server: bool | None = None,
 ) -> dict[str, Any]:
-    """Run ingest -> validate -> train -> evaluate -> gate -> register with kfp.local.
+    """Run ingest -> validate -> train -> evaluate -> gate -> register (deploy off) with kfp.local.
 
     `fork_server` (default: the `task_fork_server` setting) forks each task's process from one
     pre-warmed server instead of a fresh interpreter (`pipelines.task_forkserver`).
@@ -156,7 +159,7 @@ def _explain_failure(error: RuntimeError, run_root: Path, log_path: Path) -> Pip
     log = log_path.read_text(errors="replace") if log_path.exists() else ""
     failed_step = _failed_step(str(error))
     validation = _validation_outputs(run_root)
-    if failed_step == "validate" and validation["summary"]:
+    if failed_step in VALIDATION_STEPS and validation["summary"]:
         report = Path(validation["report"]) if validation["report"] else None
         return ValidationFailed(
             f"{validation['summary']}; report: {report}",

@@ -109,33 +109,35 @@ def _field(cls: type, name: str) -> Any:
     return by_name[name]
 
 
-def pipeline_signature() -> inspect.Signature:
-    """The KFP pipeline function's signature: registry_uri (required), then every declared field.
+def pipeline_signature(defaults: dict[str, Any] | None = None) -> inspect.Signature:
+    """The KFP pipeline function's signature: registry_uri, then every declared field.
 
     KFP reads the parameters' names, annotations and defaults from `inspect.signature`, so a
     function that carries this `__signature__` compiles with exactly these inputs and defaults.
+    `defaults` replaces declared defaults and may give registry_uri (else required) one: the
+    cluster's values in the golden YAML (pipelines/training.py `cluster_defaults`).
     """
-    params = [
-        inspect.Parameter("registry_uri", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str)
-    ]
+    given = dict(defaults or {})
+    unknown = (
+        set(given)
+        - {"registry_uri", "model_name"}
+        - {f.name for cls in (TrainingParams, DeployParams) for f in fields(cls)}
+    )
+    if unknown:
+        raise KeyError(f"not pipeline parameters: {sorted(unknown)}")
+
+    def param(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> Any:
+        return inspect.Parameter(
+            name,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=given.get(name, default),
+            annotation=annotation,
+        )
+
+    params = [param("registry_uri", str)]
     for cls in (TrainingParams, DeployParams):
         hints = typing.get_type_hints(cls)  # real types: this module postpones annotations
-        params += [
-            inspect.Parameter(
-                f.name,
-                inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                default=f.default,
-                annotation=hints[f.name],
-            )
-            for f in fields(cls)
-        ]
+        params += [param(f.name, hints[f.name], f.default) for f in fields(cls)]
         if cls is TrainingParams:
-            params.append(
-                inspect.Parameter(
-                    "model_name",
-                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                    default=DEFAULT_MODEL_NAME,
-                    annotation=str,
-                )
-            )
+            params.append(param("model_name", str, DEFAULT_MODEL_NAME))
     return inspect.Signature(params, return_annotation=str)

@@ -28,7 +28,7 @@ class Submission:
     host: str
     component_image: str
     serving_image: str
-    registry_uri: str = "s3://mlpipeline/registry"
+    registry_uri: str = ObjectStore().registry_uri
     namespace: str = default(DeployParams, "namespace")
     ui_url: str = "http://localhost:8888"
     arguments: dict[str, Any] = field(default_factory=dict)

@@ -1,16 +1,21 @@
-"""The training pipeline: ingest -> validate -> train -> evaluate -> gate -> register.
+"""The training pipeline: ingest -> validate -> require-valid-data -> train -> evaluate -> gate ->
+register -> deploy.
 
-Parameters: `registry_uri` (required), `model_name`, and every field of `TrainingParams` and
-`DeployParams` in pipelines/params.py, which declares each one's type, default and meaning once;
-the signature below is generated from them. The deploy step creates the model's InferenceService (named model_name) at
-100%, or rolls a new champion out as a canary at canary_percent; off by default (local runs),
-`mlops pipeline submit` turns it on.
+Parameters: `registry_uri`, `model_name`, and every field of `TrainingParams` and `DeployParams` in
+pipelines/params.py, which declares each one's type, default and meaning once; the signature below
+is generated from them. The deploy step creates the model's InferenceService (named model_name) at
+100%, or rolls a new champion out as a canary at canary_percent.
 
-On a cluster, `build_training_pipeline(image, object_store=ObjectStore(...))` gives every step the
-object store's credentials (from a Kubernetes secret) and endpoint, for an s3:// registry.
+`build_training_pipeline(image)` is the local form (kfp.local): registry_uri required, deploy off.
+`build_training_pipeline(image, object_store=ObjectStore(...), defaults=...)` is the cluster form:
+every step that touches the registry gets the object store's credentials (a Kubernetes secret)
+and endpoint, for an s3:// registry. The validate step writes its report (Markdown, shown by the
+KFP UI) and never fails on bad data; `require-valid-data` fails the run after it, because KFP
+keeps no outputs of a failed task.
 
-The image is a compile-time argument: `build_training_pipeline(image)`; `compile_pipeline` writes
-the IR YAML (`mlops pipeline compile`), and `pipelines/training.yaml` is the committed golden copy.
+`compile_pipeline` writes the cluster form, whose every default runs as is on the `make deploy`
+cluster (`cluster_defaults`): the golden `pipelines/training.yaml` that users upload in the KFP UI
+(`make upload`) and `mlops monitor schedule` submits. The images are compile-time arguments.
 """
 
 from dataclasses import dataclass
@@ -19,7 +24,12 @@ from typing import Any
 
 from kfp import compiler, dsl
 
-from components.kfp_components import TrainingComponents, build_components, default_image
+from components.kfp_components import (
+    TrainingComponents,
+    build_components,
+    default_image,
+    default_serving_image,
+)
 from pipelines.params import pipeline_signature
 
 PIPELINE_NAME = "churn-training"
@@ -29,12 +39,22 @@ SIGNATURE = pipeline_signature()
 
 @dataclass(frozen=True)
 class ObjectStore:
-    """The S3-compatible store an s3:// registry lives in (on kind: KFP's own, in `kubeflow`)."""
+    """The S3-compatible store an s3:// registry lives in (on kind: KFP's own, in `kubeflow`).
+
+    Each default is a name in KFP's manifests at KFP_VERSION (the SeaweedFS Service and Secret,
+    pipeline-install-config's bucketName), pinned by tests/kfp/test_kfp_render.py.
+    """
 
     endpoint_url: str = "http://seaweedfs.kubeflow:9000"
     secret_name: str = "mlpipeline-minio-artifact"
     access_key_field: str = "accesskey"
     secret_key_field: str = "secretkey"
+    bucket: str = "mlpipeline"
+    registry_prefix: str = "registry"
+
+    @property
+    def registry_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.registry_prefix}"
 
     def attach(self, task: Any) -> Any:
         from kfp import kubernetes
@@ -50,16 +70,32 @@ class ObjectStore:
         return task.set_env_variable("AWS_ENDPOINT_URL", self.endpoint_url)
 
 
+def cluster_defaults(
+    object_store: ObjectStore | None = None, serving_image: str | None = None
+) -> dict[str, Any]:
+    """The defaults that make a run with no edits work on the `make deploy` cluster: the registry
+    in KFP's object store, and the deploy step on, serving the image `make kind-load` loads."""
+    store = object_store or ObjectStore()
+    return {
+        "registry_uri": store.registry_uri,
+        "deploy": True,
+        "serving_image": serving_image or default_serving_image(),
+    }
+
+
 def build_training_pipeline(
-    image: str | None = None, object_store: ObjectStore | None = None
+    image: str | None = None,
+    object_store: ObjectStore | None = None,
+    defaults: dict[str, Any] | None = None,
 ) -> Any:
-    """The @dsl.pipeline for one component image."""
+    """The @dsl.pipeline for one component image (`defaults`: see `pipeline_signature`)."""
     c: TrainingComponents = build_components(image or default_image())
+    signature = pipeline_signature(defaults) if defaults else SIGNATURE
 
     def training_pipeline(*values: Any) -> str:
         # KFP calls this positionally, in the order of the signature that pipelines/params.py
         # generates from the declared parameters (set as `__signature__` below).
-        p = SIGNATURE.bind(*values).arguments
+        p = signature.bind(*values).arguments
         registry_uri, model_name = p["registry_uri"], p["model_name"]
         ingest = c.ingest(
             data_source=p["data_source"],
@@ -80,12 +116,15 @@ def build_training_pipeline(
             model_name=model_name,
             fail_on_drift=p["fail_on_drift"],
         )
+        valid = c.require_valid_data(
+            summary=validate.outputs["summary"], report=validate.outputs["report"]
+        )
         train = c.train(
             train_data=ingest.outputs["train"],
             schema=ingest.outputs["schema"],
             estimator=p["estimator"],
             seed=p["seed"],
-        ).after(validate)
+        ).after(valid)
         evaluate = c.evaluate(
             model=train.outputs["model"],
             holdout=ingest.outputs["holdout"],
@@ -128,15 +167,21 @@ def build_training_pipeline(
                 object_store.attach(task)
         return register.outputs["Output"]
 
-    training_pipeline.__signature__ = SIGNATURE  # type: ignore[attr-defined]
+    training_pipeline.__signature__ = signature  # type: ignore[attr-defined]
     return dsl.pipeline(
         name=PIPELINE_NAME,
-        description="ingest -> validate -> train -> evaluate -> gate -> register",
+        description="ingest -> validate -> train -> evaluate -> gate -> register -> deploy",
     )(training_pipeline)
 
 
-def compile_pipeline(path: str | Path = GOLDEN_YAML, image: str | None = None) -> Path:
-    """Write the pipeline's IR YAML for `image` (default: the release's component image)."""
+def compile_pipeline(
+    path: str | Path = GOLDEN_YAML, image: str | None = None, serving_image: str | None = None
+) -> Path:
+    """Write the cluster form's IR YAML for `image` (default: the release's component image)."""
     path = Path(path)
-    compiler.Compiler().compile(build_training_pipeline(image), package_path=str(path))
+    store = ObjectStore()
+    pipeline = build_training_pipeline(
+        image, object_store=store, defaults=cluster_defaults(store, serving_image)
+    )
+    compiler.Compiler().compile(pipeline, package_path=str(path))
     return path

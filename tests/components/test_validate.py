@@ -119,3 +119,37 @@ def test_missing_column_is_reported(reference) -> None:
     report = validate_frame(pd.DataFrame(df), CHURN_SCHEMA, reference=reference)
     assert report.failing_columns == ["region"]
     assert "drift checks skipped" in report.notes[0]
+
+
+def test_pipeline_mode_returns_the_failed_report_and_the_verdict_step_fails(tmp_path: Path) -> None:
+    """On KFP the validate step must succeed so its report is kept; the next step fails the run."""
+    from components.ingest import arrow_safe
+    from components.validate import require_valid_data
+
+    data = tmp_path / "d.parquet"
+    arrow_safe(generate_churn(800, scenario="broken")).to_parquet(data)
+    CHURN_SCHEMA.save(str(tmp_path / "schema.json"))
+    report_path, summary_path = tmp_path / "report.md", tmp_path / "summary.json"
+    report = validate_step(
+        data_paths=[str(data)],
+        schema_path=str(tmp_path / "schema.json"),
+        report_path=str(report_path),
+        summary_path=str(summary_path),
+        registry_uri="",
+        model_name="",
+        fail_on_drift=False,
+        raise_on_failure=False,
+    )
+    assert not report.passed
+    assert "**Status: FAILED**" in report_path.read_text()
+    with pytest.raises(DataValidationError, match=r"tenure_months.*monthly_charges.*age") as e:
+        require_valid_data(summary_path=str(summary_path), report_path=str(report_path))
+    assert e.value.report is None
+
+
+def test_the_verdict_step_passes_clean_data(tmp_path: Path) -> None:
+    from components.validate import require_valid_data
+
+    summary = tmp_path / "summary.json"
+    summary.write_text('{"passed": true, "summary": "data validation passed on 10 rows"}')
+    require_valid_data(summary_path=str(summary))

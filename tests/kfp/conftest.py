@@ -16,7 +16,8 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from kfp_cluster import (
+
+from tests.kfp.kfp_cluster import (
     CLUSTER,
     CONTEXT,
     FACTS,
@@ -25,7 +26,7 @@ from kfp_cluster import (
     node_peak_memory_mb,
     port_forward,
 )
-from kfp_stack import TIMINGS, missing_images, must
+from tests.kfp.kfp_stack import TIMINGS, missing_images, must
 
 
 @pytest.fixture(scope="session")

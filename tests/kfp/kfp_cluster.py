@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kfp_stack import must
+from tests.kfp.kfp_stack import must
 
 CLUSTER = os.environ.get("KFP_TEST_CLUSTER", "mlops-test")
 CONTEXT = f"kind-{CLUSTER}"

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 import yaml
-from kfp_cluster import FACTS, KfpCluster, port_forward
-from kfp_stack import ROOT
+
+from tests.kfp.kfp_cluster import FACTS, KfpCluster, port_forward
+from tests.kfp.kfp_stack import ROOT
 
 pytestmark = [pytest.mark.kfp, pytest.mark.slow]
 

@@ -18,7 +18,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from kfp_stack import local_images, missing_images, render
+
+from tests.kfp.kfp_stack import local_images, missing_images, render
 
 pytestmark = [pytest.mark.kfp, pytest.mark.docker]
 

@@ -11,7 +11,8 @@ import re
 import tarfile
 
 import pytest
-from kfp_stack import UPSTREAM, containers, local_images, render, versions
+
+from tests.kfp.kfp_stack import UPSTREAM, containers, local_images, render, versions
 
 pytestmark = pytest.mark.skipif(
     not (UPSTREAM / "kfp-src.tar.gz").is_file(),

@@ -9,8 +9,9 @@ import json
 import subprocess
 
 import pytest
-from kfp_cluster import FACTS, KfpCluster, port_forward
-from kfp_stack import ROOT, run_hack
+
+from tests.kfp.kfp_cluster import FACTS, KfpCluster, port_forward
+from tests.kfp.kfp_stack import ROOT, run_hack
 
 pytestmark = [pytest.mark.kfp, pytest.mark.slow]
 

@@ -15,18 +15,26 @@ from components.ingest import ingest
 from components.validate import validate_step
 from mlops.commands import pipeline_cmd
 from pipelines.params import DeployParams, TrainingParams, pipeline_signature
-from pipelines.training import GOLDEN_YAML
+from pipelines.training import GOLDEN_YAML, cluster_defaults
 
 DECLARED = {f.name: f.default for cls in (TrainingParams, DeployParams) for f in fields(cls)}
 
 
 def test_the_golden_pipeline_has_exactly_the_declared_parameters_and_defaults() -> None:
-    spec = yaml.safe_load(GOLDEN_YAML.read_text())
+    spec = next(yaml.safe_load_all(GOLDEN_YAML.read_text()))
     inputs = spec["root"]["inputDefinitions"]["parameters"]
     assert set(inputs) == {*DECLARED, "registry_uri", "model_name"}
-    assert "defaultValue" not in inputs["registry_uri"]
+    # The golden YAML is the cluster form: these few defaults are the cluster's, the rest declared.
+    cluster = cluster_defaults()
+    assert inputs["registry_uri"]["defaultValue"] == cluster["registry_uri"]
     for name, value in DECLARED.items():
-        assert inputs[name]["defaultValue"] == value, name
+        assert inputs[name]["defaultValue"] == cluster.get(name, value), name
+    assert inputs["deploy"]["defaultValue"] is True
+
+
+def test_unknown_default_overrides_are_refused() -> None:
+    with pytest.raises(KeyError, match="regsitry_uri"):
+        pipeline_signature({"regsitry_uri": "s3://x"})
 
 
 def test_the_signature_follows_the_dataclass_types() -> None:

@@ -14,8 +14,13 @@ from pipelines.local_run import TrainingParams, ValidationFailed, run_training_l
 from pipelines.training import GOLDEN_YAML, compile_pipeline
 
 
+def _pipeline_spec(path: Path) -> dict:
+    """The IR's first document (a second one, the platform spec, follows in the cluster form)."""
+    return next(yaml.safe_load_all(path.read_text()))
+
+
 def _images(path: Path) -> set[str]:
-    doc = yaml.safe_load(path.read_text())
+    doc = _pipeline_spec(path)
     return {e["container"]["image"] for e in doc["deploymentSpec"]["executors"].values()}
 
 
@@ -29,10 +34,12 @@ def test_committed_yaml_is_up_to_date(tmp_path: Path) -> None:
 def test_image_is_a_compile_time_argument(tmp_path: Path) -> None:
     path = compile_pipeline(tmp_path / "p.yaml", image="registry.local/components:abc")
     assert _images(path) == {"registry.local/components:abc"}
-    doc = yaml.safe_load(path.read_text())
+    doc = _pipeline_spec(path)
     tasks = doc["root"]["dag"]["tasks"]
     assert {"ingest", "validate", "train", "evaluate", "gate", "register"} <= set(tasks)
-    assert tasks["train"]["dependentTasks"] == ["ingest", "validate"]
+    # Training waits for the verdict step, which reads the validate step's summary and report.
+    assert tasks["train"]["dependentTasks"] == ["ingest", "require-valid-data"]
+    assert tasks["require-valid-data"]["dependentTasks"] == ["validate"]
     assert "registry_uri" in doc["root"]["inputDefinitions"]["parameters"]
     # install_kfp_package=False: the component image brings KFP; nothing is pip-installed.
     for executor in doc["deploymentSpec"]["executors"].values():
