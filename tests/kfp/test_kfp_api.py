@@ -1,21 +1,27 @@
-"""The user's path through the KFP API on the cluster (no browser): upload, create a run as the UI's
-"Create run" does (the uploaded version, default parameters), `make run`, a recurring run, and a
-step that fails on broken data.
+"""The user's path through the KFP API on the cluster (no browser): `make upload`, a run created as
+the UI's "Create run" sends it (the uploaded version, every parameter at its default), `make run`,
+a recurring run made by `mlops monitor schedule`, and a run on broken data that fails with the
+validation report kept as an artifact.
 
-Every run's state comes from the KFP API; the registered model is read back from the cluster's
-object store. Each step's wall time on the cluster is printed at the end of the session.
+Every run's state comes from the KFP API; artifacts are found through MLMD (the cluster's server)
+and read from the cluster's object store, where the registered model is read back too. Each
+step's wall time on the cluster is printed at the end of the session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import subprocess
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
 
+from pipelines.training import ObjectStore
 from tests.kfp.kfp_cluster import FACTS, KfpCluster, port_forward
 from tests.kfp.kfp_stack import ROOT
 
@@ -23,8 +29,9 @@ pytestmark = [pytest.mark.kfp, pytest.mark.slow]
 
 PACKAGE = ROOT / "pipelines" / "training.yaml"
 PIPELINE = "churn-training"
-REGISTRY = "s3://mlpipeline/registry"
+STORE = ObjectStore()
 RUN_TIMEOUT = 2400
+TYPES = {"STRING": str, "BOOLEAN": bool, "NUMBER_INTEGER": int, "NUMBER_DOUBLE": float}
 
 
 def root_inputs() -> dict[str, Any]:
@@ -32,14 +39,14 @@ def root_inputs() -> dict[str, Any]:
     return spec["root"]["inputDefinitions"]["parameters"]
 
 
-def required_arguments() -> dict[str, Any]:
-    """What the UI's form makes the user fill: the parameters without a default."""
-    required = {name for name, p in root_inputs().items() if "defaultValue" not in p}
-    values = {"registry_uri": REGISTRY}
-    assert required <= set(values), (
-        f"parameters without a default the test does not know: {required}"
-    )
-    return {name: values[name] for name in required}
+def ui_defaults() -> dict[str, Any]:
+    """The parameters the UI's "Create run" sends when the user edits nothing: every default,
+    typed as its convertInput does (KFP frontend src/lib/NewRunParametersUtils.ts, pinned by
+    test_golden_on_kfp.py)."""
+    inputs = root_inputs()
+    missing = [n for n, p in inputs.items() if "defaultValue" not in p]
+    assert not missing, f"the UI would make the user fill {missing}"
+    return {n: TYPES[p["parameterType"]](p["defaultValue"]) for n, p in inputs.items()}
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +66,11 @@ def uploaded(kfp_cluster: KfpCluster) -> tuple[str, str]:
     return ids.group(1), ids.group(2)
 
 
+@pytest.fixture(scope="module")
+def experiment_id(client: Any) -> str:
+    return client.create_experiment("kfp-tests").experiment_id
+
+
 def wait_for_run(client: Any, run_id: str, label: str) -> Any:
     start = time.monotonic()
     run = client.wait_for_run_completion(run_id, timeout=RUN_TIMEOUT, sleep_duration=10)
@@ -74,6 +86,58 @@ def tasks_by_name(run: Any) -> dict[str, Any]:
     return {t.display_name: t for t in run.run_details.task_details or []}
 
 
+def states(run: Any) -> str:
+    return json.dumps({n: t.state for n, t in tasks_by_name(run).items()}, indent=1)
+
+
+@contextlib.contextmanager
+def object_store(cluster: KfpCluster) -> Iterator[Any]:
+    """The cluster's object store through a port-forward, with the credentials KFP's steps use."""
+    import base64
+
+    import s3fs
+
+    secret = json.loads(
+        cluster.kubectl("get", "secret", STORE.secret_name, "-n", "kubeflow", "-o", "json").stdout
+    )
+    key, secret_key = (
+        base64.b64decode(secret["data"][k]).decode()
+        for k in (STORE.access_key_field, STORE.secret_key_field)
+    )
+    port = int(STORE.endpoint_url.rsplit(":", 1)[1])
+    with port_forward(cluster.context, "kubeflow", "svc/seaweedfs", port) as local:
+        yield s3fs.S3FileSystem(
+            key=key, secret=secret_key, client_kwargs={"endpoint_url": f"http://127.0.0.1:{local}"}
+        )
+
+
+# MLMD's own client, in the cluster's MLMD server pod (its image carries ml-metadata).
+MLMD_URIS = r"""
+import json, sys
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2 as pb
+store = metadata_store.MetadataStore(pb.MetadataStoreClientConfig(host="127.0.0.1", port=8080))
+types = {t.id: t.name for t in store.get_artifact_types()}
+print(json.dumps({a.id: [types[a.type_id], a.uri] for a in store.get_artifacts_by_id(
+    [int(i) for i in sys.argv[1:]])}))
+"""
+
+
+def artifact_uris(cluster: KfpCluster, ids: list[int]) -> dict[str, list[str]]:
+    out = cluster.kubectl(
+        "exec", "-n", "kubeflow", "deploy/metadata-grpc-deployment", "--",
+        "/opt/mlmd/bin/python", "-c", MLMD_URIS, *map(str, ids),
+    ).stdout  # fmt: skip
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def read_artifact(cluster: KfpCluster, uri: str) -> str:
+    # KFP names its store minio:// (pipeline root) or s3://; both are keys in the same bucket.
+    path = re.sub(r"^(minio|s3)://", "", uri)
+    with object_store(cluster) as fs:
+        return fs.cat_file(path).decode()
+
+
 def test_make_upload_registers_the_pipeline_and_its_version(
     uploaded: tuple[str, str], client: Any
 ) -> None:
@@ -83,57 +147,45 @@ def test_make_upload_registers_the_pipeline_and_its_version(
     assert version_id in {v.pipeline_version_id for v in versions}
 
 
-def test_a_run_with_the_defaults_trains_registers_and_deploys(
-    uploaded: tuple[str, str], client: Any, kfp_cluster: KfpCluster
+def test_a_run_with_the_ui_defaults_trains_registers_and_deploys(
+    uploaded: tuple[str, str], client: Any, kfp_cluster: KfpCluster, experiment_id: str
 ) -> None:
     pipeline_id, version_id = uploaded
-    experiment = client.create_experiment("kfp-tests")
+    defaults = ui_defaults()
     run = client.run_pipeline(
-        experiment_id=experiment.experiment_id,
+        experiment_id=experiment_id,
         job_name="defaults",
         pipeline_id=pipeline_id,
         version_id=version_id,
-        params=required_arguments(),
+        params=defaults,
     )
     done = wait_for_run(client, run.run_id, "defaults")
-    assert done.state == "SUCCEEDED", json.dumps(
-        {n: t.state for n, t in tasks_by_name(done).items()}, indent=1
-    )
-    assert registered_versions(kfp_cluster), f"no model registered under {REGISTRY}"
-    if root_inputs()["deploy"].get("defaultValue"):
-        isvc = kfp_cluster.kubectl(
-            "get", "inferenceservice", "-n", "mlops", "-o", "name", check=False
-        )
-        assert "inferenceservice" in isvc.stdout, isvc.stderr
-
-
-def registered_versions(cluster: KfpCluster) -> list[str]:
-    """Keys under the registry prefix in the cluster's object store, read with KFP's own credentials."""
-    import base64
-
-    import s3fs
-
-    secret = json.loads(
-        cluster.kubectl(
-            "get", "secret", "mlpipeline-minio-artifact", "-n", "kubeflow", "-o", "json"
-        ).stdout
-    )
-    key, secret_key = (
-        base64.b64decode(secret["data"][k]).decode() for k in ("accesskey", "secretkey")
-    )
-    service = json.loads(
-        cluster.kubectl("get", "svc", "seaweedfs", "-n", "kubeflow", "-o", "json").stdout
-    )
-    s3_port = next(
-        p["port"]
-        for p in service["spec"]["ports"]
-        if p.get("name") in ("s3", "http-s3") or p["port"] == 9000
-    )
-    with port_forward(cluster.context, "kubeflow", "svc/seaweedfs", s3_port) as port:
-        fs = s3fs.S3FileSystem(
-            key=key, secret=secret_key, client_kwargs={"endpoint_url": f"http://127.0.0.1:{port}"}
-        )
-        return fs.find(REGISTRY.removeprefix("s3://"))
+    assert done.state == "SUCCEEDED", states(done)
+    with object_store(kfp_cluster) as fs:
+        registered = fs.find(defaults["registry_uri"].removeprefix("s3://"))
+    assert any(k.endswith("model.skops") for k in registered), registered
+    assert defaults["deploy"] is True
+    isvc = kfp_cluster.kubectl(
+        "get", "inferenceservice", defaults["model_name"], "-n", defaults["namespace"],
+        "-o", "json",
+    )  # fmt: skip
+    container = json.loads(isvc.stdout)["spec"]["predictor"]["containers"][0]
+    assert container["image"] == defaults["serving_image"]
+    # The UI's metrics come from these artifacts: the evaluate step's Metrics (ROC AUC) and
+    # ClassificationMetrics (confusion matrix); the validate step's Markdown report.
+    evaluate, validate = tasks_by_name(done)["evaluate"], tasks_by_name(done)["validate"]
+    ids = {
+        name: lst.artifact_ids[0]
+        for task in (evaluate, validate)
+        for name, lst in (task.outputs or {}).items()
+    }
+    uris = artifact_uris(kfp_cluster, [ids["metrics"], ids["classification"], ids["report"]])
+    assert [uris[str(ids[n])][0] for n in ("metrics", "classification", "report")] == [
+        "system.Metrics",
+        "system.ClassificationMetrics",
+        "system.Markdown",
+    ]
+    assert "**Status: PASSED**" in read_artifact(kfp_cluster, uris[str(ids["report"])][1])
 
 
 def test_make_run_submits_and_the_run_succeeds(kfp_cluster: KfpCluster, client: Any) -> None:
@@ -141,48 +193,60 @@ def test_make_run_submits_and_the_run_succeeds(kfp_cluster: KfpCluster, client: 
     run_id = re.search(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})", out)
     assert run_id, out
     done = wait_for_run(client, run_id.group(1), "make run")
-    assert done.state == "SUCCEEDED"
+    assert done.state == "SUCCEEDED", states(done)
 
 
-def test_a_recurring_run_fires(uploaded: tuple[str, str], client: Any) -> None:
-    pipeline_id, version_id = uploaded
-    experiment = client.create_experiment("kfp-tests")
-    job = client.create_recurring_run(
-        experiment_id=experiment.experiment_id,
-        job_name="every-minute",
-        pipeline_id=pipeline_id,
-        version_id=version_id,
-        params=required_arguments() | {"rows": 2000},
-        cron_expression="0 * * * * *",
-        max_concurrency=1,
-        enabled=True,
-    )
+def test_mlops_monitor_schedule_makes_a_recurring_run_that_fires(
+    kfp_cluster: KfpCluster, client: Any
+) -> None:
+    name = f"kfp-test-{int(time.time())}"
+    created = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "mlops"), "monitor", "schedule", "--cron", "0 * * * * *",
+         "--data-source", "synthetic", "--kfp-host", kfp_cluster.host, "--name", name,
+         "--registry", STORE.registry_uri, "--package", str(PACKAGE)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stdout + created.stderr
+    job_id = re.search(r"recurring run (\S+) created", created.stdout).group(1)
+    start = time.monotonic()
+    fired: list[Any] = []
     try:
-        deadline = time.monotonic() + 240
-        fired: list[Any] = []
-        while time.monotonic() < deadline and not fired:
-            runs = (
-                client.list_runs(experiment_id=experiment.experiment_id, page_size=100).runs or []
-            )
-            fired = [r for r in runs if r.recurring_run_id == job.recurring_run_id]
+        while time.monotonic() - start < 240 and not fired:
             time.sleep(10)
+            runs = client.list_runs(page_size=100, sort_by="created_at desc").runs or []
+            fired = [r for r in runs if r.recurring_run_id == job_id]
         assert fired, "the recurring run started no run within 4 minutes"
+        FACTS["recurring run: first run after"] = f"{time.monotonic() - start:.0f} s"
+        # It runs the golden pipeline with the schedule's arguments; that pipeline's full run is
+        # the defaults test's. Stop it here so it does not hold the 2 cores for the next tests.
+        for run in fired:
+            client.terminate_run(run.run_id)
     finally:
-        client.disable_recurring_run(job.recurring_run_id)
-        client.delete_recurring_run(job.recurring_run_id)
+        client.disable_recurring_run(job_id)
+        client.delete_recurring_run(job_id)
 
 
-def test_broken_data_fails_at_the_validate_step(uploaded: tuple[str, str], client: Any) -> None:
+def test_broken_data_fails_the_run_and_keeps_the_validation_report(
+    uploaded: tuple[str, str], client: Any, kfp_cluster: KfpCluster, experiment_id: str
+) -> None:
     pipeline_id, version_id = uploaded
-    experiment = client.create_experiment("kfp-tests")
     run = client.run_pipeline(
-        experiment_id=experiment.experiment_id,
+        experiment_id=experiment_id,
         job_name="broken-data",
         pipeline_id=pipeline_id,
         version_id=version_id,
-        params=required_arguments() | {"scenario": "broken", "seed": 2},
+        params=ui_defaults() | {"scenario": "broken", "seed": 2},
     )
     done = wait_for_run(client, run.run_id, "broken data")
-    assert done.state == "FAILED"
-    assert tasks_by_name(done)["validate"].state == "FAILED"
-    assert "train" not in tasks_by_name(done) or tasks_by_name(done)["train"].state != "SUCCEEDED"
+    assert done.state == "FAILED", states(done)
+    tasks = tasks_by_name(done)
+    assert tasks["require-valid-data"].state == "FAILED", states(done)
+    assert "train" not in tasks or tasks["train"].state != "SUCCEEDED"
+    # The report is the validate step's output (a failed KFP task keeps none of its outputs).
+    assert tasks["validate"].state == "SUCCEEDED", states(done)
+    [report_id] = tasks["validate"].outputs["report"].artifact_ids
+    kind, uri = artifact_uris(kfp_cluster, [report_id])[str(report_id)]
+    assert kind == "system.Markdown"
+    report = read_artifact(kfp_cluster, uri)
+    assert "**Status: FAILED**" in report
+    assert "Failing columns: `tenure_months`, `monthly_charges`, `age`" in report

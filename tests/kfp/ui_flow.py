@@ -1,10 +1,10 @@
 """The KFP UI flow in headless Chromium (Selenium + Debian's chromium-driver), as a user clicks it.
 
 Run by tests/kfp/test_kfp_ui.py with the UI venv's python (hack/kfp/ensure-browser.sh):
-  ui_flow.py BASE_URL PACKAGE OUT_DIR REGISTRY_URI
-Uploads PACKAGE as a new pipeline, creates a run with the defaults (filling only what has none),
+  ui_flow.py BASE_URL PACKAGE OUT_DIR
+Uploads PACKAGE as a new pipeline, creates a run with the defaults (the form as the UI fills it),
 waits for it through the UI's own API proxy, then opens the run: screenshots of the graph and of the
-evaluate step's visualisations go to OUT_DIR. Prints one JSON line with what it saw.
+validate and evaluate steps' tabs go to OUT_DIR. Prints one JSON line with what it saw.
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ def upload(driver: webdriver.Chrome, base: str, package: Path, name: str) -> Non
     WebDriverWait(driver, 120).until(lambda d: "/pipelines/details/" in d.current_url)
 
 
-def create_run(driver: webdriver.Chrome, required: dict[str, str]) -> str:
+def create_run(driver: webdriver.Chrome, edits: dict[str, str]) -> str:
     click(driver, "#createNewRunBtn", timeout=120)
-    for key, value in required.items():
+    for key, value in edits.items():
         box = WebDriverWait(driver, 60).until(ec.presence_of_element_located((By.ID, key)))
         box.clear()
         box.send_keys(value)
@@ -79,18 +79,13 @@ def wait_for_run(base: str, run_id: str) -> str:
     return state or "TIMEOUT"
 
 
-def show_run(driver: webdriver.Chrome, base: str, run_id: str, out: Path) -> dict[str, object]:
-    driver.get(f"{base}/#/runs/details/{run_id}")
-    WebDriverWait(driver, 120).until(
-        lambda d: "evaluate" in d.find_element(By.TAG_NAME, "body").text
-    )
-    time.sleep(5)  # the graph's node states come from MLMD after the run loads
-    driver.save_screenshot(str(out / "run-graph.png"))
-    seen: dict[str, object] = {"graph_text": driver.find_element(By.TAG_NAME, "body").text[:2000]}
+def open_node(driver: webdriver.Chrome, step: str, out: Path) -> dict[str, str]:
+    """Click a step in the run graph; the text (and a screenshot) of each of its side-panel tabs."""
     node = driver.find_element(
-        By.XPATH, "//*[contains(@class,'react-flow__node')][.//*[text()='evaluate']]"
+        By.XPATH, f"//*[contains(@class,'react-flow__node')][.//*[text()='{step}']]"
     )
     node.click()
+    seen: dict[str, str] = {}
     for tab in ("Visualization", "Input/Output"):
         links = driver.find_elements(
             By.XPATH,
@@ -99,18 +94,26 @@ def show_run(driver: webdriver.Chrome, base: str, run_id: str, out: Path) -> dic
         if links:
             links[0].click()
             time.sleep(5)
-            driver.save_screenshot(str(out / f"evaluate-{tab.split('/')[0].lower()}.png"))
-            seen[tab] = driver.find_element(By.TAG_NAME, "body").text[:4000]
+            driver.save_screenshot(str(out / f"{step}-{tab.split('/')[0].lower()}.png"))
+            seen[tab] = driver.find_element(By.TAG_NAME, "body").text[:6000]
+    return seen
+
+
+def show_run(driver: webdriver.Chrome, base: str, run_id: str, out: Path) -> dict[str, object]:
+    driver.get(f"{base}/#/runs/details/{run_id}")
+    WebDriverWait(driver, 120).until(
+        lambda d: "evaluate" in d.find_element(By.TAG_NAME, "body").text
+    )
+    time.sleep(5)  # the graph's node states come from MLMD after the run loads
+    driver.save_screenshot(str(out / "run-graph.png"))
+    seen: dict[str, object] = {"graph_text": driver.find_element(By.TAG_NAME, "body").text[:2000]}
+    for step in ("validate", "evaluate"):
+        seen[step] = open_node(driver, step, out)
     return seen
 
 
 def main() -> None:
-    base, package, out, registry = (
-        sys.argv[1].rstrip("/"),
-        Path(sys.argv[2]),
-        Path(sys.argv[3]),
-        sys.argv[4],
-    )
+    base, package, out = sys.argv[1].rstrip("/"), Path(sys.argv[2]), Path(sys.argv[3])
     out.mkdir(parents=True, exist_ok=True)
     driver = browser()
     result: dict[str, object] = {}
@@ -118,7 +121,7 @@ def main() -> None:
         name = f"churn-training-ui-{int(time.time())}"
         start = time.monotonic()
         upload(driver, base, package, name)
-        run_id = create_run(driver, {"registry_uri": registry})
+        run_id = create_run(driver, {})
         result |= {"pipeline": name, "run_id": run_id}
         result["state"] = wait_for_run(base, run_id)
         result["run_seconds"] = round(time.monotonic() - start)
