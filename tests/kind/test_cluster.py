@@ -1,4 +1,4 @@
-"""The platform on a real kind cluster (tests/kind/conftest.py makes it with `make offline-build
+"""The platform on a real kind cluster (tests/kind/cluster_fixture.py makes it with `make offline-build
 cluster images kind-load deploy`): KServe's own controller and admission webhook in Standard mode,
 Traefik as the Gateway, SeaweedFS as the model store, the Prometheus operator scraping the model
 pods through the project's PodMonitor. The tests run in file order; the last one undeploys.
@@ -18,9 +18,18 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from cluster_harness import GATEWAY_PORT, ROOT, kube_json, kubectl, port_forward, run, wait_for
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+
+from tests.kind.cluster_harness import (
+    GATEWAY_PORT,
+    ROOT,
+    kube_json,
+    kubectl,
+    port_forward,
+    run,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.kind, pytest.mark.slow, pytest.mark.timeout(7200)]
 
