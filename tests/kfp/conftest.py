@@ -1,10 +1,11 @@
 """KFP on a kind cluster, installed by the same hack/kfp/install.sh that `make deploy` runs.
 
-The cluster is the kind tests' (`KFP_TEST_CLUSTER`, default mlops-test: tests/kind makes it with
-gateway, KServe, SeaweedFS, Prometheus and the project; KEEP_KIND_CLUSTER=1 keeps it), or any
-kind cluster named so that `make cluster deploy` made. KFP's images come from the local cache
-(`make kfp-images`): while it is cold the tests skip and say so, because building it takes longer
-than CI allows beside everything else.
+The cluster is the kind tests' (`KFP_TEST_CLUSTER`, default mlops-test: the shared `kind_cluster`
+fixture makes it with gateway, KServe, SeaweedFS, Prometheus and the project; KEEP_KIND_CLUSTER=1
+keeps it). KFP_REUSE_CLUSTER=1 installs on a running cluster of that name instead of remaking it
+(a kept one, or one `make cluster deploy` made), after loading this checkout's images into it.
+KFP's images come from the local cache (`make kfp-images`): while it is cold the tests skip and
+say so, because building it takes longer than CI allows beside everything else.
 
 Each install stage's time and the node's peak memory are printed at the end of the session.
 """
@@ -12,6 +13,7 @@ Each install stage's time and the node's peak memory are printed at the end of t
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 from collections.abc import Iterator
 
@@ -21,6 +23,7 @@ from tests.kfp.kfp_cluster import (
     CLUSTER,
     CONTEXT,
     FACTS,
+    LOCAL_ENV,
     KfpCluster,
     local_env,
     node_peak_memory_mb,
@@ -34,10 +37,12 @@ def kfp_cluster(request: pytest.FixtureRequest) -> Iterator[KfpCluster]:
     missing = missing_images()
     if missing:
         pytest.skip(f"KFP image cache is cold ({len(missing)} images missing): run make kfp-images")
-    # The kind tests' cluster fixture, when a conftest above this one shares it: it makes the
-    # cluster (make cluster deploy, all steps but kfp) that KFP is installed on here.
-    with contextlib.suppress(pytest.FixtureLookupError):
-        request.getfixturevalue("kind_cluster")
+    reuse = os.environ.get("KFP_REUSE_CLUSTER") == "1"
+    if not reuse:
+        # The kind tests' cluster fixture (tests/conftest.py shares it): it (re)makes the cluster
+        # (make cluster, images kind-load, deploy with all steps but kfp) KFP is installed on here.
+        with contextlib.suppress(pytest.FixtureLookupError):
+            request.getfixturevalue("kind_cluster")
     reach = subprocess.run(
         ["kubectl", "--context", CONTEXT, "get", "--raw", "/readyz"], capture_output=True, text=True
     )
@@ -54,6 +59,16 @@ def kfp_cluster(request: pytest.FixtureRequest) -> Iterator[KfpCluster]:
         "SEAWEEDFS_IMAGE": built.get("SEAWEEDFS_IMAGE", ""),
     }
     subprocess.run(["kubectl", "config", "use-context", CONTEXT], check=True, capture_output=True)
+    if reuse:
+        # A cluster made earlier runs older images: load this checkout's (the golden YAML's steps
+        # import this checkout's components/ in them).
+        local = {"LOCAL_ENV": str(LOCAL_ENV)} if LOCAL_ENV.is_file() else {}
+        must(
+            "make images kind-load",
+            ["make", "images", "kind-load", "CLUSTER=kind"],
+            **env,
+            **local,
+        )
     must("kfp install (hack/kfp/install.sh)", ["bash", "hack/kfp/install.sh", "install"], **env)
     with port_forward(CONTEXT, "kubeflow", "svc/ml-pipeline", 8888) as port:
         yield KfpCluster(CONTEXT, f"http://127.0.0.1:{port}", env)
