@@ -57,6 +57,11 @@ def kfp_cluster(request: pytest.FixtureRequest) -> Iterator[KfpCluster]:
         "CLUSTER_NAME": CLUSTER,
         "KIND": built.get("KIND", "kind"),
         "SEAWEEDFS_IMAGE": built.get("SEAWEEDFS_IMAGE", ""),
+        # The tag the images were built and loaded with, kept for `make run` even if HEAD moves.
+        "IMAGE_TAG": subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        or "dev",
     }
     subprocess.run(["kubectl", "config", "use-context", CONTEXT], check=True, capture_output=True)
     if reuse:
