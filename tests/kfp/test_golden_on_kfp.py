@@ -134,3 +134,16 @@ def test_the_ui_create_run_sends_every_default() -> None:
         if "defaultValue" not in p
     ]
     assert not missing, f"the UI's form would make the user fill {missing}"
+
+
+def test_the_in_cluster_retraining_trigger_trains_into_the_golden_registry() -> None:
+    """The canary controller's trigger submits the golden YAML with its own registry_uri."""
+    spec, _ = golden()
+    registry = spec["root"]["inputDefinitions"]["parameters"]["registry_uri"]["defaultValue"]
+    deployment = yaml.safe_load(
+        (ROOT / "manifests/base/canary-controller/deployment.yaml").read_text()
+    )
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MLOPS_KFP_HOST"]
+    assert env["MLOPS_REGISTRY_URI"] == registry
