@@ -33,6 +33,7 @@ from tests.serving.harness import (
 )
 
 MAX_BYTES, BACKUPS = 4096, 2
+PENDING_CAP = 100  # the label store's cap, lowered by its setting
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 
 
@@ -73,6 +74,7 @@ def rotating(
         "MLOPS_PREDICTION_LOG_BACKUPS": str(BACKUPS),
         "MLOPS_MONITOR_MIN_ROWS": "10",
         "MLOPS_MONITOR_PANE_ROWS": "1000",
+        "MLOPS_FEEDBACK_MAX_PENDING": str(PENDING_CAP),
     }
     log = tmp_path_factory.mktemp("logs") / "server.log"
     running = start_server(
@@ -127,3 +129,6 @@ def test_the_log_rotates_and_readers_still_find_old_requests(
     assert len(files) == BACKUPS + 1 and all(f.stat().st_size <= MAX_BYTES for f in files)
     assert sorted(p.name for p in audit.glob("predictions*")) == sorted(f.name for f in files)
     assert "observer" not in server.log.read_text()  # no write failed along the way
+    # 119 rows wait for a label; the store keeps the newest PENDING_CAP.
+    quality = httpx.get(f"{server.url}/v1/models/{MODEL}/quality").json()
+    assert quality["pending"] == PENDING_CAP
