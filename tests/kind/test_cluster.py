@@ -84,7 +84,7 @@ def register(store: Store, label: str, *args: str) -> None:
 
 
 def api_client() -> k8s.ApiClient:
-    from cluster_harness import CONTEXT
+    from tests.kind.cluster_harness import CONTEXT
 
     return k8s_config.new_client_from_config(context=CONTEXT)
 
@@ -240,7 +240,7 @@ def version_two(store: Store, version_one: str) -> str:
 
 
 def canary(store: Store, label: str, *args: str) -> subprocess.CompletedProcess[str]:
-    from cluster_harness import CONTEXT
+    from tests.kind.cluster_harness import CONTEXT
 
     return run(
         label,
@@ -281,10 +281,9 @@ def events(reason: str) -> list[dict]:
 def test_canary_split_at_the_gateway_matches_each_step_and_promotion_retargets(
     store: Store, version_two: str
 ) -> None:
-    from cluster_harness import FACTS
-
     from serving.canary.kubernetes_actuator import KubernetesActuator
     from serving.canary.policy import RolloutPolicy
+    from tests.kind.cluster_harness import FACTS
 
     steps = RolloutPolicy().steps[:-1]
     canary(store, "canary start v2", "start", "--version", version_two)
@@ -333,7 +332,7 @@ def test_a_bad_version_is_rolled_back_with_events(store: Store, version_two: str
 
 
 def test_make_deploy_twice_succeeds(kind_cluster) -> None:  # type: ignore[no-untyped-def]
-    from conftest import DEPLOY_STEPS
+    from tests.kind.cluster_fixture import DEPLOY_STEPS
 
     kind_cluster.make("make deploy (again)", "deploy", DEPLOY_STEPS=DEPLOY_STEPS)
 
