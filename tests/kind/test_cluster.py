@@ -319,6 +319,17 @@ def test_canary_split_at_the_gateway_matches_each_step_and_promotion_retargets(
     assert events("CanaryPromoted")
 
 
+# README "The operator's view", step 2 (Standard mode), verbatim but for the context flag.
+KUBECTL_CANARY_START = """
+kubectl --context kind-${KIND_TEST_CLUSTER:-mlops-test} -n $NS get isvc $ISVC -o json | jq --arg v "$V" --arg uri "$URI" '
+  {spec: {canary: [{trafficPercent: 10, predictor: (.spec.predictor
+    | del(.minReplicas, .maxReplicas, .scaleTarget, .scaleMetric, .autoScaling)
+    | .name = "v\\($v)"
+    | .containers[0].env |= map(if .name == "STORAGE_URI" then .value = $uri else . end))}]}}' |
+  kubectl --context kind-${KIND_TEST_CLUSTER:-mlops-test} -n $NS patch isvc $ISVC --type merge --patch-file /dev/stdin
+"""
+
+
 def register_inverted(store: Store, label: str, seed: int) -> str:
     """A deliberately bad version (trained on inverted labels), registered into the cluster's store."""
     code = (
@@ -369,9 +380,8 @@ def test_the_in_cluster_controller_rolls_a_bad_version_back_on_prometheus_figure
     store: Store, version_two: str
 ) -> None:
     """The controller Deployment `make deploy` runs (its own ServiceAccount, the in-cluster
-    Prometheus) takes a canary the pipeline's deploy step started to a rollback, with Events."""
-    from components.deploy import deploy_model
-    from components.inference_service import InferenceServiceSpec
+    Prometheus) takes a canary started with kubectl alone (the README's operator commands) to a
+    rollback, with Events."""
     from tests.kind.cluster_harness import FACTS
 
     controller = kube_json("get", "deployment", "mlops-canary-controller", "-n", NAMESPACE)
@@ -388,18 +398,17 @@ def test_the_in_cluster_controller_rolls_a_bad_version_back_on_prometheus_figure
         f"mlops.platform/rollout-policy={json.dumps(policy)}",
     )  # fmt: skip
     bad = register_inverted(store, "register version 3 (inverted labels)", seed=3)
-    result = deploy_model(
-        InferenceServiceSpec(
-            name=MODEL,
-            namespace=NAMESPACE,
-            image=serving_image(),
-            storage_uri=f"{REGISTRY}/{MODEL}/versions/{bad}",
-            model_name=MODEL,
-            model_version=bad,
-        ),
-        api_client=api_client(),
+    # The README operator section's command: a spec.canary entry added with kubectl alone.
+    start = subprocess.run(
+        ["bash", "-c", KUBECTL_CANARY_START],
+        env=os.environ
+        | {"NS": NAMESPACE, "ISVC": MODEL, "V": bad, "URI": f"{REGISTRY}/{MODEL}/versions/{bad}"},
+        capture_output=True,
+        text=True,
     )
-    assert result.action == "canary", result
+    assert start.returncode == 0, start.stderr
+    entry = isvc()["spec"]["canary"][0]
+    assert (entry["predictor"]["name"], entry["trafficPercent"]) == (f"v{bad}", 10)
     with Traffic() as traffic:
         (event, *_) = wait_for(
             "CanaryRolledBack event", lambda: events("CanaryRolledBack"), timeout=900
