@@ -7,16 +7,11 @@ hand-written merge patch (what `kubectl patch --type merge` sends) for v3."""
 from __future__ import annotations
 
 import json
-import shutil
-import signal
-import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 from kubernetes import client
 
@@ -40,11 +35,15 @@ from serving.monitoring.cluster_trigger import (
     RetrainingWatch,
 )
 from serving.monitoring.retraining_trigger import KfpRunLauncher
-from tests.apiserver.canary_harness import MODEL, KnativeSplit, three_versions
+from tests.apiserver.canary_harness import (
+    MODEL,
+    KnativeSplit,
+    prometheus_scraping,
+    three_versions,
+)
 from tests.apiserver.control_plane import service_account_api
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
 CONTROLLER_ACCOUNT = "mlops-canary-controller"
 POLICY = {
     "analysis_interval_s": 1.0,
@@ -62,50 +61,9 @@ def servers(tmp_path_factory) -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def prometheus(servers, tmp_path_factory) -> Iterator[str]:
-    build = subprocess.run(
-        [str(ROOT / "hack" / "prometheus" / "build.sh")],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if build.returncode != 0 and shutil.which("go") is None:
-        pytest.skip("Go is not installed, so Prometheus cannot be built (hack/prometheus/build.sh)")
-    assert build.returncode == 0, build.stderr[-3000:]
-    binary = build.stdout.strip().splitlines()[-1]
-    work = tmp_path_factory.mktemp("prometheus")
-    targets = ", ".join(
-        f'"{u.removeprefix("http://")}"' for k, u in servers.items() if k != "registry"
-    )
-    (work / "prometheus.yml").write_text(
-        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: model-servers\n"
-        f"    static_configs:\n      - targets: [{targets}]\n"
-    )
-    port = free_port()
-    with (work / "prometheus.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [binary, f"--config.file={work / 'prometheus.yml'}",
-             f"--storage.tsdb.path={work / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while not _ready(url):
-                assert proc.poll() is None and time.monotonic() < deadline, (
-                    "Prometheus did not start"
-                )
-                time.sleep(0.2)
-            yield url
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
+    targets = [u for k, u in servers.items() if k != "registry"]
+    with prometheus_scraping(targets, tmp_path_factory.mktemp("prometheus")) as url:
+        yield url
 
 
 @pytest.fixture
