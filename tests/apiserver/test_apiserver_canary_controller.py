@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import yaml
 from kubernetes import client
 
 from components import isvc_traffic as traffic
@@ -23,6 +24,7 @@ from serving.canary.controller import (
     POLICY_ANNOTATION,
     STATE_ANNOTATION,
     STATUS_ANNOTATION,
+    STEP_LABEL,
     Controller,
     LeaderElection,
     Reconciler,
@@ -270,6 +272,53 @@ def test_abort_and_promote_annotations_act_by_hand(
         expected_stable = "2" if command == "promote" else "1"
         assert ann[traffic.STABLE_VERSION] == expected_stable
         assert [e.reason for e in _events(admin_api, name, ns)] == [reason]
+
+
+def _step_column(kubectl, name: str, ns: str) -> str:
+    """The ROLLOUT-STEP column of `kubectl get isvc NAME -L mlops.platform/rollout-step`."""
+    out = kubectl.run("get", "isvc", name, "-n", ns, "-L", STEP_LABEL).stdout.splitlines()
+    header, row = out[0].split(), out[1].split()
+    assert header[-1] == "ROLLOUT-STEP", header
+    return row[-1] if len(row) == len(header) else ""
+
+
+def test_kubectl_get_isvc_shows_the_rollout_step_as_a_label_column(
+    admin_api, controller_api, project_base, servers, kubectl
+):
+    """KServe's own printer columns (read from the pinned CRD) show only status fields its
+    controller writes (URL, the Ready condition, Knative traffic), none of our annotations or
+    conditions: the controller keeps a label that `kubectl get isvc -L` shows."""
+    from tests.kind.upstream import kserve_file
+
+    crd = yaml.safe_load(kserve_file("config/crd/full/serving.kserve.io_inferenceservices.yaml"))
+    columns = {
+        c["name"]: c["jsonPath"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]
+    }
+    assert columns["Ready"] == ".status.conditions[?(@.type=='Ready')].status"
+    assert not [p for p in columns.values() if p.startswith(".metadata.") and "Timestamp" not in p]
+    assert [n for n, p in columns.items() if "conditions" in p] == ["Ready"]
+
+    ns = project_base
+    reconciler = Reconciler(controller_api, lambda _ns: PrometheusSource("http://127.0.0.1:9"))
+    for command, version, ending in (("abort", 2, "v2-rolled-back"), ("promote", 3, "v3-promoted")):
+        name = f"churn-{uuid.uuid4().hex[:8]}"
+        _deploy(admin_api, servers["registry"], name, ns, 1)
+        _opt_in(admin_api, name, ns, POLICY)
+        assert reconciler.reconcile(_read(admin_api, name, ns)) == "no canary"
+        assert _step_column(kubectl, name, ns) == ""  # nothing rolled out yet: an empty column
+        _deploy(admin_api, servers["registry"], name, ns, version)
+        assert reconciler.reconcile(_read(admin_api, name, ns)) == "started"
+        assert _step_column(kubectl, name, ns) == f"v{version}-10pct"
+        client.CustomObjectsApi(admin_api).patch_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL, name,
+            {"metadata": {"annotations": {COMMAND_ANNOTATION: command}}},
+        )  # fmt: skip
+        reconciler.reconcile(_read(admin_api, name, ns))
+        assert _step_column(kubectl, name, ns) == ending
+        # Idle afterwards: the label keeps how the rollout ended, and is not rewritten.
+        rv = _read(admin_api, name, ns)["metadata"]["resourceVersion"]
+        assert reconciler.reconcile(_read(admin_api, name, ns)) == "no canary"
+        assert _read(admin_api, name, ns)["metadata"]["resourceVersion"] == rv
 
 
 def test_two_replicas_one_acts(admin_api, controller_api, project_base):
