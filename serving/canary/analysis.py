@@ -11,7 +11,8 @@ Checks (see `sequential` for the statistics):
   `latency_quantile` bucket bound (p99 by default), null "<= tolerance x stable's share";
 - predictions: non-central chi-square test that the PSI between the predicted-probability
   distributions exceeds `max_prediction_divergence`.
-The rollout's false-rollback budget (`false_rollback_rate`) is split evenly over the three.
+The rollout's false-rollback budget (`false_rollback_rate`) is split over the three
+(`RolloutPolicy.check_alpha`: evenly, or half for errors when the policy aims at an error ratio).
 """
 
 from __future__ import annotations
@@ -197,9 +198,8 @@ def analyze(
         return without_window
     assert isinstance(observation, Window)
     w = observation
-    alpha = policy.false_rollback_rate / len(CHECKS)
     warming = state.warmup_served < policy.warmup_requests
-    errors, state = _check_errors(policy, state, w, alpha)
+    errors, state = _check_errors(policy, state, w, policy.check_alpha("errors"))
     if warming:
         latency = CheckResult(
             "latency",
@@ -208,8 +208,8 @@ def analyze(
             f"({state.warmup_served + w.canary.requests} served)",
         )
     else:
-        latency, state = _check_latency(policy, state, w, alpha)
-    predictions, state = _check_predictions(policy, state, w, alpha)
+        latency, state = _check_latency(policy, state, w, policy.check_alpha("latency"))
+    predictions, state = _check_predictions(policy, state, w, policy.check_alpha("predictions"))
     state = replace(state, analyses=state.analyses + 1, failed_in_a_row=0)
     if warming:
         state = replace(state, warmup_served=state.warmup_served + w.canary.requests)
@@ -237,7 +237,7 @@ def required_requests(policy: RolloutPolicy, percent: int, base_rate: float) -> 
         canary_share=percent / 100.0,
         tolerance=policy.error_rate_tolerance,
         ratio=policy.detect_error_ratio,
-        alpha=policy.false_rollback_rate / len(CHECKS),
+        alpha=policy.check_alpha("errors"),
         power=policy.power,
         alternatives=len(policy.error_alternatives),
     )

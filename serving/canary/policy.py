@@ -59,6 +59,11 @@ class RolloutPolicy:
     # ratios from this one up. None: only `min_requests_per_step` sets the evidence per step.
     detect_error_ratio: float | None = None
     power: float = 0.9
+    # The share of `false_rollback_rate` the error check may spend; latency and predictions split
+    # the rest evenly. None: an even third each, or half for errors when `detect_error_ratio` is
+    # set (the policy has said which failure the rollout must catch, so its test gets the larger
+    # share: log(2) less evidence to collect, 0.2 nats more for each of the other two).
+    error_budget_share: float | None = None
     # Consecutive analyses whose metrics could not be read before rolling back (fail safe).
     max_failed_analyses: int = 3
     # Seconds the whole rollout may take before it is rolled back as unverifiable.
@@ -108,10 +113,26 @@ class RolloutPolicy:
                 )
         if not 0.5 <= self.power < 1:
             raise PolicyError(f"power must be in [0.5, 1), got {self.power}")
+        if self.error_budget_share is not None:
+            object.__setattr__(self, "error_budget_share", float(self.error_budget_share))
+            if not 0 < self.error_budget_share < 1:
+                raise PolicyError(
+                    f"error_budget_share must be in (0, 1), got {self.error_budget_share}"
+                )
 
     @property
     def first_step(self) -> int:
         return self.steps[0]
+
+    def check_alpha(self, check: str) -> float:
+        """The false-rollback probability check `check` (errors, latency, predictions) may spend;
+        the three sum to `false_rollback_rate` (a union bound over the checks)."""
+        share = self.error_budget_share
+        if share is None:
+            share = 0.5 if self.detect_error_ratio is not None else 1.0 / 3.0
+        if check == "errors":
+            return self.false_rollback_rate * share
+        return self.false_rollback_rate * (1.0 - share) / 2.0
 
     @property
     def error_alternatives(self) -> tuple[float, ...]:
