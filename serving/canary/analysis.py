@@ -156,8 +156,9 @@ def _rate_check(
     numbers: dict[str, float],
     what: str,
     tolerance: float,
+    weights: tuple[float, ...] | None = None,
 ) -> CheckResult:
-    ev = log_evidence(llr)
+    ev = log_evidence(llr, weights)
     threshold = math.log(1.0 / alpha)
     numbers = numbers | {"log_evidence": round(ev, 3), "log_threshold": round(threshold, 3)}
     ratio = numbers.get("ratio", float("nan"))
@@ -239,7 +240,9 @@ def required_requests(policy: RolloutPolicy, percent: int, base_rate: float) -> 
         ratio=policy.detect_error_ratio,
         alpha=policy.check_alpha("errors"),
         power=policy.power,
-        alternatives=len(policy.error_alternatives),
+        aim_weight=policy.error_weights[0]
+        if policy.error_weights
+        else 1.0 / len(policy.error_alternatives),
     )
     return max(policy.min_requests_per_step, needed)
 
@@ -298,7 +301,10 @@ def _hold_without_a_window(
 
 
 def _llr(saved: tuple[float, ...], alternatives: tuple[float, ...]) -> np.ndarray:
-    return np.asarray(saved) if saved else np.zeros(len(alternatives))
+    # A state saved under other alternatives (a controller upgraded mid-rollout) starts afresh.
+    if len(saved) != len(alternatives):
+        return np.zeros(len(alternatives))
+    return np.asarray(saved)
 
 
 def _check_errors(
@@ -334,7 +340,13 @@ def _check_errors(
         ),
     }
     check = _rate_check(
-        "errors", error_llr, alpha, numbers, "error rate", policy.error_rate_tolerance
+        "errors",
+        error_llr,
+        alpha,
+        numbers,
+        "error rate",
+        policy.error_rate_tolerance,
+        policy.error_weights,
     )
     state = replace(
         state,

@@ -14,6 +14,9 @@ import yaml
 
 from mlops_core.errors import MlopsError
 
+# The error test's mixture weight on `detect_error_ratio` (the rest on twice that ratio).
+AIM_WEIGHT = 2.0 / 3.0
+
 
 class PolicyError(MlopsError):
     """A rollout policy field is missing, of the wrong type or out of range."""
@@ -55,8 +58,9 @@ class RolloutPolicy:
     warmup_requests: int = 50
     # Evidence before promotion: the error-rate ratio (canary / stable) that must be caught with
     # probability `power`. When set, each step holds until the canary has served the requests this
-    # needs at the stable's observed error rate, and the error test concentrates its mixture on
-    # ratios from this one up. None: only `min_requests_per_step` sets the evidence per step.
+    # needs at the stable's observed error rate, and the error test aims its mixture at this ratio
+    # (and twice it; see error_alternatives). None: only `min_requests_per_step` sets the evidence
+    # per step.
     detect_error_ratio: float | None = None
     power: float = 0.9
     # The share of `false_rollback_rate` the error check may spend; latency and predictions split
@@ -137,12 +141,21 @@ class RolloutPolicy:
     @property
     def error_alternatives(self) -> tuple[float, ...]:
         """The effect sizes (multiples of the tolerance) the error test mixes over: with a
-        `detect_error_ratio`, that ratio and the larger defaults (fewer, better-aimed
-        alternatives cost less evidence); otherwise the defaults."""
+        `detect_error_ratio`, that ratio and twice it (one for the effect the policy must catch,
+        one for gross failures, which the second catches in a few events); otherwise the
+        defaults. Every alternative added costs the aimed one evidence."""
         if self.detect_error_ratio is None:
             return self.sequential_alternatives
         aim = self.detect_error_ratio / self.error_rate_tolerance
-        return (aim, *(a for a in self.sequential_alternatives if a > aim))
+        return (aim, 2.0 * aim)
+
+    @property
+    def error_weights(self) -> tuple[float, ...] | None:
+        """The mixture's weights over `error_alternatives`: two thirds on the aimed ratio when
+        there is one (log(3/2) nats to collect rather than log(2) at even weights), else even."""
+        if self.detect_error_ratio is None:
+            return None
+        return (AIM_WEIGHT, 1.0 - AIM_WEIGHT)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
