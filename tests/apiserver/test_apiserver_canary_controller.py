@@ -190,6 +190,14 @@ def test_rollouts_started_with_kubectl_are_promoted_or_rolled_back_and_survive_a
             ann = isvc["metadata"]["annotations"]
             assert ann[traffic.STABLE_VERSION] == "2" and STATE_ANNOTATION not in ann
             assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
+            _wait_for(
+                lambda: (
+                    _read(admin_api, name, ns)["metadata"]["labels"].get(STEP_LABEL)
+                    == "v2-promoted"
+                ),
+                30,
+                "the rollout-step label of the promotion",
+            )
             step_ups = [e for e in _events(admin_api, name, ns) if e.reason == "CanaryStepUp"]
             # 10 -> 25 -> 50, each once, although the controller was killed in between.
             assert len(step_ups) == 2, [e.message for e in step_ups]
@@ -223,6 +231,7 @@ def test_rollouts_started_with_kubectl_are_promoted_or_rolled_back_and_survive_a
     ann = isvc["metadata"]["annotations"]
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0
     assert ann[traffic.STABLE_VERSION] == "2" and ann[traffic.ROLLED_BACK_VERSION] == "3"
+    assert isvc["metadata"]["labels"][STEP_LABEL] == "v3-rolled-back"  # kubectl get isvc -L
     status = json.loads(ann[STATUS_ANNOTATION])
     assert status["action"] == "rollback" and status["checks"]["predictions"] == "fail"
     reasons = [e.reason for e in _events(admin_api, name, ns)]
