@@ -1,4 +1,4 @@
-"""The platform on a real kind cluster (tests/kind/conftest.py makes it with `make offline-build
+"""The platform on a real kind cluster (tests/kind/cluster_fixture.py makes it with `make offline-build
 cluster images kind-load deploy`): KServe's own controller and admission webhook in Standard mode,
 Traefik as the Gateway, SeaweedFS as the model store, the Prometheus operator scraping the model
 pods through the project's PodMonitor. The tests run in file order; the last one undeploys.
@@ -18,9 +18,18 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from cluster_harness import GATEWAY_PORT, ROOT, kube_json, kubectl, port_forward, run, wait_for
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+
+from tests.kind.cluster_harness import (
+    GATEWAY_PORT,
+    ROOT,
+    kube_json,
+    kubectl,
+    port_forward,
+    run,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.kind, pytest.mark.slow, pytest.mark.timeout(7200)]
 
@@ -75,7 +84,7 @@ def register(store: Store, label: str, *args: str) -> None:
 
 
 def api_client() -> k8s.ApiClient:
-    from cluster_harness import CONTEXT
+    from tests.kind.cluster_harness import CONTEXT
 
     return k8s_config.new_client_from_config(context=CONTEXT)
 
@@ -231,7 +240,7 @@ def version_two(store: Store, version_one: str) -> str:
 
 
 def canary(store: Store, label: str, *args: str) -> subprocess.CompletedProcess[str]:
-    from cluster_harness import CONTEXT
+    from tests.kind.cluster_harness import CONTEXT
 
     return run(
         label,
@@ -272,10 +281,9 @@ def events(reason: str) -> list[dict]:
 def test_canary_split_at_the_gateway_matches_each_step_and_promotion_retargets(
     store: Store, version_two: str
 ) -> None:
-    from cluster_harness import FACTS
-
     from serving.canary.kubernetes_actuator import KubernetesActuator
     from serving.canary.policy import RolloutPolicy
+    from tests.kind.cluster_harness import FACTS
 
     steps = RolloutPolicy().steps[:-1]
     canary(store, "canary start v2", "start", "--version", version_two)
@@ -324,7 +332,7 @@ def test_a_bad_version_is_rolled_back_with_events(store: Store, version_two: str
 
 
 def test_make_deploy_twice_succeeds(kind_cluster) -> None:  # type: ignore[no-untyped-def]
-    from conftest import DEPLOY_STEPS
+    from tests.kind.cluster_fixture import DEPLOY_STEPS
 
     kind_cluster.make("make deploy (again)", "deploy", DEPLOY_STEPS=DEPLOY_STEPS)
 
