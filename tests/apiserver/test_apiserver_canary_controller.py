@@ -286,9 +286,10 @@ def test_abort_and_promote_annotations_act_by_hand(
 def _step_column(kubectl, name: str, ns: str) -> str:
     """The ROLLOUT-STEP column of `kubectl get isvc NAME -L mlops.platform/rollout-step`."""
     out = kubectl.run("get", "isvc", name, "-n", ns, "-L", STEP_LABEL).stdout.splitlines()
-    header, row = out[0].split(), out[1].split()
-    assert header[-1] == "ROLLOUT-STEP", header
-    return row[-1] if len(row) == len(header) else ""
+    header, row = out[0], out[1]
+    assert header.split()[-1] == "ROLLOUT-STEP", header
+    # Columns are aligned and KServe's status columns are empty here: cut at the header's offset.
+    return row[header.index("ROLLOUT-STEP") :].strip()
 
 
 def test_kubectl_get_isvc_shows_the_rollout_step_as_a_label_column(
@@ -297,7 +298,7 @@ def test_kubectl_get_isvc_shows_the_rollout_step_as_a_label_column(
     """KServe's own printer columns (read from the pinned CRD) show only status fields its
     controller writes (URL, the Ready condition, Knative traffic), none of our annotations or
     conditions: the controller keeps a label that `kubectl get isvc -L` shows."""
-    from tests.kind.upstream import kserve_file
+    from tests.upstream import kserve_file
 
     crd = yaml.safe_load(kserve_file("config/crd/full/serving.kserve.io_inferenceservices.yaml"))
     columns = {
