@@ -422,6 +422,8 @@ def test_the_in_cluster_controller_rolls_a_bad_version_back_on_prometheus_figure
     assert events("CanaryStarted"), "the controller announced the rollout"
     status = json.loads(obj["metadata"]["annotations"]["mlops.platform/rollout-status"])
     assert status["action"] == "rollback", status
+    listed = kubectl("get", "isvc", MODEL, "-n", NAMESPACE, "-L", "mlops.platform/rollout-step")
+    assert f"v{bad}-rolled-back" in listed.stdout, listed.stdout
     wait_for("all traffic back on v2", lambda: measure_split(40) == {"2": 40}, timeout=180)
     # Server faults only: the bad version answered every request (it is wrong, not broken).
     assert set(traffic.statuses) == {200}, traffic.statuses
