@@ -1,9 +1,11 @@
 """Benchmark: batch scoring 1M rows from Parquet end to end, against the in-process scikit-learn
 Pipeline and XGBoost's raw `inplace_predict`, in the same run.
 
-- end to end: `components.batch_score.score_batch` (read Parquet in chunks, row checks, compiled
-  preprocessing, booster, write scores + rejected Parquet), in a fresh child process so its peak
-  memory (ru_maxrss) is its own;
+- end to end: `components.batch_score.score_batch` (load the model from the registry, read Parquet
+  in chunks, row checks, compiled preprocessing, booster, write scores + rejected Parquet), in a
+  fresh child process so its peak memory is its own. The clock starts at `score_batch`: the
+  child's imports (this module's, skops and XGBoost among them: process start-up, ~1-2 s that do
+  not scale with rows) come before it;
 - Pipeline: `Pipeline.predict_proba` on the already-read frame, chunk by chunk (model input built
   from the frame included, I/O excluded);
 - raw: `booster.inplace_predict` on the already-transformed float matrix, chunk by chunk: the floor.
