@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from components.fast_inference import CompiledPipeline, fast_model, model_output
+from components.ingest import missing_or_unreachable
 from mlops_core.errors import InvalidInputError
 from mlops_core.registry import ModelRegistry
 from mlops_core.row_checks import Column, check_table, rows_array
@@ -107,7 +108,7 @@ def read_chunks(uri: str, schema: FeatureSchema, chunk_rows: int) -> Iterator[pa
     try:
         fh = fsspec.open(uri, "rb", compression="infer").open()
     except FileNotFoundError as e:
-        raise InvalidInputError(f"{uri} does not exist") from e
+        raise InvalidInputError(missing_or_unreachable(uri, e, "input")) from e
     with fh:
         if _is_csv(uri):
             yield from _csv_chunks(fh, schema, chunk_rows)
@@ -377,8 +378,10 @@ def score_batch(params: BatchScoreParams, progress: Progress | None = None) -> B
     """Score `params.input_uri` into `params.output_uri` (and rejected rows aside)."""
     start = time.perf_counter()
     fs, path = fsspec.core.url_to_fs(params.input_uri)
-    if not fs.exists(path):
-        raise InvalidInputError(f"{params.input_uri} does not exist")
+    try:
+        fs.info(path)  # not `exists`: over HTTP it answers False for a refused connection too
+    except FileNotFoundError as e:
+        raise InvalidInputError(missing_or_unreachable(params.input_uri, e, "input")) from e
     run_id = params.run_id or uuid.uuid4().hex[:12]
     rejected_uri = params.rejected_uri or rejected_path_for(params.output_uri)
     loaded = load_model(params)

@@ -74,9 +74,21 @@ def read_table(uri: str, **storage_options: Any) -> pd.DataFrame:
                 return pd.read_parquet(fh)
             return pd.read_csv(fh)
     except FileNotFoundError as e:
-        raise IngestError(f"data source {uri} does not exist") from e
+        raise IngestError(missing_or_unreachable(uri, e)) from e
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as e:
         raise IngestError(f"cannot read {uri} as {fmt}: {e}") from e
+
+
+def missing_or_unreachable(uri: str, error: FileNotFoundError, what: str = "data source") -> str:
+    """Say whether `uri` is missing or could not be reached. fsspec's HTTP filesystem raises
+    FileNotFoundError for a refused connection or an unknown host too; the connection error
+    (an OSError) is then in the exception's chain."""
+    cause = error.__cause__ or error.__context__
+    while cause is not None:
+        if isinstance(cause, OSError) and not isinstance(cause, FileNotFoundError):
+            return f"could not connect to read {uri}: {cause}"
+        cause = cause.__cause__ or cause.__context__
+    return f"{what} {uri} does not exist"
 
 
 def _table_format(uri: str, *, strict: bool) -> str:

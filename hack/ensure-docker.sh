@@ -46,12 +46,17 @@ for ((i = 0; i < ${#args[@]}; i++)); do
 done
 case $cmd in
   create | run) strip "$bundle/config.json" .process ;;
-  exec) [[ -n $process ]] && strip "$process" . ;;
+  exec) [[ -n $process ]] && strip "$process" "" ;;
 esac
 exec runc "$@"
 WRAPPER
   chmod +x "$1.tmp" && mv "$1.tmp" "$1"
 }
+
+wrapper="$cache/docker/runc-without-sys-resource"
+# Refreshed even while dockerd runs: the daemon execs the file per container operation, so a fixed
+# wrapper takes effect without a restart.
+[[ -f $wrapper ]] && write_wrapper "$wrapper"
 
 if docker info >/dev/null 2>&1; then
   log "Docker engine already running (default runtime: $(docker info --format '{{.DefaultRuntime}}'))"
@@ -76,7 +81,6 @@ fi
 
 runtime_args=()
 if lacks_sys_resource; then
-  wrapper="$cache/docker/runc-without-sys-resource"
   write_wrapper "$wrapper"
   runtime_args=(--add-runtime "$RUNTIME_NAME=$wrapper" --default-runtime "$RUNTIME_NAME")
   log "CAP_SYS_RESOURCE is not in the bounding set: default runtime $RUNTIME_NAME ($wrapper)"

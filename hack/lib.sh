@@ -37,7 +37,17 @@ go_module_copy() {
   dir=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "$1" | jq -r .Dir)
   [[ -d $dir ]] || { log "go mod download $1 failed"; return 1; }
   mkdir -p "$(dirname "$2")"
-  rm -rf "$2.tmp" && cp -r "$dir" "$2.tmp" && chmod -R u+w "$2.tmp" && mv "$2.tmp" "$2"
+  rm -rf "$2.tmp" && cp -r "$dir" "$2.tmp" && chmod -R u+w "$2.tmp"
+  # A `replace M => ./sub` names a nested module, which the module zip leaves out: put the nested
+  # module, at the same version, where the replace expects it (prometheus-operator's pkg/apis, pkg/client).
+  local mod=${1%@*} version=${1##*@} path sub nested
+  while read -r path sub; do
+    [[ -d $2.tmp/$sub ]] && continue
+    nested=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "$mod/$path@$version" | jq -r .Dir)
+    [[ -d $nested ]] || { log "go mod download $mod/$path@$version failed"; return 1; }
+    mkdir -p "$(dirname "$2.tmp/$sub")" && cp -r "$nested" "$2.tmp/$sub" && chmod -R u+w "$2.tmp/$sub"
+  done < <(sed -nE "s#^[[:space:]]*(replace[[:space:]]+)?$mod/([^[:space:]]+)[[:space:]]+=>[[:space:]]+\./([^[:space:]]+)\s*\$#\2 \3#p" "$2.tmp/go.mod")
+  mv "$2.tmp" "$2"
 }
 
 # static_image TAG ROOTFS_DIR [docker import --change ...]: import a directory as an image with

@@ -222,6 +222,7 @@ class ModelRegistry:
         n = self.resolve(model, version)
         meta = posixpath.join(self.version_dir(model, n), "version.json")
         if not self.fs.exists(meta):
+            self.require_exists()  # a mistyped registry path is not "no such version"
             known = [v.version for v in self.versions(model)]
             raise RegistryNotFoundError(
                 f"model {model!r} has no version {n}; known versions: {known}"
@@ -236,14 +237,19 @@ class ModelRegistry:
             )
         return None
 
+    def require_exists(self) -> None:
+        """Refuse a registry path that does not exist, naming it: read as an empty registry, a
+        mistyped --registry would be reported as "no champion yet" or "no versions"."""
+        hint = self._no_registry_hint()
+        if hint:
+            raise RegistryNotFoundError(hint)
+
     def resolve(self, model: str, version: int | str) -> int:
         """Turn 'champion', 'latest' or a number into a version number."""
         if isinstance(version, int):
             return version
         if version in ("champion", "latest"):
-            hint = self._no_registry_hint()
-            if hint:
-                raise RegistryNotFoundError(hint)
+            self.require_exists()
         if version == "champion":
             champ = self.champion(model)
             if champ is None:

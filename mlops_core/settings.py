@@ -53,6 +53,18 @@ class Settings:
     )
     # --- monitoring: live drift monitor, label feedback, retraining trigger, audit logs ---
     audit_dir: str = field(default_factory=lambda: _env("audit_dir", ".mlops/audit"))
+    # The prediction log rotates at this size (~130 bytes a request: 32 MiB is ~250k requests),
+    # keeping this many older files; 0 bytes: never rotate.
+    prediction_log_max_bytes: int = field(
+        default_factory=lambda: int(_env("prediction_log_max_bytes", str(32 * 1024 * 1024)))
+    )
+    prediction_log_backups: int = field(
+        default_factory=lambda: int(_env("prediction_log_backups", "5"))
+    )
+    # Scored rows kept for a label to arrive (oldest evicted); about 1 kB of memory each.
+    feedback_max_pending: int = field(
+        default_factory=lambda: int(_env("feedback_max_pending", "200000"))
+    )
     monitor_pane_rows: int = field(default_factory=lambda: int(_env("monitor_pane_rows", "500")))
     monitor_panes: int = field(default_factory=lambda: int(_env("monitor_panes", "10")))
     monitor_min_rows: int = field(default_factory=lambda: int(_env("monitor_min_rows", "1000")))

@@ -33,11 +33,16 @@ class UpstreamFailed(Exception):
     """A proxied model server did not answer: a server-side fault of the hop behind this one."""
 
 
+class MethodNotAllowed(InvalidInputError):
+    """The route exists but not for this HTTP method (the answer names the allowed ones)."""
+
+
 # Most specific first: TooLargeError is also InvalidInputError.
 _STATUS_BY_KIND: tuple[tuple[type[BaseException], int], ...] = (
     (NotReady, 503),
     (UpstreamFailed, 502),
     (TooLargeError, 413),
+    (MethodNotAllowed, 405),
     (AuthenticationError, 401),
     (NotFoundError, 404),
     (ConflictError, 409),

@@ -3,8 +3,9 @@
 Pure ASGI (not Starlette's BaseHTTPMiddleware) so it adds microseconds, not a task per request.
 For every response it sets `x-model-version` and `x-request-id` (the client's, else a new uuid4
 hex, also injected into the request headers so the model puts the same id in the body). Bodies
-over the limit get 413 before anything reads them. Prediction routes are counted and timed by
-protocol, endpoint and outcome.
+over the limit get 413: at once when Content-Length says so, else as soon as a chunked body
+crosses it. A prediction route asked with another method than POST gets 405 with `Allow: POST`.
+Prediction routes are counted and timed by protocol, endpoint and outcome.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from urllib.parse import parse_qsl, urlencode
 from starlette.requests import ClientDisconnect
 
 from mlops_core.errors import NotFoundError, TooLargeError
-from serving.http_errors import send_error
+from serving.http_errors import MethodNotAllowed, send_error
 from serving.metrics import RequestMetrics
 
 Scope = MutableMapping[str, Any]
@@ -109,9 +110,17 @@ class ServingMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
+        too_large: BodyTooLarge | None = None
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status, response_started
+            if too_large is not None:
+                # A chunked body crossed the limit inside the app, which turned our error into
+                # its own answer (FastAPI: 400 "error parsing the body"); send the 413 instead.
+                if message["type"] == "http.response.start" and not response_started:
+                    response_started = True
+                    status = await send_error(send, too_large, [(b"connection", b"close"), *extra])
+                return
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
@@ -124,14 +133,15 @@ class ServingMiddleware:
         client_gone = False
 
         async def receive_bounded() -> Message:
-            nonlocal received, client_gone
+            nonlocal received, client_gone, too_large
             message = await receive()
             if message["type"] == "http.disconnect":
                 client_gone = True
             elif message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise BodyTooLarge(self.max_body_bytes)
+                    too_large = BodyTooLarge(self.max_body_bytes)
+                    raise too_large
             return message
 
         try:
@@ -140,6 +150,11 @@ class ServingMiddleware:
                     f"this server holds model version {self.version}, not {asked!r}"
                 )
                 status = await send_error(send, wrong, extra)
+                return
+            if route is not None and scope["method"] != "POST":
+                # Else KServe's GET /v1/models/{name} would take "churn:predict" for a model name.
+                not_post = MethodNotAllowed(f"{scope['path']} takes POST, not {scope['method']}")
+                status = await send_error(send, not_post, [(b"allow", b"POST"), *extra])
                 return
             if length > self.max_body_bytes:
                 raise BodyTooLarge(self.max_body_bytes)

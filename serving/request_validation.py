@@ -42,12 +42,31 @@ NUMERIC_DATATYPES = frozenset(
         "UINT64",
     }
 )
+_INTEGER_DATATYPES = frozenset(d for d in NUMERIC_DATATYPES if "INT" in d)
 _NUMBER_TYPES = frozenset({int, float, type(None)})
 _CATEGORY_TYPES = frozenset({str, type(None)})
 
 
 class InvalidRequest(InvalidInput):
     """A request that does not fit the model's feature schema (HTTP 400)."""
+
+
+_JSON_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+
+
+def json_kind(value: Any) -> str:
+    """What a decoded JSON value is, in JSON's own words ("a string", "an array", ...)."""
+    if value is None:
+        return "null"
+    return _JSON_KINDS.get(type(value), "a number" if isinstance(value, int | float) else "?")
+
+
+def wrong_body_shape(value: Any, field: str) -> str:
+    """The message for a body that is valid JSON but not an object: name what it is instead."""
+    return (
+        f"request body is valid JSON but {json_kind(value)}; it must be a JSON object with an "
+        f"'{field}' list"
+    )
 
 
 def _describe(value: Any) -> str:
@@ -78,6 +97,19 @@ class RequestLimits:
             )
 
 
+def _check_integers(name: str, datatype: str, data: list[Any]) -> None:
+    """An INT/UINT tensor holds whole numbers: 3.7 (or NaN) in one is a wrong datatype, not a
+    value to truncate or pass on as a float. Whole floats (3.0) are accepted."""
+    if float not in set(map(type, data)):  # the common case: JSON integers only
+        return
+    for i, v in enumerate(data):
+        if type(v) is float and not v.is_integer():
+            raise InvalidRequest(
+                f"input '{name}' (row {i}) has datatype {datatype} but holds {v!r}, which is not "
+                "a whole number; send FP64 for fractional values"
+            )
+
+
 class RequestValidator:
     """Checks request bodies against one schema; precomputes what the per-request path needs."""
 
@@ -93,17 +125,16 @@ class RequestValidator:
 
     # --- V1: {"instances": [row, ...]} -------------------------------------------------------
     def from_v1(self, body: Any) -> np.ndarray:
-        if isinstance(body, bytes | str):
+        if isinstance(body, bytes):
             # KServe leaves a body undecoded when its content-type is not JSON (curl's default
             # form type, text/plain): decode it here rather than refuse a well-formed request.
+            # (A str is already decoded: the JSON string body `"hello"`, refused below.)
             try:
                 body = orjson.loads(body)
             except orjson.JSONDecodeError as e:
                 raise InvalidRequest(f"malformed JSON: {e}") from e
         if not isinstance(body, dict):
-            raise InvalidRequest(
-                f"request body must be a JSON object with an 'instances' list, got {type(body).__name__}"
-            )
+            raise InvalidRequest(wrong_body_shape(body, "instances"))
         if "instances" not in body:
             raise InvalidRequest(
                 "request body lacks the 'instances' field (a list of rows: objects keyed by "
@@ -224,6 +255,8 @@ class RequestValidator:
                 raise InvalidRequest(
                     f"input '{f.name}' declares shape {shape} but holds {len(data)} values"
                 )
+            if datatype in _INTEGER_DATATYPES:
+                _check_integers(f.name, datatype, data)
             columns.append(data)
         assert n_rows is not None
         return self.assemble(columns, n_rows)

@@ -25,7 +25,7 @@ from serving.http_middleware import ServingMiddleware
 from serving.model_bundle import ModelBundle, load_bundle, load_registered
 from serving.prediction_observer import PredictionObserver
 from serving.predictor import ChurnPredictor
-from serving.request_validation import RequestLimits
+from serving.request_validation import RequestLimits, wrong_body_shape
 from serving.routes import extra_routers
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,9 @@ async def request_validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     problems = []
     for err in exc.errors()[:5]:
+        if len(err.get("loc", ())) <= 2 and not isinstance(err.get("input", {}), dict | bytes):
+            # The body itself is valid JSON of the wrong kind (an array, a number): say so.
+            return error_response(InvalidInputError(wrong_body_shape(err["input"], "inputs")))
         if err.get("type") == "json_invalid":
             detail = (err.get("ctx") or {}).get("error", "")
             problems.append(f"malformed JSON: {detail}".rstrip(": "))
@@ -66,18 +69,24 @@ async def request_validation_error(_: Request, exc: Exception) -> Response:
     return error_response(InvalidInputError("invalid request body: " + "; ".join(problems)))
 
 
+MAX_LOGGED_REASON = 200  # characters of a client-caused message that reach the log
+
+
 class ClientErrorTracebacks(logging.Filter):
-    """KServe logs every refused request at ERROR with a traceback; a client's bad input is not a
-    server error, so keep one line at INFO (the 400 body already tells the client what is wrong)."""
+    """KServe logs every refused request (400) and unknown model (404) at ERROR with a traceback
+    (~1.3 kB each: any client could flood the log); a client's mistake is not a server error, so
+    keep one short line at INFO (the response body already tells the client what is wrong)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from kserve.errors import InvalidInput
+        from kserve.errors import InvalidInput, ModelNotFound
         from starlette.requests import ClientDisconnect
 
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, InvalidInput):
+        if isinstance(exc, InvalidInput | ModelNotFound):
+            # The reason can quote the client's input (a model name from the URL): bounded.
+            reason = str(exc)[:MAX_LOGGED_REASON]
             record.levelno, record.levelname = logging.INFO, "INFO"
-            record.msg, record.args, record.exc_info = f"refused request: {exc}", (), None
+            record.msg, record.args, record.exc_info = f"refused request: {reason}", (), None
         elif isinstance(exc, ClientDisconnect):
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.msg, record.args = "client disconnected before sending the whole body", ()
@@ -96,13 +105,36 @@ def _malformed_json_message(body: object) -> str | None:
     return None
 
 
+def _parsed_as_json(headers: dict[str, str]) -> bool:
+    """Whether FastAPI decoded a body with these headers as JSON (an application/json or
+    application/*+json content-type; with none, its strict default leaves the bytes raw)."""
+    content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    main, _, sub = content_type.partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
+
+
 def project_dataplane(model_registry: object) -> object:
     """KServe's DataPlane, with V1 JSON errors worded like every other 400 this server sends."""
     from kserve.errors import InvalidInput
+    from kserve.model import InferenceVerb
     from kserve.protocol.dataplane import DataPlane
 
     class ProjectDataPlane(DataPlane):
+        async def explain(self, model_name, request, headers=None):  # type: ignore[no-untyped-def]
+            # KServe's explain starts its response headers from the request's, so every request
+            # header (cookies, tokens) came back in the answer; keep only what the model sets.
+            model = await self.get_model(model_name)
+            response, model_headers = await model(
+                request, verb=InferenceVerb.EXPLAIN, headers=headers
+            )
+            return response, dict(model_headers or {})
+
         def decode(self, body, headers, *args, **kwargs):  # type: ignore[no-untyped-def]
+            v2 = kwargs.get("protocol_version", args[0] if args else "") == "v2"
+            if v2 and isinstance(body, bytes) and _parsed_as_json(headers or {}):
+                # FastAPI parsed the body as JSON and pydantic turned a JSON string into these
+                # bytes (the V2 body is `InferenceRequest | bytes`): a string, not bad JSON.
+                raise InvalidInput(wrong_body_shape(body.decode("utf-8", "replace"), "inputs"))
             try:
                 return super().decode(body, headers, *args, **kwargs)
             except InvalidInput as e:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from mlops_core.registry import ModelRegistry
+from tests.kind.cluster_fixture import kind_cluster, write_summary
 from tests.serving.harness import (
     MODEL,
     RegisteredModels,
@@ -20,6 +21,14 @@ from tests.serving.harness import (
     start_server,
     stop_server,
 )
+
+# The kind cluster is shared by tests/kind and tests/kfp (KFP is installed on it).
+__all__ = ["kind_cluster"]
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    write_summary(terminalreporter)
+
 
 # A test that needs a trained, registered model or a running model server is slow.
 SLOW_FIXTURES = frozenset({"registered", "server", "mnt_models_server"})

@@ -21,8 +21,11 @@ ModelOpt = typer.Option(None, "--model", help="model name [env MLOPS_MODEL_NAME]
 
 
 def _open(registry: str | None, model: str | None) -> tuple[ModelRegistry, str]:
+    """The registry every subcommand reads; none of them creates one, so a missing path is named."""
     s = load_settings(registry_uri=registry, model_name=model)
-    return ModelRegistry(s.registry_uri), s.model_name
+    reg = ModelRegistry(s.registry_uri)
+    reg.require_exists()
+    return reg, s.model_name
 
 
 @app.command("list")

@@ -11,7 +11,8 @@ Checks (see `sequential` for the statistics):
   `latency_quantile` bucket bound (p99 by default), null "<= tolerance x stable's share";
 - predictions: non-central chi-square test that the PSI between the predicted-probability
   distributions exceeds `max_prediction_divergence`.
-The rollout's false-rollback budget (`false_rollback_rate`) is split evenly over the three.
+The rollout's false-rollback budget (`false_rollback_rate`) is split over the three
+(`RolloutPolicy.check_alpha`: evenly, or half for errors when the policy aims at an error ratio).
 """
 
 from __future__ import annotations
@@ -155,8 +156,9 @@ def _rate_check(
     numbers: dict[str, float],
     what: str,
     tolerance: float,
+    weights: tuple[float, ...] | None = None,
 ) -> CheckResult:
-    ev = log_evidence(llr)
+    ev = log_evidence(llr, weights)
     threshold = math.log(1.0 / alpha)
     numbers = numbers | {"log_evidence": round(ev, 3), "log_threshold": round(threshold, 3)}
     ratio = numbers.get("ratio", float("nan"))
@@ -197,9 +199,8 @@ def analyze(
         return without_window
     assert isinstance(observation, Window)
     w = observation
-    alpha = policy.false_rollback_rate / len(CHECKS)
     warming = state.warmup_served < policy.warmup_requests
-    errors, state = _check_errors(policy, state, w, alpha)
+    errors, state = _check_errors(policy, state, w, policy.check_alpha("errors"))
     if warming:
         latency = CheckResult(
             "latency",
@@ -208,8 +209,8 @@ def analyze(
             f"({state.warmup_served + w.canary.requests} served)",
         )
     else:
-        latency, state = _check_latency(policy, state, w, alpha)
-    predictions, state = _check_predictions(policy, state, w, alpha)
+        latency, state = _check_latency(policy, state, w, policy.check_alpha("latency"))
+    predictions, state = _check_predictions(policy, state, w, policy.check_alpha("predictions"))
     state = replace(state, analyses=state.analyses + 1, failed_in_a_row=0)
     if warming:
         state = replace(state, warmup_served=state.warmup_served + w.canary.requests)
@@ -237,9 +238,11 @@ def required_requests(policy: RolloutPolicy, percent: int, base_rate: float) -> 
         canary_share=percent / 100.0,
         tolerance=policy.error_rate_tolerance,
         ratio=policy.detect_error_ratio,
-        alpha=policy.false_rollback_rate / len(CHECKS),
+        alpha=policy.check_alpha("errors"),
         power=policy.power,
-        alternatives=len(policy.error_alternatives),
+        aim_weight=policy.error_weights[0]
+        if policy.error_weights
+        else 1.0 / len(policy.error_alternatives),
     )
     return max(policy.min_requests_per_step, needed)
 
@@ -298,7 +301,10 @@ def _hold_without_a_window(
 
 
 def _llr(saved: tuple[float, ...], alternatives: tuple[float, ...]) -> np.ndarray:
-    return np.asarray(saved) if saved else np.zeros(len(alternatives))
+    # A state saved under other alternatives (a controller upgraded mid-rollout) starts afresh.
+    if len(saved) != len(alternatives):
+        return np.zeros(len(alternatives))
+    return np.asarray(saved)
 
 
 def _check_errors(
@@ -334,7 +340,13 @@ def _check_errors(
         ),
     }
     check = _rate_check(
-        "errors", error_llr, alpha, numbers, "error rate", policy.error_rate_tolerance
+        "errors",
+        error_llr,
+        alpha,
+        numbers,
+        "error rate",
+        policy.error_rate_tolerance,
+        policy.error_weights,
     )
     state = replace(
         state,

@@ -17,7 +17,9 @@ resumes at the same step with the evidence so far and never steps up twice; a 40
 retries. `mlops.platform/rollout=abort|promote` stops a rollout by hand or skips the analysis.
 Every decision is an Event (CanaryStarted, CanaryStepUp, CanaryHold, CanaryPromoted,
 CanaryRolledBack, AnalysisNoData, AnalysisFailed) plus `mlops.platform/last-decision`; the step and
-the last decision's numbers are in `mlops.platform/rollout-status`.
+the last decision's numbers are in `mlops.platform/rollout-status`, and the label
+`mlops.platform/rollout-step` (`kubectl get isvc -L mlops.platform/rollout-step`) names the version
+and its step, or how its rollout ended.
 
 With two or more replicas one acts: leader election on a coordination.k8s.io Lease.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -62,6 +65,11 @@ POLICY_ANNOTATION = traffic.ANNOTATION_PREFIX + "rollout-policy"
 STATE_ANNOTATION = traffic.ANNOTATION_PREFIX + "rollout-state"
 STATUS_ANNOTATION = traffic.ANNOTATION_PREFIX + "rollout-status"
 COMMAND_ANNOTATION = traffic.ANNOTATION_PREFIX + "rollout"
+# A label, so that `kubectl get isvc -L mlops.platform/rollout-step` shows the rollout: KServe's
+# printer columns (URL, Ready, Prev, Latest, ...: status fields its controller writes) cannot show
+# an annotation or a condition of ours. "v2-25pct" while v2 is at 25%; "v2-promoted",
+# "v3-rolled-back" once it ended.
+STEP_LABEL = traffic.ANNOTATION_PREFIX + "rollout-step"
 POLICY_CONFIGMAP_KEY = "policy.yaml"
 
 
@@ -177,6 +185,32 @@ class Reconciler:
 
     def reconcile(self, isvc: dict[str, Any]) -> str:
         """Act on the object as read; returns what was done (for logs and tests)."""
+        outcome = self._reconcile(isvc)
+        if POLICY_ANNOTATION in traffic.annotations(isvc):
+            self._label_step(isvc, outcome)
+        return outcome
+
+    def _label_step(self, isvc: dict[str, Any], outcome: str) -> None:
+        """Keep STEP_LABEL in line with the rollout. A patch of its own after the decision's
+        (the label only shows what the annotations hold); a lost one is redone next pass."""
+        canary = traffic.mode_of(isvc).canary_version(isvc)
+        if outcome in ("promote", "rollback") and canary is not None:
+            want: str | None = f"v{canary}-" + (
+                "promoted" if outcome == "promote" else "rolled-back"
+            )
+        elif outcome in ("started", "step_up"):
+            want = step_label(self.actuator(isvc).writer.read())
+        else:
+            want = step_label(isvc)
+        labels = isvc["metadata"].get("labels") or {}
+        want = _label_value(want) if want is not None else None
+        if want is None or labels.get(STEP_LABEL) == want:
+            return
+        self.actuator(isvc).writer.apply(
+            lambda cur, _: {"metadata": {"labels": {STEP_LABEL: want}}}
+        )
+
+    def _reconcile(self, isvc: dict[str, Any]) -> str:
         ann = traffic.annotations(isvc)
         if POLICY_ANNOTATION not in ann:
             return "not opted in"
@@ -365,6 +399,21 @@ class Reconciler:
 
 def _no_new_versions(version: str) -> str:
     raise ControllerError("the controller never starts canaries; it analyses the ones it finds")
+
+
+def step_label(isvc: dict[str, Any]) -> str | None:
+    """STEP_LABEL's value for a running canary ("v2-25pct"); None without one (the label then
+    keeps how the last rollout ended)."""
+    mode = traffic.mode_of(isvc)
+    canary = mode.canary_version(isvc)
+    if canary is None:
+        return None
+    return f"v{canary}-{_percent(isvc)}pct"
+
+
+def _label_value(text: str) -> str:
+    """A valid label value: 63 characters at most, [A-Za-z0-9._-], alphanumeric at both ends."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", text)[:63].strip("-._")
 
 
 def _percent(isvc: dict[str, Any]) -> int:

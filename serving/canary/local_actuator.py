@@ -18,10 +18,16 @@ class LocalActuator:
         self.router_url = router_url.rstrip("/")
         self.timeout_s = timeout_s  # starting a canary waits for its model server
 
-    def _call(self, method: str, path: str, doc: dict[str, Any] | None = None) -> TrafficStatus:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        doc: dict[str, Any] | None = None,
+        timeout: httpx.Timeout | float | None = None,
+    ) -> TrafficStatus:
         url = f"{self.router_url}{path}"
         try:
-            r = httpx.request(method, url, json=doc, timeout=self.timeout_s)
+            r = httpx.request(method, url, json=doc, timeout=timeout or self.timeout_s)
         except httpx.HTTPError as e:
             raise ActuatorError(
                 f"the local router at {self.router_url} is not reachable ({e}); start it with "
@@ -56,7 +62,15 @@ class LocalActuator:
         return self._call("GET", "/router/state")
 
     def start(self, version: str, percent: int) -> TrafficStatus:
-        return self._call("PUT", "/router/canary", {"version": str(version), "percent": percent})
+        # The router answers once the canary's server is ready or it gave up on it, judging the
+        # start by the CPU it gets (StartupProgress); a wall-clock read timeout here would fail a
+        # start that is only slow because the machine is loaded.
+        return self._call(
+            "PUT",
+            "/router/canary",
+            {"version": str(version), "percent": percent},
+            timeout=httpx.Timeout(self.timeout_s, read=None),
+        )
 
     def set_canary_percent(self, percent: int) -> TrafficStatus:
         return self._call("PUT", "/router/weights", {"canary_percent": percent})

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -36,28 +36,129 @@ class ModelServerError(MlopsError):
     """A model server process did not start or become ready; the message has its log tail."""
 
 
+# How much a starting process may take, in CPU seconds (it and its children) rather than wall
+# seconds: on a loaded machine a cold start (importing scipy, kserve, xgboost; loading the model)
+# takes several times longer in wall time, but about the same CPU time. A model server takes about
+# 10 CPU-seconds to answer ready on a quiet machine; the router, itself and its stable's server.
+STARTUP_CPU_BUDGET_S = 120.0
+# A starting process that gets no CPU at all for this long is stuck (a lock, a dead socket),
+# not slow: it is given up on however much of its budget is left.
+STARTUP_STALL_S = 60.0
+
+
+def process_tree_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) used so far by `pid`, its live descendants and the children
+    they reaped; None where /proc cannot be read (not Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (ppid, cpu seconds)
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
+        # state, ppid, ..., utime (14th field of the file), stime, cutime, cstime
+        cpu = sum(int(f) for f in fields[11:15]) / tick
+        stats[int(entry)] = (int(fields[1]), cpu)
+    if pid not in stats:
+        return None
+    total, frontier = 0.0, [pid]
+    while frontier:
+        current = frontier.pop()
+        total += stats[current][1]
+        frontier.extend(p for p, (ppid, _) in stats.items() if ppid == current)
+    return total
+
+
+@dataclass
+class StartupProgress:
+    """Decides when to give up on a starting process: when it exited, when it (with its children)
+    used `cpu_budget_s` CPU seconds without becoming ready, or when it got no CPU for `stall_s`.
+    The wall clock alone decides only where /proc cannot be read, or past `wall_cap_s`."""
+
+    process: subprocess.Popen[bytes]
+    what: str
+    cpu_budget_s: float = STARTUP_CPU_BUDGET_S
+    stall_s: float = STARTUP_STALL_S
+    wall_cap_s: float | None = None
+    started: float = field(default_factory=time.monotonic)
+    _cpu_at_start: float | None = None
+    _last_cpu: float = 0.0
+    _last_progress: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._cpu_at_start = process_tree_cpu_s(self.process.pid)
+        self._last_cpu = self._cpu_at_start or 0.0
+        self._last_progress = self.started
+
+    def give_up(self) -> str | None:
+        """Why the start failed, or None while it may still succeed."""
+        now = time.monotonic()
+        if self.process.poll() is not None:
+            return f"{self.what} exited with {self.process.returncode}"
+        if self.wall_cap_s is not None and now - self.started > self.wall_cap_s:
+            return f"{self.what} did not become ready in {self.wall_cap_s:.0f} s"
+        cpu = process_tree_cpu_s(self.process.pid)
+        if cpu is None or self._cpu_at_start is None:
+            # No /proc: the CPU budget, counted in wall seconds, is the limit.
+            if now - self.started > self.cpu_budget_s:
+                return f"{self.what} did not become ready in {self.cpu_budget_s:.0f} s"
+            return None
+        if cpu - self._cpu_at_start > self.cpu_budget_s:
+            return (
+                f"{self.what} used {cpu - self._cpu_at_start:.0f} CPU-seconds in "
+                f"{now - self.started:.0f} s without becoming ready"
+            )
+        if cpu > self._last_cpu + 0.05:
+            self._last_cpu, self._last_progress = cpu, now
+        elif now - self._last_progress > self.stall_s:
+            return (
+                f"{self.what} got no CPU time for {self.stall_s:.0f} s and is not ready "
+                f"(stuck, not slow; {cpu - self._cpu_at_start:.1f} CPU-seconds used)"
+            )
+        return None
+
+
 def wait_for_http_ready(
-    url: str, process: subprocess.Popen[bytes], log: Path, *, timeout_s: float, what: str
+    url: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    *,
+    what: str,
+    timeout_s: float | None = None,
+    cpu_budget_s: float = STARTUP_CPU_BUDGET_S,
 ) -> None:
-    """Block until `url` answers 200; fail with the log's tail if the process exits or time runs out.
+    """Block until `url` answers 200; fail with the log's tail if the process exits, or gives up
+    by `StartupProgress` (its CPU budget, a stall; `timeout_s`, if given, caps the wall time).
 
     For callers outside an event loop (the demo, tests, benchmarks); the router awaits its own
     children with `ModelServerProcess.wait_ready`.
     """
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ModelServerError(
-                f"{what} exited with {process.returncode}:\n{log.read_text(errors='replace')[-2000:]}"
-            )
+    progress = StartupProgress(process, what, cpu_budget_s=cpu_budget_s, wall_cap_s=timeout_s)
+    while True:
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
+            if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
-        time.sleep(0.2)
-    process.kill()
-    raise ModelServerError(f"{what} did not become ready in {timeout_s:.0f} s; log {log}")
+        reason = progress.give_up()
+        if reason is not None:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            raise ModelServerError(f"{reason}; log {log}:\n{_tail(log)}")
+        time.sleep(0.3)
+
+
+def _tail(log: Path) -> str:
+    try:
+        return log.read_text(errors="replace")[-2000:]
+    except OSError:
+        return ""
 
 
 @dataclass
@@ -88,27 +189,29 @@ class ModelServerProcess:
         except OSError:
             return ""
 
-    async def wait_ready(self, timeout_s: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout_s
+    async def wait_ready(
+        self, timeout_s: float | None = None, cpu_budget_s: float = STARTUP_CPU_BUDGET_S
+    ) -> None:
+        """Until /v2/health/ready answers 200, judged by `StartupProgress` (not a fixed wall
+        clock, which a loaded machine overruns; `timeout_s`, if given, caps it)."""
+        what = f"model server for {self.model} v{self.version}"
+        progress = StartupProgress(
+            self.process, what, cpu_budget_s=cpu_budget_s, wall_cap_s=timeout_s
+        )
         async with httpx.AsyncClient(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise ModelServerError(
-                        f"model server for {self.model} v{self.version} exited with "
-                        f"{self.process.returncode}; log {self.log}:\n{self._log_tail()}"
-                    )
+            while True:
                 try:
                     r = await client.get(f"{self.url}/v2/health/ready")
                     if r.status_code == 200:
                         return
                 except httpx.TransportError:
                     pass
-                await asyncio.sleep(0.2)
+                reason = await asyncio.to_thread(progress.give_up)  # reads /proc: off the loop
+                if reason is not None:
+                    break
+                await asyncio.sleep(0.3)
         self.stop()
-        raise ModelServerError(
-            f"model server for {self.model} v{self.version} not ready in {timeout_s:.0f} s; "
-            f"log {self.log}:\n{self._log_tail()}"
-        )
+        raise ModelServerError(f"{reason}; log {self.log}:\n{self._log_tail()}")
 
     def stop(self, timeout_s: float = 30.0) -> int:
         if self.process.poll() is None:

@@ -14,6 +14,9 @@ import yaml
 
 from mlops_core.errors import MlopsError
 
+# The error test's mixture weight on `detect_error_ratio` (the rest on twice that ratio).
+AIM_WEIGHT = 2.0 / 3.0
+
 
 class PolicyError(MlopsError):
     """A rollout policy field is missing, of the wrong type or out of range."""
@@ -55,10 +58,16 @@ class RolloutPolicy:
     warmup_requests: int = 50
     # Evidence before promotion: the error-rate ratio (canary / stable) that must be caught with
     # probability `power`. When set, each step holds until the canary has served the requests this
-    # needs at the stable's observed error rate, and the error test concentrates its mixture on
-    # ratios from this one up. None: only `min_requests_per_step` sets the evidence per step.
+    # needs at the stable's observed error rate, and the error test aims its mixture at this ratio
+    # (and twice it; see error_alternatives). None: only `min_requests_per_step` sets the evidence
+    # per step.
     detect_error_ratio: float | None = None
     power: float = 0.9
+    # The share of `false_rollback_rate` the error check may spend; latency and predictions split
+    # the rest evenly. None: an even third each, or half for errors when `detect_error_ratio` is
+    # set (the policy has said which failure the rollout must catch, so its test gets the larger
+    # share: log(2) less evidence to collect, 0.2 nats more for each of the other two).
+    error_budget_share: float | None = None
     # Consecutive analyses whose metrics could not be read before rolling back (fail safe).
     max_failed_analyses: int = 3
     # Seconds the whole rollout may take before it is rolled back as unverifiable.
@@ -108,20 +117,45 @@ class RolloutPolicy:
                 )
         if not 0.5 <= self.power < 1:
             raise PolicyError(f"power must be in [0.5, 1), got {self.power}")
+        if self.error_budget_share is not None:
+            object.__setattr__(self, "error_budget_share", float(self.error_budget_share))
+            if not 0 < self.error_budget_share < 1:
+                raise PolicyError(
+                    f"error_budget_share must be in (0, 1), got {self.error_budget_share}"
+                )
 
     @property
     def first_step(self) -> int:
         return self.steps[0]
 
+    def check_alpha(self, check: str) -> float:
+        """The false-rollback probability check `check` (errors, latency, predictions) may spend;
+        the three sum to `false_rollback_rate` (a union bound over the checks)."""
+        share = self.error_budget_share
+        if share is None:
+            share = 0.5 if self.detect_error_ratio is not None else 1.0 / 3.0
+        if check == "errors":
+            return self.false_rollback_rate * share
+        return self.false_rollback_rate * (1.0 - share) / 2.0
+
     @property
     def error_alternatives(self) -> tuple[float, ...]:
         """The effect sizes (multiples of the tolerance) the error test mixes over: with a
-        `detect_error_ratio`, that ratio and the larger defaults (fewer, better-aimed
-        alternatives cost less evidence); otherwise the defaults."""
+        `detect_error_ratio`, that ratio and twice it (one for the effect the policy must catch,
+        one for gross failures, which the second catches in a few events); otherwise the
+        defaults. Every alternative added costs the aimed one evidence."""
         if self.detect_error_ratio is None:
             return self.sequential_alternatives
         aim = self.detect_error_ratio / self.error_rate_tolerance
-        return (aim, *(a for a in self.sequential_alternatives if a > aim))
+        return (aim, 2.0 * aim)
+
+    @property
+    def error_weights(self) -> tuple[float, ...] | None:
+        """The mixture's weights over `error_alternatives`: two thirds on the aimed ratio when
+        there is one (log(3/2) nats to collect rather than log(2) at even weights), else even."""
+        if self.detect_error_ratio is None:
+            return None
+        return (AIM_WEIGHT, 1.0 - AIM_WEIGHT)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

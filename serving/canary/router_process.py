@@ -9,7 +9,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.canary.model_server_process import free_port, mlops_executable, wait_for_http_ready
+from serving.canary.model_server_process import (
+    STARTUP_CPU_BUDGET_S,
+    free_port,
+    mlops_executable,
+    wait_for_http_ready,
+)
 
 
 @dataclass
@@ -20,8 +25,16 @@ class RouterProcess:
 
     @classmethod
     def start(
-        cls, model: str, version: str, registry_uri: str, work_dir: Path, timeout_s: float = 120
+        cls,
+        model: str,
+        version: str,
+        registry_uri: str,
+        work_dir: Path,
+        cpu_budget_s: float = STARTUP_CPU_BUDGET_S,
     ) -> RouterProcess:
+        """Start the router and wait until it answers, which is after its stable's model server
+        is ready: two cold Python processes in a row. Judged by the CPU they get, not by the
+        wall clock (see `StartupProgress`), so a loaded machine makes it slower, not failed."""
         port = free_port()
         work_dir.mkdir(parents=True, exist_ok=True)
         log = work_dir / "router.log"
@@ -32,7 +45,7 @@ class RouterProcess:
             proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         wait_for_http_ready(
-            f"{url}/router/state", proc, log, timeout_s=timeout_s, what="the local router"
+            f"{url}/router/state", proc, log, cpu_budget_s=cpu_budget_s, what="the local router"
         )
         return cls(url, proc, log)
 

@@ -61,9 +61,13 @@ def share_llr_increment(
     return canary_events * np.log(q1 / q0) + stable_events * np.log((1.0 - q1) / (1.0 - q0))
 
 
-def log_evidence(llr: np.ndarray) -> float:
-    """Log of the mixture likelihood ratio (uniform weights over the alternatives)."""
-    return float(logsumexp(llr) - math.log(len(llr)))
+def log_evidence(llr: np.ndarray, weights: tuple[float, ...] | None = None) -> float:
+    """Log of the mixture likelihood ratio: `weights` (summing to 1) over the alternatives, or
+    uniform. Any fixed weights keep the mixture a supermartingale under the null, so the bound
+    holds; they only move where the evidence comes fastest."""
+    if weights is None:
+        return float(logsumexp(llr) - math.log(len(llr)))
+    return float(logsumexp(llr, b=np.asarray(weights)))
 
 
 def requests_for_power(
@@ -74,7 +78,7 @@ def requests_for_power(
     ratio: float,
     alpha: float,
     power: float,
-    alternatives: int,
+    aim_weight: float,
 ) -> int:
     """Canary requests after which the mSPRT on the canary's share of errors reaches 1/alpha
     with probability `power` when the canary's error rate is `ratio` x the stable's `base_rate`.
@@ -82,8 +86,8 @@ def requests_for_power(
     Normal approximation of the log likelihood ratio of the aimed alternative: per canary request
     the window adds Poisson(ratio*base) canary errors worth log(q1/q0) each and
     Poisson(base*(1-w)/w) stable errors worth log((1-q1)/(1-q0)) each; the mixture over
-    `alternatives` effect sizes costs at most log(alternatives) of evidence. Solved for n in
-    n*mean - z_power*sqrt(n*var) = log(1/alpha) + log(alternatives).
+    effect sizes, `aim_weight` of it on this one, costs at most log(1/aim_weight) of evidence.
+    Solved for n in n*mean - z_power*sqrt(n*var) = log(1/alpha) + log(1/aim_weight).
     """
     if not 0.0 < canary_share < 1.0 or base_rate <= 0.0:
         raise ValueError("need a canary share in (0, 1) and a positive base error rate")
@@ -96,7 +100,7 @@ def requests_for_power(
     var = canary_rate * a * a + stable_rate * b * b
     if mean <= 0:
         raise ValueError(f"an error ratio of {ratio:g} is within the tolerance {tolerance:g}")
-    target = math.log(1.0 / alpha) + math.log(alternatives)
+    target = math.log(1.0 / alpha) + math.log(1.0 / aim_weight)
     z = float(stats.norm.ppf(power))
     root = (z * math.sqrt(var) + math.sqrt(z * z * var + 4.0 * mean * target)) / (2.0 * mean)
     return math.ceil(root * root)

@@ -92,9 +92,15 @@ def build_monitoring(
         threshold=settings.decision_threshold,
         task=bundle.schema.task,
         classes=bundle.schema.label_classes,
+        max_pending=settings.feedback_max_pending,
     )
     predictions = (
-        PredictionLog(Path(settings.audit_dir) / "predictions.jsonl", model=bundle.model_name)
+        PredictionLog(
+            Path(settings.audit_dir) / "predictions.jsonl",
+            model=bundle.model_name,
+            max_bytes=settings.prediction_log_max_bytes,
+            backups=settings.prediction_log_backups,
+        )
         if settings.audit_dir
         else None
     )

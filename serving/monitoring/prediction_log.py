@@ -2,8 +2,9 @@
 
 - `PredictionLog` (a `PredictionObserver`): one line per scored request — request id, model,
   version, the InferenceService revision that served it (Knative's `K_REVISION` on the cluster,
-  `local` otherwise), rows, time. Lines are written through a buffered file, so the request path
-  pays a JSON encode and a buffered write.
+  `local` otherwise), rows, time. The request path pays a JSON encode and one write. The file
+  rotates by size (`MLOPS_PREDICTION_LOG_MAX_BYTES`, keeping `MLOPS_PREDICTION_LOG_BACKUPS` older
+  files `predictions.1.jsonl` ...), so a long-running server's disk use is bounded.
 - decisions go to `mlops_core.jsonl_log.DecisionLog`.
 
 `serving.monitoring.audit.audit_request` joins both with the registry's lineage (version -> run -> data).
@@ -29,11 +30,17 @@ class PredictionLog:
     """Observer: one JSON line per scored request."""
 
     def __init__(
-        self, path: str | Path, *, model: str, revision: str | None = None, flush_every: int = 1
+        self,
+        path: str | Path,
+        *,
+        model: str,
+        revision: str | None = None,
+        max_bytes: int = 0,
+        backups: int = 0,
     ) -> None:
         self.model = model
         self.revision = revision or serving_revision()
-        self.writer = JsonLinesWriter(path, flush_every=flush_every)
+        self.writer = JsonLinesWriter(path, max_bytes=max_bytes, backups=backups)
 
     def observe(
         self,

@@ -6,22 +6,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import signal
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 from kubernetes import client
 
 from components import isvc_traffic as traffic
 from components.inference_service import GROUP, PLURAL, VERSION
 from components.train_and_register import train_and_register
 from mlops_core.registry import ModelRegistry
-from serving.canary.model_server_process import ModelServerProcess
+from serving.canary.model_server_process import ModelServerProcess, free_port
 from serving.canary.traffic import instances
 
 MODEL = "churn"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class KnativeSplit:
@@ -93,3 +99,55 @@ def three_versions(tmp_path: Path) -> Iterator[tuple[ModelRegistry, dict[str, Mo
     finally:
         for server in running:
             server.stop()
+
+
+@contextlib.contextmanager
+def prometheus_scraping(
+    targets: list[str], work: Path, labels: dict[str, str] | None = None
+) -> Iterator[str]:
+    """A real Prometheus (built by hack/prometheus/build.sh) scraping `targets` every second;
+    `labels` are added to every series, as the cluster's relabelling adds `namespace`."""
+    build = subprocess.run(
+        [str(ROOT / "hack" / "prometheus" / "build.sh")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if build.returncode != 0 and shutil.which("go") is None:
+        pytest.skip("Go is not installed, so Prometheus cannot be built (hack/prometheus/build.sh)")
+    assert build.returncode == 0, build.stderr[-3000:]
+    binary = build.stdout.strip().splitlines()[-1]
+    hosts = ", ".join(f'"{u.removeprefix("http://")}"' for u in targets)
+    extra = ""
+    if labels:
+        extra = "        labels: {" + ", ".join(f'{k}: "{v}"' for k, v in labels.items()) + "}\n"
+    (work / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: model-servers\n"
+        f"    static_configs:\n      - targets: [{hosts}]\n{extra}"
+    )
+    port = free_port()
+    with (work / "prometheus.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [binary, f"--config.file={work / 'prometheus.yml'}",
+             f"--storage.tsdb.path={work / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while not _ready(url):
+                assert proc.poll() is None and time.monotonic() < deadline, (
+                    "Prometheus did not start"
+                )
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

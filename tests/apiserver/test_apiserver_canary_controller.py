@@ -7,17 +7,13 @@ hand-written merge patch (what `kubectl patch --type merge` sends) for v3."""
 from __future__ import annotations
 
 import json
-import shutil
-import signal
-import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
+import yaml
 from kubernetes import client
 
 from components import isvc_traffic as traffic
@@ -28,6 +24,7 @@ from serving.canary.controller import (
     POLICY_ANNOTATION,
     STATE_ANNOTATION,
     STATUS_ANNOTATION,
+    STEP_LABEL,
     Controller,
     LeaderElection,
     Reconciler,
@@ -40,11 +37,15 @@ from serving.monitoring.cluster_trigger import (
     RetrainingWatch,
 )
 from serving.monitoring.retraining_trigger import KfpRunLauncher
-from tests.apiserver.canary_harness import MODEL, KnativeSplit, three_versions
+from tests.apiserver.canary_harness import (
+    MODEL,
+    KnativeSplit,
+    prometheus_scraping,
+    three_versions,
+)
 from tests.apiserver.control_plane import service_account_api
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
 CONTROLLER_ACCOUNT = "mlops-canary-controller"
 POLICY = {
     "analysis_interval_s": 1.0,
@@ -62,50 +63,9 @@ def servers(tmp_path_factory) -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def prometheus(servers, tmp_path_factory) -> Iterator[str]:
-    build = subprocess.run(
-        [str(ROOT / "hack" / "prometheus" / "build.sh")],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if build.returncode != 0 and shutil.which("go") is None:
-        pytest.skip("Go is not installed, so Prometheus cannot be built (hack/prometheus/build.sh)")
-    assert build.returncode == 0, build.stderr[-3000:]
-    binary = build.stdout.strip().splitlines()[-1]
-    work = tmp_path_factory.mktemp("prometheus")
-    targets = ", ".join(
-        f'"{u.removeprefix("http://")}"' for k, u in servers.items() if k != "registry"
-    )
-    (work / "prometheus.yml").write_text(
-        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: model-servers\n"
-        f"    static_configs:\n      - targets: [{targets}]\n"
-    )
-    port = free_port()
-    with (work / "prometheus.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [binary, f"--config.file={work / 'prometheus.yml'}",
-             f"--storage.tsdb.path={work / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while not _ready(url):
-                assert proc.poll() is None and time.monotonic() < deadline, (
-                    "Prometheus did not start"
-                )
-                time.sleep(0.2)
-            yield url
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
+    targets = [u for k, u in servers.items() if k != "registry"]
+    with prometheus_scraping(targets, tmp_path_factory.mktemp("prometheus")) as url:
+        yield url
 
 
 @pytest.fixture
@@ -230,6 +190,14 @@ def test_rollouts_started_with_kubectl_are_promoted_or_rolled_back_and_survive_a
             ann = isvc["metadata"]["annotations"]
             assert ann[traffic.STABLE_VERSION] == "2" and STATE_ANNOTATION not in ann
             assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
+            _wait_for(
+                lambda: (
+                    _read(admin_api, name, ns)["metadata"]["labels"].get(STEP_LABEL)
+                    == "v2-promoted"
+                ),
+                30,
+                "the rollout-step label of the promotion",
+            )
             step_ups = [e for e in _events(admin_api, name, ns) if e.reason == "CanaryStepUp"]
             # 10 -> 25 -> 50, each once, although the controller was killed in between.
             assert len(step_ups) == 2, [e.message for e in step_ups]
@@ -263,6 +231,7 @@ def test_rollouts_started_with_kubectl_are_promoted_or_rolled_back_and_survive_a
     ann = isvc["metadata"]["annotations"]
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 0
     assert ann[traffic.STABLE_VERSION] == "2" and ann[traffic.ROLLED_BACK_VERSION] == "3"
+    assert isvc["metadata"]["labels"][STEP_LABEL] == "v3-rolled-back"  # kubectl get isvc -L
     status = json.loads(ann[STATUS_ANNOTATION])
     assert status["action"] == "rollback" and status["checks"]["predictions"] == "fail"
     reasons = [e.reason for e in _events(admin_api, name, ns)]
@@ -312,6 +281,54 @@ def test_abort_and_promote_annotations_act_by_hand(
         expected_stable = "2" if command == "promote" else "1"
         assert ann[traffic.STABLE_VERSION] == expected_stable
         assert [e.reason for e in _events(admin_api, name, ns)] == [reason]
+
+
+def _step_column(kubectl, name: str, ns: str) -> str:
+    """The ROLLOUT-STEP column of `kubectl get isvc NAME -L mlops.platform/rollout-step`."""
+    out = kubectl.run("get", "isvc", name, "-n", ns, "-L", STEP_LABEL).stdout.splitlines()
+    header, row = out[0], out[1]
+    assert header.split()[-1] == "ROLLOUT-STEP", header
+    # Columns are aligned and KServe's status columns are empty here: cut at the header's offset.
+    return row[header.index("ROLLOUT-STEP") :].strip()
+
+
+def test_kubectl_get_isvc_shows_the_rollout_step_as_a_label_column(
+    admin_api, controller_api, project_base, servers, kubectl
+):
+    """KServe's own printer columns (read from the pinned CRD) show only status fields its
+    controller writes (URL, the Ready condition, Knative traffic), none of our annotations or
+    conditions: the controller keeps a label that `kubectl get isvc -L` shows."""
+    from tests.upstream import kserve_file
+
+    crd = yaml.safe_load(kserve_file("config/crd/full/serving.kserve.io_inferenceservices.yaml"))
+    columns = {
+        c["name"]: c["jsonPath"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]
+    }
+    assert columns["Ready"] == ".status.conditions[?(@.type=='Ready')].status"
+    assert not [p for p in columns.values() if p.startswith(".metadata.") and "Timestamp" not in p]
+    assert [n for n, p in columns.items() if "conditions" in p] == ["Ready"]
+
+    ns = project_base
+    reconciler = Reconciler(controller_api, lambda _ns: PrometheusSource("http://127.0.0.1:9"))
+    for command, version, ending in (("abort", 2, "v2-rolled-back"), ("promote", 3, "v3-promoted")):
+        name = f"churn-{uuid.uuid4().hex[:8]}"
+        _deploy(admin_api, servers["registry"], name, ns, 1)
+        _opt_in(admin_api, name, ns, POLICY)
+        assert reconciler.reconcile(_read(admin_api, name, ns)) == "no canary"
+        assert _step_column(kubectl, name, ns) == ""  # nothing rolled out yet: an empty column
+        _deploy(admin_api, servers["registry"], name, ns, version)
+        assert reconciler.reconcile(_read(admin_api, name, ns)) == "started"
+        assert _step_column(kubectl, name, ns) == f"v{version}-10pct"
+        client.CustomObjectsApi(admin_api).patch_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL, name,
+            {"metadata": {"annotations": {COMMAND_ANNOTATION: command}}},
+        )  # fmt: skip
+        reconciler.reconcile(_read(admin_api, name, ns))
+        assert _step_column(kubectl, name, ns) == ending
+        # Idle afterwards: the label keeps how the rollout ended, and is not rewritten.
+        rv = _read(admin_api, name, ns)["metadata"]["resourceVersion"]
+        assert reconciler.reconcile(_read(admin_api, name, ns)) == "no canary"
+        assert _read(admin_api, name, ns)["metadata"]["resourceVersion"] == rv
 
 
 def test_two_replicas_one_acts(admin_api, controller_api, project_base):

@@ -1,4 +1,4 @@
-"""The platform on a real kind cluster (tests/kind/conftest.py makes it with `make offline-build
+"""The platform on a real kind cluster (tests/kind/cluster_fixture.py makes it with `make offline-build
 cluster images kind-load deploy`): KServe's own controller and admission webhook in Standard mode,
 Traefik as the Gateway, SeaweedFS as the model store, the Prometheus operator scraping the model
 pods through the project's PodMonitor. The tests run in file order; the last one undeploys.
@@ -13,14 +13,24 @@ import math
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
-from cluster_harness import GATEWAY_PORT, ROOT, kube_json, kubectl, port_forward, run, wait_for
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+
+from tests.kind.cluster_harness import (
+    GATEWAY_PORT,
+    ROOT,
+    kube_json,
+    kubectl,
+    port_forward,
+    run,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.kind, pytest.mark.slow, pytest.mark.timeout(7200)]
 
@@ -75,7 +85,7 @@ def register(store: Store, label: str, *args: str) -> None:
 
 
 def api_client() -> k8s.ApiClient:
-    from cluster_harness import CONTEXT
+    from tests.kind.cluster_harness import CONTEXT
 
     return k8s_config.new_client_from_config(context=CONTEXT)
 
@@ -231,7 +241,7 @@ def version_two(store: Store, version_one: str) -> str:
 
 
 def canary(store: Store, label: str, *args: str) -> subprocess.CompletedProcess[str]:
-    from cluster_harness import CONTEXT
+    from tests.kind.cluster_harness import CONTEXT
 
     return run(
         label,
@@ -272,10 +282,9 @@ def events(reason: str) -> list[dict]:
 def test_canary_split_at_the_gateway_matches_each_step_and_promotion_retargets(
     store: Store, version_two: str
 ) -> None:
-    from cluster_harness import FACTS
-
     from serving.canary.kubernetes_actuator import KubernetesActuator
     from serving.canary.policy import RolloutPolicy
+    from tests.kind.cluster_harness import FACTS
 
     steps = RolloutPolicy().steps[:-1]
     canary(store, "canary start v2", "start", "--version", version_two)
@@ -310,21 +319,118 @@ def test_canary_split_at_the_gateway_matches_each_step_and_promotion_retargets(
     assert events("CanaryPromoted")
 
 
-def test_a_bad_version_is_rolled_back_with_events(store: Store, version_two: str) -> None:
-    register(store, "register version 3", "--rows", "3000", "--seed", "3", "--margin=-1")
-    canary(store, "canary start v3", "start", "--version", "3")
-    assert isvc()["spec"]["canary"][0]["predictor"]["name"] == "v3"
-    canary(store, "canary rollback", "rollback")
+# README "The operator's view", step 2 (Standard mode), verbatim but for the context flag.
+KUBECTL_CANARY_START = """
+kubectl --context kind-${KIND_TEST_CLUSTER:-mlops-test} -n $NS get isvc $ISVC -o json | jq --arg v "$V" --arg uri "$URI" '
+  {spec: {canary: [{trafficPercent: 10, predictor: (.spec.predictor
+    | del(.minReplicas, .maxReplicas, .scaleTarget, .scaleMetric, .autoScaling)
+    | .name = "v\\($v)"
+    | .containers[0].env |= map(if .name == "STORAGE_URI" then .value = $uri else . end))}]}}' |
+  kubectl --context kind-${KIND_TEST_CLUSTER:-mlops-test} -n $NS patch isvc $ISVC --type merge --patch-file /dev/stdin
+"""
+
+
+def register_inverted(store: Store, label: str, seed: int) -> str:
+    """A deliberately bad version (trained on inverted labels), registered into the cluster's store."""
+    code = (
+        "from components.train_and_register import train_and_register;"
+        "from mlops_core.registry import ModelRegistry;"
+        f"print(train_and_register(ModelRegistry({REGISTRY!r}), {MODEL!r}, rows=3000, seed={seed},"
+        " invert_labels=True))"
+    )
+    done = run(label, [sys.executable, "-c", code], env=store.env, timeout=900)
+    return done.stdout.strip().splitlines()[-1]
+
+
+class Traffic:
+    """Requests through the gateway from a background thread, as users would send them."""
+
+    def __init__(self) -> None:
+        self.rows = instances(400, 11)
+        self.stop = threading.Event()
+        self.statuses: collections.Counter[int] = collections.Counter()
+        self.thread = threading.Thread(target=self._send, daemon=True)
+
+    def _send(self) -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{GATEWAY_PORT}", timeout=30) as http:
+            i = 0
+            while not self.stop.is_set():
+                rows = [self.rows[(i + k) % len(self.rows)] for k in range(5)]
+                try:
+                    r = http.post(
+                        f"/v1/models/{MODEL}:predict",
+                        json={"instances": rows},
+                        headers={"Host": host()},
+                    )
+                    self.statuses[r.status_code] += 1
+                except httpx.HTTPError:
+                    self.statuses[0] += 1
+                i += 5
+
+    def __enter__(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=60)
+
+
+def test_the_in_cluster_controller_rolls_a_bad_version_back_on_prometheus_figures(
+    store: Store, version_two: str
+) -> None:
+    """The controller Deployment `make deploy` runs (its own ServiceAccount, the in-cluster
+    Prometheus) takes a canary started with kubectl alone (the README's operator commands) to a
+    rollback, with Events."""
+    from tests.kind.cluster_harness import FACTS
+
+    controller = kube_json("get", "deployment", "mlops-canary-controller", "-n", NAMESPACE)
+    assert controller["status"].get("readyReplicas") == 2, controller["status"]
+    # A fast policy for the test: short intervals, small steps; the analysis itself is unchanged.
+    policy = {
+        "steps": [10, 50, 100],
+        "analysis_interval_s": 10,
+        "min_requests_per_step": 100,
+        "warmup_requests": 10,
+    }
+    kubectl(
+        "annotate", "isvc", MODEL, "-n", NAMESPACE, "--overwrite",
+        f"mlops.platform/rollout-policy={json.dumps(policy)}",
+    )  # fmt: skip
+    bad = register_inverted(store, "register version 3 (inverted labels)", seed=3)
+    # The README operator section's command: a spec.canary entry added with kubectl alone.
+    start = subprocess.run(
+        ["bash", "-c", KUBECTL_CANARY_START],
+        env=os.environ
+        | {"NS": NAMESPACE, "ISVC": MODEL, "V": bad, "URI": f"{REGISTRY}/{MODEL}/versions/{bad}"},
+        capture_output=True,
+        text=True,
+    )
+    assert start.returncode == 0, start.stderr
+    entry = isvc()["spec"]["canary"][0]
+    assert (entry["predictor"]["name"], entry["trafficPercent"]) == (f"v{bad}", 10)
+    with Traffic() as traffic:
+        (event, *_) = wait_for(
+            "CanaryRolledBack event", lambda: events("CanaryRolledBack"), timeout=900
+        )
+    FACTS["controller rollback traffic (status: count)"] = str(dict(traffic.statuses))
+    assert event["type"] == "Warning"
+    assert "predictions" in event["message"], event["message"]
     obj = isvc()
     assert not obj["spec"].get("canary")
     assert obj["spec"]["predictor"]["name"] == "v2"
+    assert events("CanaryStarted"), "the controller announced the rollout"
+    status = json.loads(obj["metadata"]["annotations"]["mlops.platform/rollout-status"])
+    assert status["action"] == "rollback", status
+    listed = kubectl("get", "isvc", MODEL, "-n", NAMESPACE, "-L", "mlops.platform/rollout-step")
+    assert f"v{bad}-rolled-back" in listed.stdout, listed.stdout
     wait_for("all traffic back on v2", lambda: measure_split(40) == {"2": 40}, timeout=180)
-    (event, *_) = events("CanaryRolledBack")
-    assert event["type"] == "Warning"
+    # Server faults only: the bad version answered every request (it is wrong, not broken).
+    assert set(traffic.statuses) == {200}, traffic.statuses
 
 
 def test_make_deploy_twice_succeeds(kind_cluster) -> None:  # type: ignore[no-untyped-def]
-    from conftest import DEPLOY_STEPS
+    from tests.kind.cluster_fixture import DEPLOY_STEPS
 
     kind_cluster.make("make deploy (again)", "deploy", DEPLOY_STEPS=DEPLOY_STEPS)
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
-from upstream import ROOT, extract, go_module_dir, kfp_file, pins
+
+from tests.upstream import ROOT, extract, go_module_dir, kfp_file, pins
 
 DEPLOY = (ROOT / "hack" / "deploy.sh").read_text()
 MANIFESTS_PY = ROOT / "hack" / "manifests.py"
@@ -278,7 +279,7 @@ def test_model_servers_in_the_project_namespace_may_reach_seaweedfs() -> None:
 
 # --- item 5: the model's host is KServe's domainTemplate, not a remembered one ---------------------
 def test_readme_and_status_name_the_host_kserve_generates() -> None:
-    from upstream import kserve_file
+    from tests.upstream import kserve_file
 
     config = yaml.safe_load(kserve_file("config/configmap/inferenceservice.yaml"))
     import json

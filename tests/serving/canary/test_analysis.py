@@ -209,3 +209,28 @@ def test_the_evidence_is_sized_for_the_stables_rate_before_the_rollout() -> None
 
     assert base_error_rate(replace(CanaryState(), base_error_rate=0.005)) == 0.005
     assert base_error_rate(CanaryState()) == 0.5  # nothing known yet: Jeffreys' estimate
+
+
+def test_the_budget_split_sums_to_the_false_rollback_rate_and_favours_an_aimed_error_test() -> None:
+    import math
+
+    from serving.canary.sequential import log_evidence
+
+    for policy in (
+        RolloutPolicy(),
+        RolloutPolicy(detect_error_ratio=2.0),
+        RolloutPolicy(error_budget_share=0.8),
+    ):
+        total = sum(policy.check_alpha(c) for c in ("errors", "latency", "predictions"))
+        assert math.isclose(total, policy.false_rollback_rate)
+    assert math.isclose(RolloutPolicy().check_alpha("errors"), 0.01 / 3)
+    aimed = RolloutPolicy(detect_error_ratio=2.0)
+    assert math.isclose(aimed.check_alpha("errors"), 0.005)
+    assert aimed.error_alternatives == (2.0, 4.0)
+    assert np.allclose(aimed.error_weights or (), (2 / 3, 1 / 3))
+    with pytest.raises(PolicyError, match="error_budget_share"):
+        RolloutPolicy(error_budget_share=1.0)
+    # Weighted evidence: all of it on one alternative costs log(1/weight) of it, no more.
+    llr = np.array([5.0, -50.0])
+    assert math.isclose(log_evidence(llr, (2 / 3, 1 / 3)), 5.0 + math.log(2 / 3), abs_tol=1e-9)
+    assert math.isclose(log_evidence(llr), 5.0 - math.log(2), abs_tol=1e-9)

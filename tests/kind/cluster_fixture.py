@@ -1,4 +1,5 @@
-"""A real kind cluster for the `kind` tests, made by the same steps a user runs:
+"""A real kind cluster for the `kind` and `kfp` tests (tests/conftest.py shares the fixture), made
+by the same steps a user runs:
 
   hack/ensure-docker.sh; make offline-build (hack/kind/build.sh: every upstream image built here,
   cached by version); make cluster (kind-config.yaml + kind-config.quirks.yaml); make images
@@ -20,7 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_harness import (
+
+from tests.kind.cluster_harness import (
     CLUSTER_NAME,
     FACTS,
     TIMINGS,
@@ -114,7 +116,8 @@ def kind_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindClust
             run("make cluster-delete", ["make", "cluster-delete"], env=env, check=False)
 
 
-def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+def write_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    """Each stage's time and the cluster's facts, at the end of a session that made the cluster."""
     if TIMINGS or FACTS:
         terminalreporter.section("kind cluster stages")
         for label, seconds in TIMINGS.items():
