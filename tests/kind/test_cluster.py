@@ -146,7 +146,16 @@ def version_one(store: Store) -> str:
     )
     assert result.action == "created"
     wait_for("InferenceService Ready", lambda: condition(isvc(), "Ready") == "True", timeout=600)
+    # IngressReady is KServe's view; Traefik loads the HTTPRoute a moment later.
+    wait_for("the gateway routes to the model", lambda: gateway_ready(), timeout=120)
     return "1"
+
+
+def gateway_ready() -> bool:
+    r = httpx.get(
+        f"http://127.0.0.1:{GATEWAY_PORT}/v1/models/{MODEL}", headers={"Host": host()}, timeout=10
+    )
+    return r.status_code == 200
 
 
 def test_deploy_step_creates_an_inference_service_that_becomes_ready(version_one: str) -> None:
