@@ -86,8 +86,9 @@ $(MLSERVER_VENV)/.installed:
 serve: $(INSTALLED) ## serve the registry's champion locally on :8080 (V1, V2, explain, /metrics)
 	$(BIN)/mlops serve
 
+# wrk (the load generator) comes from Debian; the package lists may be empty on a fresh machine.
 bench-serving: $(INSTALLED) $(MLSERVER_VENV)/.installed ## predictor vs MLServer vs in-process predict (wrk load)
-	command -v wrk >/dev/null || apt-get install -y wrk
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	nice $(BIN)/python benchmarks/bench_serving.py --mlserver $(MLSERVER_VENV)/bin/mlserver
 
 

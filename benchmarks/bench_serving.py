@@ -479,11 +479,20 @@ def main() -> None:
             f"{proto} 100 rows: fast path {gain:.2f}x the Pipeline's rows/s (target >= 3x) "
             f"[{'ok' if gain >= 3 else 'MISSED'}]"
         )
+        # What the model can still win over HTTP: the bare KServe server calling the booster
+        # is the stack's floor, so the fast path's gain is bounded by the floor's own.
+        bare100 = get("bare KServe + booster V2", 100)
+        lines.append(
+            f"{proto} 100 rows: the HTTP floor (bare KServe + booster) reaches "
+            f"{bare100.rows_s / before100.rows_s:.2f}x the Pipeline's rows/s; the fast path is "
+            f"at {fast100.rows_s / bare100.rows_s:.0%} of the floor"
+        )
         fast1 = get(f"mlops serve {proto}", 1)
         gap = bare1.req_s / fast1.req_s - 1
         lines.append(
             f"{proto} 1 row: {fast1.req_s:,.0f} req/s vs bare KServe {bare1.req_s:,.0f} "
-            f"({gap:+.0%} slower; target within 20%) [{'ok' if gap <= 0.2 else 'MISSED'}]"
+            f"({abs(gap):.0%} {'slower' if gap > 0 else 'faster'}; target: at most 20% slower) "
+            f"[{'ok' if gap <= 0.2 else 'MISSED'}]"
         )
         for n, ml in ((1, ml1), (100, ml100)):
             ours = get(f"mlops serve {proto}", n)

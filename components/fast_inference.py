@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mlops_core.row_checks import rows_array
+from mlops_core.row_checks import CodedColumn, Column, rows_array
 from mlops_core.schema import FeatureSchema
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class NumericBlock:
     def width(self) -> int:
         return len(self.columns) + len(self.indicator)
 
-    def write(self, columns: Sequence[np.ndarray], out: np.ndarray) -> None:
+    def write(self, columns: Sequence[Column], out: np.ndarray) -> None:
         n = len(self.columns)
         values = out[:, :n]
         for k, j in enumerate(self.columns):
@@ -83,19 +83,25 @@ class OneHotBlock:
     columns: np.ndarray
     lookups: tuple[dict[Any, int], ...]  # per column: value -> output offset within the block
     width: int  # output columns: one per known category
+    spans: tuple[tuple[int, int], ...]  # per column: its [start, end) within the block
 
-    def write(self, columns: Sequence[np.ndarray], out: np.ndarray) -> None:
-        out[:] = 0.0
+    def write(self, columns: Sequence[Column], out: np.ndarray) -> None:
         n = len(out)
-        index = np.arange(n)
-        for column, lookup in zip(self.columns, self.lookups, strict=True):
-            codes = self._codes(columns[column], lookup, n)
-            known = codes >= 0  # an unseen category encodes as all zeros (handle_unknown=ignore)
-            out[index[known], codes[known]] = 1.0
+        for column, lookup, (start, end) in zip(
+            self.columns, self.lookups, self.spans, strict=True
+        ):
+            codes = self._codes(columns[column], lookup, n) - start  # unseen: < 0 -> all zeros
+            # One comparison per category column: a vectorised one-hot without scatter indexing.
+            np.equal(
+                codes[:, None], np.arange(end - start), out=out[:, start:end], casting="unsafe"
+            )
 
     @staticmethod
-    def _codes(values: np.ndarray, lookup: dict[Any, int], n: int) -> np.ndarray:
+    def _codes(values: Column, lookup: dict[Any, int], n: int) -> np.ndarray:
         """Each value's output column (-1: unseen). Exact equality, as the encoder's own lookup."""
+        if isinstance(values, CodedColumn):  # each distinct value looked up once
+            table = [lookup.get(v, -1) for v in values.values] + [lookup.get(None, -1)]
+            return np.asarray(table, np.intp)[values.codes]  # code -1 (missing) -> the None entry
         if n < SMALL_BATCH:  # a dict lookup per value beats setting up a hash table
             get = lookup.get
             return np.fromiter((get(v, -1) for v in values), np.intp, n)
@@ -159,14 +165,16 @@ def _one_hot_block(columns: list[int], steps: list[Any]) -> OneHotBlock:
     if enc.min_frequency is not None or enc.sparse_output:
         raise NotCompilable("OneHotEncoder with infrequent categories")
     lookups = []
+    spans = []
     offset = 0
     for cats in enc.categories_:
         lookup = {c: offset + i for i, c in enumerate(cats.tolist())}
         if fill is not None and fill in lookup:
             lookup[None] = lookup[fill]  # the imputer's None -> fill, then its one-hot column
         lookups.append(lookup)
+        spans.append((offset, offset + len(cats)))
         offset += len(cats)
-    return OneHotBlock(np.asarray(columns, np.intp), tuple(lookups), offset)
+    return OneHotBlock(np.asarray(columns, np.intp), tuple(lookups), offset, tuple(spans))
 
 
 def _nan(value: Any) -> bool:
@@ -306,9 +314,12 @@ class CompiledPipeline:
     width: int
     is_regressor: bool = False
 
-    def transform_columns(self, columns: Sequence[np.ndarray]) -> np.ndarray:
-        """Feature columns in schema order (float64, or object str/None) -> the model's matrix."""
-        out = np.empty((len(columns[0]), self.width), dtype=np.float64)
+    def transform_columns(self, columns: Sequence[Column]) -> np.ndarray:
+        """Feature columns in schema order (float64; object str/None, or a CodedColumn) -> the
+        model's matrix."""
+        # Column-major: every block writes whole contiguous columns (~10x faster than strided
+        # writes into a row-major matrix at 100k rows), and XGBoost reads a strided array as is.
+        out = np.empty((len(columns[0]), self.width), dtype=np.float64, order="F")
         start = 0
         for block in self.blocks:
             end = start + block.width
@@ -322,7 +333,7 @@ class CompiledPipeline:
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         return self.model(self.transform(rows))
 
-    def predict_proba_columns(self, columns: Sequence[np.ndarray]) -> np.ndarray:
+    def predict_proba_columns(self, columns: Sequence[Column]) -> np.ndarray:
         return self.model(self.transform_columns(columns))
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
@@ -331,7 +342,7 @@ class CompiledPipeline:
         return out if self.is_regressor else np.argmax(out, axis=1)
 
 
-def predict_proba_columns(model: ModelFunction, columns: Sequence[np.ndarray]) -> np.ndarray:
+def predict_proba_columns(model: ModelFunction, columns: Sequence[Column]) -> np.ndarray:
     """`predict_proba` from columns: no (rows x features) object array on the compiled path."""
     if isinstance(model, CompiledPipeline):
         return model.predict_proba_columns(columns)

@@ -48,8 +48,16 @@ def read_source(source: str) -> str:
     return path.read_text()
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads YAML 1.1's `=` (value) tag as a plain string, as Go's YAML does:
+    prometheus-operator's bundle lists "=" among a CRD's enum values."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:value", _Loader.construct_yaml_str)
+
+
 def documents(text: str) -> Iterator[dict[str, Any]]:
-    for doc in yaml.safe_load_all(text):
+    for doc in yaml.load_all(text, Loader=_Loader):
         if isinstance(doc, dict) and doc.get("kind"):
             if doc["kind"].endswith("List") and "items" in doc:
                 yield from doc["items"]

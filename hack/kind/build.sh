@@ -28,7 +28,7 @@ collect_one() { # collect_one KEY CMD...: a step that prints one value
   local key=$1 out
   shift
   out=$("$@") || { local rc=$?; log "failed: $*"; exit "$rc"; }
-  vars+=("$key=$out")
+  vars+=("$key=${out##*$'\n'}") # its last line: a step's value, whatever it logged before
 }
 collect_one KIND bash "$ROOT/hack/kind/kind.sh"
 collect_one KIND_NODE_IMAGE bash "$ROOT/hack/kind/node-image.sh"

@@ -203,7 +203,7 @@ docker exec "$cid" sh -c '
   (containerd >/tmp/containerd.log 2>&1 &)
   for _ in $(seq 1 30); do ctr version >/dev/null 2>&1 && break; sleep 1; done
   for f in /kind/images/*.tar; do ctr -n k8s.io images import --no-unpack --all-platforms "$f" >/dev/null; done
-  ctr -n k8s.io images ls -q
+  ctr -n k8s.io images ls -q >&2
   pkill containerd; sleep 2; rm -rf /kind/images /tmp/containerd.log'
 docker commit \
   --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' --change 'CMD []' \

@@ -59,6 +59,10 @@ def _input(path: Path, rows: int = 1000, *, broken: bool = True) -> pd.DataFrame
     return df
 
 
+def _texts(column: pd.Series) -> list[str | None]:
+    return [None if pd.isna(v) else str(v) for v in column]
+
+
 def _params(registry_uri: str, src: Path, out: Path, **kw) -> BatchScoreParams:
     return BatchScoreParams(
         registry_uri=registry_uri,
@@ -90,6 +94,11 @@ def test_scores_every_good_row_and_sets_bad_rows_aside(registry, tmp_path: Path)
     assert np.max(np.abs(out["probability"].to_numpy() - expected)) <= 1e-6
     assert set(out["model_version"]) == {1} and set(out["run_id"]) == {"r1"}
     assert list(out["label"]) == list((out["probability"] >= 0.5).astype(int))
+    for f in CHURN_SCHEMA.features:  # the input's values, categorical ones dictionary-encoded
+        if f.is_numeric:
+            np.testing.assert_array_equal(out[f.name].to_numpy(float), good[f.name].to_numpy(float))
+        else:
+            assert _texts(out[f.name]) == _texts(good[f.name])
 
     rejected = pd.read_parquet(rejected_path_for(str(tmp_path / "out.parquet")))
     assert list(rejected["row"]) == [5, 450]

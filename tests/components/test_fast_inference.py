@@ -24,6 +24,7 @@ from components.fast_inference import (
 )
 from components.train import ESTIMATORS, TrainParams, model_input, train_model
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
+from mlops_core.row_checks import CodedColumn
 from mlops_core.schema import FeatureSchema
 
 
@@ -81,6 +82,25 @@ def test_large_batches_take_the_vectorised_encoding_and_match(pipeline) -> None:
     )
     assert np.max(np.abs(big - small)) <= 1e-12  # same encoding; BLAS may block rows differently
     assert _max_diff(pipeline, rows) <= TOLERANCE
+
+
+def test_coded_columns_encode_as_object_columns_do(pipeline) -> None:
+    # Batch scoring hands categorical features over as codes into their distinct values
+    # (Arrow dictionaries): the same matrix, and the Pipeline's probabilities, as str/None objects.
+    rows = np.concatenate([probe_rows(CHURN_SCHEMA)] * 3)
+    columns: list = []
+    for j, f in enumerate(CHURN_SCHEMA.features):
+        col = rows[:, j]
+        if f.is_numeric:
+            columns.append(col.astype(np.float64))
+            continue
+        values = sorted({v for v in col if v is not None}, reverse=True)  # not the schema's order
+        codes = np.array([-1 if v is None else values.index(v) for v in col], np.intp)
+        columns.append(CodedColumn(codes, tuple(values)))
+    compiled = compile_pipeline(pipeline)
+    np.testing.assert_array_equal(compiled.transform_columns(columns), compiled.transform(rows))
+    diff = np.abs(compiled.predict_proba_columns(columns) - pipeline.predict_proba(rows))
+    assert np.max(diff) <= TOLERANCE
 
 
 def test_single_rows_match(pipeline, data) -> None:

@@ -6,7 +6,8 @@ by the same steps a user runs:
   kind-load; make deploy (DEPLOY_STEPS: all but KFP)
 
 with LOCAL_ENV switching the images to the local builds. Each stage's time, and the node's peak
-memory, are printed at the end of the session. KEEP_KIND_CLUSTER=1 keeps the cluster afterwards.
+memory, are printed at the end of the session. KEEP_KIND_CLUSTER=1 keeps the cluster afterwards;
+KIND_REUSE_CLUSTER=1 installs on the running one instead of making a new one.
 Skipped, with the reason, where no Docker engine can run, when MLOPS_KIND=0 says so, and when the
 offline build is not cached yet unless MLOPS_KIND=1 asks to build it (a cold build is hours of Go
 compiles on a busy 2-core machine; `make offline-build` fills the cache).
@@ -89,9 +90,10 @@ def kind_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindClust
     config = merged_kind_config(tmp_path_factory.mktemp("kind") / "kind-config.yaml")
     env |= {"LOCAL_ENV": str(env_file), "KIND_CONFIG": str(config), "CLUSTER_NAME": CLUSTER_NAME}
     cluster = KindCluster(env, local)
-    subprocess.run(
-        [local["KIND"], "delete", "cluster", "--name", CLUSTER_NAME], capture_output=True
-    )
+    if os.environ.get("KIND_REUSE_CLUSTER") != "1":  # 1: keep a running cluster (development)
+        subprocess.run(
+            [local["KIND"], "delete", "cluster", "--name", CLUSTER_NAME], capture_output=True
+        )
     try:
         cluster.make("make cluster", "cluster")
         # A quirk of this node image: kubeadm's apiserver-kubelet-client user cannot read logs.

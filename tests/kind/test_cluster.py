@@ -50,7 +50,7 @@ def store(kind_cluster) -> Iterator[Store]:  # type: ignore[no-untyped-def]
     secret = kube_json("get", "secret", "-n", NAMESPACE, "mlops-model-store")["data"]
     creds = {k: base64.b64decode(v).decode() for k, v in secret.items()}
     with port_forward("kubeflow", "svc/seaweedfs", 8333) as port:
-        yield Store(
+        store = Store(
             os.environ
             | creds
             | {
@@ -60,6 +60,12 @@ def store(kind_cluster) -> Iterator[Store]:  # type: ignore[no-untyped-def]
                 "MLOPS_MODEL_NAME": MODEL,
             }
         )
+        if os.environ.get("KIND_REUSE_CLUSTER") == "1":  # a kept cluster: start with no model
+            kubectl("delete", "isvc", MODEL, "-n", NAMESPACE, "--ignore-not-found", timeout=300)
+            path = f"{REGISTRY.removeprefix('s3://')}/{MODEL}"
+            code = f"import fsspec; fs = fsspec.filesystem('s3'); fs.exists({path!r}) and fs.rm({path!r}, recursive=True)"
+            run("clear the registry", [sys.executable, "-c", code], env=store.env)
+        yield store
 
 
 def register(store: Store, label: str, *args: str) -> None:
@@ -146,7 +152,16 @@ def version_one(store: Store) -> str:
     )
     assert result.action == "created"
     wait_for("InferenceService Ready", lambda: condition(isvc(), "Ready") == "True", timeout=600)
+    # IngressReady is KServe's view; Traefik loads the HTTPRoute a moment later.
+    wait_for("the gateway routes to the model", lambda: gateway_ready(), timeout=120)
     return "1"
+
+
+def gateway_ready() -> bool:
+    r = httpx.get(
+        f"http://127.0.0.1:{GATEWAY_PORT}/v1/models/{MODEL}", headers={"Host": host()}, timeout=10
+    )
+    return r.status_code == 200
 
 
 def test_deploy_step_creates_an_inference_service_that_becomes_ready(version_one: str) -> None:
@@ -170,7 +185,7 @@ def test_v1_and_v2_answer_through_the_gateway(version_one: str) -> None:
     assert len(r.json()["predictions"]) == 5
     assert r.headers["x-model-version"] == "1"
     rows = instances(3, 3)
-    from mlops_core.schema import CHURN_SCHEMA
+    from mlops_core.churn_data import CHURN_SCHEMA
     from serving.request_validation import v2_datatype
 
     inputs = [
@@ -276,7 +291,8 @@ def events(reason: str) -> list[dict]:
         "--field-selector",
         f"involvedObject.kind=InferenceService,involvedObject.name={MODEL}",
     )["items"]
-    return [e for e in items if e["reason"] == reason]
+    uid = isvc()["metadata"]["uid"]  # this object's, not an earlier one's of the same name
+    return [e for e in items if e["reason"] == reason and e["involvedObject"].get("uid") == uid]
 
 
 def test_canary_split_at_the_gateway_matches_each_step_and_promotion_retargets(

@@ -448,3 +448,18 @@ def test_image_substitution_changes_images_not_names(tmp_path: Path) -> None:
     assert container["imagePullPolicy"] == "IfNotPresent"  # local builds are in no registry
     assert container["args"] == ["--service.name=traefik", "--reloader=local/reloader:1"]
     assert objs[1]["data"]["j"] == '{"image" : "local/si:1"}'
+
+
+def test_prometheus_operators_bundle_goes_through_the_manifest_tool() -> None:
+    """The deploy's `prometheus` step reads the release bundle with hack/manifests.py. Its CRDs
+    list "=" among enum values, YAML 1.1's value tag, which yaml.safe_load refuses."""
+    module = "github.com/prometheus-operator/prometheus-operator"
+    bundle = go_module_dir(module, pins()["PROMETHEUS_OPERATOR_VERSION"]) / "bundle.yaml"
+    done = subprocess.run(
+        [sys.executable, "hack/manifests.py", str(bundle), "--part", "crds"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "- '='" in done.stdout

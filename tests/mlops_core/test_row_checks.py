@@ -6,10 +6,12 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
-from mlops_core.row_checks import check_rows
+from mlops_core.row_checks import CodedColumn, check_rows, check_table
 from mlops_core.schema import SchemaError
 from serving.request_validation import InvalidRequest, RequestLimits, RequestValidator
 
@@ -80,3 +82,62 @@ def test_unseen_policy_keeps_unknown_categories() -> None:
 def test_a_missing_column_is_an_error_for_the_whole_table() -> None:
     with pytest.raises(SchemaError, match="lacks feature column"):
         check_rows(_frame().drop(columns=[_categorical()]), CHURN_SCHEMA)
+
+
+# --- check_table: the same rules on an Arrow batch, column-wise ---------------------------------
+def _batch(frame: pd.DataFrame, *, dictionary: bool) -> pa.RecordBatch:
+    batch = pa.RecordBatch.from_pandas(frame, preserve_index=False)
+    if not dictionary:
+        return batch
+    columns = [pc.dictionary_encode(c) if pa.types.is_string(c.type) else c for c in batch.columns]
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+
+
+def _same_verdicts(frame: pd.DataFrame, batch: pa.RecordBatch, **kw) -> None:
+    expected = check_rows(frame, CHURN_SCHEMA, **kw)
+    got = check_table(batch, CHURN_SCHEMA, **kw)
+    assert list(got.good) == list(expected.good)
+    assert list(got.reasons) == list(expected.reasons)
+    for mine, theirs in zip(got.columns, expected.columns, strict=True):
+        mine = mine.to_objects() if isinstance(mine, CodedColumn) else mine
+        if theirs.dtype == object:
+            assert list(mine) == list(theirs)
+        else:
+            np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.parametrize("dictionary", [False, True], ids=["string", "dictionary"])
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_check_table_gives_the_verdicts_check_rows_gives(case: str, dictionary: bool) -> None:
+    frame = BAD_CASES[case](_frame(50))
+    frame.loc[3, CHURN_SCHEMA.categorical_features[1].name] = None  # a nullable category: kept
+    _same_verdicts(frame, _batch(frame, dictionary=dictionary))
+    _same_verdicts(frame, _batch(frame, dictionary=dictionary), unknown_category="unseen")
+
+
+def test_check_table_takes_text_numbers_through_the_pandas_rules() -> None:
+    # CSV gives numeric features as text: parsed with pandas' rules, the bad text named.
+    frame = _frame().astype({_required_numeric(): str})
+    frame.loc[2, _required_numeric()] = "abc"
+    checked = check_table(_batch(frame, dictionary=False), CHURN_SCHEMA)
+    assert not checked.good[2] and checked.good.sum() == 5
+    assert checked.reasons[2] == f"feature '{_required_numeric()}': expected a number, got 'abc'"
+
+
+def test_a_null_in_the_dictionary_is_a_missing_value() -> None:
+    frame = _frame()
+    name = _categorical()  # required: a null is rejected
+    values = frame[name].tolist()
+    dictionary = pa.array([None, *sorted(set(values))])
+    indices = pa.array([0] + [dictionary.to_pylist().index(v) for v in values[1:]], pa.int32())
+    batch = _batch(frame, dictionary=False)
+    batch = batch.set_column(
+        batch.schema.get_field_index(name),
+        name,
+        pa.DictionaryArray.from_arrays(indices, dictionary),
+    )
+    checked = check_table(batch, CHURN_SCHEMA)
+    assert list(checked.good) == [False] + [True] * 5
+    assert checked.reasons[0] == f"feature '{name}' is required, got null"
+    coded = checked.columns[CHURN_SCHEMA.index_of(name)]
+    assert isinstance(coded, CodedColumn) and list(coded.to_objects()) == [None, *values[1:]]
