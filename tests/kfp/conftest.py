@@ -34,6 +34,10 @@ from tests.kfp.kfp_stack import TIMINGS, missing_images, must
 
 @pytest.fixture(scope="session")
 def kfp_cluster(request: pytest.FixtureRequest) -> Iterator[KfpCluster]:
+    if os.environ.get("MLOPS_KFP") != "1":
+        # Opt-in until these tests have passed end to end on this machine's kind cluster: KFP's
+        # install and runs add about half an hour to a 2-core CI and have not been verified there.
+        pytest.skip("KFP on the kind cluster is opt-in until verified here: MLOPS_KFP=1 runs it")
     missing = missing_images()
     if missing:
         pytest.skip(f"KFP image cache is cold ({len(missing)} images missing): run make kfp-images")

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -36,7 +37,10 @@ pytestmark = [pytest.mark.kind, pytest.mark.slow, pytest.mark.timeout(7200)]
 
 NAMESPACE = "mlops"
 MODEL = "churn"
-REGISTRY = "s3://mlpipeline/registry"
+# A reused cluster (KIND_REUSE_CLUSTER=1) keeps its store: each session then registers afresh.
+REGISTRY = "s3://mlpipeline/registry" + (
+    f"-{int(time.time())}" if os.environ.get("KIND_REUSE_CLUSTER") == "1" else ""
+)
 
 
 @dataclass
@@ -62,9 +66,6 @@ def store(kind_cluster) -> Iterator[Store]:  # type: ignore[no-untyped-def]
         )
         if os.environ.get("KIND_REUSE_CLUSTER") == "1":  # a kept cluster: start with no model
             kubectl("delete", "isvc", MODEL, "-n", NAMESPACE, "--ignore-not-found", timeout=300)
-            path = f"{REGISTRY.removeprefix('s3://')}/{MODEL}"
-            code = f"import fsspec; fs = fsspec.filesystem('s3'); fs.exists({path!r}) and fs.rm({path!r}, recursive=True)"
-            run("clear the registry", [sys.executable, "-c", code], env=store.env)
         yield store
 
 
