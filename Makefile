@@ -182,7 +182,7 @@ upload: $(INSTALLED) ## register pipelines/training.yaml in KFP (KFP_HOST=...): 
 
 test-kfp: $(INSTALLED) ## the KFP tests (marker kfp): builds the images first when their cache is cold
 	hack/kfp/build-images.sh all
-	$(BIN)/python -m pytest -m kfp tests/kfp $(PYTEST_ARGS)
+	MLOPS_KFP=1 $(BIN)/python -m pytest -m kfp tests/kfp $(PYTEST_ARGS)
 
 # --- monitoring ---------------------------------------------------------------------------------
 .PHONY: bench-drift monitor-check
