@@ -124,6 +124,14 @@ sign_webhook_certs() {
   echo "$dir/ca.crt"
 }
 
+# The annotations the canary controller, the traffic writer and the retraining trigger keep on an
+# InferenceService (components/isvc_traffic.py, serving/canary/controller.py,
+# serving/monitoring/cluster_trigger.py; tests/kind/test_cluster_files.py keeps this list whole).
+ROLLOUT_ANNOTATIONS='["mlops.platform/stable-version", "mlops.platform/stable-storage-uri",
+  "mlops.platform/canary-version", "mlops.platform/last-decision", "mlops.platform/rolled-back-version",
+  "mlops.platform/rollout", "mlops.platform/rollout-policy", "mlops.platform/rollout-state",
+  "mlops.platform/rollout-status", "mlops.platform/last-retraining", "mlops.platform/retraining-policy"]'
+
 install_kserve() {
   step "KServe $KSERVE_VERSION (Standard mode, Gateway API)"
   local ca probe
@@ -139,6 +147,10 @@ install_kserve() {
     --configmap-json "kserve/inferenceservice-config:ingress.enableGatewayApi=true"
     --configmap-json "kserve/inferenceservice-config:ingress.kserveIngressGateway=kserve/kserve-ingress-gateway"
     --configmap-json "kserve/inferenceservice-config:ingress.disableIstioVirtualHost=true"
+    # KServe copies an InferenceService's annotations onto its predictors' pod templates: the
+    # rollout's bookkeeping changes every analysis and must not restart the model pods.
+    --configmap-json "kserve/inferenceservice-config:inferenceService.serviceAnnotationDisallowedList=$ROLLOUT_ANNOTATIONS"
+    --configmap-json "kserve/inferenceservice-config:inferenceService.serviceLabelDisallowedList=[\"mlops.platform/rollout-step\"]"
   )
   apply_crds_then_rest "$KSERVE_MANIFESTS" "${opts[@]}" >/dev/null
   rm -rf "$(dirname "$ca")"

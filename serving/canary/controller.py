@@ -192,8 +192,13 @@ class Reconciler:
 
     def _label_step(self, isvc: dict[str, Any], outcome: str) -> None:
         """Keep STEP_LABEL in line with the rollout. A patch of its own after the decision's
-        (the label only shows what the annotations hold); a lost one is redone next pass."""
-        canary = traffic.mode_of(isvc).canary_version(isvc)
+        (the label only shows what the annotations hold); a lost one is redone next pass.
+        Knative mode only: in Standard mode KServe copies an InferenceService's labels onto its
+        predictors' pod templates, unfiltered, so a changing label would restart every pod."""
+        mode = traffic.mode_of(isvc)
+        if mode.name == "standard":
+            return
+        canary = mode.canary_version(isvc)
         if outcome in ("promote", "rollback") and canary is not None:
             want: str | None = f"v{canary}-" + (
                 "promoted" if outcome == "promote" else "rolled-back"

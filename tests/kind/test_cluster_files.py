@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.upstream import ROOT, extract, go_module_dir, kfp_file, pins
+from tests.upstream import ROOT, extract, go_module_dir, kfp_file, kserve_file, pins
 
 DEPLOY = (ROOT / "hack" / "deploy.sh").read_text()
 MANIFESTS_PY = ROOT / "hack" / "manifests.py"
@@ -463,3 +463,26 @@ def test_prometheus_operators_bundle_goes_through_the_manifest_tool() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "- '='" in done.stdout
+
+
+def test_rollout_bookkeeping_is_kept_off_the_model_pods() -> None:
+    """KServe copies an InferenceService's annotations onto its predictors' pod templates except
+    those in inferenceService.serviceAnnotationDisallowedList (the config key read from the pinned
+    source). Every annotation the project keeps on the object is listed, so no analysis restarts
+    the model pods (seen on the kind cluster: each rollout-state write rolled both Deployments)."""
+    config_go = kserve_file("pkg/apis/serving/v1beta1/configmap.go")
+    assert 'json:"serviceAnnotationDisallowedList,omitempty"' in config_go
+    assert 'json:"serviceLabelDisallowedList,omitempty"' in config_go
+    written = set()
+    for module in (
+        "components/isvc_traffic.py",
+        "serving/canary/controller.py",
+        "serving/monitoring/cluster_trigger.py",
+    ):
+        written |= set(re.findall(r'ANNOTATION_PREFIX \+ "([a-z-]+)"', (ROOT / module).read_text()))
+    written.discard("rollout-step")  # a label (Knative mode only), in the label list
+    listed = re.search(r"ROLLOUT_ANNOTATIONS='(\[.*?\])'", DEPLOY, re.S)
+    assert listed, "hack/deploy.sh has no ROLLOUT_ANNOTATIONS"
+    assert {a.removeprefix("mlops.platform/") for a in yaml.safe_load(listed.group(1))} == written
+    assert "inferenceService.serviceAnnotationDisallowedList=$ROLLOUT_ANNOTATIONS" in DEPLOY
+    assert 'serviceLabelDisallowedList=[\\"mlops.platform/rollout-step\\"]' in DEPLOY
