@@ -124,10 +124,11 @@ sign_webhook_certs() {
   echo "$dir/ca.crt"
 }
 
-# The annotations the canary controller, the traffic writer and the retraining trigger keep on an
-# InferenceService (components/isvc_traffic.py, serving/canary/controller.py,
+# The annotations the deploy step, the canary controller, the traffic writer and the retraining
+# trigger keep on an InferenceService (components/, serving/canary/controller.py,
 # serving/monitoring/cluster_trigger.py; tests/kind/test_cluster_files.py keeps this list whole).
-ROLLOUT_ANNOTATIONS='["mlops.platform/stable-version", "mlops.platform/stable-storage-uri",
+# None is needed on the pods: a model server reads its version from the model it serves.
+ROLLOUT_ANNOTATIONS='["mlops.io/model-version", "mlops.platform/stable-version", "mlops.platform/stable-storage-uri",
   "mlops.platform/canary-version", "mlops.platform/last-decision", "mlops.platform/rolled-back-version",
   "mlops.platform/rollout", "mlops.platform/rollout-policy", "mlops.platform/rollout-state",
   "mlops.platform/rollout-status", "mlops.platform/last-retraining", "mlops.platform/retraining-policy"]'

@@ -368,6 +368,15 @@ def stable_pods() -> set[str]:
     }
 
 
+def pods_in_motion() -> list[str]:
+    pods = kube_json("get", "pods", "-n", NAMESPACE, "-l", "component=predictor")["items"]
+    return [
+        p["metadata"]["name"]
+        for p in pods
+        if p["status"]["phase"] != "Running" or p["metadata"].get("deletionTimestamp")
+    ]
+
+
 class Traffic:
     """Requests through the gateway from a background thread, as users would send them."""
 
@@ -423,6 +432,10 @@ def test_the_in_cluster_controller_rolls_a_bad_version_back_on_prometheus_figure
         "annotate", "isvc", MODEL, "-n", NAMESPACE, "--overwrite",
         f"mlops.platform/rollout-policy={json.dumps(policy)}",
     )  # fmt: skip
+    # Promotion's rollout of the v2 Deployment (if any) is over before the pods are noted.
+    wait_for(
+        "v2 alone serving", lambda: len(stable_pods()) == 1 and not pods_in_motion(), timeout=300
+    )
     stable_before = stable_pods()
     bad = register_inverted(store, "register version 3 (inverted labels)", seed=3)
     # The README operator section's command: a spec.canary entry added with kubectl alone.
