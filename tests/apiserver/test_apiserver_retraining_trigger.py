@@ -223,7 +223,9 @@ def test_sustained_drift_in_prometheus_starts_one_kfp_run_then_cools_down(
     assert run["display_name"].startswith(f"retrain-{MODEL}-trg-")
     assert run["runtime_config"]["parameters"]["model_name"] == MODEL
     assert run["runtime_config"]["parameters"]["registry_uri"] == registry.uri
-    assert run["pipeline_spec"]["pipelineInfo"]["name"]
+    # With a platform spec (the golden YAML's Kubernetes secrets) kfp.Client nests the two.
+    spec = run["pipeline_spec"]
+    assert spec.get("pipeline_spec", spec)["pipelineInfo"]["name"]
 
     # The decision is an Event on the InferenceService with the same figures ...
     events = (
