@@ -29,6 +29,7 @@ from components.inference_service import (
     storage_uri_of,
 )
 from tests.manifests.kserve_model import round_trip_inference_service
+from tests.upstream import pins
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = sorted(p.name for p in (ROOT / "manifests" / "overlays").iterdir() if p.is_dir())
@@ -37,18 +38,10 @@ CRD_GROUPS = ("serving.kserve.io/", "monitoring.coreos.com/")
 PART_OF = {"app.kubernetes.io/part-of": "mlops-platform"}
 
 
-def versions() -> dict[str, str]:
-    pins = {}
-    for line in (ROOT / "versions.mk").read_text().splitlines():
-        if m := re.match(r"^([A-Z_]+)\s*\?=\s*(\S+)", line):
-            pins[m.group(1)] = m.group(2)
-    return pins
-
-
 def k8s_version() -> str:
     """The Kubernetes version of the pinned kind node image (kindest/node:vX.Y.Z[@digest])."""
-    match = re.search(r":v(\d+\.\d+\.\d+)", versions()["KIND_NODE_IMAGE"])
-    assert match, versions()["KIND_NODE_IMAGE"]
+    match = re.search(r":v(\d+\.\d+\.\d+)", pins()["KIND_NODE_IMAGE"])
+    assert match, pins()["KIND_NODE_IMAGE"]
     return match.group(1)
 
 
@@ -261,7 +254,7 @@ def test_model_manifest_is_generated_from_the_builder() -> None:
 
 def test_deploy_script_installs_every_pinned_version() -> None:
     script = (ROOT / "hack" / "deploy.sh").read_text()
-    pins = versions()
+    versions = pins()
     for name in (
         "GATEWAY_API_VERSION",
         "TRAEFIK_VERSION",
@@ -269,9 +262,9 @@ def test_deploy_script_installs_every_pinned_version() -> None:
         "KFP_VERSION",
         "PROMETHEUS_OPERATOR_VERSION",
     ):
-        assert name in pins, f"{name} is not pinned in versions.mk"
+        assert name in versions, f"{name} is not pinned in versions.mk"
         assert f"${name}" in script, f"hack/deploy.sh does not install {name}"
-        assert pins[name] not in script, f"hack/deploy.sh hard-codes {name}'s value"
+        assert versions[name] not in script, f"hack/deploy.sh hard-codes {name}'s value"
     for path in sorted((ROOT / "hack").rglob("*.sh")):
         subprocess.run(["bash", "-n", str(path)], check=True)
 
