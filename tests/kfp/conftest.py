@@ -30,6 +30,7 @@ from tests.kfp.kfp_cluster import (
     port_forward,
 )
 from tests.kfp.kfp_stack import TIMINGS, missing_images, must
+from tests.kind.cluster_fixture import write_stage_table
 
 
 @pytest.fixture(scope="session")
@@ -87,9 +88,4 @@ def kfp_cluster(request: pytest.FixtureRequest) -> Iterator[KfpCluster]:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
-    if TIMINGS or FACTS:
-        terminalreporter.section("KFP stage timings")
-        for label, seconds in TIMINGS.items():
-            terminalreporter.write_line(f"{label:<44} {seconds:8.1f} s")
-        for label, value in FACTS.items():
-            terminalreporter.write_line(f"{label:<44} {value}")
+    write_stage_table(terminalreporter, "KFP stage timings", TIMINGS, FACTS, 44)

@@ -109,11 +109,17 @@ def kind_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindClust
             run("make cluster-delete", ["make", "cluster-delete"], env=env, check=False)
 
 
+def write_stage_table(  # type: ignore[no-untyped-def]
+    terminalreporter, title: str, timings: dict[str, float], facts: dict[str, str], width: int
+) -> None:
+    """Each stage's time and the facts measured, at the end of a session that has any."""
+    if timings or facts:
+        terminalreporter.section(title)
+        for label, seconds in timings.items():
+            terminalreporter.write_line(f"{label:<{width}} {seconds:8.1f} s")
+        for label, value in facts.items():
+            terminalreporter.write_line(f"{label:<{width}} {value}")
+
+
 def write_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
-    """Each stage's time and the cluster's facts, at the end of a session that made the cluster."""
-    if TIMINGS or FACTS:
-        terminalreporter.section("kind cluster stages")
-        for label, seconds in TIMINGS.items():
-            terminalreporter.write_line(f"{label:<34} {seconds:8.1f} s")
-        for label, value in FACTS.items():
-            terminalreporter.write_line(f"{label:<34} {value}")
+    write_stage_table(terminalreporter, "kind cluster stages", TIMINGS, FACTS, 34)
