@@ -31,6 +31,8 @@ SERVE_ARGS = ("serve", "--model-dir", MODEL_DIR)
 SERVING_TOKEN_SECRET = "mlops-serving-token"  # manifests/base/serving-token-secret.yaml
 # The serving image's user (docker/serving.Dockerfile); Kubernetes checks runAsNonRoot by uid.
 SERVING_UID = 10001
+# Seconds a stopping model pod keeps serving: the gateway drops its endpoint within them.
+PRE_STOP_DRAIN_S = 5
 
 
 class InferenceServiceError(MlopsError):
@@ -117,6 +119,9 @@ def build_inference_service(spec: InferenceServiceSpec) -> dict[str, Any]:
                     "httpGet": {"path": f"/v1/models/{spec.model_name}", "port": SERVING_PORT},
                     "periodSeconds": 5,
                 },
+                # A stopping pod (rollback, promotion) keeps serving while the gateway learns
+                # that its endpoint is gone; without it, requests in that gap got a 502.
+                "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_DRAIN_S}}},
                 "resources": spec.resources.to_dict(),
                 "securityContext": {
                     "runAsNonRoot": True,

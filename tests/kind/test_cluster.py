@@ -471,6 +471,58 @@ def test_the_in_cluster_controller_rolls_a_bad_version_back_on_prometheus_figure
     assert traffic.statuses[200] >= 0.99 * served, traffic.statuses
 
 
+def test_the_in_cluster_controller_promotes_a_good_version_started_with_kubectl(
+    store: Store, version_two: str
+) -> None:
+    """The operator's view end to end: a good version put in front of traffic with the README's
+    kubectl command alone, stepped up and promoted by the controller, visible in Events and the
+    rollout-status annotation. Runs after the rollback test, whose fast policy it keeps."""
+    from tests.kind.cluster_harness import FACTS
+
+    assert "mlops.platform/rollout-policy" in isvc()["metadata"]["annotations"]
+    wait_for("no model pod in motion", lambda: not pods_in_motion(), timeout=300)
+    promoted_before = len(events("CanaryPromoted"))
+    good = register_good(store, "register version 4", seed=4)
+    start = subprocess.run(
+        ["bash", "-c", KUBECTL_CANARY_START],
+        env=os.environ
+        | {"NS": NAMESPACE, "ISVC": MODEL, "V": good, "URI": f"{REGISTRY}/{MODEL}/versions/{good}"},
+        capture_output=True,
+        text=True,
+    )
+    assert start.returncode == 0, start.stderr
+    started = time.monotonic()
+    with Traffic() as traffic:
+        wait_for(
+            "CanaryPromoted event",
+            lambda: len(events("CanaryPromoted")) > promoted_before,
+            timeout=900,
+        )
+    FACTS["controller promotion (s)"] = f"{time.monotonic() - started:.0f}"
+    FACTS["controller promotion traffic (status: count)"] = str(dict(traffic.statuses))
+    assert events("CanaryStepUp"), "the controller stepped the canary up before promoting"
+    obj = isvc()
+    assert obj["spec"]["predictor"]["name"] == f"v{good}"
+    assert not obj["spec"].get("canary")
+    status = json.loads(obj["metadata"]["annotations"]["mlops.platform/rollout-status"])
+    assert status["action"] == "promote", status
+    wait_for(f"promoted v{good} Ready", lambda: condition(isvc(), "Ready") == "True", timeout=300)
+    wait_for(f"all traffic on v{good}", lambda: measure_split(40) == {good: 40}, timeout=180)
+    served = sum(traffic.statuses.values())
+    assert traffic.statuses[200] >= 0.99 * served, traffic.statuses
+
+
+def register_good(store: Store, label: str, seed: int) -> str:
+    """Another good version, trained by the pipeline as v2 was (other rows), and its number."""
+    register(store, label, "--rows", "3000", "--seed", str(seed), "--margin=-1")
+    code = (
+        "from mlops_core.registry import ModelRegistry;"
+        f"print(max(v.version for v in ModelRegistry({REGISTRY!r}).versions({MODEL!r})))"
+    )
+    done = run(f"{label}: its number", [sys.executable, "-c", code], env=store.env, timeout=300)
+    return done.stdout.strip().splitlines()[-1]
+
+
 def test_make_deploy_twice_succeeds(kind_cluster) -> None:  # type: ignore[no-untyped-def]
     from tests.kind.cluster_fixture import DEPLOY_STEPS
 

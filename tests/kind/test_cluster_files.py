@@ -488,3 +488,36 @@ def test_rollout_bookkeeping_is_kept_off_the_model_pods() -> None:
     assert {a.removeprefix("mlops.platform/") for a in yaml.safe_load(listed.group(1))} == written
     assert "inferenceService.serviceAnnotationDisallowedList=$ROLLOUT_ANNOTATIONS" in DEPLOY
     assert 'serviceLabelDisallowedList=[\\"mlops.platform/rollout-step\\"]' in DEPLOY
+
+
+def test_model_pods_drain_before_stopping_in_a_field_the_deployed_crd_keeps(
+    kserve_config: Path,
+) -> None:
+    """The pre-stop sleep is a Kubernetes field (LifecycleHandler.sleep, SleepAction.seconds, as
+    the pinned kubernetes client names them) that the InferenceService CRD deployed must keep: a
+    structural schema prunes a field it does not list, and the drain would silently vanish."""
+    from kubernetes.client import V1LifecycleHandler, V1SleepAction
+
+    from components.inference_service import PRE_STOP_DRAIN_S, InferenceServiceSpec
+    from components.inference_service import build_inference_service as build
+
+    assert V1LifecycleHandler.attribute_map["sleep"] == "sleep"
+    assert V1SleepAction.attribute_map["seconds"] == "seconds"
+    body = build(
+        InferenceServiceSpec(
+            name="m", namespace="ns", image="i", storage_uri="s3://b/m", model_name="m",
+            model_version="1",
+        )
+    )  # fmt: skip
+    (container,) = body["spec"]["predictor"]["containers"]
+    assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": PRE_STOP_DRAIN_S}}}
+    crds = render(kserve_config, "--part", "crds")
+    (isvc,) = [c for c in crds if c["spec"]["names"]["kind"] == "InferenceService"]
+    (served,) = [v for v in isvc["spec"]["versions"] if v["name"] == "v1beta1"]
+    predictor = served["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["predictor"]
+    items = predictor["properties"]["containers"]["items"]
+    if "properties" in items:  # the full schema: the field must be listed
+        pre_stop = items["properties"]["lifecycle"]["properties"]["preStop"]["properties"]
+        assert pre_stop["sleep"]["properties"]["seconds"]["type"] == "integer"
+    else:  # the minimal schema keeps whatever the container holds
+        assert items.get("x-kubernetes-preserve-unknown-fields") is True, items
