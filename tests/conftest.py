@@ -38,6 +38,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    # The kind cluster (about 8 GiB and a share of both cores while it is up) lives from its first
+    # test to the session's end: its tests go last, so no other test runs beside it.
+    on_cluster = [i for i in items if "kind_cluster" in getattr(i, "fixturenames", ())]
+    if on_cluster:
+        rest = [i for i in items if i not in set(on_cluster)]
+        items[:] = rest + on_cluster
 
 
 @pytest.fixture(scope="session")
