@@ -11,7 +11,15 @@ prediction check, so it never catches those canaries (counted at the cap).
 - requests to detection: the canary held at the first step (10%) until a rollback or a cap, for
   each kind of bad canary; reported as canary requests (users exposed) at the median and p90, and
   the share detected within the cap;
-- caught before promotion: the same bad canaries through the full default rollout.
+- caught before promotion: the same bad canaries through the full default rollout;
+- evidence before promotion: the power policy (`detect_error_ratio` 2, power 0.9) against two
+  oracle thresholds held at 10%. The calibrated threshold above keeps its budget over the default
+  rollout (about six looks), not over the many looks it is held for here; the fair oracle's
+  threshold is computed exactly (binomial) to keep the 1% budget over as many looks as the power
+  policy's rollouts take, and it is held for that many.
+
+The calibrated threshold's budget also holds only over the default rollout in the requests-to-
+detection table, where it is held until it fires.
 
 Run: `make bench-canary` (or python benchmarks/bench_canary.py --rollouts 2000).
 """
@@ -44,6 +52,7 @@ class Outcome:
     rolled_back: bool
     canary_requests: int
     total_requests: int
+    intervals: int  # analysis intervals (looks) the rollout took
 
 
 Decider = Callable[[RolloutPolicy, object, Window], tuple[str, object]]
@@ -90,6 +99,58 @@ def calibrate_threshold(
     return float(np.quantile(worst, 1.0 - budget, method="higher"))
 
 
+def interval_rollback_probability(
+    threshold: float, error_rate: float, requests: int, canary_percent: int
+) -> float:
+    """Exactly (binomial, no simulation) the probability that one analysis interval of a canary
+    with `error_rate` errors exceeds `threshold`, with the canary's requests split from
+    `requests` at `canary_percent` as draw_window splits them (n ~ Bin(requests, share),
+    errors ~ Bin(n, error_rate)). The comparison is the decider's, in floating point."""
+    from scipy import stats
+
+    n = np.arange(requests + 1)
+    weights = stats.binom.pmf(n, requests, canary_percent / 100.0)
+    d = np.maximum(n, 1)
+    k = np.floor(threshold * n).astype(int)  # the most errors that do not exceed the threshold
+    k = np.where((k + 1) / d <= threshold, k + 1, k)
+    k = np.where(k / d > threshold, k - 1, k)
+    exceed = np.where(n > 0, stats.binom.sf(k, n, error_rate), 0.0)  # 0 requests: rate 0
+    return float(weights @ exceed)
+
+
+def rollback_probability(
+    threshold: float, looks: int, error_rate: float, requests: int, canary_percent: int
+) -> float:
+    """Exactly: the probability that a canary held at `canary_percent` for `looks` independent
+    analysis intervals is rolled back by the threshold rule at least once."""
+    q = interval_rollback_probability(threshold, error_rate, requests, canary_percent)
+    return 1.0 - (1.0 - q) ** looks
+
+
+def calibrate_threshold_for_looks(
+    looks: int, error_rate: float, requests: int, canary_percent: int, budget: float
+) -> float:
+    """The smallest interval error-rate threshold that rolls back at most `budget` of equal
+    canaries (the oracle's known `error_rate`) held at `canary_percent` for `looks` intervals,
+    computed exactly with the binomial. The rule only changes at attainable rates errors/n, so
+    the search runs over those: the result is the fastest threshold rule within the budget."""
+    from scipy import stats
+
+    share = canary_percent / 100.0
+    lo, hi = (int(v) for v in stats.binom.ppf([1e-12, 1 - 1e-12], requests, share))
+    rates = np.unique(
+        np.concatenate([np.arange(n + 1) / n for n in range(max(lo, 1), max(hi, 1) + 1)])
+    )
+    first, last = 0, len(rates) - 1  # rates[-1] == 1.0: never exceeded, within any budget
+    while first < last:
+        mid = (first + last) // 2
+        if rollback_probability(rates[mid], looks, error_rate, requests, canary_percent) <= budget:
+            last = mid
+        else:
+            first = mid + 1
+    return float(rates[first])
+
+
 def simulate(
     decider: Decider,
     policy: RolloutPolicy,
@@ -100,27 +161,29 @@ def simulate(
     seed: int,
     hold_first_step: bool,
     cap_canary_requests: int,
+    max_intervals: int | None = None,
 ) -> Outcome:
     rng = np.random.default_rng(seed)
     state: object = None
-    step, c_total, total = 0, 0, 0
+    step, c_total, total, looks = 0, 0, 0, 0
     held = (
         RolloutPolicy(**(policy.to_dict() | {"min_requests_per_step": 10**12}))
         if hold_first_step
         else policy
     )
-    while c_total < cap_canary_requests:
+    while c_total < cap_canary_requests and (max_intervals is None or looks < max_intervals):
         w = draw_window(stable, canary, requests_per_interval, held.steps[step], rng)
         c_total += w.canary.requests
         total += w.canary.requests + w.stable.requests
+        looks += 1
         action, state = decider(held, state, w)
         if action == "rollback":
-            return Outcome(True, c_total, total)
+            return Outcome(True, c_total, total, looks)
         if action == "promote":
-            return Outcome(False, c_total, total)
+            return Outcome(False, c_total, total, looks)
         if action == "step_up":
             step += 1
-    return Outcome(False, c_total, total)
+    return Outcome(False, c_total, total, looks)
 
 
 def main() -> None:
@@ -256,21 +319,36 @@ def evidence_before_promotion(
 ) -> Table:
     """The default policy against the power-based one (`detect_error_ratio` 2, power 0.9: half
     the false-rollback budget for the error test, its mixture aimed at 2x and 4x): share of 2x
-    and 5x error canaries caught before promotion, canary requests each spends, what the
-    oracle-calibrated threshold needs to catch the same canaries (held at the first step), and the
-    engine's best case at the same guarantee (told the ratio; see _told_the_ratio)."""
+    and 5x error canaries caught before promotion, canary requests each spends, what an oracle
+    threshold (it knows the stable's error rate) needs to catch the same canaries held at the
+    first step, and the engine's best case at the same guarantee (told the ratio; see
+    _told_the_ratio).
+
+    Two oracles. The old one, `calibrated`, keeps the 1% false-rollback budget over the default
+    policy's short rollout (about six looks) and is held until it fires, so held as long as the
+    power policy's rollouts it breaks that budget (its false-rollback row measures by how much).
+    The fair one is calibrated exactly (binomial) to the budget over the looks it is held for:
+    the median number of analysis intervals of the power policy's rollouts of an equal canary in
+    this run, at the first step's traffic share and this interval size; a bad canary it has not
+    caught by then counts the requests it was served, as a promoted one does for the engine."""
     policies = {
         "default policy": RolloutPolicy(),
         "detect 2x at 90% power": RolloutPolicy(detect_error_ratio=2.0, power=0.9),
     }
+    budget = RolloutPolicy().false_rollback_rate
+    percent = RolloutPolicy().first_step
     table = Table(
-        title=f"evidence before promotion ({args.power_rollouts} rollouts each; stable "
-        f"{args.error_rate:.2%} errors)"
+        title=f"evidence before promotion ({args.power_rollouts} rollouts each unless named; "
+        f"stable {args.error_rate:.2%} errors)"
     )
     for col in ("canary", "analysis", "rolled back", "canary requests (median)", "(p90)"):
         table.add_column(col, justify="right")
     ratios = {"equal (false rollbacks)": 1.0, "2x error rate": 2.0, "5x error rate": 5.0}
-    verdicts = []
+    oracle_lines: list[str] = []
+    verdicts: list[str] = []
+    looks, fair = 0, 1.0
+    old_label = fair_label = ""
+    exact_false_rollbacks: dict[str, float] = {}
     for scen, ratio in ratios.items():
         canary = TrafficModel(error_rate=ratio * args.error_rate)
         figures = {}
@@ -282,25 +360,89 @@ def evidence_before_promotion(
                 for s in range(args.power_rollouts)
             ]  # fmt: skip
             figures[name] = _evidence_row(table, scen, name, outs)
-        if scen != "equal (false rollbacks)":
-            outs = [
-                simulate(baseline_decider(calibrated), RolloutPolicy(), stable, canary,
-                         requests_per_interval=args.requests_per_interval, seed=40_000 + s,
-                         hold_first_step=True, cap_canary_requests=10**6)
-                for s in range(args.power_rollouts)
-            ]  # fmt: skip
-            oracle = _evidence_row(
-                table, scen, f"oracle threshold {calibrated:.2%}, held at 10%", outs
-            )
-            told = _told_the_ratio(args, stable, canary, ratio, table, scen)
-            caught, median, p90 = figures["detect 2x at 90% power"]
-            verdicts.append(
-                f"{scen}: power policy caught {caught:.1%}, median {median:.0f} vs oracle "
-                f"{oracle[1]:.0f} ({'met' if median <= oracle[1] else 'NOT met'}), p90 {p90:.0f} "
-                f"vs {oracle[2]:.0f} ({'met' if p90 <= oracle[2] else 'NOT met'}); the engine "
-                f"told the ratio: median {told[1]:.0f}, p90 {told[2]:.0f}"
-            )
-    table.caption = "target (canary requests <= the oracle's):\n" + "\n".join(verdicts)
+            if ratio == 1.0 and policy.detect_error_ratio is not None:
+                lengths = [o.intervals for o in outs]
+                looks = int(np.median(lengths))
+                fair = calibrate_threshold_for_looks(
+                    looks, args.error_rate, args.requests_per_interval, percent, budget
+                )
+                longest = calibrate_threshold_for_looks(
+                    max(lengths), args.error_rate, args.requests_per_interval, percent, budget
+                )
+                oracle_lines.append(
+                    f"the power policy's rollouts of an equal canary take a median {looks} "
+                    f"analysis intervals (looks; {min(lengths)}-{max(lengths)}); the fair oracle's "
+                    f"threshold {fair:.2%} keeps the {budget:.0%} budget over {looks} looks at "
+                    f"{percent}% (exact, binomial; for the longest rollout it would be "
+                    f"{longest:.2%})"
+                )
+                old_label = f"oracle {calibrated:.2%} (default-rollout budget), held at {percent}%"
+                fair_label = (
+                    f"fair oracle {fair:.2%} (budget over {looks} looks), held at {percent}% for "
+                    f"{looks} looks"
+                )
+        if ratio == 1.0:
+            for name, threshold in (("old", calibrated), ("fair", fair)):
+                outs = [
+                    simulate(baseline_decider(threshold), RolloutPolicy(), stable, canary,
+                             requests_per_interval=args.requests_per_interval, seed=40_000 + s,
+                             hold_first_step=True, cap_canary_requests=10**9,
+                             max_intervals=looks)
+                    for s in range(args.rollouts)
+                ]  # fmt: skip
+                share, _, _ = _evidence_row(
+                    table,
+                    scen,
+                    f"{name} oracle {threshold:.2%}, held at {percent}% for {looks} looks "
+                    f"({args.rollouts} rollouts)",
+                    outs,
+                )
+                k = sum(o.rolled_back for o in outs)
+                exact = rollback_probability(
+                    threshold, looks, args.error_rate, args.requests_per_interval, percent
+                )
+                exact_false_rollbacks[name] = exact
+                oracle_lines.append(
+                    f"{name} oracle {threshold:.2%} held for {looks} looks: false rollbacks "
+                    f"{share:.2%} measured ({k}/{len(outs)}, 95% upper bound "
+                    f"{_upper_bound(k, len(outs)):.2%}), {exact:.2%} exact; budget {budget:.0%} "
+                    f"{'kept' if exact <= budget else 'BROKEN'}"
+                )
+            continue
+        outs = [
+            simulate(baseline_decider(calibrated), RolloutPolicy(), stable, canary,
+                     requests_per_interval=args.requests_per_interval, seed=40_000 + s,
+                     hold_first_step=True, cap_canary_requests=10**6)
+            for s in range(args.power_rollouts)
+        ]  # fmt: skip
+        old = _evidence_row(table, scen, f"{old_label} until caught", outs)
+        outs = [
+            simulate(baseline_decider(fair), RolloutPolicy(), stable, canary,
+                     requests_per_interval=args.requests_per_interval, seed=40_000 + s,
+                     hold_first_step=True, cap_canary_requests=10**9, max_intervals=looks)
+            for s in range(args.power_rollouts)
+        ]  # fmt: skip
+        oracle = _evidence_row(table, scen, fair_label, outs)
+        told = _told_the_ratio(args, stable, canary, ratio, table, scen)
+        caught, median, p90 = figures["detect 2x at 90% power"]
+        verdicts.append(
+            f"{scen}: power policy caught {caught:.1%}, median {median:.0f}, p90 {p90:.0f}; "
+            f"fair oracle caught {oracle[0]:.1%}, median {oracle[1]:.0f} "
+            f"({'met' if median <= oracle[1] else 'NOT met'}), p90 {oracle[2]:.0f} "
+            f"({'met' if p90 <= oracle[2] else 'NOT met'}); old oracle "
+            f"({'over' if exact_false_rollbacks['old'] > budget else 'within'} budget held this "
+            f"long) median {old[1]:.0f} ({'met' if median <= old[1] else 'NOT met'}), p90 "
+            f"{old[2]:.0f} ({'met' if p90 <= old[2] else 'NOT met'}); the engine told the "
+            f"ratio: median {told[1]:.0f}, p90 {told[2]:.0f}"
+        )
+    table.caption = "\n".join(
+        [
+            *oracle_lines,
+            "target (power policy's canary requests <= the fair oracle's; a canary not caught "
+            "counts the requests it was served):",
+            *verdicts,
+        ]
+    )
     return table
 
 
