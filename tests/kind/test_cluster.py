@@ -411,6 +411,23 @@ class Traffic:
         self.thread.join(timeout=60)
 
 
+# A fast policy for the tests: short intervals, small steps; the analysis itself is unchanged.
+FAST_POLICY = {
+    "steps": [10, 50, 100],
+    "analysis_interval_s": 10,
+    "min_requests_per_step": 100,
+    "warmup_requests": 10,
+}
+
+
+def opt_in_with_a_fast_policy() -> None:
+    """The operator section's step 1: the InferenceService opts in, with an inline policy."""
+    kubectl(
+        "annotate", "isvc", MODEL, "-n", NAMESPACE, "--overwrite",
+        f"mlops.platform/rollout-policy={json.dumps(FAST_POLICY)}",
+    )  # fmt: skip
+
+
 def test_the_in_cluster_controller_rolls_a_bad_version_back_on_prometheus_figures(
     store: Store, version_two: str
 ) -> None:
@@ -421,17 +438,7 @@ def test_the_in_cluster_controller_rolls_a_bad_version_back_on_prometheus_figure
 
     controller = kube_json("get", "deployment", "mlops-canary-controller", "-n", NAMESPACE)
     assert controller["status"].get("readyReplicas") == 2, controller["status"]
-    # A fast policy for the test: short intervals, small steps; the analysis itself is unchanged.
-    policy = {
-        "steps": [10, 50, 100],
-        "analysis_interval_s": 10,
-        "min_requests_per_step": 100,
-        "warmup_requests": 10,
-    }
-    kubectl(
-        "annotate", "isvc", MODEL, "-n", NAMESPACE, "--overwrite",
-        f"mlops.platform/rollout-policy={json.dumps(policy)}",
-    )  # fmt: skip
+    opt_in_with_a_fast_policy()
     # Promotion's rollout of the v2 Deployment (if any) is over before the pods are noted.
     wait_for(
         "v2 alone serving", lambda: len(stable_pods()) == 1 and not pods_in_motion(), timeout=300
@@ -476,13 +483,16 @@ def test_the_in_cluster_controller_promotes_a_good_version_started_with_kubectl(
 ) -> None:
     """The operator's view end to end: a good version put in front of traffic with the README's
     kubectl command alone, stepped up and promoted by the controller, visible in Events and the
-    rollout-status annotation. Runs after the rollback test, whose fast policy it keeps."""
+    rollout-status annotation. The good version is v2's training again (same rows and seed, so
+    the same predictions): a model retrained on other rows can differ enough in its confident
+    tail for the predictions check to hold it back (seen here: PSI 0.83 for seed 4 against v2),
+    which is that check's job, not what this test is about."""
     from tests.kind.cluster_harness import FACTS
 
-    assert "mlops.platform/rollout-policy" in isvc()["metadata"]["annotations"]
+    opt_in_with_a_fast_policy()
     wait_for("no model pod in motion", lambda: not pods_in_motion(), timeout=300)
     promoted_before = len(events("CanaryPromoted"))
-    good = register_good(store, "register version 4", seed=4)
+    good = register_good(store, "register v2's training again", seed=2)
     start = subprocess.run(
         ["bash", "-c", KUBECTL_CANARY_START],
         env=os.environ
@@ -508,6 +518,8 @@ def test_the_in_cluster_controller_promotes_a_good_version_started_with_kubectl(
     assert status["action"] == "promote", status
     wait_for(f"promoted v{good} Ready", lambda: condition(isvc(), "Ready") == "True", timeout=300)
     wait_for(f"all traffic on v{good}", lambda: measure_split(40) == {good: 40}, timeout=180)
+    # Seen here: 8 of 1669 requests got a 500 while KServe retargeted the route at promotion (the
+    # Gateway API answers 500 for a backend whose Service is not there yet); at most 1%.
     served = sum(traffic.statuses.values())
     assert traffic.statuses[200] >= 0.99 * served, traffic.statuses
 
