@@ -14,8 +14,11 @@ pandas frame in between. Categorical features are read as Parquet's own dictiona
 one-hot encoded per distinct value rather than per row, and written back dictionary-encoded (so a
 pandas reader gets them as `category`; the values are the input's). Constant and label columns are
 dictionary arrays too, and the writer dictionary-encodes only the columns where that pays (text,
-integers), not float columns of mostly distinct values. What remains is mostly the booster itself
-and Parquet encoding (about a third of the booster's CPU time).
+integers), not float columns of mostly distinct values. Three stages overlap: a reading thread
+reads and checks chunk n+1 (and the first chunk while the model loads), the caller's thread
+transforms and scores chunk n, a writing thread writes chunk n-1; the model gets every core but
+the one those threads need (`model_threads`). What remains is mostly the booster itself and
+Parquet encoding.
 
 The output keeps the feature columns, so `mlops monitor check <output>` compares the scored batch
 (inputs and, from the `probability` column, predictions) with the version's training reference.
@@ -32,7 +35,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
 import numpy as np
@@ -44,7 +47,7 @@ from components.fast_inference import CompiledPipeline, fast_model, model_output
 from components.ingest import missing_or_unreachable
 from mlops_core.errors import InvalidInputError
 from mlops_core.registry import ModelRegistry
-from mlops_core.row_checks import Column, check_table, rows_array
+from mlops_core.row_checks import CheckedRows, Column, check_table, rows_array
 from mlops_core.schema import FeatureSchema
 from mlops_core.settings import DEFAULT_BATCH_CHUNK_ROWS
 from mlops_core.step_timing import timed_step
@@ -65,7 +68,8 @@ class BatchScoreParams:
     chunk_rows: int = DEFAULT_BATCH_CHUNK_ROWS
     threshold: float = 0.5
     unknown_category: str = "reject"
-    threads: int = 0  # model threads; 0 = every core
+    threads: int = 0  # cores to use (0 = every core): the model gets all but the one that reads,
+    # checks and writes (at least one)
 
     def __post_init__(self) -> None:
         if self.chunk_rows < 1:
@@ -167,7 +171,10 @@ def total_rows(uri: str) -> int | None:
     if _is_csv(uri):
         return None
     with fsspec.open(uri, "rb") as fh:
-        return pq.ParquetFile(fh).metadata.num_rows
+        try:
+            return pq.ParquetFile(fh).metadata.num_rows
+        except pa.ArrowInvalid as e:
+            raise InvalidInputError(f"{uri} is not a Parquet file (or a .csv): {e}") from e
 
 
 # --- scoring ------------------------------------------------------------------------------------
@@ -178,15 +185,31 @@ class LoadedModel:
     version: int
 
 
-def load_model(params: BatchScoreParams) -> LoadedModel:
+def resolve_version(params: BatchScoreParams) -> tuple[int, FeatureSchema]:
+    """The version to score with and its feature schema (cheap: no model is loaded)."""
     registry = ModelRegistry(params.registry_uri)
     version = registry.resolve(params.model_name, params.version)
+    return version, registry.schema(params.model_name, version)
+
+
+def load_model(params: BatchScoreParams, version: int | None = None) -> LoadedModel:
+    registry = ModelRegistry(params.registry_uri)
+    if version is None:
+        version = registry.resolve(params.model_name, params.version)
     pipeline = registry.load_model(params.model_name, version)
     schema = registry.schema(params.model_name, version)
     estimator = pipeline[-1]
     if "n_jobs" in estimator.get_params():
-        estimator.set_params(n_jobs=params.threads or os.cpu_count() or 1)
+        estimator.set_params(n_jobs=model_threads(params.threads))
     return LoadedModel(schema=schema, model=fast_model(pipeline, schema), version=version)
+
+
+def model_threads(threads: int) -> int:
+    """The model's threads out of `threads` cores (0: every core): all but one, because reading,
+    checking and writing run beside it on their own threads and need about one core. On 2 cores
+    a booster on both (OpenMP threads waiting on each other while the I/O threads hold a core)
+    cost ~35% more CPU than one thread and the reading/writing threads next to it."""
+    return max(1, (threads or os.cpu_count() or 1) - 1)
 
 
 def predict_columns(model: Any, columns: list[Column]) -> np.ndarray:
@@ -274,6 +297,18 @@ def score_chunk(
 ) -> tuple[pa.Table | None, pa.Table | None]:
     """One chunk -> (scored table, rejected table); either may be None when empty."""
     checked = check_table(batch, loaded.schema, unknown_category=params.unknown_category)
+    return score_checked(batch, checked, loaded, params, run_id, first)
+
+
+def score_checked(
+    batch: pa.RecordBatch,
+    checked: CheckedRows,
+    loaded: LoadedModel,
+    params: BatchScoreParams,
+    run_id: str,
+    first: int,
+) -> tuple[pa.Table | None, pa.Table | None]:
+    """A checked chunk -> (scored table, rejected table); either may be None when empty."""
     good = checked.good
     all_good = bool(good.all())
     scored = rejected = None
@@ -299,6 +334,61 @@ def score_chunk(
             tbl = tbl.append_column(name, col)
         scored = tbl
     return scored, rejected
+
+
+T = TypeVar("T")
+
+
+class _Prefetch(Iterator[T]):
+    """`items` produced on their own thread, at most `depth` ahead of the consumer: Parquet
+    decoding and the Arrow/NumPy checks release the GIL, so chunk n+1 is read and checked while
+    the booster scores chunk n. An error in the producer is raised at the consumer's next item;
+    `close` stops the producer (a consumer that fails or stops early)."""
+
+    _END = object()
+
+    def __init__(self, items: Callable[[], Iterator[T]], depth: int, name: str) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(items,), name=name, daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self, items: Callable[[], Iterator[T]]) -> None:
+        try:
+            for item in items():
+                if not self._put(item):
+                    return
+        except BaseException as e:  # re-raised on the consumer's thread
+            self._put(_Failure(e))
+            return
+        self._put(self._END)
+
+    def __next__(self) -> T:
+        item = self._queue.get()
+        if item is self._END:
+            self._queue.put(item)  # stays exhausted
+            raise StopIteration
+        if isinstance(item, _Failure):
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: BaseException
 
 
 class _ParquetSink:
@@ -374,33 +464,24 @@ def dictionary_columns(schema: pa.Schema) -> list[str]:
     return [f.name for f in schema if pays(f.type)]
 
 
-def score_batch(params: BatchScoreParams, progress: Progress | None = None) -> BatchSummary:
-    """Score `params.input_uri` into `params.output_uri` (and rejected rows aside)."""
-    start = time.perf_counter()
-    fs, path = fsspec.core.url_to_fs(params.input_uri)
-    try:
-        fs.info(path)  # not `exists`: over HTTP it answers False for a refused connection too
-    except FileNotFoundError as e:
-        raise InvalidInputError(missing_or_unreachable(params.input_uri, e, "input")) from e
-    run_id = params.run_id or uuid.uuid4().hex[:12]
-    rejected_uri = params.rejected_uri or rejected_path_for(params.output_uri)
-    loaded = load_model(params)
-    summary = BatchSummary(
-        model_name=params.model_name,
-        model_version=loaded.version,
-        run_id=run_id,
-        input_uri=params.input_uri,
-        output_uri=params.output_uri,
-        rejected_uri=rejected_uri,
-        inference_path="compiled" if isinstance(loaded.model, CompiledPipeline) else "pipeline",
-    )
+def _score_chunks(
+    chunks: Iterator[tuple[pa.RecordBatch, CheckedRows]],
+    loaded: LoadedModel,
+    params: BatchScoreParams,
+    summary: BatchSummary,
+    progress: Progress | None,
+) -> pa.Schema | None:
+    """Score checked chunks into the output and rejected files; the input's schema (None: no
+    chunk)."""
     total = total_rows(params.input_uri)
-    out, aside = _ParquetSink(params.output_uri), _ParquetSink(rejected_uri)
+    out, aside = _ParquetSink(summary.output_uri), _ParquetSink(summary.rejected_uri)
     input_schema: pa.Schema | None = None
     try:
-        for batch in read_chunks(params.input_uri, loaded.schema, params.chunk_rows):
+        for batch, checked in chunks:
             input_schema = batch.schema
-            scored, rejected = score_chunk(batch, loaded, params, run_id, summary.rows)
+            scored, rejected = score_checked(
+                batch, checked, loaded, params, summary.run_id, summary.rows
+            )
             summary.rows += batch.num_rows
             if scored is not None:
                 out.write(scored)
@@ -417,6 +498,41 @@ def score_batch(params: BatchScoreParams, progress: Progress | None = None) -> B
         # Both files always exist (empty when no row went there): a pipeline's outputs are fixed.
         out.close(_scored_schema(input_schema, loaded.schema) if input_schema is not None else None)
         aside.close(_rejected_schema(input_schema) if input_schema is not None else None)
+    return input_schema
+
+
+def score_batch(params: BatchScoreParams, progress: Progress | None = None) -> BatchSummary:
+    """Score `params.input_uri` into `params.output_uri` (and rejected rows aside)."""
+    start = time.perf_counter()
+    fs, path = fsspec.core.url_to_fs(params.input_uri)
+    try:
+        fs.info(path)  # not `exists`: over HTTP it answers False for a refused connection too
+    except FileNotFoundError as e:
+        raise InvalidInputError(missing_or_unreachable(params.input_uri, e, "input")) from e
+    run_id = params.run_id or uuid.uuid4().hex[:12]
+    rejected_uri = params.rejected_uri or rejected_path_for(params.output_uri)
+    version, schema = resolve_version(params)
+
+    def checked_chunks() -> Iterator[tuple[pa.RecordBatch, CheckedRows]]:
+        for batch in read_chunks(params.input_uri, schema, params.chunk_rows):
+            yield batch, check_table(batch, schema, unknown_category=params.unknown_category)
+
+    # Reading and checking start on their own thread now, while the model loads here.
+    chunks = _Prefetch(checked_chunks, depth=2, name=f"read {params.input_uri}")
+    try:
+        loaded = load_model(params, version)
+        summary = BatchSummary(
+            model_name=params.model_name,
+            model_version=loaded.version,
+            run_id=run_id,
+            input_uri=params.input_uri,
+            output_uri=params.output_uri,
+            rejected_uri=rejected_uri,
+            inference_path="compiled" if isinstance(loaded.model, CompiledPipeline) else "pipeline",
+        )
+        input_schema = _score_chunks(chunks, loaded, params, summary, progress)
+    finally:
+        chunks.close()
     if input_schema is None:
         raise InvalidInputError(f"{params.input_uri} holds no rows")
     summary.seconds = time.perf_counter() - start

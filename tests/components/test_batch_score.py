@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ import pytest
 from components.batch_score import (
     BatchScoreParams,
     drift_of_scores,
+    model_threads,
     read_chunks,
     rejected_path_for,
     score_batch,
@@ -24,6 +27,7 @@ from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
 from mlops_core.drift import profile_reference
 from mlops_core.errors import InvalidInputError
 from mlops_core.registry import ModelRegistry
+from mlops_core.schema import SchemaError
 
 MODEL = "churn"
 
@@ -134,6 +138,23 @@ def test_chunks_never_exceed_the_bound(tmp_path: Path) -> None:
 def test_a_missing_input_is_a_user_error(registry, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="does not exist"):
         score_batch(_params(registry[0], tmp_path / "nope.parquet", tmp_path / "o.parquet"))
+
+
+def test_errors_found_while_reading_reach_the_caller(registry, tmp_path: Path) -> None:
+    # Reading and checking run on their own thread: its errors are the caller's, as before.
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(InvalidInputError, match="is not a Parquet file"):
+        score_batch(_params(registry[0], tmp_path / "junk.parquet", tmp_path / "o.parquet"))
+    df = _input(tmp_path / "in.parquet", broken=False)
+    df.drop(columns=[CHURN_SCHEMA.features[0].name]).to_parquet(tmp_path / "short.parquet")
+    with pytest.raises(SchemaError, match="lacks feature column"):
+        score_batch(_params(registry[0], tmp_path / "short.parquet", tmp_path / "o.parquet"))
+    assert not [t for t in threading.enumerate() if t.name.startswith("read ")]
+
+
+def test_the_model_leaves_one_core_to_reading_and_writing() -> None:
+    assert model_threads(4) == 3 and model_threads(2) == 1 and model_threads(1) == 1
+    assert model_threads(0) == max(1, (os.cpu_count() or 1) - 1)
 
 
 def test_scored_output_feeds_the_drift_comparison(registry, tmp_path: Path) -> None:
