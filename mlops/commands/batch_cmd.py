@@ -34,7 +34,7 @@ def score(
     threads: int = typer.Option(
         0,
         "--threads",
-        help="cores to use (0: every core); the model gets all but one, which reads and writes",
+        help="cores to use (0: every core)",
     ),
     run_id: str = typer.Option("", "--run-id", help="id stamped on every row [default: new]"),
 ) -> None:
