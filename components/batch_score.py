@@ -549,7 +549,7 @@ def score_batch(params: BatchScoreParams, progress: Progress | None = None) -> B
             yield batch, check_table(batch, schema, unknown_category=params.unknown_category)
 
     # Reading and checking start on their own thread now, while the model loads here.
-    chunks = _Prefetch(checked_chunks, depth=2, name=f"read {params.input_uri}")
+    chunks = _Prefetch(checked_chunks, depth=1, name=f"read {params.input_uri}")
     loaded: LoadedModel | None = None
     try:
         loaded = load_model(params, version)
