@@ -11,7 +11,9 @@ Pipeline and XGBoost's raw `inplace_predict`, in the same run.
 - raw: `booster.inplace_predict` on the already-transformed float matrix, chunk by chunk: the floor
   (and, for reference, the same on one thread).
 
-All three use the same thread count (every core) and chunk size. Target: end to end >= 50% of raw.
+All three use the same cores (every core) and chunk size: end to end as one single-threaded
+booster call per core on row slices of each chunk (beside its reading and writing threads), raw and
+the Pipeline as the booster's own OpenMP threads. Target: end to end >= 50% of raw.
 End to end and raw run `--repeat` times, alternating, and the best of each is compared: on a shared
 machine another process's burst slows one run, never speeds one up, so the best runs are the
 fairest pair (every run is printed too).
