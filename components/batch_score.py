@@ -14,11 +14,8 @@ pandas frame in between. Categorical features are read as Parquet's own dictiona
 one-hot encoded per distinct value rather than per row, and written back dictionary-encoded (so a
 pandas reader gets them as `category`; the values are the input's). Constant and label columns are
 dictionary arrays too, and the writer dictionary-encodes only the columns where that pays (text,
-integers), not float columns of mostly distinct values. Three stages overlap: a reading thread
-reads and checks chunk n+1 (and the first chunk while the model loads), the caller's thread
-scores chunk n as one row slice per core (single-threaded booster calls on a pool: no OpenMP
-threads spinning while the other threads hold a core), a writing thread writes chunk n-1. What
-remains is mostly the booster itself and Parquet encoding.
+integers), not float columns of mostly distinct values. What remains is mostly the booster itself
+and Parquet encoding (about a third of the booster's CPU time).
 
 The output keeps the feature columns, so `mlops monitor check <output>` compares the scored batch
 (inputs and, from the `probability` column, predictions) with the version's training reference.
@@ -26,8 +23,6 @@ The output keeps the feature columns, so `mlops monitor check <output>` compares
 
 from __future__ import annotations
 
-import concurrent.futures
-import itertools
 import json
 import os
 import queue
@@ -37,7 +32,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import fsspec
 import numpy as np
@@ -49,7 +44,7 @@ from components.fast_inference import CompiledPipeline, fast_model, model_output
 from components.ingest import missing_or_unreachable
 from mlops_core.errors import InvalidInputError
 from mlops_core.registry import ModelRegistry
-from mlops_core.row_checks import CheckedRows, Column, check_table, rows_array
+from mlops_core.row_checks import Column, check_table, rows_array
 from mlops_core.schema import FeatureSchema
 from mlops_core.settings import DEFAULT_BATCH_CHUNK_ROWS
 from mlops_core.step_timing import timed_step
@@ -70,7 +65,7 @@ class BatchScoreParams:
     chunk_rows: int = DEFAULT_BATCH_CHUNK_ROWS
     threshold: float = 0.5
     unknown_category: str = "reject"
-    threads: int = 0  # cores to use (0 = every core): model calls in parallel (see load_model)
+    threads: int = 0  # model threads; 0 = every core
 
     def __post_init__(self) -> None:
         if self.chunk_rows < 1:
@@ -184,70 +179,24 @@ class LoadedModel:
     schema: FeatureSchema
     model: Any
     version: int
-    # The compiled path scores a chunk as `workers` row slices at once, each a single-threaded
-    # model call on this pool (None: one call).
-    pool: concurrent.futures.ThreadPoolExecutor | None = None
-    workers: int = 1
 
 
-def resolve_version(params: BatchScoreParams) -> tuple[int, FeatureSchema]:
-    """The version to score with and its feature schema (cheap: no model is loaded)."""
+def load_model(params: BatchScoreParams) -> LoadedModel:
     registry = ModelRegistry(params.registry_uri)
     version = registry.resolve(params.model_name, params.version)
-    return version, registry.schema(params.model_name, version)
-
-
-def load_model(params: BatchScoreParams, version: int | None = None) -> LoadedModel:
-    """The model, its threads set: on the compiled path one thread per model call, and the chunk
-    split into one slice per core (`workers`); the Pipeline (fallback) gets every core but one."""
-    registry = ModelRegistry(params.registry_uri)
-    if version is None:
-        version = registry.resolve(params.model_name, params.version)
     pipeline = registry.load_model(params.model_name, version)
     schema = registry.schema(params.model_name, version)
     estimator = pipeline[-1]
-    threaded = "n_jobs" in estimator.get_params()
-    if threaded:
-        estimator.set_params(n_jobs=1)  # the compiled call shares the estimator's booster
-    model = fast_model(pipeline, schema)
-    workers = params.threads or os.cpu_count() or 1
-    if isinstance(model, CompiledPipeline) and workers > 1:
-        pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="score")
-        return LoadedModel(schema=schema, model=model, version=version, pool=pool, workers=workers)
-    if threaded:
-        estimator.set_params(n_jobs=model_threads(params.threads))
-    return LoadedModel(schema=schema, model=model, version=version)
+    if "n_jobs" in estimator.get_params():
+        estimator.set_params(n_jobs=params.threads or os.cpu_count() or 1)
+    return LoadedModel(schema=schema, model=fast_model(pipeline, schema), version=version)
 
 
-def model_threads(threads: int) -> int:
-    """The Pipeline's threads out of `threads` cores (0: every core): all but one, because
-    reading, checking and writing run beside it on their own threads."""
-    return max(1, (threads or os.cpu_count() or 1) - 1)
-
-
-MIN_SLICE = 4096  # rows: below this a chunk is scored in one call
-
-
-def predict_columns(loaded: LoadedModel, columns: list[Column]) -> np.ndarray:
-    """The model's raw output (class probabilities, or values) for feature columns.
-
-    On the compiled path a chunk is cut into `workers` row slices, each transformed and scored
-    by a single-threaded model call on the pool: the booster and NumPy release the GIL, so the
-    slices run on every core, and the OS shares the cores with the reading and writing threads.
-    A booster with OpenMP threads instead spins its threads at every barrier when another thread
-    holds a core (~35% more CPU on 2 cores). Rows are scored independently: the result is the
-    same as one call."""
-    model, n = loaded.model, len(columns[0])
-    if not isinstance(model, CompiledPipeline):
-        return model_output(model, rows_array(columns))
-    if loaded.pool is None or n < 2 * MIN_SLICE:
+def predict_columns(model: Any, columns: list[Column]) -> np.ndarray:
+    """The model's raw output (class probabilities, or values) for feature columns."""
+    if isinstance(model, CompiledPipeline):
         return model.predict_proba_columns(columns)
-    bounds = np.linspace(0, n, min(loaded.workers, n // MIN_SLICE) + 1).astype(int)
-    parts = [
-        loaded.pool.submit(model.predict_proba_columns, [c[a:b] for c in columns])
-        for a, b in itertools.pairwise(bounds)
-    ]
-    return np.concatenate([p.result() for p in parts])
+    return model_output(model, rows_array(columns))
 
 
 def task_columns(loaded: LoadedModel, out: np.ndarray, threshold: float) -> dict[str, pa.Array]:
@@ -328,18 +277,6 @@ def score_chunk(
 ) -> tuple[pa.Table | None, pa.Table | None]:
     """One chunk -> (scored table, rejected table); either may be None when empty."""
     checked = check_table(batch, loaded.schema, unknown_category=params.unknown_category)
-    return score_checked(batch, checked, loaded, params, run_id, first)
-
-
-def score_checked(
-    batch: pa.RecordBatch,
-    checked: CheckedRows,
-    loaded: LoadedModel,
-    params: BatchScoreParams,
-    run_id: str,
-    first: int,
-) -> tuple[pa.Table | None, pa.Table | None]:
-    """A checked chunk -> (scored table, rejected table); either may be None when empty."""
     good = checked.good
     all_good = bool(good.all())
     scored = rejected = None
@@ -351,7 +288,7 @@ def score_checked(
     if good.any():
         columns = checked.columns if all_good else [c[good] for c in checked.columns]
         table = batch if all_good else batch.filter(pa.array(good))
-        extra = task_columns(loaded, predict_columns(loaded, columns), params.threshold)
+        extra = task_columns(loaded, predict_columns(loaded.model, columns), params.threshold)
         n = table.num_rows
         extra |= {
             "model_name": _constant(params.model_name, n),
@@ -365,61 +302,6 @@ def score_checked(
             tbl = tbl.append_column(name, col)
         scored = tbl
     return scored, rejected
-
-
-T = TypeVar("T")
-
-
-class _Prefetch(Iterator[T]):
-    """`items` produced on their own thread, at most `depth` ahead of the consumer: Parquet
-    decoding and the Arrow/NumPy checks release the GIL, so chunk n+1 is read and checked while
-    the booster scores chunk n. An error in the producer is raised at the consumer's next item;
-    `close` stops the producer (a consumer that fails or stops early)."""
-
-    _END = object()
-
-    def __init__(self, items: Callable[[], Iterator[T]], depth: int, name: str) -> None:
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, args=(items,), name=name, daemon=True)
-        self._thread.start()
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _produce(self, items: Callable[[], Iterator[T]]) -> None:
-        try:
-            for item in items():
-                if not self._put(item):
-                    return
-        except BaseException as e:  # re-raised on the consumer's thread
-            self._put(_Failure(e))
-            return
-        self._put(self._END)
-
-    def __next__(self) -> T:
-        item = self._queue.get()
-        if item is self._END:
-            self._queue.put(item)  # stays exhausted
-            raise StopIteration
-        if isinstance(item, _Failure):
-            raise item.error
-        return item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-@dataclass(frozen=True)
-class _Failure:
-    error: BaseException
 
 
 class _ParquetSink:
@@ -495,24 +377,33 @@ def dictionary_columns(schema: pa.Schema) -> list[str]:
     return [f.name for f in schema if pays(f.type)]
 
 
-def _score_chunks(
-    chunks: Iterator[tuple[pa.RecordBatch, CheckedRows]],
-    loaded: LoadedModel,
-    params: BatchScoreParams,
-    summary: BatchSummary,
-    progress: Progress | None,
-) -> pa.Schema | None:
-    """Score checked chunks into the output and rejected files; the input's schema (None: no
-    chunk)."""
+def score_batch(params: BatchScoreParams, progress: Progress | None = None) -> BatchSummary:
+    """Score `params.input_uri` into `params.output_uri` (and rejected rows aside)."""
+    start = time.perf_counter()
+    fs, path = fsspec.core.url_to_fs(params.input_uri)
+    try:
+        fs.info(path)  # not `exists`: over HTTP it answers False for a refused connection too
+    except FileNotFoundError as e:
+        raise InvalidInputError(missing_or_unreachable(params.input_uri, e, "input")) from e
+    run_id = params.run_id or uuid.uuid4().hex[:12]
+    rejected_uri = params.rejected_uri or rejected_path_for(params.output_uri)
+    loaded = load_model(params)
+    summary = BatchSummary(
+        model_name=params.model_name,
+        model_version=loaded.version,
+        run_id=run_id,
+        input_uri=params.input_uri,
+        output_uri=params.output_uri,
+        rejected_uri=rejected_uri,
+        inference_path="compiled" if isinstance(loaded.model, CompiledPipeline) else "pipeline",
+    )
     total = total_rows(params.input_uri)
-    out, aside = _ParquetSink(summary.output_uri), _ParquetSink(summary.rejected_uri)
+    out, aside = _ParquetSink(params.output_uri), _ParquetSink(rejected_uri)
     input_schema: pa.Schema | None = None
     try:
-        for batch, checked in chunks:
+        for batch in read_chunks(params.input_uri, loaded.schema, params.chunk_rows):
             input_schema = batch.schema
-            scored, rejected = score_checked(
-                batch, checked, loaded, params, summary.run_id, summary.rows
-            )
+            scored, rejected = score_chunk(batch, loaded, params, run_id, summary.rows)
             summary.rows += batch.num_rows
             if scored is not None:
                 out.write(scored)
@@ -529,44 +420,6 @@ def _score_chunks(
         # Both files always exist (empty when no row went there): a pipeline's outputs are fixed.
         out.close(_scored_schema(input_schema, loaded.schema) if input_schema is not None else None)
         aside.close(_rejected_schema(input_schema) if input_schema is not None else None)
-    return input_schema
-
-
-def score_batch(params: BatchScoreParams, progress: Progress | None = None) -> BatchSummary:
-    """Score `params.input_uri` into `params.output_uri` (and rejected rows aside)."""
-    start = time.perf_counter()
-    fs, path = fsspec.core.url_to_fs(params.input_uri)
-    try:
-        fs.info(path)  # not `exists`: over HTTP it answers False for a refused connection too
-    except FileNotFoundError as e:
-        raise InvalidInputError(missing_or_unreachable(params.input_uri, e, "input")) from e
-    run_id = params.run_id or uuid.uuid4().hex[:12]
-    rejected_uri = params.rejected_uri or rejected_path_for(params.output_uri)
-    version, schema = resolve_version(params)
-
-    def checked_chunks() -> Iterator[tuple[pa.RecordBatch, CheckedRows]]:
-        for batch in read_chunks(params.input_uri, schema, params.chunk_rows):
-            yield batch, check_table(batch, schema, unknown_category=params.unknown_category)
-
-    # Reading and checking start on their own thread now, while the model loads here.
-    chunks = _Prefetch(checked_chunks, depth=1, name=f"read {params.input_uri}")
-    loaded: LoadedModel | None = None
-    try:
-        loaded = load_model(params, version)
-        summary = BatchSummary(
-            model_name=params.model_name,
-            model_version=loaded.version,
-            run_id=run_id,
-            input_uri=params.input_uri,
-            output_uri=params.output_uri,
-            rejected_uri=rejected_uri,
-            inference_path="compiled" if isinstance(loaded.model, CompiledPipeline) else "pipeline",
-        )
-        input_schema = _score_chunks(chunks, loaded, params, summary, progress)
-    finally:
-        chunks.close()
-        if loaded is not None and loaded.pool is not None:
-            loaded.pool.shutdown()
     if input_schema is None:
         raise InvalidInputError(f"{params.input_uri} holds no rows")
     summary.seconds = time.perf_counter() - start

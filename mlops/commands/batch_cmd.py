@@ -31,11 +31,7 @@ def score(
     unknown_category: str | None = typer.Option(
         None, "--unknown-category", help="reject | unseen [env MLOPS_UNKNOWN_CATEGORY]"
     ),
-    threads: int = typer.Option(
-        0,
-        "--threads",
-        help="cores to use (0: every core)",
-    ),
+    threads: int = typer.Option(0, "--threads", help="model threads (0: every core)"),
     run_id: str = typer.Option("", "--run-id", help="id stamped on every row [default: new]"),
 ) -> None:
     """Score a file with a registered version: summary on stdout, progress on stderr."""

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from components.batch_score import (
-    MIN_SLICE,
     BatchScoreParams,
     drift_of_scores,
-    load_model,
-    model_threads,
     read_chunks,
     rejected_path_for,
     score_batch,
@@ -112,27 +107,6 @@ def test_scores_every_good_row_and_sets_bad_rows_aside(registry, tmp_path: Path)
     assert rejected["customer_id"].tolist() == ["c00005", "c00450"]
 
 
-def test_a_chunk_scored_in_slices_on_every_core_matches_the_pipeline(
-    registry, tmp_path: Path
-) -> None:
-    # Chunks big enough to be cut into one slice per worker (MIN_SLICE rows each at least), with
-    # a bad row in the middle of one: the slices' outputs join in row order, exact to 1e-6.
-    uri, pipeline = registry
-    rows = 4 * MIN_SLICE + 123
-    df = _input(tmp_path / "in.parquet", rows)
-    out_path = tmp_path / "out.parquet"
-    summary = score_batch(_params(uri, tmp_path / "in.parquet", out_path, threads=3))
-    assert (summary.scored, summary.rejected) == (rows - 2, 2)
-    loaded = load_model(_params(uri, tmp_path / "in.parquet", out_path, threads=3))
-    assert loaded.pool is not None and loaded.workers == 3
-    loaded.pool.shutdown()
-    out = pd.read_parquet(out_path)
-    good = df.drop(index=[5, 450])
-    assert list(out["customer_id"]) == list(good["customer_id"])
-    expected = pipeline.predict_proba(model_input(good, CHURN_SCHEMA))[:, 1]
-    assert np.max(np.abs(out["probability"].to_numpy() - expected)) <= 1e-6
-
-
 def test_csv_in_text_that_is_not_a_number_is_rejected(registry, tmp_path: Path) -> None:
     uri, _ = registry
     src = tmp_path / "in.csv"
@@ -164,7 +138,7 @@ def test_a_missing_input_is_a_user_error(registry, tmp_path: Path) -> None:
 
 
 def test_errors_found_while_reading_reach_the_caller(registry, tmp_path: Path) -> None:
-    # Reading and checking run on their own thread: its errors are the caller's, as before.
+    # A file that is not Parquet, or lacks a feature column: a user error naming it.
     (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(InvalidInputError, match="is not a Parquet file"):
         score_batch(_params(registry[0], tmp_path / "junk.parquet", tmp_path / "o.parquet"))
@@ -172,12 +146,6 @@ def test_errors_found_while_reading_reach_the_caller(registry, tmp_path: Path) -
     df.drop(columns=[CHURN_SCHEMA.features[0].name]).to_parquet(tmp_path / "short.parquet")
     with pytest.raises(SchemaError, match="lacks feature column"):
         score_batch(_params(registry[0], tmp_path / "short.parquet", tmp_path / "o.parquet"))
-    assert not [t for t in threading.enumerate() if t.name.startswith("read ")]
-
-
-def test_the_pipeline_leaves_one_core_to_reading_and_writing() -> None:
-    assert model_threads(4) == 3 and model_threads(2) == 1 and model_threads(1) == 1
-    assert model_threads(0) == max(1, (os.cpu_count() or 1) - 1)
 
 
 def test_scored_output_feeds_the_drift_comparison(registry, tmp_path: Path) -> None:
