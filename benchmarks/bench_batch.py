@@ -8,7 +8,8 @@ Pipeline and XGBoost's raw `inplace_predict`, in the same run.
   not scale with rows) come before it;
 - Pipeline: `Pipeline.predict_proba` on the already-read frame, chunk by chunk (model input built
   from the frame included, I/O excluded);
-- raw: `booster.inplace_predict` on the already-transformed float matrix, chunk by chunk: the floor.
+- raw: `booster.inplace_predict` on the already-transformed float matrix, chunk by chunk: the floor
+  (and, for reference, the same on one thread).
 
 All three use the same thread count (every core) and chunk size. Target: end to end >= 50% of raw.
 End to end and raw run `--repeat` times, alternating, and the best of each is compared: on a shared
@@ -124,13 +125,20 @@ def main() -> None:
     booster = pipeline[-1].get_booster()
     best = int(booster.best_iteration) + 1
 
+    def raw(x: np.ndarray) -> np.ndarray:
+        return booster.inplace_predict(x, iteration_range=(0, best))
+
     runs: list[dict[str, Any]] = []
     raw_runs: list[tuple[float, float]] = []
+    one_thread_runs: list[tuple[float, float]] = []
     for i in range(args.repeat):
         runs.append(end_to_end(params))
-        raw_runs.append(
-            timed_chunks(lambda x: booster.inplace_predict(x, iteration_range=(0, best)), matrices)
-        )
+        raw_runs.append(timed_chunks(raw, matrices))
+        # For reference: the same booster on one thread. On a shared 2-core machine whose other
+        # core is busy, two OpenMP threads can be slower than one, and the ratio above moves.
+        booster.set_param({"nthread": 1})
+        one_thread_runs.append(timed_chunks(raw, matrices))
+        booster.set_param({"nthread": threads})
         console.print(
             f"run {i + 1}: end to end {runs[-1]['seconds']:.2f} s "
             f"({runs[-1]['cpu_seconds']:.2f} CPU s), raw {raw_runs[-1][0]:.2f} s "
@@ -138,6 +146,7 @@ def main() -> None:
         )
     e2e = min(runs, key=lambda r: r["seconds"])
     raw_seconds, raw_cpu = min(raw_runs)
+    one_seconds, one_cpu = min(one_thread_runs)
 
     rows = args.rows
     raw_rate = rows / raw_seconds
@@ -170,6 +179,14 @@ def main() -> None:
         f"{raw_cpu:.2f}",
         "-",
     )
+    table.add_row(
+        "raw booster.inplace_predict, 1 thread (reference)",
+        f"{one_seconds:.2f}",
+        f"{rows / one_seconds:,.0f}",
+        f"{raw_seconds / one_seconds:.0%}",
+        f"{one_cpu:.2f}",
+        "-",
+    )
     console.print(table)
     ratio = e2e["rows_per_s"] / raw_rate
     console.print(
@@ -180,7 +197,8 @@ def main() -> None:
     console.print(
         f"CPU time per row: end to end {e2e['cpu_seconds'] / raw_cpu:.2f}x raw inplace_predict "
         f"(the load-independent view: {threads} cores could at best hide the part that is not "
-        f"the booster's behind it); load average {os.getloadavg()[0]:.1f}"
+        f"the booster's behind it); {e2e['cpu_seconds'] / one_cpu:.2f}x the booster's on one "
+        f"thread; load average {os.getloadavg()[0]:.1f}"
     )
     assert np.isfinite(ratio)
     shutil.rmtree(work)

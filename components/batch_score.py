@@ -167,7 +167,10 @@ def total_rows(uri: str) -> int | None:
     if _is_csv(uri):
         return None
     with fsspec.open(uri, "rb") as fh:
-        return pq.ParquetFile(fh).metadata.num_rows
+        try:
+            return pq.ParquetFile(fh).metadata.num_rows
+        except pa.ArrowInvalid as e:
+            raise InvalidInputError(f"{uri} is not a Parquet file (or a .csv): {e}") from e
 
 
 # --- scoring ------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ is "significant", so the effect-size floor keeps the false-alarm rate down.
 
 from __future__ import annotations
 
+import collections
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -60,6 +61,9 @@ class FeatureProfile:
             idx = np.searchsorted(np.asarray(self.edges), x[~missing], side="left")
             counts = np.bincount(idx, minlength=len(self.edges) + 1).astype(float)
             return np.append(counts, missing.sum())
+        counted = _text_counts(values, self.categories)
+        if counted is not None:
+            return counted
         s = pd.Series(values, copy=False)
         index = pd.Index(self.categories)
         codes = index.get_indexer(s)  # a hash lookup; most values are known category strings
@@ -76,6 +80,21 @@ class FeatureProfile:
         counts = np.bincount(codes[codes >= 0], minlength=len(self.categories)).astype(float)
         other = float((codes == -1).sum())
         return np.concatenate([counts, [other, missing]])
+
+
+def _text_counts(values: np.ndarray | pd.Series, categories: tuple[str, ...]) -> np.ndarray | None:
+    """Bucket counts of a column of str and None only (the predictor's rows), counted per distinct
+    value (`collections.Counter` counts in C) and each value looked up once; None when the column
+    holds anything else (numbers, NaN, pandas' NA), which the general path handles."""
+    counts = collections.Counter(values.tolist())
+    if not all(type(v) is str or v is None for v in counts):
+        return None
+    out = np.zeros(len(categories) + 2)
+    slot = {c: k for k, c in enumerate(categories)}
+    other, missing = len(categories), len(categories) + 1
+    for value, n in counts.items():
+        out[missing if value is None else slot.get(value, other)] += n
+    return out
 
 
 def as_float(values: np.ndarray | pd.Series) -> np.ndarray:

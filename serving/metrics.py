@@ -11,6 +11,7 @@ Names and labels are a contract with the canary analysis and the drift monitor; 
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Iterable, Iterator
 
@@ -152,15 +153,17 @@ class PredictionStatistics(Collector):
         )
         cat_updates = []
         for i in self.categorical_idx:
+            # Counted per distinct value (Counter counts in C), then each value looked up once.
             index = self.category_index[i]
             other = len(index)
-            codes = np.fromiter(
-                (index.get(v, other) for v in rows[:, i] if v is not None),
-                dtype=np.intp,
-            )
-            cat_updates.append(
-                (i, rows.shape[0] - codes.size, np.bincount(codes, minlength=other + 1))
-            )
+            counts = np.zeros(other + 1, dtype=np.int64)
+            n_missing = 0
+            for value, count in collections.Counter(rows[:, i].tolist()).items():
+                if value is None:
+                    n_missing = count
+                else:
+                    counts[index.get(value, other)] += count
+            cat_updates.append((i, n_missing, counts))
         with self._lock:
             self.prob_counts += prob_bins
             self.prob_sum += float(probabilities.sum())

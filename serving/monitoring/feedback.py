@@ -120,9 +120,14 @@ def live_quality_for_task(
 
 @dataclass
 class _Pending:
+    """One request's predictions waiting for labels: whole arrays, not an object per row, so a
+    100-row request costs the store one entry."""
+
     version: str
-    probability: float
-    row: np.ndarray
+    probabilities: np.ndarray
+    rows: np.ndarray
+    waiting: np.ndarray  # bool per row: neither labelled nor evicted yet
+    live: int  # waiting.sum()
 
 
 class FeedbackStore:
@@ -149,7 +154,9 @@ class FeedbackStore:
         self.threshold = threshold
         self.min_labelled = min_labelled
         self._lock = threading.Lock()
-        self._pending: OrderedDict[tuple[str, int], _Pending] = OrderedDict()
+        # request id -> its rows, oldest first; `_pending_rows` counts the rows still waiting.
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._pending_rows = 0
         # per version: deque of (label, probability, row)
         self._labelled: dict[str, deque[tuple[int, float, np.ndarray]]] = {}
         self._labels_total: dict[str, int] = {}
@@ -164,32 +171,57 @@ class FeedbackStore:
         model_version: str,
     ) -> None:
         probs = np.asarray(probabilities)  # one positive-class probability per row (the contract)
-        if isinstance(request_ids, str):
-            keys = [(request_ids, i) for i in range(len(rows))]
-        else:
-            keys = [(str(r), 0) for r in request_ids]
         version = str(model_version)
+        if isinstance(request_ids, str):
+            blocks = [(request_ids, rows, probs)]
+        else:  # one id per row, each its own request (row 0)
+            blocks = [
+                (str(r), rows[i : i + 1], probs[i : i + 1]) for i, r in enumerate(request_ids)
+            ]
         with self._lock:
-            for key, p, row in zip(keys, probs, rows, strict=False):
-                self._pending[key] = _Pending(version, float(p), row)
-            while len(self._pending) > self.max_pending:
-                self._pending.popitem(last=False)
+            for key, block_rows, block_probs in blocks:
+                n = len(block_rows)
+                old = self._pending.get(key)
+                if old is not None:  # the same id again: its new rows replace the old ones
+                    self._pending_rows -= old.live
+                self._pending[key] = _Pending(
+                    version, block_probs, block_rows, np.ones(n, dtype=bool), n
+                )
+                self._pending_rows += n
+            self._evict()
+
+    def _evict(self) -> None:
+        """Drop the oldest waiting rows beyond `max_pending` (the lock is held)."""
+        while self._pending_rows > self.max_pending:
+            key, oldest = next(iter(self._pending.items()))
+            drop = np.flatnonzero(oldest.waiting)[: self._pending_rows - self.max_pending]
+            oldest.waiting[drop] = False
+            oldest.live -= len(drop)
+            self._pending_rows -= len(drop)
+            if oldest.live == 0:
+                del self._pending[key]
 
     # --- labels --------------------------------------------------------------------------------
     def add_label(self, request_id: str, label: Any, row: int = 0) -> str:
         """Record the ground truth of one scored row; returns the version that scored it."""
         value = self._encode(label, request_id)
         with self._lock:
-            pending = self._pending.pop((str(request_id), int(row)), None)
-            if pending is None:
+            key, row = str(request_id), int(row)
+            pending = self._pending.get(key)
+            if pending is None or not 0 <= row < len(pending.waiting) or not pending.waiting[row]:
                 self._rejected["unknown_request"] = self._rejected.get("unknown_request", 0) + 1
                 raise UnknownPrediction(
                     f"no prediction is waiting for a label under request id {request_id!r} "
                     f"(row {row}): unknown, already labelled, or evicted after "
                     f"{self.max_pending} newer predictions"
                 )
+            pending.waiting[row] = False
+            pending.live -= 1
+            self._pending_rows -= 1
+            if pending.live == 0:
+                del self._pending[key]
             window = self._labelled.setdefault(pending.version, deque(maxlen=self.window))
-            window.append((value, pending.probability, pending.row))
+            window.append((value, float(pending.probabilities[row]), pending.rows[row]))
             self._labels_total[pending.version] = self._labels_total.get(pending.version, 0) + 1
             return pending.version
 
@@ -240,7 +272,7 @@ class FeedbackStore:
 
     def pending(self) -> int:
         with self._lock:
-            return len(self._pending)
+            return self._pending_rows
 
     def labelled_frame(
         self, feature_names: Sequence[str], target: str, version: str | None = None

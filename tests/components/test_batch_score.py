@@ -24,6 +24,7 @@ from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
 from mlops_core.drift import profile_reference
 from mlops_core.errors import InvalidInputError
 from mlops_core.registry import ModelRegistry
+from mlops_core.schema import SchemaError
 
 MODEL = "churn"
 
@@ -134,6 +135,17 @@ def test_chunks_never_exceed_the_bound(tmp_path: Path) -> None:
 def test_a_missing_input_is_a_user_error(registry, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="does not exist"):
         score_batch(_params(registry[0], tmp_path / "nope.parquet", tmp_path / "o.parquet"))
+
+
+def test_errors_found_while_reading_reach_the_caller(registry, tmp_path: Path) -> None:
+    # A file that is not Parquet, or lacks a feature column: a user error naming it.
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(InvalidInputError, match="is not a Parquet file"):
+        score_batch(_params(registry[0], tmp_path / "junk.parquet", tmp_path / "o.parquet"))
+    df = _input(tmp_path / "in.parquet", broken=False)
+    df.drop(columns=[CHURN_SCHEMA.features[0].name]).to_parquet(tmp_path / "short.parquet")
+    with pytest.raises(SchemaError, match="lacks feature column"):
+        score_batch(_params(registry[0], tmp_path / "short.parquet", tmp_path / "o.parquet"))
 
 
 def test_scored_output_feeds_the_drift_comparison(registry, tmp_path: Path) -> None:

@@ -183,3 +183,16 @@ def test_thresholds_decide_the_verdict(reference: ReferenceProfile) -> None:
     strict = compare(reference, current)
     lax = compare(reference, current, thresholds=DriftThresholds(psi=50, ks_statistic=1.0))
     assert strict.drifted and not lax.drifted
+
+
+def test_text_columns_are_counted_as_the_general_path_counts_them() -> None:
+    # The predictor's rows (str and None only) take a per-distinct-value count; any other column
+    # (here the same values with one number among them) goes through pandas. Same buckets.
+    profile = profile_categorical("pay", pd.Series(["card", "bank", "card", "cash"]))
+    values = ["card", None, "crypto", "bank", "card", None, "cash", "card"] * 50
+    fast = profile.bucket_counts(np.array(values, dtype=object))
+    general = profile.bucket_counts(np.array([*values, 7], dtype=object))
+    cats = list(profile.categories)
+    expected = [values.count(c) for c in cats] + [50, 100]  # OTHER: "crypto"; missing: None
+    assert fast.tolist() == expected
+    assert general.tolist() == [*expected[:-2], 51, 100]  # 7 -> "7": an unseen category

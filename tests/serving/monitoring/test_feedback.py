@@ -148,3 +148,26 @@ def test_live_quality_metrics_exported(pipeline) -> None:
     assert acc.labels == {"model": "churn", "version": "1"}
     assert acc.value == pytest.approx(store.quality("1").accuracy)
     assert families["mlops_feedback_labels"].samples[0].value == 500
+
+
+def test_rows_of_one_request_are_labelled_and_evicted_one_by_one() -> None:
+    store = FeedbackStore(model="churn", max_pending=8)
+    X = model_input(generate_churn(10, seed=8), CHURN_SCHEMA)
+    store.observe(X[:5], np.linspace(0.1, 0.5, 5), "old", "1")
+    assert store.add_label("old", 1, row=3) == "1"
+    with pytest.raises(UnknownPrediction):
+        store.add_label("old", 1, row=3)  # labelled already
+    with pytest.raises(UnknownPrediction):
+        store.add_label("old", 1, row=5)  # no such row
+    store.observe(X[5:10], np.full(5, 0.9), "new", "2")  # 4 + 5 waiting: the oldest row goes
+    assert store.pending() == 8
+    with pytest.raises(UnknownPrediction, match="evicted"):
+        store.add_label("old", 0, row=0)
+    store.add_label("old", 0, row=1)
+    store.add_label("new", 1, row=4)
+    assert store.pending() == 6
+    frame = store.labelled_frame(CHURN_SCHEMA.feature_names, CHURN_SCHEMA.target)
+    assert frame["churned"].tolist() == [1, 0, 1]
+    np.testing.assert_allclose(
+        frame["monthly_charges"].astype(float), X[[3, 1, 9], 1].astype(float)
+    )
