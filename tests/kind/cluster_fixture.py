@@ -85,7 +85,7 @@ def kind_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindClust
     stages = Path.home() / ".cache/mlops-platform/logs/stages.tsv"
     mark = len(stages.read_text().splitlines()) if stages.exists() else 0
     env = os.environ | {"PYTHON_BIN": sys.executable}
-    built = run("offline build", ["make", "offline-build"], env=env)
+    built = run("offline build", ["make", "--no-print-directory", "offline-build"], env=env)
     for _, stage, how, seconds in _stage_lines_since(mark):
         FACTS[f"build stage {stage}"] = f"{seconds} s ({how})"
     env_file = Path(built.stdout.strip().splitlines()[-1])
