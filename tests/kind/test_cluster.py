@@ -420,11 +420,12 @@ FAST_POLICY = {
 }
 
 
-def opt_in_with_a_fast_policy() -> None:
+def opt_in_with_a_fast_policy(**overrides: float) -> None:
     """The operator section's step 1: the InferenceService opts in, with an inline policy."""
+    policy = FAST_POLICY | overrides
     kubectl(
         "annotate", "isvc", MODEL, "-n", NAMESPACE, "--overwrite",
-        f"mlops.platform/rollout-policy={json.dumps(FAST_POLICY)}",
+        f"mlops.platform/rollout-policy={json.dumps(policy)}",
     )  # fmt: skip
 
 
@@ -483,16 +484,17 @@ def test_the_in_cluster_controller_promotes_a_good_version_started_with_kubectl(
 ) -> None:
     """The operator's view end to end: a good version put in front of traffic with the README's
     kubectl command alone, stepped up and promoted by the controller, visible in Events and the
-    rollout-status annotation. The good version is v2's training again (same rows and seed, so
-    the same predictions): a model retrained on other rows can differ enough in its confident
-    tail for the predictions check to hold it back (seen here: PSI 0.83 for seed 4 against v2),
-    which is that check's job, not what this test is about."""
+    rollout-status annotation. The test's models are trained on 3k rows, and two such retrains
+    differ in their predicted probabilities by PSI 0.2-0.8 (seen here: 0.83 for another seed, 0.59
+    for v2's own seed run again; the policy's default tolerance, 0.2, is set for 20k-row models,
+    which differ by ~0.02). So the good version's rollout tolerates PSI 1.5, as an operator would
+    for such small models; the inverted v3 diverged by PSI 3.2, and that check is tested apart."""
     from tests.kind.cluster_harness import FACTS
 
-    opt_in_with_a_fast_policy()
+    opt_in_with_a_fast_policy(max_prediction_divergence=1.5)
     wait_for("no model pod in motion", lambda: not pods_in_motion(), timeout=300)
     promoted_before = len(events("CanaryPromoted"))
-    good = register_good(store, "register v2's training again", seed=2)
+    good = register_good(store, "register version 4", seed=4)
     start = subprocess.run(
         ["bash", "-c", KUBECTL_CANARY_START],
         env=os.environ
