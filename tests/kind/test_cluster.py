@@ -347,6 +347,23 @@ kubectl --context kind-${KIND_TEST_CLUSTER:-mlops-test} -n $NS get isvc $ISVC -o
 """
 
 
+def start_canary_with_kubectl(version: str) -> None:
+    """The README operator section's command: a spec.canary entry added with kubectl alone."""
+    start = subprocess.run(
+        ["bash", "-c", KUBECTL_CANARY_START],
+        env=os.environ
+        | {
+            "NS": NAMESPACE,
+            "ISVC": MODEL,
+            "V": version,
+            "URI": f"{REGISTRY}/{MODEL}/versions/{version}",
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert start.returncode == 0, start.stderr
+
+
 def register_inverted(store: Store, label: str, seed: int) -> str:
     """A deliberately bad version (trained on inverted labels), registered into the cluster's store."""
     code = (
@@ -446,15 +463,7 @@ def test_the_in_cluster_controller_rolls_a_bad_version_back_on_prometheus_figure
     )
     stable_before = stable_pods()
     bad = register_inverted(store, "register version 3 (inverted labels)", seed=3)
-    # The README operator section's command: a spec.canary entry added with kubectl alone.
-    start = subprocess.run(
-        ["bash", "-c", KUBECTL_CANARY_START],
-        env=os.environ
-        | {"NS": NAMESPACE, "ISVC": MODEL, "V": bad, "URI": f"{REGISTRY}/{MODEL}/versions/{bad}"},
-        capture_output=True,
-        text=True,
-    )
-    assert start.returncode == 0, start.stderr
+    start_canary_with_kubectl(bad)
     entry = isvc()["spec"]["canary"][0]
     assert (entry["predictor"]["name"], entry["trafficPercent"]) == (f"v{bad}", 10)
     with Traffic() as traffic:
@@ -473,8 +482,8 @@ def test_the_in_cluster_controller_rolls_a_bad_version_back_on_prometheus_figure
     # The rollout's bookkeeping never restarted the stable model's pods.
     assert stable_pods() == stable_before
     wait_for("all traffic back on v2", lambda: measure_split(40) == {"2": 40}, timeout=180)
-    # The bad version answered (it is wrong, not broken). Seen here: 1 request of 253 got a 502
-    # from the gateway as the canary's pod stopped at the rollback (no pre-stop drain yet).
+    # The bad version answered (it is wrong, not broken). Seen here before the pre-stop drain: 1
+    # request of 253 got a 502 from the gateway as the canary's pod stopped at the rollback.
     served = sum(traffic.statuses.values())
     assert traffic.statuses[200] >= 0.99 * served, traffic.statuses
 
@@ -495,14 +504,7 @@ def test_the_in_cluster_controller_promotes_a_good_version_started_with_kubectl(
     wait_for("no model pod in motion", lambda: not pods_in_motion(), timeout=300)
     promoted_before = len(events("CanaryPromoted"))
     good = register_good(store, "register version 4", seed=4)
-    start = subprocess.run(
-        ["bash", "-c", KUBECTL_CANARY_START],
-        env=os.environ
-        | {"NS": NAMESPACE, "ISVC": MODEL, "V": good, "URI": f"{REGISTRY}/{MODEL}/versions/{good}"},
-        capture_output=True,
-        text=True,
-    )
-    assert start.returncode == 0, start.stderr
+    start_canary_with_kubectl(good)
     started = time.monotonic()
     with Traffic() as traffic:
         wait_for(
