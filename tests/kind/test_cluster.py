@@ -217,6 +217,48 @@ def measure_split(n: int = 400) -> collections.Counter[str]:
     return counts
 
 
+def routes_observed() -> bool:
+    """Every HTTPRoute of the model is Accepted at its current generation by the gateway."""
+    routes = kube_json("get", "httproute", "-n", NAMESPACE)["items"]
+    mine = [r for r in routes if r["metadata"]["name"].startswith(MODEL)]
+    return bool(mine) and all(
+        any(
+            c["type"] == "Accepted"
+            and c["status"] == "True"
+            and c.get("observedGeneration") == r["metadata"]["generation"]
+            for c in parent.get("conditions", [])
+        )
+        for r in mine
+        for parent in (r.get("status", {}).get("parents") or [{}])
+    )
+
+
+def gateway_serves(version: str) -> float:
+    """Seconds until the gateway answers one request from `version`.
+
+    KServe reports a canary ready when its Deployment is; Traefik routes to it once it has read
+    the new endpoints (about a second here, longer under load), so a split measured at once
+    would count the old routing.
+    """
+    start = time.monotonic()
+    rows = instances(1, 4)
+
+    def served() -> bool:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{GATEWAY_PORT}", headers={"Host": host()}, timeout=30
+        ) as http:
+            return any(
+                http.post(f"/v1/models/{MODEL}:predict", json={"instances": rows}).headers.get(
+                    "x-model-version"
+                )
+                == version
+                for _ in range(20)
+            )
+
+    wait_for(f"the gateway to route to v{version}", served, timeout=120, interval=0.5)
+    return time.monotonic() - start
+
+
 def within_sampling_error(canary: int, n: int, percent: int) -> bool:
     """|observed - expected| within 4 standard deviations of a binomial(n, p)."""
     p = percent / 100
@@ -322,6 +364,9 @@ def test_canary_split_at_the_gateway_matches_each_step_and_promotion_retargets(
             lambda p=percent: act.status().observed_canary_percent == p,
             timeout=300,
         )
+        wait_for(f"the gateway to accept the route at {percent}%", routes_observed, timeout=120)
+        if percent == steps[0]:
+            FACTS["gateway routes to a new canary (s after Ready)"] = f"{gateway_serves('2'):.1f}"
         n = 400
         counts = measure_split(n)
         FACTS[f"split at {percent}% (v2 of {n})"] = str(counts["2"])
