@@ -87,6 +87,10 @@ overlay() {
     echo "resources:"
     echo "- $base"
     [[ $KFP_IMAGES == local ]] && local_overlay
+    if small_node; then
+      [[ $KFP_IMAGES == local ]] || echo "patches:"
+      small_node_overlay
+    fi
   } >"$dir/kustomization.yaml"
   echo "$dir"
 }
@@ -167,6 +171,38 @@ volume_owner_patch() {
           capabilities: {drop: [ALL], add: [CHOWN]}}
         volumeMounts: [{name: $2, mountPath: "$3"}]
 EOF
+}
+
+# KFP_SMALL_NODE=auto (default): on when the cluster's nodes have 2 CPUs or fewer in all. There,
+# the release's CPU requests (API server 250m, persistence agent 120m, Argo 100m, database 100m)
+# with Kubernetes' own and the platform's leave no room for a run's driver pod (100m): it stays
+# Pending ("Insufficient cpu"). On, they request SMALL_NODE_CPU each; their limits are unchanged.
+KFP_SMALL_NODE=${KFP_SMALL_NODE:-auto}
+SMALL_NODE_CPU=${SMALL_NODE_CPU:-20m}
+
+small_node() {
+  [[ $KFP_SMALL_NODE == auto ]] || { [[ $KFP_SMALL_NODE == 1 ]]; return; }
+  local millis
+  millis=$(kubectl get nodes -o jsonpath='{range .items[*]}{.status.allocatable.cpu}{"\n"}{end}' 2>/dev/null |
+    awk '/m$/ {sub("m", ""); t += $1; next} {t += $1 * 1000} END {print t + 0}')
+  ((millis > 0 && millis <= 2000))
+}
+
+# request_patch DEPLOYMENT CONTAINER: its first container's CPU request set to SMALL_NODE_CPU.
+request_patch() {
+  cat <<EOF
+- target: {group: apps, version: v1, kind: Deployment, name: $1}
+  patch: |-
+    - {op: test, path: /spec/template/spec/containers/0/name, value: $2}
+    - {op: replace, path: /spec/template/spec/containers/0/resources/requests/cpu, value: $SMALL_NODE_CPU}
+EOF
+}
+
+small_node_overlay() {
+  request_patch ml-pipeline ml-pipeline-api-server
+  request_patch ml-pipeline-persistenceagent ml-pipeline-persistenceagent
+  request_patch workflow-controller workflow-controller
+  request_patch mysql mysql
 }
 
 render() {

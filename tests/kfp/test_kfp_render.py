@@ -30,12 +30,12 @@ LEFT_OUT = {
 
 @pytest.fixture(scope="module")
 def release() -> list[dict]:
-    return render("release")
+    return render("release", KFP_SMALL_NODE="0")
 
 
 @pytest.fixture(scope="module")
 def local() -> list[dict]:
-    return render("local", SEAWEEDFS_IMAGE="example.local/seaweedfs:test")
+    return render("local", SEAWEEDFS_IMAGE="example.local/seaweedfs:test", KFP_SMALL_NODE="0")
 
 
 def deployments(docs: list[dict]) -> dict[str, dict]:
@@ -121,3 +121,27 @@ def test_stateful_pods_own_their_hostpath_volume_first(local: list[dict]) -> Non
         [init] = spec["initContainers"]
         assert init["command"][:2] == ["chown", f"{uid}:{uid}"]
         assert init["volumeMounts"][0]["mountPath"] == init["command"][2]
+
+
+SMALL_NODE = {
+    "ml-pipeline": "ml-pipeline-api-server",
+    "ml-pipeline-persistenceagent": "ml-pipeline-persistenceagent",
+    "workflow-controller": "workflow-controller",
+    "mysql": "mysql",
+}
+
+
+@pytest.mark.parametrize("images", ["local", "release"])
+def test_a_small_node_lowers_only_the_cpu_requests(images: str, release: list[dict]) -> None:
+    small = deployments(render(images, KFP_SMALL_NODE="1"))
+    full = deployments(release)
+    for name, container in SMALL_NODE.items():
+        [first, *_] = small[name]["spec"]["template"]["spec"]["containers"]
+        upstream = full[name]["spec"]["template"]["spec"]["containers"][0]
+        assert first["name"] == container
+        assert first["resources"]["requests"]["cpu"] == "20m"
+        assert upstream["resources"]["requests"]["cpu"] != "20m"
+        assert first["resources"].get("limits") == upstream["resources"].get("limits")
+        assert (
+            first["resources"]["requests"]["memory"] == upstream["resources"]["requests"]["memory"]
+        )
