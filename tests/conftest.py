@@ -32,6 +32,8 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
 
 # A test that needs a trained, registered model or a running model server is slow.
 SLOW_FIXTURES = frozenset({"registered", "server", "mnt_models_server"})
+# The kind cluster's, and KFP's on it (kfp_cluster asks for kind_cluster when it runs).
+CLUSTER_FIXTURES = frozenset({"kind_cluster", "kfp_cluster"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,11 +41,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
     # The kind cluster (about 8 GiB and a share of both cores while it is up) lives from its first
-    # test to the session's end: its tests go last, so no other test runs beside it.
-    on_cluster = [i for i in items if "kind_cluster" in getattr(i, "fixturenames", ())]
+    # test to the session's end: its tests go last, so no other test runs beside it. On it, the
+    # kind tests (which start from an empty registry) go first, then KFP's, then the tests marked
+    # `cluster_teardown` (a second `make deploy`, `make undeploy`).
+    on_cluster = [i for i in items if CLUSTER_FIXTURES & set(getattr(i, "fixturenames", ()))]
     if on_cluster:
         rest = [i for i in items if i not in set(on_cluster)]
-        items[:] = rest + on_cluster
+        items[:] = rest + sorted(on_cluster, key=_order_on_cluster)
+
+
+def _order_on_cluster(item: pytest.Item) -> int:
+    if item.get_closest_marker("cluster_teardown"):
+        return 2
+    return 1 if item.get_closest_marker("kfp") else 0
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,7 @@ def golden() -> tuple[dict, dict]:
 
 @pytest.fixture(scope="module")
 def installed() -> dict[tuple[str, str], dict]:
-    docs = render("local", SEAWEEDFS_IMAGE="example.local/seaweedfs:test")
+    docs = render("local", SEAWEEDFS_IMAGE="example.local/seaweedfs:test", KFP_SMALL_NODE="0")
     return {(d["kind"], d["metadata"]["name"]): d for d in docs}
 
 

@@ -584,12 +584,14 @@ def register_good(store: Store, label: str, seed: int) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.cluster_teardown
 def test_make_deploy_twice_succeeds(kind_cluster) -> None:  # type: ignore[no-untyped-def]
     from tests.kind.cluster_fixture import DEPLOY_STEPS
 
     kind_cluster.make("make deploy (again)", "deploy", DEPLOY_STEPS=DEPLOY_STEPS)
 
 
+@pytest.mark.cluster_teardown
 def test_make_undeploy_leaves_nothing_of_the_project(kind_cluster, version_one: str) -> None:  # type: ignore[no-untyped-def]
     kind_cluster.make("make undeploy", "undeploy")
     left = kubectl(
