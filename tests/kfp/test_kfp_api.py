@@ -111,22 +111,34 @@ def object_store(cluster: KfpCluster) -> Iterator[Any]:
         )
 
 
-# MLMD's own client, in the cluster's MLMD server pod (its image carries ml-metadata).
-MLMD_URIS = r"""
+# MLMD's own client, in the cluster's MLMD server pod (its image carries ml-metadata): each task's
+# output artifacts in the run's context, as the UI finds them (KFP 2.17's run API leaves
+# task_details[].outputs empty; the launcher records artifacts in MLMD only).
+MLMD_OUTPUTS = r"""
 import json, sys
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 store = metadata_store.MetadataStore(pb.MetadataStoreClientConfig(host="127.0.0.1", port=8080))
+run = store.get_context_by_type_and_name("system.PipelineRun", sys.argv[1])
+executions = store.get_executions_by_context(run.id)
+events = [e for e in store.get_events_by_execution_ids([x.id for x in executions])
+          if e.type == pb.Event.OUTPUT and e.path.steps]
+artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
 types = {t.id: t.name for t in store.get_artifact_types()}
-print(json.dumps({a.id: [types[a.type_id], a.uri] for a in store.get_artifacts_by_id(
-    [int(i) for i in sys.argv[1:]])}))
+tasks = {x.id: x.custom_properties["task_name"].string_value for x in executions}
+out = {}
+for e in events:
+    a = artifacts[e.artifact_id]
+    out.setdefault(tasks[e.execution_id], {})[e.path.steps[0].key] = [types[a.type_id], a.uri]
+print(json.dumps(out))
 """
 
 
-def artifact_uris(cluster: KfpCluster, ids: list[int]) -> dict[str, list[str]]:
+def run_outputs(cluster: KfpCluster, run_id: str) -> dict[str, dict[str, list[str]]]:
+    """{task: {output: [artifact type, uri]}} of a run, from the cluster's MLMD server."""
     out = cluster.kubectl(
-        "exec", "-n", "kubeflow", "deploy/metadata-grpc-deployment", "--",
-        "/opt/mlmd/bin/python", "-c", MLMD_URIS, *map(str, ids),
+        "exec", "-n", "kubeflow", "deploy/metadata-grpc-deployment", "-c", "container", "--",
+        "/opt/mlmd/bin/python", "-c", MLMD_OUTPUTS, run_id,
     ).stdout  # fmt: skip
     return json.loads(out.strip().splitlines()[-1])
 
@@ -173,19 +185,12 @@ def test_a_run_with_the_ui_defaults_trains_registers_and_deploys(
     assert container["image"] == defaults["serving_image"]
     # The UI's metrics come from these artifacts: the evaluate step's Metrics (ROC AUC) and
     # ClassificationMetrics (confusion matrix); the validate step's Markdown report.
-    evaluate, validate = tasks_by_name(done)["evaluate"], tasks_by_name(done)["validate"]
-    ids = {
-        name: lst.artifact_ids[0]
-        for task in (evaluate, validate)
-        for name, lst in (task.outputs or {}).items()
-    }
-    uris = artifact_uris(kfp_cluster, [ids["metrics"], ids["classification"], ids["report"]])
-    assert [uris[str(ids[n])][0] for n in ("metrics", "classification", "report")] == [
-        "system.Metrics",
-        "system.ClassificationMetrics",
-        "system.Markdown",
-    ]
-    assert "**Status: PASSED**" in read_artifact(kfp_cluster, uris[str(ids["report"])][1])
+    outputs = run_outputs(kfp_cluster, run.run_id)
+    assert outputs["evaluate"]["metrics"][0] == "system.Metrics"
+    assert outputs["evaluate"]["classification"][0] == "system.ClassificationMetrics"
+    kind, uri = outputs["validate"]["report"]
+    assert kind == "system.Markdown"
+    assert "**Status: PASSED**" in read_artifact(kfp_cluster, uri)
 
 
 def test_make_run_submits_and_the_run_succeeds(kfp_cluster: KfpCluster, client: Any) -> None:
@@ -244,8 +249,7 @@ def test_broken_data_fails_the_run_and_keeps_the_validation_report(
     assert "train" not in tasks or tasks["train"].state != "SUCCEEDED"
     # The report is the validate step's output (a failed KFP task keeps none of its outputs).
     assert tasks["validate"].state == "SUCCEEDED", states(done)
-    [report_id] = tasks["validate"].outputs["report"].artifact_ids
-    kind, uri = artifact_uris(kfp_cluster, [report_id])[str(report_id)]
+    kind, uri = run_outputs(kfp_cluster, run.run_id)["validate"]["report"]
     assert kind == "system.Markdown"
     report = read_artifact(kfp_cluster, uri)
     assert "**Status: FAILED**" in report
