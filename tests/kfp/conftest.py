@@ -5,7 +5,8 @@ fixture makes it with gateway, KServe, SeaweedFS, Prometheus and the project; KE
 keeps it). KFP_REUSE_CLUSTER=1 installs on a running cluster of that name instead of remaking it
 (a kept one, or one `make cluster deploy` made), after loading this checkout's images into it.
 KFP's images come from the local cache (`make kfp-images`): while it is cold the tests skip and
-say so, because building it takes longer than CI allows beside everything else.
+say so, because building it takes longer than CI allows beside everything else; MLOPS_KFP=0
+switches them off.
 
 Each install stage's time and the node's peak memory are printed at the end of the session.
 """
@@ -35,12 +36,12 @@ from tests.kind.cluster_fixture import write_stage_table
 
 @pytest.fixture(scope="session")
 def kfp_cluster(request: pytest.FixtureRequest) -> Iterator[KfpCluster]:
-    if os.environ.get("MLOPS_KFP") != "1":
-        # Opt-in until these tests have passed end to end on this machine's kind cluster: KFP's
-        # install and runs add about half an hour to a 2-core CI and have not been verified there.
-        pytest.skip("KFP on the kind cluster is opt-in until verified here: MLOPS_KFP=1 runs it")
+    if os.environ.get("MLOPS_KFP") == "0":
+        pytest.skip("MLOPS_KFP=0: the KFP cluster tests are switched off")
     missing = missing_images()
     if missing:
+        # Building them (make kfp-images, which make test-kfp runs first) takes longer cold than
+        # CI allows beside everything else.
         pytest.skip(f"KFP image cache is cold ({len(missing)} images missing): run make kfp-images")
     reuse = os.environ.get("KFP_REUSE_CLUSTER") == "1"
     if not reuse:

@@ -193,9 +193,83 @@ def test_a_run_with_the_ui_defaults_trains_registers_and_deploys(
     assert "**Status: PASSED**" in read_artifact(kfp_cluster, uri)
 
 
+def drifted_rows(n: int) -> list[dict[str, Any]]:
+    """Churn rows with the charges x2.5: a drift the stable version's monitor must flag."""
+    from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
+    from serving.v1_instances import v1_instances
+
+    df = generate_churn(n, seed=21).drop(columns=[CHURN_SCHEMA.target])
+    for col in ("monthly_charges", "total_charges"):
+        df[col] = (df[col] * 2.5).round(2)
+    return v1_instances(df)
+
+
+def test_the_in_cluster_retraining_trigger_starts_a_run_through_the_api(
+    kfp_cluster: KfpCluster, client: Any
+) -> None:
+    """The canary controller's Deployment (MLOPS_KFP_HOST: the cluster's KFP API) judges the model
+    servers' drift gauges from Prometheus and starts the training pipeline through KFP's API."""
+    import httpx
+
+    from serving.monitoring.cluster_trigger import RETRAINING_ANNOTATION
+    from tests.kind.cluster_harness import GATEWAY_PORT
+
+    defaults = ui_defaults()
+    name, namespace = defaults["model_name"], defaults["namespace"]
+    isvc = json.loads(
+        kfp_cluster.kubectl("get", "isvc", name, "-n", namespace, "-o", "json").stdout
+    )
+    host = isvc["status"]["url"].split("://", 1)[1]
+    before = {r.run_id for r in client.list_runs(page_size=200).runs or []}
+    # Three drifting evaluations (one per 5 s at the servers' defaults) over 20 s.
+    policy = {"min_evaluations": 3, "sustain_s": 20, "cooldown_s": 3600}
+    kfp_cluster.kubectl(
+        "annotate", "--overwrite", "isvc", name, "-n", namespace,
+        f"{RETRAINING_ANNOTATION}={json.dumps(policy)}",
+    )  # fmt: skip
+    rows = drifted_rows(2000)
+    started = time.monotonic()
+    new: list[Any] = []
+    try:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{GATEWAY_PORT}", headers={"Host": host}, timeout=30
+        ) as http:
+            i = 0
+            while time.monotonic() - started < 600 and not new:
+                batch = rows[(i * 100) % len(rows) :][:100]
+                r = http.post(f"/v1/models/{name}:predict", json={"instances": batch})
+                assert r.status_code == 200, r.text
+                i += 1
+                if i % 20 == 0:
+                    runs = client.list_runs(page_size=200).runs or []
+                    new = [r for r in runs if r.run_id not in before]
+                time.sleep(0.5)
+        assert new, "the controller started no run within 10 minutes of drifted traffic"
+        FACTS["retraining trigger: drifted traffic to a KFP run"] = (
+            f"{time.monotonic() - started:.0f} s"
+        )
+        selector = f"reason=RetrainingTriggered,involvedObject.name={name}"
+        got = kfp_cluster.kubectl(
+            "get", "events", "-n", namespace, "--field-selector", selector, "-o", "json"
+        )  # fmt: skip
+        events = json.loads(got.stdout)["items"]
+        assert events, "no RetrainingTriggered Event on the InferenceService"
+        message = events[-1]["message"]
+        assert any(f"KFP run {r.run_id} started" in message for r in new), message
+    finally:
+        kfp_cluster.kubectl(
+            "annotate", "isvc", name, "-n", namespace, f"{RETRAINING_ANNOTATION}-", check=False
+        )
+        # The triggered run trains the golden pipeline like the defaults test: stop it here so it
+        # does not hold the 2 cores for the next tests.
+        for run in new:
+            client.terminate_run(run.run_id)
+
+
 def test_make_run_submits_and_the_run_succeeds(kfp_cluster: KfpCluster, client: Any) -> None:
     out = kfp_cluster.make("make run", "run")
-    run_id = re.search(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})", out)
+    # The CLI's own line (kfp.Client prints the experiment's link, with its ID, first).
+    run_id = re.search(r"submitted run ([0-9a-f-]{36}):", out)
     assert run_id, out
     done = wait_for_run(client, run_id.group(1), "make run")
     assert done.state == "SUCCEEDED", states(done)

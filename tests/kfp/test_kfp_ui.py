@@ -49,5 +49,5 @@ def test_ui_upload_run_and_results(kfp_cluster: KfpCluster, ui_python: str) -> N
     assert "roc_auc" in evaluate, evaluate[:3000]
     assert "confusion" in evaluate, evaluate[:3000]
     # The validate step's Markdown report, rendered in its Visualization tab.
-    validate = seen["validate"].get("Visualization", "")
+    validate = seen["validate"]["report"]
     assert "Data validation report" in validate and "Status: PASSED" in validate, validate[:3000]

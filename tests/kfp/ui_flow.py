@@ -44,14 +44,16 @@ def click(driver: webdriver.Chrome, css: str, timeout: float = 60) -> None:
 
 def upload(driver: webdriver.Chrome, base: str, package: Path, name: str) -> None:
     driver.get(f"{base}/#/pipelines")
-    click(driver, "#uploadBtn")
+    # KFP 2.17's pipeline list labels its newPipelineVersion button "Upload pipeline"
+    # (frontend/src/pages/PipelineList.tsx; lib/Buttons.ts gives it this id).
+    click(driver, "#createPipelineVersionBtn")
     field = WebDriverWait(driver, 60).until(
         ec.presence_of_element_located((By.ID, "newPipelineName"))
     )
     field.clear()
     field.send_keys(name)
     click(driver, "#localPackageBtn")
-    driver.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(package))
+    driver.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(package.resolve()))
     click(driver, "#createNewPipelineOrVersionBtn")
     WebDriverWait(driver, 120).until(lambda d: "/pipelines/details/" in d.current_url)
 
@@ -79,24 +81,24 @@ def wait_for_run(base: str, run_id: str) -> str:
     return state or "TIMEOUT"
 
 
-def open_node(driver: webdriver.Chrome, step: str, out: Path) -> dict[str, str]:
-    """Click a step in the run graph; the text (and a screenshot) of each of its side-panel tabs."""
-    node = driver.find_element(
-        By.XPATH, f"//*[contains(@class,'react-flow__node')][.//*[text()='{step}']]"
-    )
-    node.click()
-    seen: dict[str, str] = {}
-    for tab in ("Visualization", "Input/Output"):
-        links = driver.find_elements(
-            By.XPATH,
-            f"//button[normalize-space()='{tab}'] | //*[@role='tab'][normalize-space()='{tab}']",
-        )
-        if links:
-            links[0].click()
-            time.sleep(5)
-            driver.save_screenshot(str(out / f"{step}-{tab.split('/')[0].lower()}.png"))
-            seen[tab] = driver.find_element(By.TAG_NAME, "body").text[:6000]
-    return seen
+def open_artifact(driver: webdriver.Chrome, step: str, name: str, out: Path) -> str:
+    """Click a step's output artifact in the run graph; its Visualization tab (text, screenshot).
+
+    KFP 2.17's run graph shows each output artifact as a node of its own (test id
+    artifact.<step>.<name>); its side panel has the tabs Artifact Info and Visualization
+    (RuntimeNodeDetailsV2.tsx). The panel covers part of the graph, so it is closed after.
+    """
+    click_xpath(driver, f"//*[@data-testid='artifact.{step}.{name}']")
+    click_xpath(driver, "//button[normalize-space()='Visualization']")
+    time.sleep(5)  # the visualization loads the artifact from the object store
+    driver.save_screenshot(str(out / f"{step}-{name}.png"))
+    text = driver.find_element(By.TAG_NAME, "body").text[:6000]
+    click_xpath(driver, "//button[@aria-label='close']")
+    return text
+
+
+def click_xpath(driver: webdriver.Chrome, xpath: str, timeout: float = 60) -> None:
+    WebDriverWait(driver, timeout).until(ec.element_to_be_clickable((By.XPATH, xpath))).click()
 
 
 def show_run(driver: webdriver.Chrome, base: str, run_id: str, out: Path) -> dict[str, object]:
@@ -107,8 +109,11 @@ def show_run(driver: webdriver.Chrome, base: str, run_id: str, out: Path) -> dic
     time.sleep(5)  # the graph's node states come from MLMD after the run loads
     driver.save_screenshot(str(out / "run-graph.png"))
     seen: dict[str, object] = {"graph_text": driver.find_element(By.TAG_NAME, "body").text[:2000]}
-    for step in ("validate", "evaluate"):
-        seen[step] = open_node(driver, step, out)
+    # validate's Markdown report; evaluate's Metrics (ROC AUC) and ClassificationMetrics.
+    seen["validate"] = {"report": open_artifact(driver, "validate", "report", out)}
+    seen["evaluate"] = {
+        name: open_artifact(driver, "evaluate", name, out) for name in ("metrics", "classification")
+    }
     return seen
 
 
