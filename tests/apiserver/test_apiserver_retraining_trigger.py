@@ -12,8 +12,7 @@ exactly one run through `kfp.Client`, and then stay in its cool-down while the d
 The KFP end is a local HTTP server answering the v2beta1 REST paths `kfp.Client` calls
 (tests/apiserver/kfp_api_standin.py reads them from the installed `kfp_server_api`) and recording
 each request: there is no KFP API server outside the kind cluster. The real-KFP path (the same
-`KfpRunLauncher` against the KFP API server in the cluster) is covered by tests/kfp (issue 16)
-once the cluster runs.
+`KfpRunLauncher` against the KFP API server in the cluster) is tests/kfp/test_kfp_api.py's.
 """
 
 from __future__ import annotations

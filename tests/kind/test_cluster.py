@@ -592,9 +592,8 @@ def test_make_deploy_twice_succeeds(kind_cluster) -> None:  # type: ignore[no-un
 
 
 @pytest.mark.cluster_teardown
-def test_make_undeploy_leaves_nothing_of_the_project(kind_cluster, version_one: str) -> None:  # type: ignore[no-untyped-def]
-    kind_cluster.make("make undeploy", "undeploy")
-    left = kubectl(
+def project_objects() -> list[str]:
+    return kubectl(
         "get",
         "all,secrets,configmaps,networkpolicies,serviceaccounts,roles,rolebindings,"
         "podmonitors,prometheuses,prometheusrules,inferenceservices",
@@ -604,6 +603,18 @@ def test_make_undeploy_leaves_nothing_of_the_project(kind_cluster, version_one: 
         "-o",
         "name",
     ).stdout.split()
+
+
+def test_make_undeploy_leaves_nothing_of_the_project(kind_cluster) -> None:  # type: ignore[no-untyped-def]
+    # What the session deployed (make deploy's objects, and the InferenceService the earlier tests
+    # served); no module fixture here: this test runs after KFP's, apart from its module's others.
+    from tests.kind.cluster_harness import FACTS
+
+    before = project_objects()
+    assert before, "make deploy left nothing labelled as the project's to undeploy"
+    FACTS["make undeploy: project objects before"] = str(len(before))
+    kind_cluster.make("make undeploy", "undeploy")
+    left = project_objects()
     assert not left, left
     for ns in (NAMESPACE, "monitoring"):
         gone = subprocess.run(
