@@ -591,7 +591,6 @@ def test_make_deploy_twice_succeeds(kind_cluster) -> None:  # type: ignore[no-un
     kind_cluster.make("make deploy (again)", "deploy", DEPLOY_STEPS=DEPLOY_STEPS)
 
 
-@pytest.mark.cluster_teardown
 def project_objects() -> list[str]:
     return kubectl(
         "get",
@@ -605,6 +604,7 @@ def project_objects() -> list[str]:
     ).stdout.split()
 
 
+@pytest.mark.cluster_teardown
 def test_make_undeploy_leaves_nothing_of_the_project(kind_cluster) -> None:  # type: ignore[no-untyped-def]
     # What the session deployed (make deploy's objects, and the InferenceService the earlier tests
     # served); no module fixture here: this test runs after KFP's, apart from its module's others.
