@@ -75,7 +75,8 @@ image_override() {
 }
 
 # overlay: a kustomization over env/platform-agnostic, written under the cache (it names paths of
-# this machine); with KFP_IMAGES=release it only adds nothing.
+# this machine): the local images and their patches (KFP_IMAGES=local), and the small node's
+# CPU requests (small_node); with neither it adds nothing.
 overlay() {
   local dir=$KFP_CACHE/overlay-$KFP_VERSION-$KFP_IMAGES base
   base=$(ref env/platform-agnostic)
@@ -86,20 +87,18 @@ overlay() {
     echo "kind: Kustomization"
     echo "resources:"
     echo "- $base"
-    [[ $KFP_IMAGES == local ]] && local_overlay
-    if small_node; then
-      [[ $KFP_IMAGES == local ]] || echo "patches:"
-      small_node_overlay
-    fi
+    [[ $KFP_IMAGES == local ]] && local_images
+    local patches
+    patches=$(
+      [[ $KFP_IMAGES == local ]] && local_patches
+      small_node && small_node_patches
+    )
+    [[ -z $patches ]] || printf 'patches:\n%s\n' "$patches"
   } >"$dir/kustomization.yaml"
   echo "$dir"
 }
 
-local_overlay() {
-  local argoexec driver launcher
-  argoexec=$(local_image argoexec)
-  driver=$(local_image driver)
-  launcher=$(local_image launcher)
+local_images() {
   echo "images:"
   image_override ghcr.io/kubeflow/kfp-api-server "$(local_image api-server)"
   image_override ghcr.io/kubeflow/kfp-persistence-agent "$(local_image persistence-agent)"
@@ -110,9 +109,18 @@ local_overlay() {
   image_override mysql "$(local_image mariadb)"
   # The wait-for-port init containers need sh and nc: the tools image has both.
   image_override docker.io/alpine "$(local_image tools)"
-  [[ -n $SEAWEEDFS_IMAGE ]] && image_override ghcr.io/chrislusf/seaweedfs "$SEAWEEDFS_IMAGE"
+  if [[ -n $SEAWEEDFS_IMAGE ]]; then
+    image_override ghcr.io/chrislusf/seaweedfs "$SEAWEEDFS_IMAGE"
+  fi
+}
+
+# local_patches: the `patches:` entries of the local images (a list's items, no header).
+local_patches() {
+  local argoexec driver launcher
+  argoexec=$(local_image argoexec)
+  driver=$(local_image driver)
+  launcher=$(local_image launcher)
   cat <<EOF
-patches:
 - target: {group: apps, version: v1, kind: Deployment, name: workflow-controller}
   patch: |-
     - {op: test, path: /spec/template/spec/containers/0/args/2, value: --executor-image}
@@ -198,7 +206,7 @@ request_patch() {
 EOF
 }
 
-small_node_overlay() {
+small_node_patches() {
   request_patch ml-pipeline ml-pipeline-api-server
   request_patch ml-pipeline-persistenceagent ml-pipeline-persistenceagent
   request_patch workflow-controller workflow-controller
