@@ -36,7 +36,6 @@ from kubernetes import client
 from components.deploy import deploy_model
 from components.inference_service import GROUP, PLURAL, VERSION, InferenceServiceSpec
 from components.train_and_register import train_and_register
-from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
 from mlops_core.registry import ModelRegistry
 from serving.canary.model_server_process import ModelServerProcess, mlops_executable
 from serving.monitoring.cluster_trigger import LAST_RETRAINING, RETRAINING_ANNOTATION
@@ -44,6 +43,7 @@ from serving.v1_instances import v1_instances
 from tests.apiserver.canary_harness import MODEL, prometheus_scraping
 from tests.apiserver.control_plane import service_account_api
 from tests.apiserver.kfp_api_standin import CREATE_RUN, kfp_api_standin
+from tests.drifted_traffic import churn_features, raise_charges
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.slow]
 CONTROLLER_ACCOUNT = "mlops-canary-controller"
@@ -61,11 +61,8 @@ class Traffic:
     """Sends rows to the server until stopped; `drifted` switches to shifted charges."""
 
     def __init__(self, url: str) -> None:
-        df = generate_churn(4000, seed=21).drop(columns=[CHURN_SCHEMA.target])
-        shifted = df.copy()
-        for col in ("monthly_charges", "total_charges"):
-            shifted[col] = (shifted[col] * 2.5).round(2)
-        self.pools = {False: v1_instances(df), True: v1_instances(shifted)}
+        df = churn_features(4000)
+        self.pools = {False: v1_instances(df), True: v1_instances(raise_charges(df))}
         self.drifted = False
         self.endpoint = f"{url}/v1/models/{MODEL}:predict"
         self.failures: list[str] = []

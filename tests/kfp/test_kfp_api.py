@@ -193,26 +193,15 @@ def test_a_run_with_the_ui_defaults_trains_registers_and_deploys(
     assert "**Status: PASSED**" in read_artifact(kfp_cluster, uri)
 
 
-def drifted_rows(n: int) -> list[dict[str, Any]]:
-    """Churn rows with the charges x2.5: a drift the stable version's monitor must flag."""
-    from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
-    from serving.v1_instances import v1_instances
-
-    df = generate_churn(n, seed=21).drop(columns=[CHURN_SCHEMA.target])
-    for col in ("monthly_charges", "total_charges"):
-        df[col] = (df[col] * 2.5).round(2)
-    return v1_instances(df)
-
-
 def test_the_in_cluster_retraining_trigger_starts_a_run_through_the_api(
     kfp_cluster: KfpCluster, client: Any
 ) -> None:
     """The canary controller's Deployment (MLOPS_KFP_HOST: the cluster's KFP API) judges the model
     servers' drift gauges from Prometheus and starts the training pipeline through KFP's API."""
-    import httpx
-
     from serving.monitoring.cluster_trigger import RETRAINING_ANNOTATION
-    from tests.kind.cluster_harness import GATEWAY_PORT
+    from serving.v1_instances import v1_instances
+    from tests.drifted_traffic import churn_features, raise_charges
+    from tests.kind.cluster_harness import gateway_client
 
     defaults = ui_defaults()
     name, namespace = defaults["model_name"], defaults["namespace"]
@@ -227,22 +216,20 @@ def test_the_in_cluster_retraining_trigger_starts_a_run_through_the_api(
         "annotate", "--overwrite", "isvc", name, "-n", namespace,
         f"{RETRAINING_ANNOTATION}={json.dumps(policy)}",
     )  # fmt: skip
-    rows = drifted_rows(2000)
+    rows = v1_instances(raise_charges(churn_features(2000)))
     started = time.monotonic()
     new: list[Any] = []
     try:
-        with httpx.Client(
-            base_url=f"http://127.0.0.1:{GATEWAY_PORT}", headers={"Host": host}, timeout=30
-        ) as http:
+        with gateway_client(host) as http:
             i = 0
             while time.monotonic() - started < 600 and not new:
                 batch = rows[(i * 100) % len(rows) :][:100]
-                r = http.post(f"/v1/models/{name}:predict", json={"instances": batch})
-                assert r.status_code == 200, r.text
+                answer = http.post(f"/v1/models/{name}:predict", json={"instances": batch})
+                assert answer.status_code == 200, answer.text
                 i += 1
                 if i % 20 == 0:
                     runs = client.list_runs(page_size=200).runs or []
-                    new = [r for r in runs if r.run_id not in before]
+                    new = [run for run in runs if run.run_id not in before]
                 time.sleep(0.5)
         assert new, "the controller started no run within 10 minutes of drifted traffic"
         FACTS["retraining trigger: drifted traffic to a KFP run"] = (

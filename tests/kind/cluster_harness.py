@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +76,13 @@ def kubectl(
         text=True,
         check=check,
         timeout=timeout,
+    )
+
+
+def gateway_client(host: str, timeout: float = 30) -> httpx.Client:
+    """A client of the gateway's node port, addressed (Host header) to one InferenceService."""
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{GATEWAY_PORT}", headers={"Host": host}, timeout=timeout
     )
 
 

@@ -26,6 +26,7 @@ from kubernetes import config as k8s_config
 from tests.kind.cluster_harness import (
     GATEWAY_PORT,
     ROOT,
+    gateway_client,
     kube_json,
     kubectl,
     port_forward,
@@ -122,9 +123,8 @@ def host() -> str:
 
 
 def gateway(path: str, payload: dict) -> httpx.Response:
-    return httpx.post(
-        f"http://127.0.0.1:{GATEWAY_PORT}{path}", json=payload, headers={"Host": host()}, timeout=30
-    )
+    with gateway_client(host()) as http:
+        return http.post(path, json=payload)
 
 
 def instances(n: int, seed: int) -> list[dict]:
@@ -159,10 +159,8 @@ def version_one(store: Store) -> str:
 
 
 def gateway_ready() -> bool:
-    r = httpx.get(
-        f"http://127.0.0.1:{GATEWAY_PORT}/v1/models/{MODEL}", headers={"Host": host()}, timeout=10
-    )
-    return r.status_code == 200
+    with gateway_client(host(), timeout=10) as http:
+        return http.get(f"/v1/models/{MODEL}").status_code == 200
 
 
 def test_deploy_step_creates_an_inference_service_that_becomes_ready(version_one: str) -> None:
@@ -207,9 +205,7 @@ def test_v1_and_v2_answer_through_the_gateway(version_one: str) -> None:
 def measure_split(n: int = 400) -> collections.Counter[str]:
     counts: collections.Counter[str] = collections.Counter()
     rows = instances(1, 4)
-    with httpx.Client(
-        base_url=f"http://127.0.0.1:{GATEWAY_PORT}", headers={"Host": host()}, timeout=30
-    ) as http:
+    with gateway_client(host()) as http:
         for _ in range(n):
             r = http.post(f"/v1/models/{MODEL}:predict", json={"instances": rows})
             assert r.status_code == 200, r.text
@@ -244,9 +240,7 @@ def gateway_serves(version: str) -> float:
     rows = instances(1, 4)
 
     def served() -> bool:
-        with httpx.Client(
-            base_url=f"http://127.0.0.1:{GATEWAY_PORT}", headers={"Host": host()}, timeout=30
-        ) as http:
+        with gateway_client(host()) as http:
             return any(
                 http.post(f"/v1/models/{MODEL}:predict", json={"instances": rows}).headers.get(
                     "x-model-version"
