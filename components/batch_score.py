@@ -23,6 +23,7 @@ The output keeps the feature columns, so `mlops monitor check <output>` compares
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -30,7 +31,9 @@ import resource
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -65,7 +68,7 @@ class BatchScoreParams:
     chunk_rows: int = DEFAULT_BATCH_CHUNK_ROWS
     threshold: float = 0.5
     unknown_category: str = "reject"
-    threads: int = 0  # model threads; 0 = every core
+    threads: int = 0  # chunks scored at once, each on one core; 0 = every core
 
     def __post_init__(self) -> None:
         if self.chunk_rows < 1:
@@ -188,7 +191,8 @@ def load_model(params: BatchScoreParams) -> LoadedModel:
     schema = registry.schema(params.model_name, version)
     estimator = pipeline[-1]
     if "n_jobs" in estimator.get_params():
-        estimator.set_params(n_jobs=params.threads or os.cpu_count() or 1)
+        # One core per model call: chunks are scored side by side (`scoring_threads`) instead.
+        estimator.set_params(n_jobs=1)
     return LoadedModel(schema=schema, model=fast_model(pipeline, schema), version=version)
 
 
@@ -398,34 +402,89 @@ def score_batch(params: BatchScoreParams, progress: Progress | None = None) -> B
         inference_path="compiled" if isinstance(loaded.model, CompiledPipeline) else "pipeline",
     )
     total = total_rows(params.input_uri)
+    with arrow_memory_pool():
+        _score_into(params, loaded, summary, total, run_id, rejected_uri, progress)
+    summary.seconds = time.perf_counter() - start
+    summary.rows_per_s = summary.rows / summary.seconds if summary.seconds else 0.0
+    summary.peak_rss_mb = peak_rss_mb()
+    return summary
+
+
+@contextlib.contextmanager
+def arrow_memory_pool() -> Iterator[None]:
+    """Arrow's buffers from jemalloc while scoring. Arrow's default, mimalloc, hands each freed
+    chunk's pages back to the kernel and faults them in again for the next: on a 1M-row run here
+    that was 0.2-0.4 s of system time against ~0.1 s with jemalloc (`make bench-batch`)."""
+    try:
+        pool = pa.jemalloc_memory_pool()
+    except NotImplementedError:  # a pyarrow built without it
+        yield
+        return
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pool)
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
+def _score_into(
+    params: BatchScoreParams,
+    loaded: LoadedModel,
+    summary: BatchSummary,
+    total: int | None,
+    run_id: str,
+    rejected_uri: str,
+    progress: Progress | None,
+) -> None:
     out, aside = _ParquetSink(params.output_uri), _ParquetSink(rejected_uri)
     input_schema: pa.Schema | None = None
+    workers = scoring_threads(params)
+    pending: deque[tuple[int, Future[tuple[pa.Table | None, pa.Table | None]]]] = deque()
+
+    def collect() -> None:  # the oldest chunk's result, in input order
+        rows, future = pending.popleft()
+        scored, rejected = future.result()
+        summary.rows += rows
+        if scored is not None:
+            out.write(scored)
+            summary.scored += scored.num_rows
+        if rejected is not None:
+            aside.write(rejected)
+            summary.rejected += rejected.num_rows
+            for reason in rejected.column("reason").to_pylist():
+                first = reason.split(";")[0].split(", got")[0]
+                summary.reasons[first] = summary.reasons.get(first, 0) + 1
+        if progress is not None:
+            progress(summary.rows, total)
+
     try:
-        for batch in read_chunks(params.input_uri, loaded.schema, params.chunk_rows):
-            input_schema = batch.schema
-            scored, rejected = score_chunk(batch, loaded, params, run_id, summary.rows)
-            summary.rows += batch.num_rows
-            if scored is not None:
-                out.write(scored)
-                summary.scored += scored.num_rows
-            if rejected is not None:
-                aside.write(rejected)
-                summary.rejected += rejected.num_rows
-                for reason in rejected.column("reason").to_pylist():
-                    first = reason.split(";")[0].split(", got")[0]
-                    summary.reasons[first] = summary.reasons.get(first, 0) + 1
-            if progress is not None:
-                progress(summary.rows, total)
+        # Chunks are scored side by side, one core each (the model runs single-threaded): on 2
+        # cores this beat one chunk at a time on a 2-thread booster by ~20% end to end, since the
+        # reader and the Parquet writer then share cores with whole chunks instead of stalling
+        # an OpenMP loop whose threads wait for each other. At most `workers + 1` chunks are
+        # in flight, so memory stays bounded.
+        with ThreadPoolExecutor(workers, thread_name_prefix="score") as pool:
+            read = 0
+            for batch in read_chunks(params.input_uri, loaded.schema, params.chunk_rows):
+                input_schema = batch.schema
+                future = pool.submit(score_chunk, batch, loaded, params, run_id, read)
+                pending.append((batch.num_rows, future))
+                read += batch.num_rows
+                if len(pending) > workers:
+                    collect()
+            while pending:
+                collect()
     finally:
         # Both files always exist (empty when no row went there): a pipeline's outputs are fixed.
         out.close(_scored_schema(input_schema, loaded.schema) if input_schema is not None else None)
         aside.close(_rejected_schema(input_schema) if input_schema is not None else None)
     if input_schema is None:
         raise InvalidInputError(f"{params.input_uri} holds no rows")
-    summary.seconds = time.perf_counter() - start
-    summary.rows_per_s = summary.rows / summary.seconds if summary.seconds else 0.0
-    summary.peak_rss_mb = peak_rss_mb()
-    return summary
+
+
+def scoring_threads(params: BatchScoreParams) -> int:
+    return params.threads or os.cpu_count() or 1
 
 
 def peak_rss_mb() -> float:
