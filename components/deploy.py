@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
-
-from kubernetes import client
+from typing import TYPE_CHECKING, Any, Literal
 
 from components.inference_service import InferenceServiceSpec, build_inference_service
-from components.isvc_traffic import (
-    InferenceServiceWriter,
-    image_in,
-    newest_predictor,
-    storage_uri_in,
-)
-from components.kube_client import load_api_client
 from mlops_core.errors import MlopsError
+
+if TYPE_CHECKING:
+    from kubernetes import client
+
+# The Kubernetes client (~0.4 s of imports) is imported where a cluster is really called: a local
+# run's deploy step is skipped (deploy=False), and the local task fork server preloads this module.
 
 
 class DeployError(MlopsError):
@@ -63,6 +60,13 @@ def deploy_model(
     """
     if not 0 < canary_percent < 100:
         raise DeployError(f"canary_percent must be between 1 and 99, got {canary_percent}")
+    from components.isvc_traffic import (
+        InferenceServiceWriter,
+        image_in,
+        newest_predictor,
+        storage_uri_in,
+    )
+
     writer = InferenceServiceWriter(api_client, spec.name, spec.namespace)
     body = build_inference_service(spec)
     try:
@@ -112,9 +116,11 @@ def deploy_step(
         model_name=register_result["model"],
         model_version=version,
     )
-    result = deploy_model(
-        spec, api_client=api_client or load_api_client(), canary_percent=canary_percent
-    )
+    if api_client is None:
+        from components.kube_client import load_api_client
+
+        api_client = load_api_client()
+    result = deploy_model(spec, api_client=api_client, canary_percent=canary_percent)
     return result.to_dict()
 
 
@@ -137,6 +143,8 @@ def wait_until_ready(
 ) -> dict[str, Any]:
     """Wait for the InferenceService's Ready condition and return its status (with the traffic
     split in status.components.predictor.traffic)."""
+    from components.isvc_traffic import InferenceServiceWriter
+
     writer = InferenceServiceWriter(api_client, name, namespace)
     deadline = time.monotonic() + timeout_s
     status: dict[str, Any] = {}

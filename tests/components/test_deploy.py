@@ -63,3 +63,23 @@ def test_canary_percent_must_leave_traffic_on_both_sides() -> None:
     )
     with pytest.raises(DeployError, match="between 1 and 99"):
         deploy_model(spec, api_client=UNREACHABLE, canary_percent=100)
+
+
+def test_a_skipped_deploy_never_loads_the_kubernetes_client() -> None:
+    """A local run's deploy step is skipped: importing the step and skipping it costs no
+    Kubernetes client import (~0.4 s, paid by every local run's fork server before)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from components.deploy import deploy_step\n"
+        f"r = deploy_step(register_result={RESULT!r}, enabled=False, serving_image='', "
+        "namespace='mlops', service_name='churn', canary_percent=10)\n"
+        "assert r['action'] == 'skipped', r\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'kubernetes'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
