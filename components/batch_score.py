@@ -1,8 +1,8 @@
 """Batch scoring: a registered model version over a CSV or Parquet file, Parquet out, in chunks.
 
 Input and outputs are fsspec paths (local, http(s), s3). The input is streamed `chunk_rows` rows at
-a time (Parquet record batches, or CSV blocks), so memory stays bounded by one chunk (and one
-Parquet row group) whatever the file's size. Every chunk passes the serving validator's rules
+a time (Parquet record batches, or CSV blocks), so memory stays bounded by a few chunks (one per
+core being scored, one being read, two waiting for the writer) whatever the file's size. Every chunk passes the serving validator's rules
 (`mlops_core.row_checks`): good rows are scored with the fast inference path
 (`components.fast_inference`, the Pipeline as fallback) and written with the input's columns plus
 `probability`, `label`, `model_name`, `model_version` and `run_id`; bad rows go to a second Parquet
