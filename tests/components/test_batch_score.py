@@ -132,6 +132,28 @@ def test_chunks_never_exceed_the_bound(tmp_path: Path) -> None:
     assert max(sizes) <= 100 and sum(sizes) == 1000
 
 
+def test_chunks_scored_side_by_side_equal_one_at_a_time(registry, tmp_path: Path) -> None:
+    """Chunks scored on several threads at once come out as one thread writes them: same rows in
+    the input's order, same scores, same rejected row numbers."""
+    _input(tmp_path / "in.parquet")
+    tables = {}
+    for threads in (1, 3):
+        out = tmp_path / f"out-{threads}.parquet"
+        summary = score_batch(
+            _params(
+                registry[0],
+                tmp_path / "in.parquet",
+                out,
+                chunk_rows=64,
+                run_id="r",
+                threads=threads,
+            )
+        )
+        assert (summary.rows, summary.rejected) == (1000, 2)
+        tables[threads] = (pq.read_table(out), pq.read_table(rejected_path_for(str(out))))
+    assert tables[3][0].equals(tables[1][0]) and tables[3][1].equals(tables[1][1])
+
+
 def test_a_missing_input_is_a_user_error(registry, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="does not exist"):
         score_batch(_params(registry[0], tmp_path / "nope.parquet", tmp_path / "o.parquet"))
