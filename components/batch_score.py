@@ -6,8 +6,8 @@ core being scored, one being read, two waiting for the writer) whatever the file
 chunk passes the serving validator's rules (`mlops_core.row_checks`): good rows are scored with
 the fast inference path (`components.fast_inference`, the Pipeline as fallback) and written with
 the input's columns plus `probability`, `label`, `model_name`, `model_version` and `run_id`; bad
-rows go to a second Parquet file with their row number and reasons. The summary (rows, rejected, seconds, rows/s, peak memory)
-is returned and written as JSON.
+rows go to a second Parquet file with their row number and reasons. The summary (rows, rejected,
+seconds, rows/s, peak memory) is returned and written as JSON.
 
 Where the time goes (`make bench-batch`): the chunk stays in Arrow from read to write, with no
 pandas frame in between. Categorical features are read as Parquet's own dictionaries, checked and
