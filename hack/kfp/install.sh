@@ -87,11 +87,13 @@ overlay() {
     echo "kind: Kustomization"
     echo "resources:"
     echo "- $base"
-    [[ $KFP_IMAGES == local ]] && local_images
+    # `if`, not `&&`: a false test must not be the block's status (this runs in `$(overlay)`,
+    # where errexit is off, so an `&&` list that ends false passed only by that accident).
+    if [[ $KFP_IMAGES == local ]]; then local_images; fi
     local patches
     patches=$(
-      [[ $KFP_IMAGES == local ]] && local_patches
-      small_node && small_node_patches
+      if [[ $KFP_IMAGES == local ]]; then local_patches; fi
+      if small_node; then small_node_patches; fi
     )
     [[ -z $patches ]] || printf 'patches:\n%s\n' "$patches"
   } >"$dir/kustomization.yaml"
