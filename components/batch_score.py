@@ -389,21 +389,18 @@ def score_batch(params: BatchScoreParams, progress: Progress | None = None) -> B
         fs.info(path)  # not `exists`: over HTTP it answers False for a refused connection too
     except FileNotFoundError as e:
         raise InvalidInputError(missing_or_unreachable(params.input_uri, e, "input")) from e
-    run_id = params.run_id or uuid.uuid4().hex[:12]
-    rejected_uri = params.rejected_uri or rejected_path_for(params.output_uri)
     loaded = load_model(params)
     summary = BatchSummary(
         model_name=params.model_name,
         model_version=loaded.version,
-        run_id=run_id,
+        run_id=params.run_id or uuid.uuid4().hex[:12],
         input_uri=params.input_uri,
         output_uri=params.output_uri,
-        rejected_uri=rejected_uri,
+        rejected_uri=params.rejected_uri or rejected_path_for(params.output_uri),
         inference_path="compiled" if isinstance(loaded.model, CompiledPipeline) else "pipeline",
     )
-    total = total_rows(params.input_uri)
     with arrow_memory_pool():
-        _score_into(params, loaded, summary, total, run_id, rejected_uri, progress)
+        _score_into(params, loaded, summary, progress)
     summary.seconds = time.perf_counter() - start
     summary.rows_per_s = summary.rows / summary.seconds if summary.seconds else 0.0
     summary.peak_rss_mb = peak_rss_mb()
@@ -429,15 +426,12 @@ def arrow_memory_pool() -> Iterator[None]:
 
 
 def _score_into(
-    params: BatchScoreParams,
-    loaded: LoadedModel,
-    summary: BatchSummary,
-    total: int | None,
-    run_id: str,
-    rejected_uri: str,
-    progress: Progress | None,
+    params: BatchScoreParams, loaded: LoadedModel, summary: BatchSummary, progress: Progress | None
 ) -> None:
-    out, aside = _ParquetSink(params.output_uri), _ParquetSink(rejected_uri)
+    """Read, score and write every chunk, counting into `summary` (its run id and rejected path
+    are the run's)."""
+    total = total_rows(params.input_uri)
+    out, aside = _ParquetSink(params.output_uri), _ParquetSink(summary.rejected_uri)
     input_schema: pa.Schema | None = None
     workers = params.threads or os.cpu_count() or 1
     pending: deque[tuple[int, Future[tuple[pa.Table | None, pa.Table | None]]]] = deque()
@@ -468,7 +462,7 @@ def _score_into(
             read = 0
             for batch in read_chunks(params.input_uri, loaded.schema, params.chunk_rows):
                 input_schema = batch.schema
-                future = pool.submit(score_chunk, batch, loaded, params, run_id, read)
+                future = pool.submit(score_chunk, batch, loaded, params, summary.run_id, read)
                 pending.append((batch.num_rows, future))
                 read += batch.num_rows
                 if len(pending) > workers:
