@@ -24,6 +24,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from tests.kind.cluster_harness import (
+    FACTS,
     GATEWAY_PORT,
     ROOT,
     gateway_client,
@@ -337,7 +338,6 @@ def test_canary_split_at_the_gateway_matches_each_step_and_promotion_retargets(
 ) -> None:
     from serving.canary.kubernetes_actuator import KubernetesActuator
     from serving.canary.policy import RolloutPolicy
-    from tests.kind.cluster_harness import FACTS
 
     steps = RolloutPolicy().steps[:-1]
     canary(store, "canary start v2", "start", "--version", version_two)
@@ -491,8 +491,6 @@ def test_the_in_cluster_controller_rolls_a_bad_version_back_on_prometheus_figure
     """The controller Deployment `make deploy` runs (its own ServiceAccount, the in-cluster
     Prometheus) takes a canary started with kubectl alone (the README's operator commands) to a
     rollback, with Events."""
-    from tests.kind.cluster_harness import FACTS
-
     controller = kube_json("get", "deployment", "mlops-canary-controller", "-n", NAMESPACE)
     assert controller["status"].get("readyReplicas") == 2, controller["status"]
     opt_in_with_a_fast_policy()
@@ -537,8 +535,6 @@ def test_the_in_cluster_controller_promotes_a_good_version_started_with_kubectl(
     for v2's own seed run again; the policy's default tolerance, 0.2, is set for 20k-row models,
     which differ by ~0.02). So the good version's rollout tolerates PSI 1.5, as an operator would
     for such small models; the inverted v3 diverged by PSI 3.2, and that check is tested apart."""
-    from tests.kind.cluster_harness import FACTS
-
     opt_in_with_a_fast_policy(max_prediction_divergence=1.5)
     wait_for("no model pod in motion", lambda: not pods_in_motion(), timeout=300)
     promoted_before = len(events("CanaryPromoted"))
@@ -602,8 +598,6 @@ def project_objects() -> list[str]:
 def test_make_undeploy_leaves_nothing_of_the_project(kind_cluster) -> None:  # type: ignore[no-untyped-def]
     # What the session deployed (make deploy's objects, and the InferenceService the earlier tests
     # served); no module fixture here: this test runs after KFP's, apart from its module's others.
-    from tests.kind.cluster_harness import FACTS
-
     before = project_objects()
     assert before, "make deploy left nothing labelled as the project's to undeploy"
     FACTS["make undeploy: project objects before"] = str(len(before))
