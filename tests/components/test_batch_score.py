@@ -14,6 +14,7 @@ import pytest
 
 from components.batch_score import (
     BatchScoreParams,
+    arrow_memory_pool,
     drift_of_scores,
     read_chunks,
     rejected_path_for,
@@ -152,6 +153,15 @@ def test_chunks_scored_side_by_side_equal_one_at_a_time(registry, tmp_path: Path
         assert (summary.rows, summary.rejected) == (1000, 2)
         tables[threads] = (pq.read_table(out), pq.read_table(rejected_path_for(str(out))))
     assert tables[3][0].equals(tables[1][0]) and tables[3][1].equals(tables[1][1])
+
+
+def test_scoring_takes_arrows_buffers_from_jemalloc_and_gives_the_pool_back() -> None:
+    import pyarrow as pa
+
+    before = pa.default_memory_pool().backend_name
+    with arrow_memory_pool():
+        assert pa.default_memory_pool().backend_name == "jemalloc"
+    assert pa.default_memory_pool().backend_name == before
 
 
 def test_a_missing_input_is_a_user_error(registry, tmp_path: Path) -> None:
