@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 
 import grimp
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
@@ -35,12 +36,13 @@ def test_the_layers_are_the_ones_the_design_names() -> None:
     assert contract["layers"] == [
         "mlops",
         "mlops_demo",
-        "serving",
-        "pipelines",
+        "mlops_control",
+        "serving | pipelines",
         "components",
         "mlops_core",
     ]
-    assert sorted(CONFIG["root_packages"]) == sorted(contract["layers"])
+    layer_packages = [name.strip() for layer in contract["layers"] for name in layer.split("|")]
+    assert sorted(CONFIG["root_packages"]) == sorted(layer_packages)
 
 
 def test_the_project_keeps_its_layers() -> None:
@@ -105,3 +107,25 @@ def test_an_upward_import_breaks_the_contract(tmp_path: Path) -> None:
     done = lint_imports(tmp_path)
     assert done.returncode != 0
     assert "mlops_core.errors -> mlops.cli" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize(
+    ("importer", "imported"),
+    [
+        ("serving", "mlops_control"),  # the model server reaching up into the control plane
+        ("serving", "pipelines"),  # siblings: the model server never starts a training run
+        ("pipelines", "serving"),
+    ],
+)
+def test_the_control_plane_sits_above_serving_and_pipelines(
+    tmp_path: Path, importer: str, imported: str
+) -> None:
+    for package in CONFIG["root_packages"]:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / imported / "target.py").write_text("")
+    (tmp_path / importer / "source.py").write_text(f"from {imported} import target\n")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    done = lint_imports(tmp_path)
+    assert done.returncode != 0
+    assert f"{importer}.source -> {imported}.target" in done.stdout, done.stdout

@@ -32,6 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from mlops_core.drift import DriftReport, DriftThresholds, ReferenceProfile, compare_counts
+from serving import metric_names as names
 
 log = logging.getLogger(__name__)
 
@@ -305,6 +306,12 @@ class DriftMonitor:
             items = list(self._history)
         return items[-limit:] if limit else items
 
+    def window_counts(self, version: str) -> dict[str, np.ndarray]:
+        """The bucket counts of a version's window, per feature (and the prediction)."""
+        with self._state_lock:
+            win = self._windows.get(str(version))
+            return win.window_counts() if win is not None else {}
+
     def window_rows(self) -> dict[str, int]:
         with self._state_lock:
             return {v: w.rows for v, w in self._windows.items() if w is not None}
@@ -364,26 +371,26 @@ class _DriftCollector(Collector):
         m = self.monitor
         labels = ["model", "version", "feature"]
         psi = GaugeMetricFamily(
-            "mlops_drift_psi", "PSI of the window vs the reference", labels=labels
+            names.DRIFT_PSI, "PSI of the window vs the reference", labels=labels
         )
         effect = GaugeMetricFamily(
-            "mlops_drift_effect",
+            names.DRIFT_EFFECT,
             "drift effect size: KS statistic (numeric) or Cramer's V (categorical)",
             labels=labels,
         )
         detected = GaugeMetricFamily(
-            "mlops_drift_detected", "1 when the feature is judged drifted", labels=labels
+            names.DRIFT_DETECTED, "1 when the feature is judged drifted", labels=labels
         )
         share = GaugeMetricFamily(
-            "mlops_drift_share_drifted",
+            names.DRIFT_SHARE_DRIFTED,
             "share of monitored features (and the prediction) judged drifted",
             labels=["model", "version"],
         )
         rows = GaugeMetricFamily(
-            "mlops_drift_window_rows", "rows in the sliding window", labels=["model", "version"]
+            names.DRIFT_WINDOW_ROWS, "rows in the sliding window", labels=["model", "version"]
         )
         last = GaugeMetricFamily(
-            "mlops_drift_last_evaluation_timestamp_seconds",
+            names.DRIFT_LAST_EVALUATION,
             "unix time of the last drift evaluation",
             labels=["model", "version"],
         )

@@ -6,6 +6,7 @@ registers their Prometheus collectors; `mlops serve` passes `.observers` to the 
 
 - ``POST /v1/models/<name>/feedback``: ground-truth labels, ``{"request_id", "label", "row"?}`` or
   ``{"labels": [...]}``; 404 names an unknown request id, 400 a bad label; the server keeps serving.
+  A batch answers ``accepted``, ``rejected_count`` and the first few refused labels.
 - ``GET /v1/models/<name>/quality``: live accuracy / log loss / calibration per version.
 - ``GET /v1/models/<name>/drift?history=N``: the latest drift judgement per version and history.
 """
@@ -27,10 +28,15 @@ from serving.http_errors import status_for
 from serving.model_bundle import ModelBundle
 from serving.monitoring.drift_monitor import DriftMonitor, WindowConfig
 from serving.monitoring.feedback import BadFeedback, FeedbackError, FeedbackStore, TooMuchFeedback
+from serving.monitoring.monitoring_log import MONITORING_LOG, MonitoringLog
 from serving.monitoring.prediction_log import PredictionLog
 from serving.prediction_observer import PredictionObserver
 
 MAX_LABELS_PER_REQUEST = 10_000
+# A feedback answer lists this many refused labels (with the count of all): 10,000 unknown ids
+# made a 1.78 MB answer that echoed the whole request.
+MAX_REJECTED_SHOWN = 10
+MAX_REQUEST_ID_CHARS = 128  # the server's own ids are 32 hex characters; a client's, at most this
 
 
 @dataclass
@@ -104,6 +110,16 @@ def build_monitoring(
         if settings.audit_dir
         else None
     )
+    if settings.audit_dir:  # drift and quality over time, for `mlops dashboard` (no Prometheus)
+        drift.subscribe(
+            MonitoringLog(
+                Path(settings.audit_dir) / MONITORING_LOG,
+                drift=drift,
+                feedback=feedback,
+                max_bytes=settings.prediction_log_max_bytes,
+                backups=settings.prediction_log_backups,
+            )
+        )
     if registry is not None:
         registry.register(drift.collector())
         registry.register(feedback.collector())
@@ -139,7 +155,12 @@ def label_of(item: Any) -> tuple[str, Any, int]:
         row = int(item.get("row", 0))
     except (TypeError, ValueError) as e:
         raise BadFeedback(f"bad row: {e}") from e
-    return str(item["request_id"]), item["label"], row
+    request_id = str(item["request_id"])
+    if len(request_id) > MAX_REQUEST_ID_CHARS:
+        raise BadFeedback(
+            f"request_id is {len(request_id):,} characters; ids are at most {MAX_REQUEST_ID_CHARS}"
+        )
+    return request_id, item["label"], row
 
 
 def monitoring_routers(predictor: Any) -> list[APIRouter]:
@@ -155,7 +176,7 @@ def monitoring_routers(predictor: Any) -> list[APIRouter]:
         @router.post(f"/v1/models/{name}/feedback")
         async def feedback(request: Request) -> JSONResponse:
             items = feedback_items(await request.body())
-            accepted, errors = 0, []
+            accepted, errors = 0, list[dict[str, Any]]()
             for i, item in enumerate(items):
                 try:
                     store.add_label(*label_of(item))
@@ -165,7 +186,11 @@ def monitoring_routers(predictor: Any) -> list[APIRouter]:
                         raise  # one label: its own error is the answer
                     errors.append({"index": i, "status": status_for(e), "error": str(e)})
             return JSONResponse(
-                {"accepted": accepted, "rejected": errors},
+                {
+                    "accepted": accepted,
+                    "rejected_count": len(errors),
+                    "rejected": errors[:MAX_REJECTED_SHOWN],  # the first few: a bounded answer
+                },
                 status_code=200 if accepted or not errors else errors[0]["status"],
             )
 

@@ -27,7 +27,9 @@ from prometheus_client.registry import Collector
 from sklearn.metrics import brier_score_loss, log_loss
 
 from mlops_core.errors import InvalidInputError, MlopsError, NotFoundError, TooLargeError
+from mlops_core.settings import DEFAULT_DECISION_THRESHOLD
 from mlops_core.target import label_key
+from serving import metric_names as names
 
 
 class FeedbackError(MlopsError):
@@ -139,7 +141,7 @@ class FeedbackStore:
         model: str,
         max_pending: int = 200_000,
         window: int = 20_000,
-        threshold: float = 0.5,
+        threshold: float = DEFAULT_DECISION_THRESHOLD,
         min_labelled: int = 50,
         task: str = "binary",
         classes: tuple[Any, ...] = (0, 1),
@@ -158,7 +160,7 @@ class FeedbackStore:
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._pending_rows = 0
         # per version: deque of (label, probability, row)
-        self._labelled: dict[str, deque[tuple[int, float, np.ndarray]]] = {}
+        self._labelled: dict[str, deque[tuple[float, float, np.ndarray]]] = {}
         self._labels_total: dict[str, int] = {}
         self._rejected: dict[str, int] = {}
 
@@ -302,21 +304,21 @@ class _FeedbackCollector(Collector):
         mv = ["model", "version"]
         gauges = {
             "accuracy": GaugeMetricFamily(
-                "mlops_live_accuracy", "accuracy on labelled live traffic", labels=mv
+                names.LIVE_ACCURACY, "accuracy on labelled live traffic", labels=mv
             ),
             "log_loss": GaugeMetricFamily(
-                "mlops_live_log_loss", "log loss on labelled live traffic", labels=mv
+                names.LIVE_LOG_LOSS, "log loss on labelled live traffic", labels=mv
             ),
             "brier_score": GaugeMetricFamily(
-                "mlops_live_brier_score", "Brier score on labelled live traffic", labels=mv
+                names.LIVE_BRIER_SCORE, "Brier score on labelled live traffic", labels=mv
             ),
             "calibration_error": GaugeMetricFamily(
-                "mlops_live_calibration_error",
+                names.LIVE_CALIBRATION_ERROR,
                 "expected calibration error (10 bins) on labelled live traffic",
                 labels=mv,
             ),
             "positive_rate": GaugeMetricFamily(
-                "mlops_live_label_positive_rate", "share of positive labels", labels=mv
+                names.LIVE_LABEL_POSITIVE_RATE, "share of positive labels", labels=mv
             ),
             "mae": GaugeMetricFamily(
                 "mlops_live_mae", "mean absolute error on labelled live traffic", labels=mv
@@ -325,7 +327,7 @@ class _FeedbackCollector(Collector):
                 "mlops_live_rmse", "root mean squared error on labelled live traffic", labels=mv
             ),
             "labelled": GaugeMetricFamily(
-                "mlops_live_labelled_rows", "labelled rows in the quality window", labels=mv
+                names.LIVE_LABELLED_ROWS, "labelled rows in the quality window", labels=mv
             ),
         }
         labels_total = CounterMetricFamily(

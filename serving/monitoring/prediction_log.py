@@ -2,12 +2,13 @@
 
 - `PredictionLog` (a `PredictionObserver`): one line per scored request — request id, model,
   version, the InferenceService revision that served it (Knative's `K_REVISION` on the cluster,
-  `local` otherwise), rows, time. The request path pays a JSON encode and one write. The file
+  `local` otherwise), rows, time, and the prediction score of each row
+  (`mlops_core.target.prediction_score`), which a platform-level label join needs. The request path pays a JSON encode and one write. The file
   rotates by size (`MLOPS_PREDICTION_LOG_MAX_BYTES`, keeping `MLOPS_PREDICTION_LOG_BACKUPS` older
   files `predictions.1.jsonl` ...), so a long-running server's disk use is bounded.
 - decisions go to `mlops_core.jsonl_log.DecisionLog`.
 
-`serving.monitoring.audit.audit_request` joins both with the registry's lineage (version -> run -> data).
+`mlops_control.audit.audit_request` joins both with the registry's lineage (version -> run -> data).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class PredictionLog:
         model_version: str,
     ) -> None:
         ids = [request_ids] if isinstance(request_ids, str) else list(request_ids)
-        for rid in ids:
+        scores = np.asarray(probabilities, dtype=float).reshape(len(rows), -1)[:, 0].tolist()
+        for i, rid in enumerate(ids):
             self.writer.write(
                 {
                     "request_id": rid,
@@ -59,6 +61,7 @@ class PredictionLog:
                     "revision": self.revision,
                     "rows": len(rows) if len(ids) == 1 else 1,
                     "at": time.time(),
+                    "scores": scores if len(ids) == 1 else scores[i : i + 1],
                 }
             )
 

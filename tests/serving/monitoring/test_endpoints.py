@@ -81,7 +81,11 @@ def test_labels_arrive_later_and_live_accuracy_follows(
     for item, y in zip(labels, truth, strict=True):
         item["label"] = int(y)
     r = httpx.post(f"{server.url}/v1/models/{MODEL}/feedback", json={"labels": labels})
-    assert r.status_code == 200 and r.json() == {"accepted": 200, "rejected": []}
+    assert r.status_code == 200 and r.json() == {
+        "accepted": 200,
+        "rejected_count": 0,
+        "rejected": [],
+    }
     quality = httpx.get(f"{server.url}/v1/models/{MODEL}/quality").json()["versions"]["1"]
     expected = np.mean((np.array(probabilities) >= 0.5) == np.array(truth))
     assert quality["labelled"] == 200

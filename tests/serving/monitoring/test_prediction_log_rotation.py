@@ -32,7 +32,7 @@ from tests.serving.harness import (
     stop_server,
 )
 
-MAX_BYTES, BACKUPS = 4096, 2
+MAX_BYTES, BACKUPS = 5120, 2  # a line is ~190 bytes
 PENDING_CAP = 100  # the label store's cap, lowered by its setting
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 
