@@ -1,6 +1,6 @@
 """Canary analysis on simulated rollouts: false rollbacks and requests to detection.
 
-Compares the engine (serving/canary/analysis.py: mixture SPRT + divergence test) with the
+Compares the engine (mlops_control/rollout/analysis.py: mixture SPRT + divergence test) with the
 fixed-threshold baseline on the same simulated traffic: roll back when, over one analysis interval,
 the canary's error rate exceeds 1%. A fixed threshold is as fast as it is trigger-happy, so the
 table also shows the same rule with its threshold calibrated (on separate simulated rollouts) to
@@ -35,10 +35,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from serving.canary.analysis import CanaryState, analyze
-from serving.canary.policy import RolloutPolicy
-from serving.canary.simulation import TrafficModel, draw_window
-from serving.canary.window import Window
+from benchmarks.canary_simulation import TrafficModel, draw_window
+from mlops_control.rollout.analysis import CanaryState, analyze
+from mlops_control.rollout.policy import RolloutPolicy
+from mlops_control.rollout.window import Window
 
 BASELINE_ERROR_RATE = 0.01
 

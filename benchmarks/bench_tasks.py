@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from components.evaluate import evaluate_model, task_metrics
 from components.ingest import ingest
-from components.train import ESTIMATORS, TrainParams, train_model
+from components.train import TrainParams, train_model
+from mlops_core.estimators import ESTIMATORS_BY_TASK
 from mlops_core.schema import FeatureSchema
 from pipelines.params import TrainingParams
 from tests.tasks.datasets import BUNDLED, write_bundled_csv
@@ -111,7 +112,7 @@ def main() -> None:
         schema = FeatureSchema.load(out["schema_path"])
         train, holdout = pd.read_parquet(out["train_path"]), pd.read_parquet(out["holdout_path"])
         rows = f"{len(train)}/{len(holdout)}"
-        for estimator in ESTIMATORS:
+        for estimator in ESTIMATORS_BY_TASK[schema.task]:
             model = train_model(train, schema, TrainParams(estimator, seed=defaults.seed)).pipeline
             ev = evaluate_model(model, holdout, schema, **defaults.for_step(evaluate_model))
             m, second = ev.primary_metric, SECOND[schema.task]

@@ -9,6 +9,12 @@ the input's columns plus `probability`, `label`, `model_name`, `model_version` a
 rows go to a second Parquet file with their row number and reasons. The summary (rows, rejected,
 seconds, rows/s, peak memory) is returned and written as JSON.
 
+Both outputs appear whole or not at all (`components.atomic_output`): they are written under a
+temporary name and take the target's place only when the run succeeded, so a failed, refused or
+killed run leaves the previous output as it was. Input, scores and rejected rows must be three
+different files, checked before any work; a run that scores no row fails (its rejected rows are
+kept, to say why).
+
 Where the time goes (`make bench-batch`): the chunk stays in Arrow from read to write, with no
 pandas frame in between. Categorical features are read as Parquet's own dictionaries, checked and
 one-hot encoded per distinct value rather than per row, and written back dictionary-encoded (so a
@@ -43,13 +49,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from components.atomic_output import AtomicOutput, check_writable, same_path
 from components.fast_inference import CompiledPipeline, fast_model, model_output
 from components.ingest import missing_or_unreachable
-from mlops_core.errors import InvalidInputError
+from mlops_core.errors import InvalidInputError, bounded_message
 from mlops_core.registry import ModelRegistry
 from mlops_core.row_checks import Column, check_table, rows_array
 from mlops_core.schema import FeatureSchema
-from mlops_core.settings import DEFAULT_BATCH_CHUNK_ROWS
+from mlops_core.settings import DEFAULT_BATCH_CHUNK_ROWS, DEFAULT_DECISION_THRESHOLD
 from mlops_core.step_timing import timed_step
 
 Progress = Callable[[int, int | None], None]  # (rows done, total rows or None when unknown)
@@ -66,13 +73,45 @@ class BatchScoreParams:
     rejected_uri: str = ""  # default: <output without .parquet>.rejected.parquet
     run_id: str = ""  # default: a fresh id
     chunk_rows: int = DEFAULT_BATCH_CHUNK_ROWS
-    threshold: float = 0.5
+    threshold: float = DEFAULT_DECISION_THRESHOLD
     unknown_category: str = "reject"
     threads: int = 0  # chunks scored at once, each on one core; 0 = every core
 
     def __post_init__(self) -> None:
         if self.chunk_rows < 1:
             raise InvalidInputError(f"chunk_rows must be at least 1, got {self.chunk_rows}")
+        if self.threads < 0:
+            raise InvalidInputError(
+                f"threads must be 0 (every core) or a positive number, got {self.threads}"
+            )
+
+    @property
+    def rejected_path(self) -> str:
+        return self.rejected_uri or rejected_path_for(self.output_uri)
+
+
+class NothingScoredError(InvalidInputError):
+    """Every row was rejected: the run produced no scores (its rejected rows say why)."""
+
+
+def check_paths(params: BatchScoreParams) -> None:
+    """Before any work: the input, the scores and the rejected rows are three different files,
+    and both outputs can be written where asked."""
+    named = {
+        "--input": params.input_uri,
+        "--output": params.output_uri,
+        "--rejected": params.rejected_path,
+    }
+    items = list(named.items())
+    for i, (flag_a, a) in enumerate(items):
+        for flag_b, b in items[i + 1 :]:
+            if same_path(a, b):
+                raise InvalidInputError(
+                    f"{flag_a} and {flag_b} name the same file ({b}): the run would overwrite "
+                    "it; give each its own path"
+                )
+    check_writable(params.output_uri, "--output")
+    check_writable(params.rejected_path, "--rejected")
 
 
 @dataclass
@@ -91,6 +130,24 @@ class BatchSummary:
     peak_rss_mb: float = 0.0
     inference_path: str = ""
     reasons: dict[str, int] = field(default_factory=dict)  # first reason -> rows
+
+    @classmethod
+    def for_run(cls, params: BatchScoreParams, loaded: LoadedModel) -> BatchSummary:
+        """A run's summary before its first row: what it scores, with which model, into where."""
+        return cls(
+            model_name=params.model_name,
+            model_version=loaded.version,
+            run_id=params.run_id or uuid.uuid4().hex[:12],
+            input_uri=params.input_uri,
+            output_uri=params.output_uri,
+            rejected_uri=params.rejected_path,
+            inference_path="compiled" if isinstance(loaded.model, CompiledPipeline) else "pipeline",
+        )
+
+    def stop_clock(self, start: float) -> None:
+        """Seconds since `start` (a `time.perf_counter()` reading) and the rows per second."""
+        self.seconds = time.perf_counter() - start
+        self.rows_per_s = self.rows / self.seconds if self.seconds else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -264,8 +321,28 @@ def _scored_schema(input_schema: pa.Schema, schema: FeatureSchema) -> pa.Schema:
         pa.field("model_version", pa.int64()),
         pa.field("run_id", TEXT),
     ]
-    kept = [f for f in input_schema if f.name not in OUTPUT_COLUMNS]
+    numeric = {f.name for f in schema.numeric_features}
+    kept = [
+        pa.field(f.name, pa.float64()) if f.name in numeric and _is_text(f.type) else f
+        for f in input_schema
+        if f.name not in OUTPUT_COLUMNS
+    ]
     return pa.schema(kept + extra)
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _numbers_as_numbers(table: pa.Table, schema: FeatureSchema, columns: list[Any]) -> pa.Table:
+    """Numeric features read as text (a CSV's) become the numbers they were checked to be, so
+    scores from a CSV carry the types a Parquet input would."""
+    for j, f in enumerate(schema.features):
+        i = table.schema.get_field_index(f.name)
+        if f.is_numeric and i >= 0 and _is_text(table.schema.field(i).type):
+            number = pa.array(columns[j], pa.float64(), from_pandas=True)  # NaN: null
+            table = table.set_column(i, pa.field(f.name, pa.float64()), number)
+    return table
 
 
 def _rejected_schema(input_schema: pa.Schema) -> pa.Schema:
@@ -299,7 +376,7 @@ def score_chunk(
             "model_version": pa.array(np.full(n, loaded.version, np.int64)),
             "run_id": _constant(run_id, n),
         }
-        tbl = pa.Table.from_batches([table])
+        tbl = _numbers_as_numbers(pa.Table.from_batches([table]), loaded.schema, columns)
         for name, col in extra.items():
             if name in tbl.column_names:
                 tbl = tbl.drop_columns([name])
@@ -311,11 +388,12 @@ def score_chunk(
 class _ParquetSink:
     """A Parquet file written one chunk at a time (opened at the first chunk), on its own thread:
     Arrow's encoder releases the GIL, so chunk n is written while chunk n+1 is scored. The queue
-    holds at most two chunks, so memory stays bounded."""
+    holds at most two chunks, so memory stays bounded. The file is written under a temporary name
+    (`AtomicOutput`) and takes the target's place only at `commit`."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self._fh: Any = None
+        self._output = AtomicOutput(uri)
         self._writer: pq.ParquetWriter | None = None
         self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
@@ -337,9 +415,8 @@ class _ParquetSink:
 
     def _write_now(self, table: pa.Table) -> None:
         if self._writer is None:
-            self._fh = fsspec.open(self.uri, "wb").open()
             self._writer = pq.ParquetWriter(
-                self._fh,
+                self._output.open(),
                 table.schema,
                 use_dictionary=dictionary_columns(table.schema),
                 # Min/max of a few categories or a constant prunes nothing, and costs a hash
@@ -352,16 +429,32 @@ class _ParquetSink:
             table = table.cast(self._writer.schema)
         self._writer.write_table(table)
 
-    def close(self, empty_schema: pa.Schema | None = None) -> None:
-        self._queue.put(None)
-        self._thread.join()
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def finish(self, empty_schema: pa.Schema) -> None:
+        """Write the footer (an empty table of `empty_schema` when no chunk came); not yet in
+        place: `commit` does that."""
+        self._stop()
         if self._error is not None:
             raise self._error
-        if self._writer is None and empty_schema is not None:
+        if self._writer is None:
             self._write_now(empty_schema.empty_table())
+        assert self._writer is not None
+        self._writer.close()
+
+    def commit(self) -> None:
+        self._output.commit()
+
+    def discard(self) -> None:
+        """Drop what was written; the target (and any earlier output there) is left as it was."""
+        self._stop()
         if self._writer is not None:
-            self._writer.close()
-            self._fh.close()
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        self._output.discard()
 
 
 def dictionary_columns(schema: pa.Schema) -> list[str]:
@@ -384,25 +477,17 @@ def dictionary_columns(schema: pa.Schema) -> list[str]:
 def score_batch(params: BatchScoreParams, progress: Progress | None = None) -> BatchSummary:
     """Score `params.input_uri` into `params.output_uri` (and rejected rows aside)."""
     start = time.perf_counter()
+    check_paths(params)
     fs, path = fsspec.core.url_to_fs(params.input_uri)
     try:
         fs.info(path)  # not `exists`: over HTTP it answers False for a refused connection too
     except FileNotFoundError as e:
         raise InvalidInputError(missing_or_unreachable(params.input_uri, e, "input")) from e
     loaded = load_model(params)
-    summary = BatchSummary(
-        model_name=params.model_name,
-        model_version=loaded.version,
-        run_id=params.run_id or uuid.uuid4().hex[:12],
-        input_uri=params.input_uri,
-        output_uri=params.output_uri,
-        rejected_uri=params.rejected_uri or rejected_path_for(params.output_uri),
-        inference_path="compiled" if isinstance(loaded.model, CompiledPipeline) else "pipeline",
-    )
+    summary = BatchSummary.for_run(params, loaded)
     with arrow_memory_pool():
         _score_into(params, loaded, summary, progress)
-    summary.seconds = time.perf_counter() - start
-    summary.rows_per_s = summary.rows / summary.seconds if summary.seconds else 0.0
+    summary.stop_clock(start)
     summary.peak_rss_mb = peak_rss_mb()
     return summary
 
@@ -438,17 +523,7 @@ def _score_into(
 
     def collect() -> None:  # the oldest chunk's result, in input order
         rows, future = pending.popleft()
-        scored, rejected = future.result()
-        summary.rows += rows
-        if scored is not None:
-            out.write(scored)
-            summary.scored += scored.num_rows
-        if rejected is not None:
-            aside.write(rejected)
-            summary.rejected += rejected.num_rows
-            for reason in rejected.column("reason").to_pylist():
-                first = reason.split(";")[0].split(", got")[0]
-                summary.reasons[first] = summary.reasons.get(first, 0) + 1
+        write_chunk(summary, out, aside, rows, *future.result())
         if progress is not None:
             progress(summary.rows, total)
 
@@ -460,7 +535,8 @@ def _score_into(
         # in flight, so memory stays bounded.
         with ThreadPoolExecutor(workers, thread_name_prefix="score") as pool:
             read = 0
-            for batch in read_chunks(params.input_uri, loaded.schema, params.chunk_rows):
+            chunks = read_chunks(params.input_uri, loaded.schema, params.chunk_rows)
+            for batch in _reading(chunks, params.input_uri):
                 input_schema = batch.schema
                 future = pool.submit(score_chunk, batch, loaded, params, summary.run_id, read)
                 pending.append((batch.num_rows, future))
@@ -469,12 +545,72 @@ def _score_into(
                     collect()
             while pending:
                 collect()
-    finally:
+        if input_schema is None:
+            raise InvalidInputError(f"{params.input_uri} holds no rows: nothing to score")
         # Both files always exist (empty when no row went there): a pipeline's outputs are fixed.
-        out.close(_scored_schema(input_schema, loaded.schema) if input_schema is not None else None)
-        aside.close(_rejected_schema(input_schema) if input_schema is not None else None)
-    if input_schema is None:
-        raise InvalidInputError(f"{params.input_uri} holds no rows")
+        out.finish(_scored_schema(input_schema, loaded.schema))
+        aside.finish(_rejected_schema(input_schema))
+    except BaseException:
+        out.discard()
+        aside.discard()
+        raise
+    commit_outputs(out, aside, summary)
+
+
+def commit_outputs(out: _ParquetSink, aside: _ParquetSink, summary: BatchSummary) -> None:
+    """Keep both finished files; when no row scored, keep only the rejected rows and fail."""
+    if summary.scored == 0:
+        out.discard()
+        aside.commit()  # the reasons are the useful part of a run that scored nothing
+        raise NothingScoredError(_nothing_scored(summary))
+    out.commit()
+    aside.commit()
+
+
+def write_chunk(
+    summary: BatchSummary,
+    out: _ParquetSink,
+    aside: _ParquetSink,
+    rows: int,
+    scored: pa.Table | None,
+    rejected: pa.Table | None,
+) -> None:
+    """Write one chunk's scored and rejected rows (callers go in input order) and count them."""
+    summary.rows += rows
+    if scored is not None:
+        out.write(scored)
+        summary.scored += scored.num_rows
+    if rejected is not None:
+        aside.write(rejected)
+        count_rejected(summary, rejected)
+
+
+def count_rejected(summary: BatchSummary, rejected: pa.Table) -> None:
+    """Add a chunk's rejected rows to the summary, by first reason."""
+    summary.rejected += rejected.num_rows
+    for reason in rejected.column("reason").to_pylist():
+        first = reason.split(";")[0].split(", got")[0]
+        summary.reasons[first] = summary.reasons.get(first, 0) + 1
+
+
+def _nothing_scored(summary: BatchSummary) -> str:
+    reason, n = max(summary.reasons.items(), key=lambda kv: kv[1], default=("?", 0))
+    return (
+        f"no row was scored: all {summary.rows:,} rows of {summary.input_uri} were rejected "
+        f"(most often, {n:,} rows: {bounded_message(reason, 300)}); the rejected rows are in "
+        f"{summary.rejected_uri}, and {summary.output_uri} was left as it was"
+    )
+
+
+def _reading(chunks: Iterator[pa.RecordBatch], uri: str) -> Iterator[pa.RecordBatch]:
+    """The chunks, with a file Arrow cannot decode (an empty CSV, a corrupt Parquet page, a bad
+    CSV line) turned into one line naming it instead of a traceback."""
+    try:
+        yield from chunks
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise InvalidInputError(f"cannot read {uri}: {bounded_message(str(e), 500)}") from e
 
 
 def peak_rss_mb() -> float:
@@ -488,6 +624,12 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# The pieces the Dask path (components/batch_score_dask.py) shares with this one.
+ParquetSink = _ParquetSink
+scored_schema = _scored_schema
+rejected_schema = _rejected_schema
 
 
 @timed_step("batch_score")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from components.inference_service import InferenceServiceSpec, build_inference_service
 from mlops_core.errors import MlopsError
+from mlops_core.settings import DEFAULT_FIRST_CANARY_PERCENT
 
 if TYPE_CHECKING:
     from kubernetes import client
@@ -51,7 +52,7 @@ def deploy_model(
     spec: InferenceServiceSpec,
     *,
     api_client: client.ApiClient,
-    canary_percent: int = 10,
+    canary_percent: int = DEFAULT_FIRST_CANARY_PERCENT,
 ) -> DeployResult:
     """Create the InferenceService at 100%, or roll a new model version out as a canary.
 
@@ -141,8 +142,8 @@ def wait_until_ready(
     timeout_s: float,
     poll_s: float = 5.0,
 ) -> dict[str, Any]:
-    """Wait for the InferenceService's Ready condition and return its status (with the traffic
-    split in status.components.predictor.traffic)."""
+    """Wait for the InferenceService's Ready condition and return its status (the canary split:
+    status.canaryStatuses in Standard mode, status.components.predictor.traffic in Knative mode)."""
     from components.isvc_traffic import InferenceServiceWriter
 
     writer = InferenceServiceWriter(api_client, name, namespace)

@@ -111,7 +111,9 @@ class OneHotBlock:
         codes = pd.Categorical(values, categories=known).codes.astype(np.intp)
         codes = np.where(codes >= 0, np.array([lookup[k] for k in known], np.intp)[codes], -1)
         if None in lookup:  # the imputer's fill category for a missing value
-            codes[np.equal(values, None)] = lookup[None]  # None only: a NaN is no category
+            # None only: a NaN is no category. numpy's stubs have no overload for an object array
+            # compared with None (it compares element-wise).
+            codes[np.equal(values, None)] = lookup[None]  # type: ignore[call-overload]
         return codes
 
 
@@ -274,7 +276,7 @@ def _hist_gradient_boosting_regressor(est: Any) -> Callable[[np.ndarray], np.nda
     return est.predict
 
 
-def _ridge(est: Any) -> Callable[[np.ndarray], np.ndarray]:
+def _linear(est: Any) -> Callable[[np.ndarray], np.ndarray]:
     coef, intercept = est.coef_.T.copy(), est.intercept_
 
     def predict(x: np.ndarray) -> np.ndarray:
@@ -285,7 +287,7 @@ def _ridge(est: Any) -> Callable[[np.ndarray], np.ndarray]:
 
 def _estimator_compilers() -> dict[type, Callable[[Any], Callable[[np.ndarray], np.ndarray]]]:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
     from xgboost import XGBClassifier, XGBRegressor
 
     return {
@@ -294,7 +296,8 @@ def _estimator_compilers() -> dict[type, Callable[[Any], Callable[[np.ndarray], 
         LogisticRegression: _logistic_regression,
         XGBRegressor: _xgb_regressor,
         HistGradientBoostingRegressor: _hist_gradient_boosting_regressor,
-        Ridge: _ridge,
+        Ridge: _linear,
+        LinearRegression: _linear,
     }
 
 

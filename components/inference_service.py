@@ -1,9 +1,9 @@
 """The one builder of the KServe InferenceService body that serves a registered model version.
 
 Used by the pipeline's deploy step (components/deploy.py) and checked
-against manifests/model/inference-service.yaml. KServe runs in serverless mode (Knative), where a
-new predictor spec with `canaryTrafficPercent` sends that share of traffic to the new revision and
-the rest to the last ready one.
+against manifests/model/inference-service.yaml. The body asks for KServe's Standard mode
+(`DEPLOYMENT_MODE`: Deployments, canaries as weighted Gateway API routes); the traffic writer
+(components/isvc_traffic.py) also handles objects in Serverless (Knative) mode.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.isvc_metadata import MODEL_VERSION as MODEL_VERSION_ANNOTATION
 from mlops_core.errors import MlopsError
 
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -18,7 +19,6 @@ GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 # KServe only injects the storage initializer into a container with this name.
 PREDICTOR_CONTAINER = "kserve-container"
 MODEL_DIR = "/mnt/models"
-MODEL_VERSION_ANNOTATION = "mlops.io/model-version"
 # KServe's deployment-mode annotation (constants.DeploymentMode) and the mode the builder asks
 # for. The traffic writer (components/isvc_traffic.py) follows this annotation on the object, so
 # this constant is the one place that moves the platform between Serverless and Standard canaries.
@@ -31,6 +31,9 @@ SERVE_ARGS = ("serve", "--model-dir", MODEL_DIR)
 SERVING_TOKEN_SECRET = "mlops-serving-token"  # manifests/base/serving-token-secret.yaml
 # The serving image's user (docker/serving.Dockerfile); Kubernetes checks runAsNonRoot by uid.
 SERVING_UID = 10001
+# The ClusterStorageContainer (manifests/base/storage-container.yaml) whose securityContext KServe
+# merges into the storage initializer, so the model pods meet Pod Security `restricted`.
+STORAGE_CONTAINER = "mlops-restricted-storage-initializer"
 # Seconds a stopping model pod keeps serving: the gateway drops its endpoint within them.
 PRE_STOP_DRAIN_S = 5
 
@@ -93,6 +96,7 @@ def build_inference_service(spec: InferenceServiceSpec) -> dict[str, Any]:
     """The InferenceService body (a plain dict, as the Kubernetes API takes it)."""
     predictor: dict[str, Any] = {
         "serviceAccountName": spec.service_account,
+        "storageContainerName": STORAGE_CONTAINER,
         "minReplicas": spec.min_replicas,
         "maxReplicas": spec.max_replicas,
         "containers": [

@@ -19,9 +19,11 @@ from sklearn.model_selection import train_test_split
 
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
 from mlops_core.errors import MlopsError
-from mlops_core.schema import FeatureSchema, SchemaError, infer_schema
+from mlops_core.estimators import check_estimator
+from mlops_core.schema import FeatureSchema, SchemaError, identifier_columns, infer_schema
+from mlops_core.settings import load_settings
 from mlops_core.step_timing import timed_step
-from mlops_core.target import settle_target
+from mlops_core.target import labels_as_written, settle_target
 
 SYNTHETIC_SOURCE = "synthetic"  # `data_source` value (or empty) that selects the churn generator
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".txt")
@@ -47,13 +49,19 @@ class IngestSummary:
     task_reason: str = ""
     classes: list[Any] = field(default_factory=list)
     target_missing_dropped: int = 0  # rows without a target value, dropped before the split
+    set_aside: dict[str, str] = field(default_factory=dict)  # column -> why it is no feature
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def read_table(uri: str, **storage_options: Any) -> pd.DataFrame:
-    """Read one CSV or Parquet file (chosen by suffix) from any fsspec URL, or a folder of them."""
+def read_table(
+    uri: str, *, label_columns: tuple[str, ...] = (), **storage_options: Any
+) -> pd.DataFrame:
+    """Read one CSV or Parquet file (chosen by suffix) from any fsspec URL, or a folder of them.
+
+    A CSV's `label_columns` keep the type their values are written in (`labels_as_written`):
+    "007" and "010" stay text instead of becoming the numbers 7 and 10."""
     fs, path = fsspec.core.url_to_fs(uri, **storage_options)
     try:
         is_dir = fs.isdir(path)
@@ -64,7 +72,10 @@ def read_table(uri: str, **storage_options: Any) -> pd.DataFrame:
         if not files:
             raise IngestError(f"folder {uri} holds no .csv or .parquet files")
         return pd.concat(
-            [read_table(fs.unstrip_protocol(p), **storage_options) for p in files],
+            [
+                read_table(fs.unstrip_protocol(p), label_columns=label_columns, **storage_options)
+                for p in files
+            ],
             ignore_index=True,
         )
     fmt = _table_format(uri, strict=True)
@@ -72,11 +83,15 @@ def read_table(uri: str, **storage_options: Any) -> pd.DataFrame:
         with fsspec.open(uri, "rb", compression="infer", **storage_options) as fh:
             if fmt == "parquet":
                 return pd.read_parquet(fh)
-            return pd.read_csv(fh)
+            df = pd.read_csv(fh, dtype={c: str for c in label_columns})
     except FileNotFoundError as e:
         raise IngestError(missing_or_unreachable(uri, e)) from e
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as e:
         raise IngestError(f"cannot read {uri} as {fmt}: {e}") from e
+    for column in label_columns:
+        if column in df.columns:
+            df[column] = labels_as_written(df[column])
+    return df
 
 
 def missing_or_unreachable(uri: str, error: FileNotFoundError, what: str = "data source") -> str:
@@ -140,7 +155,7 @@ def load_source(
                 f"the synthetic churn data's target is {CHURN_SCHEMA.target!r}, not {target!r}"
             )
         return generate_churn(rows, scenario=scenario, seed=seed), CHURN_SCHEMA
-    df = read_table(data_source)
+    df = read_table(data_source, label_columns=(target,))
     if target not in df.columns:
         raise IngestError(
             f"target column {target!r} is not in {data_source}; its columns are {list(df.columns)}"
@@ -163,6 +178,49 @@ def split_holdout(
     return train.reset_index(drop=True), holdout.reset_index(drop=True)
 
 
+def drop_asked(df: pd.DataFrame, target: str, drop_columns: str) -> dict[str, str]:
+    """The columns `drop_columns` (comma-separated) names, each with its reason; every one must
+    be a column of the data other than the target."""
+    names = [c.strip() for c in drop_columns.split(",") if c.strip()]
+    unknown = [c for c in names if c not in df.columns]
+    if unknown:
+        raise IngestError(
+            f"--drop names columns the data does not have: {unknown}; "
+            f"its columns are {[str(c) for c in df.columns]}"
+        )
+    if target in names:
+        raise IngestError(f"--drop names the target column {target!r}")
+    return dict.fromkeys(names, "dropped: --drop")
+
+
+def settle_schema(
+    df: pd.DataFrame,
+    *,
+    target: str,
+    schema_uri: str,
+    known_schema: FeatureSchema | None,
+    max_categories: int,
+    set_aside: dict[str, str],
+) -> tuple[FeatureSchema, dict[str, str]]:
+    """The schema (given, the generator's, or inferred) without the `set_aside` columns, and
+    `set_aside` plus, for an inferred schema, the identifier-like columns found."""
+    if schema_uri or known_schema is not None:
+        if schema_uri:
+            schema = FeatureSchema.load(schema_uri)
+            if schema.target != target:
+                raise SchemaError(
+                    f"schema {schema_uri} has target {schema.target!r}, not {target!r}"
+                )
+        else:
+            schema = known_schema  # type: ignore[assignment]
+        kept = tuple(f for f in schema.features if f.name not in set_aside)
+        return replace(schema, features=kept), set_aside
+    rest = df.drop(columns=list(set_aside))
+    set_aside = set_aside | identifier_columns(rest, target, max_categories=max_categories)
+    schema = infer_schema(df.drop(columns=list(set_aside)), target, max_categories=max_categories)
+    return schema, set_aside
+
+
 def ingest(
     *,
     data_source: str,
@@ -177,31 +235,43 @@ def ingest(
     holdout_fraction: float,
     task: str,
     positive_class: str,
+    drop_columns: str,
+    max_categories: int,
+    estimator: str,
 ) -> IngestSummary:
     """Read the data, settle its schema, split it and write train/holdout Parquet + schema JSON.
 
     The schema comes from `schema_uri` when given, from the generator for synthetic data, and is
     otherwise inferred from this data (and saved, so the user can edit and pass it next time).
+    Columns named in `drop_columns`, and identifier-like columns of an inferred schema, are set
+    aside: no feature. The estimator is checked against the settled task before anything is
+    written, so a mismatch stops the run here.
     """
     df, known_schema = load_source(
         data_source=data_source, target=target, scenario=scenario, rows=rows, seed=seed
     )
     if df.empty:
         raise IngestError(f"data source {data_source or SYNTHETIC_SOURCE!r} has no rows")
-    inferred = False
-    if schema_uri:
-        schema = FeatureSchema.load(schema_uri)
-        if schema.target != target:
-            raise SchemaError(f"schema {schema_uri} has target {schema.target!r}, not {target!r}")
-    elif known_schema is not None:
-        schema = known_schema
-    else:
-        schema = infer_schema(df, target)
-        inferred = True
+    schema, set_aside = settle_schema(
+        df,
+        target=target,
+        schema_uri=schema_uri,
+        known_schema=known_schema,
+        max_categories=max_categories,
+        set_aside=drop_asked(df, target, drop_columns),
+    )
+    inferred = not schema_uri and known_schema is None
     missing = [c for c in [*schema.feature_names, schema.target] if c not in df.columns]
     if missing:
         raise SchemaError(f"data lacks columns the schema names: {missing}")
-    spec = settle_target(df[target], task=task, positive_class=positive_class, target=target)
+    spec = settle_target(
+        df[target],
+        task=task,
+        positive_class=positive_class,
+        target=target,
+        max_classes=load_settings().max_classes,
+    )
+    check_estimator(estimator, spec.task)
     # Labels 0/1 need no encoding (the schema's default): the churn schema stays as it is.
     schema = replace(schema, task=spec.task, classes=() if spec.classes == (0, 1) else spec.classes)
     df = arrow_safe(df.loc[df[target].notna(), [*schema.feature_names, schema.target]])
@@ -230,6 +300,7 @@ def ingest(
         task_reason=spec.reason,
         classes=list(schema.label_classes),
         target_missing_dropped=spec.dropped_missing,
+        set_aside=set_aside,
     )
 
 
@@ -237,6 +308,8 @@ def ingest(
 def ingest_step(*, summary_path: str, **kwargs: Any) -> IngestSummary:
     """The pipeline step: `ingest` plus its summary (fingerprint, rows, source) as JSON."""
     summary = ingest(**kwargs)
+    for column, why in summary.set_aside.items():  # the task's log: one line per column
+        print(f"set aside column {column!r}: {why}")
     with open(summary_path, "w") as fh:
         json.dump(summary.to_dict(), fh, indent=2)
     return summary

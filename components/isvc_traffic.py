@@ -22,6 +22,7 @@ writer re-reads and rebuilds the patch instead of overwriting.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import re
@@ -40,20 +41,36 @@ from components.inference_service import (
     PREDICTOR_CONTAINER,
     VERSION,
 )
+from components.isvc_metadata import (
+    CANARY_VERSION,
+    LAST_DECISION,
+    ROLLED_BACK_VERSION,
+    STABLE_STORAGE_URI,
+    STABLE_VERSION,
+)
 from mlops_core.errors import ConflictError, MlopsError, NotFoundError
 
 logger = logging.getLogger(__name__)
 
-ANNOTATION_PREFIX = "mlops.platform/"
-STABLE_VERSION = ANNOTATION_PREFIX + "stable-version"
-STABLE_STORAGE_URI = ANNOTATION_PREFIX + "stable-storage-uri"
-CANARY_VERSION = ANNOTATION_PREFIX + "canary-version"
-ROLLED_BACK_VERSION = ANNOTATION_PREFIX + "rolled-back-version"
-LAST_DECISION = ANNOTATION_PREFIX + "last-decision"
 
 # Scaling fields a Standard-mode canary may not set (inference_service_validation.go,
 # validateCanarySpecs: "canary uses fixed replicas"); they stay with the stable predictor.
 _STABLE_ONLY_FIELDS = ("maxReplicas", "scaleTarget", "scaleMetric", "autoScaling")
+
+
+# KServe's HTTPRoute for a Standard-mode predictor (httproute_reconciler.go: the route is named
+# constants.PredictorServiceName(isvc.Name), its backends PredictorServiceName(isvc.Name,
+# predictor.name)).
+ROUTE_GROUP, ROUTE_VERSION, ROUTE_PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
+
+
+def route_name(isvc_name: str) -> str:
+    return f"{isvc_name}-predictor"
+
+
+def predictor_service(isvc_name: str, predictor_name: str | None) -> str:
+    """The Service KServe makes for a named predictor (constants.PredictorServiceName)."""
+    return f"{isvc_name}-{predictor_name}-predictor" if predictor_name else route_name(isvc_name)
 
 
 class TrafficStateError(ConflictError):
@@ -71,7 +88,7 @@ class InferenceServiceWriteError(MlopsError):
 # --- reading the state -------------------------------------------------------------------------
 
 
-def annotations(isvc: dict[str, Any]) -> dict[str, str]:
+def annotations_of(isvc: dict[str, Any]) -> dict[str, str]:
     return isvc.get("metadata", {}).get("annotations") or {}
 
 
@@ -203,7 +220,7 @@ class ServerlessCanary:
         return predictor_of(isvc).get("canaryTrafficPercent")
 
     def canary_version(self, isvc: dict[str, Any]) -> str | None:
-        ann = annotations(isvc)
+        ann = annotations_of(isvc)
         if ann.get(CANARY_VERSION):
             return ann[CANARY_VERSION]
         # A canary someone set by hand (a new STORAGE_URI and canaryTrafficPercent with kubectl):
@@ -215,12 +232,12 @@ class ServerlessCanary:
         return None
 
     def stable_version(self, isvc: dict[str, Any]) -> str | None:
-        return annotations(isvc).get(STABLE_VERSION)
+        return annotations_of(isvc).get(STABLE_VERSION)
 
     def start_patch(
         self, isvc: dict[str, Any], version: str, canary_predictor: dict[str, Any], percent: int
     ) -> dict[str, Any]:
-        ann = annotations(isvc)
+        ann = annotations_of(isvc)
         running, pct = self.canary_version(isvc), self.canary_percent(isvc)
         if running and pct not in (None, 0):
             raise TrafficStateError(
@@ -297,7 +314,8 @@ class ServerlessCanary:
         }
 
     def observed(self, isvc: dict[str, Any]) -> tuple[int | None, list[dict[str, Any]]]:
-        """The latest revision's share in status.components.predictor.traffic."""
+        """The latest revision's share in status.components.predictor.traffic (Knative mode only;
+        Standard mode fills status.canaryStatuses instead, read by StandardCanary.observed)."""
         traffic = (
             isvc.get("status", {}).get("components", {}).get("predictor", {}).get("traffic") or []
         )
@@ -310,10 +328,15 @@ class ServerlessCanary:
         return self.observed(isvc)[0] == (100 if want is None else want)
 
 
-def canary_predictor_name(version: str) -> str:
-    """A Standard-mode predictor name for a version (the CRD's pattern ^[a-z]([-a-z0-9]*[a-z0-9])?$)."""
+def canary_predictor_name(version: str, image: str | None = None) -> str:
+    """A Standard-mode predictor name for a version (the CRD's pattern ^[a-z]([-a-z0-9]*[a-z0-9])?$);
+    with `image`, a name for that version on that image (an image-only rollout: same model, so
+    the version alone would not tell the canary's Deployment from the stable's)."""
     slug = re.sub(r"[^a-z0-9-]+", "-", str(version).lower()).strip("-")
-    return f"v{slug}" if slug else "canary"
+    name = f"v{slug}" if slug else "canary"
+    if image is None:
+        return name
+    return f"{name}-{hashlib.sha256(image.encode()).hexdigest()[:8]}"
 
 
 class StandardCanary:
@@ -338,7 +361,7 @@ class StandardCanary:
         entry = self._entry(isvc)
         if entry is None:
             return None
-        ann = annotations(isvc).get(CANARY_VERSION)
+        ann = annotations_of(isvc).get(CANARY_VERSION)
         if ann:
             return ann
         # An entry added with kubectl: its predictor name is the version ("v3" -> "3").
@@ -346,7 +369,7 @@ class StandardCanary:
         return name[1:] if re.fullmatch(r"v\d+", name) else (name or None)
 
     def stable_version(self, isvc: dict[str, Any]) -> str | None:
-        ann = annotations(isvc)
+        ann = annotations_of(isvc)
         return ann.get(STABLE_VERSION) or ann.get(MODEL_VERSION_ANNOTATION)
 
     def start_patch(
@@ -370,9 +393,14 @@ class StandardCanary:
             for k, v in canary_predictor.items()
             if k not in (*_STABLE_ONLY_FIELDS, "canaryTrafficPercent", "minReplicas")
         }
-        entry_predictor["name"] = canary_predictor_name(version)
-        if entry_predictor["name"] == stable.get("name"):
+        name = canary_predictor_name(version)
+        if storage_uri_in(canary_predictor) == stable_uri or name == stable.get("name"):
+            # Same model on a new image (or the version the stable predictor is named after):
+            # KServe refuses a canary named like the stable predictor (validateCanarySpecs).
+            name = canary_predictor_name(version, image_in(canary_predictor) or "")
+        if name == stable.get("name"):
             raise TrafficStateError(f"the stable predictor is already named {stable['name']!r}")
+        entry_predictor["name"] = name
         return {
             "metadata": _meta(
                 isvc,
@@ -411,6 +439,13 @@ class StandardCanary:
         new = entry["predictor"] | {
             k: stable[k] for k in (*_STABLE_ONLY_FIELDS, "minReplicas") if k in stable
         }
+        if storage_uri_in(entry["predictor"]) == storage_uri_in(stable):
+            # An image-only rollout: KServe refuses a predictor.name change that keeps the model
+            # (validatePredictorNameChange), so the stable predictor keeps its name (or none) and
+            # its Deployment rolls to the canary's image.
+            new.pop("name", None)
+            if "name" in stable:
+                new["name"] = stable["name"]
         return {
             "metadata": _meta(
                 isvc,
@@ -429,6 +464,24 @@ class StandardCanary:
         return {
             "metadata": _meta(isvc, {CANARY_VERSION: None, ROLLED_BACK_VERSION: version}),
             "spec": {"canary": None},
+        }
+
+    def drain_patch(self, isvc: dict[str, Any]) -> dict[str, Any]:
+        """The canary's share to 0 with its pods kept: KServe sizes a canary Deployment at
+        ceil(stable * trafficPercent / 100) replicas unless the entry sets minReplicas
+        (canaryReplicaCount), so at 0% without it the pods would stop while the route still sends
+        them requests. minReplicas may not exceed the stable's (validateCanarySpecs)."""
+        _, entry = self._require(isvc)
+        stable_min = predictor_of(isvc).get("minReplicas")
+        stable_min = 1 if stable_min is None else int(stable_min)
+        pct = int(entry.get("trafficPercent") or 0)
+        keep = min(stable_min, max(1, -(-stable_min * pct // 100)))
+        predictor = dict(entry["predictor"])
+        if keep >= 1:
+            predictor["minReplicas"] = keep
+        return {
+            "metadata": _meta(isvc, {}),
+            "spec": {"canary": [{**entry, "predictor": predictor, "trafficPercent": 0}]},
         }
 
     def observed(self, isvc: dict[str, Any]) -> tuple[int | None, list[dict[str, Any]]]:
@@ -456,7 +509,7 @@ _MODE_OF_ANNOTATION = {
 
 def mode_of(isvc: dict[str, Any]) -> TrafficMode:
     """The traffic mode the object's own deployment-mode annotation selects."""
-    value = annotations(isvc).get(DEPLOYMENT_MODE_ANNOTATION, "Standard")
+    value = annotations_of(isvc).get(DEPLOYMENT_MODE_ANNOTATION, "Standard")
     if value not in _MODE_OF_ANNOTATION:
         raise TrafficStateError(
             f"{DEPLOYMENT_MODE_ANNOTATION}={value!r} is not a mode this writer knows "
@@ -544,6 +597,26 @@ class InferenceServiceWriter:
                 f"{self.api.api_client.configuration.host} is unreachable ({e})"
             ) from e
 
+    def route(self) -> dict[str, Any] | None:
+        """KServe's HTTPRoute for this InferenceService (Standard mode with Gateway API), or None
+        where there is none (Knative mode, or ingress without Gateway API)."""
+        try:
+            return self.api.get_namespaced_custom_object(
+                ROUTE_GROUP, ROUTE_VERSION, self.namespace, ROUTE_PLURAL, route_name(self.name)
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise InferenceServiceWriteError(
+                f"cannot read HTTPRoute {self.namespace}/{route_name(self.name)}: "
+                f"{e.status} {e.reason} (the ServiceAccount needs get on "
+                f"{ROUTE_PLURAL}.{ROUTE_GROUP})"
+            ) from e
+        except TransportError as e:
+            raise InferenceServiceWriteError(
+                f"cannot read the HTTPRoute of {self.where}: the Kubernetes API is unreachable ({e})"
+            ) from e
+
     def read(self) -> dict[str, Any]:
         isvc = self.find()
         if isvc is None:
@@ -554,7 +627,7 @@ class InferenceServiceWriter:
         return isvc
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        version = annotations(body).get(MODEL_VERSION_ANNOTATION, "")
+        version = annotations_of(body).get(MODEL_VERSION_ANNOTATION, "")
         uri = storage_uri_in(body["spec"]["predictor"]) or ""
         body = merge_patch(body, {"metadata": {"annotations": initial_annotations(version, uri)}})
         return self._call(

@@ -59,12 +59,16 @@ def ingest(
     holdout_fraction: float,
     task: str,
     positive_class: str,
+    drop_columns: str,
+    max_categories: int,
+    estimator: str,
     train: Output[Dataset],
     holdout: Output[Dataset],
     schema: Output[Artifact],
     summary: Output[Artifact],
 ):
-    """Read the data (or generate churn data), settle its schema, split train/holdout."""
+    """Read the data (or generate churn data), settle its schema (identifiers and --drop set
+    aside), check the estimator fits the task, split train/holdout."""
     from components.ingest import ingest_step
 
     ingest_step(
@@ -77,6 +81,9 @@ def ingest(
         holdout_fraction=holdout_fraction,
         task=task,
         positive_class=positive_class,
+        drop_columns=drop_columns,
+        max_categories=max_categories,
+        estimator=estimator,
         train_path=train.path,
         holdout_path=holdout.path,
         schema_path=schema.path,
@@ -91,6 +98,8 @@ def validate(
     registry_uri: str,
     model_name: str,
     fail_on_drift: bool,
+    leakage_threshold: float,
+    fail_on_leakage: bool,
     report: Output[Markdown],
     summary: Output[Artifact],
     validation_metrics: Output[Metrics],
@@ -107,13 +116,15 @@ def validate(
         registry_uri=registry_uri,
         model_name=model_name,
         fail_on_drift=fail_on_drift,
+        leakage_threshold=leakage_threshold,
+        fail_on_leakage=fail_on_leakage,
         metrics_sink=validation_metrics,
         raise_on_failure=False,
     )
 
 
 def require_valid_data(summary: Input[Artifact], report: Input[Markdown]):
-    """Fail the run when validation failed (schema always; drift if fail_on_drift)."""
+    """Fail the run when validation failed (schema always; drift, leakage if asked to)."""
     from components.validate import require_valid_data
 
     require_valid_data(summary_path=summary.path, report_path=report.path)
@@ -124,21 +135,38 @@ def train(
     schema: Input[Artifact],
     estimator: str,
     seed: int,
+    compute: str,
+    dask_workers: int,
+    dask_worker_memory: str,
+    dask_worker_cpu: float,
     model: Output[Model],
     reference: Output[Artifact],
     summary: Output[Artifact],
 ):
-    """Fit the scikit-learn Pipeline; save it (skops) and its drift reference profile."""
+    """Fit the scikit-learn Pipeline; save it (skops) and its drift reference profile. With
+    compute=dask, on a Dask cluster started for this step (the same artifact)."""
+    from components.dask_compute import ComputeSpec
     from components.train import TrainParams, train_step
+    from components.train_dask import train_files_on_dask
 
-    train_step(
-        train_path=train_data.path,
-        schema_path=schema.path,
-        model_path=model.path,
-        reference_path=reference.path,
-        summary_path=summary.path,
-        params=TrainParams(estimator=estimator, seed=seed),
+    spec = ComputeSpec(
+        compute=compute,
+        workers=dask_workers,
+        worker_memory=dask_worker_memory,
+        worker_cpu=dask_worker_cpu,
     )
+    paths = {
+        "train_path": train_data.path,
+        "schema_path": schema.path,
+        "model_path": model.path,
+        "reference_path": reference.path,
+        "summary_path": summary.path,
+    }
+    params = TrainParams(estimator=estimator, seed=seed)
+    if spec.is_dask:
+        train_files_on_dask(**paths, params=params, spec=spec)
+    else:
+        train_step(**paths, params=params)
 
 
 def evaluate(
@@ -262,14 +290,28 @@ def batch_score(
     unknown_category: str,
     threshold: float,
     run_id: str,
+    compute: str,
+    dask_workers: int,
+    dask_worker_memory: str,
+    dask_worker_cpu: float,
     scores: Output[Dataset],
     rejected: Output[Dataset],
     summary: Output[Artifact],
 ) -> str:
-    """Score a CSV/Parquet file with a registered version; bad rows aside with their reasons."""
+    """Score a CSV/Parquet file with a registered version; bad rows aside with their reasons.
+    With compute=dask, a Parquet file or folder is scored on a Dask cluster started for this step."""
     import json
 
     from components.batch_score import BatchScoreParams, batch_score_step
+    from components.batch_score_dask import batch_score_dask_step
+    from components.dask_compute import ComputeSpec
+
+    spec = ComputeSpec(
+        compute=compute,
+        workers=dask_workers,
+        worker_memory=dask_worker_memory,
+        worker_cpu=dask_worker_cpu,
+    )
 
     params = BatchScoreParams(
         registry_uri=registry_uri,
@@ -283,6 +325,10 @@ def batch_score(
         threshold=threshold,
         unknown_category=unknown_category,
     )
+    if spec.is_dask:
+        return json.dumps(
+            batch_score_dask_step(params=params, spec=spec, summary_path=summary.path)
+        )
     return json.dumps(batch_score_step(params=params, summary_path=summary.path))
 
 

@@ -109,6 +109,7 @@ def register_step(
         "task_reason": ingest.get("task_reason", ""),
         "classes": list(schema.label_classes),
         "target_missing_dropped": ingest.get("target_missing_dropped", 0),
+        "set_aside": ingest.get("set_aside", {}),
         "data_fingerprint": ingest["fingerprint"],
         "run_id": run_id,
         "uri": registry.version_uri(model_name, mv.version),

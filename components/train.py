@@ -8,7 +8,7 @@ and a NumPy object array from the predictor's fast path.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,18 +16,16 @@ import skops.io as sio
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from xgboost import XGBClassifier, XGBRegressor
 
+from mlops_core.estimators import LINEAR_ESTIMATORS, check_estimator
 from mlops_core.schema import FeatureSchema
 from mlops_core.step_timing import timed_step
 from mlops_core.target import prediction_score
-
-Estimator = Literal["xgboost", "hist_gradient_boosting", "logistic_regression"]
-ESTIMATORS: tuple[str, ...] = get_args(Estimator)
 
 
 @dataclass(frozen=True)
@@ -42,10 +40,7 @@ class TrainParams:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.estimator not in ESTIMATORS:
-            raise ValueError(
-                f"unknown estimator {self.estimator!r}; choose one of {list(ESTIMATORS)}"
-            )
+        check_estimator(self.estimator, "auto")
         if not 0 < self.validation_fraction < 0.5:
             raise ValueError("validation_fraction must be in (0, 0.5)")
 
@@ -102,7 +97,8 @@ def model_input(df: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
 
 
 def build_estimator(params: TrainParams, task: str = "binary") -> Any:
-    """The estimator for `task`: each of the three kinds has a classifier and a regressor."""
+    """The estimator `params.estimator` names for `task` (mlops_core.estimators lists which)."""
+    check_estimator(params.estimator, task)
     regression = task == "regression"
     if params.estimator == "xgboost":
         model, metric = (
@@ -133,8 +129,10 @@ def build_estimator(params: TrainParams, task: str = "binary") -> Any:
             n_iter_no_change=params.early_stopping_rounds,
             random_state=params.seed,
         )
-    if regression:
+    if params.estimator == "ridge":
         return Ridge(alpha=1.0)
+    if params.estimator == "linear_regression":
+        return LinearRegression()
     return LogisticRegression(max_iter=2000, C=1.0, random_state=params.seed)
 
 
@@ -154,8 +152,8 @@ def train_model(df: pd.DataFrame, schema: FeatureSchema, params: TrainParams) ->
     elif len(np.unique(y)) < 2:
         raise ValueError(f"target {schema.target!r} is constant; nothing to learn")
     X = model_input(df, schema)
-    pre = build_preprocessor(schema, scale=params.estimator == "logistic_regression")
-    est = build_estimator(params, schema.task)
+    est = build_estimator(params, schema.task)  # first: an estimator unfit for the task refused
+    pre = build_preprocessor(schema, scale=params.estimator in LINEAR_ESTIMATORS)
     best_iteration: int | None = None
     validation_rows = 0
     if params.estimator == "xgboost":

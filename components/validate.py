@@ -4,8 +4,10 @@ Schema violations (types, ranges, unknown categories, missing rates, nulls in re
 target that is not binary) always fail the step. Drift against the reference (PSI/KS/chi-square
 from `mlops_core.drift`, the same code the live monitor runs) and label shift are reported, and
 fail the step only when the caller asks (`fail_on_drift`): a drift-triggered retraining run must be
-able to train on drifted data. Either way the step writes a Markdown report that names each
-failing column and why.
+able to train on drifted data. A feature that alone predicts the target almost perfectly
+(`components.leakage`) is reported as possible target leakage, and fails the step only with
+`fail_on_leakage`. Either way the step writes a Markdown report that names each failing column
+and why.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from components.leakage import LeakageFinding, leaking_features
 from mlops_core.drift import (
     DriftReport,
     DriftThresholds,
@@ -64,6 +67,13 @@ class ValidationReport:
     reference_positive_rate: float | None = None
     fail_on_drift: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    leakage: tuple[LeakageFinding, ...] = ()
+    leakage_threshold: float | None = None  # None: the check did not run
+    fail_on_leakage: bool = False
+
+    @property
+    def leaking_columns(self) -> list[str]:
+        return [f.feature for f in self.leakage]
 
     @property
     def drifted_columns(self) -> list[str]:
@@ -77,22 +87,38 @@ class ValidationReport:
         cols = list(dict.fromkeys(v.column for v in self.violations))
         if self.fail_on_drift:
             cols += [c for c in self.drifted_columns if c not in cols]
+        if self.fail_on_leakage:
+            cols += [c for c in self.leaking_columns if c not in cols]
         return cols
 
     @property
     def passed(self) -> bool:
         return not self.failing_columns
 
+    def leakage_warning(self) -> str:
+        """One line naming each feature that may leak the target ("" when none)."""
+        if not self.leakage:
+            return ""
+        found = "; ".join(f.describe() for f in self.leakage)
+        return (
+            f"possible target leakage in {self.leaking_columns} (threshold "
+            f"{self.leakage_threshold}): {found}; --drop it if it is not known before the outcome"
+        )
+
     def summary(self) -> str:
         if self.passed:
             drifted = self.drifted_columns
             tail = f"; drift reported (not fatal) in {drifted}" if drifted else ""
+            if self.leakage:
+                tail += f"; {self.leakage_warning()} (not fatal without --fail-on-leakage)"
             return f"data validation passed on {self.rows} rows{tail}"
         parts = [f"{v.column}: {v.detail}" for v in self.violations]
         if self.fail_on_drift and self.drift:
             parts += [f"{f.feature}: drifted ({f.reason})" for f in self.drift.drifted]
         if self.fail_on_drift and self.label_shift is not None and self.label_shift.drifted:
             parts.append(f"{self.label_shift.feature}: label shift ({self.label_shift.reason})")
+        if self.fail_on_leakage:
+            parts += [f"{f.feature}: target leakage ({f.describe()})" for f in self.leakage]
         return f"data validation failed for columns {self.failing_columns}: " + "; ".join(parts)
 
     def metrics(self) -> dict[str, float]:
@@ -107,11 +133,17 @@ class ValidationReport:
             out["max_psi"] = max((f.psi for f in self.drift.features), default=0.0)
         if self.label_shift is not None:
             out["label_psi"] = self.label_shift.psi
+        if self.leakage_threshold is not None:
+            out["leaking_features"] = float(len(self.leakage))
         return out
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
-        doc.update(passed=self.passed, failing_columns=self.failing_columns)
+        doc.update(
+            passed=self.passed,
+            failing_columns=self.failing_columns,
+            leakage_warning=self.leakage_warning(),
+        )
         return doc
 
 
@@ -285,7 +317,10 @@ def validate_frame(
     reference_positive_rate: float | None = None,
     thresholds: DriftThresholds | None = None,
     fail_on_drift: bool = False,
+    leakage_threshold: float | None = None,
+    fail_on_leakage: bool = False,
 ) -> ValidationReport:
+    """Schema, drift and label checks; with `leakage_threshold`, the target leakage check too."""
     thresholds = thresholds or DriftThresholds()
     violations = check_schema(df, schema)
     notes: list[str] = []
@@ -300,7 +335,7 @@ def validate_frame(
             notes.append(f"no reference for {skipped}: new columns since the champion")
         drift = compare(reference, schema.coerce_frame(df), thresholds=thresholds)
     else:
-        notes.append("no champion reference yet: statistical checks skipped")
+        notes.append("no champion reference yet: drift checks skipped")
     positive_rate, shift = float("nan"), None
     failing = {v.column for v in violations}
     if schema.task == "binary" and schema.target in df.columns and schema.target not in failing:
@@ -308,6 +343,12 @@ def validate_frame(
         positive_rate = float((encoded == 1).mean()) if len(encoded) else float("nan")
         if reference_positive_rate is not None and np.isfinite(reference_positive_rate):
             shift = label_shift(encoded, reference_positive_rate, thresholds)
+    leakage: tuple[LeakageFinding, ...] = ()
+    if leakage_threshold is not None:
+        if failing or absent:
+            notes.append("target leakage check skipped: the data breaks the schema")
+        else:
+            leakage = leaking_features(df, schema, leakage_threshold)
     return ValidationReport(
         rows=len(df),
         violations=tuple(violations),
@@ -317,6 +358,9 @@ def validate_frame(
         reference_positive_rate=reference_positive_rate,
         fail_on_drift=fail_on_drift,
         notes=tuple(notes),
+        leakage=leakage,
+        leakage_threshold=leakage_threshold,
+        fail_on_leakage=fail_on_leakage,
     )
 
 
@@ -366,9 +410,26 @@ def render_markdown(report: ValidationReport, *, title: str = "Data validation r
             f"PSI {ls.psi:.4f}, chi-square p={ls.p_value:.3g}, Cramér's V {ls.effect:.3f}: "
             + (f"**label shift** ({ls.reason})" if ls.drifted else "no label shift")
         )
+    lines += _leakage_section(report)
     if report.notes:
         lines += ["", "## Notes", "", *[f"- {n}" for n in report.notes]]
     return "\n".join(lines) + "\n"
+
+
+def _leakage_section(report: ValidationReport) -> list[str]:
+    lines = ["", "## Target leakage", ""]
+    if report.leakage_threshold is None:
+        return [*lines, "Skipped: not asked for."]
+    fatal = "fatal" if report.fail_on_leakage else "reported, not fatal (fail_on_leakage=False)"
+    lines.append(
+        f"A feature whose own single-feature model scores at least {report.leakage_threshold} on "
+        f"held-out rows is reported; leakage is {fatal}."
+    )
+    if not report.leakage:
+        return [*lines, "", "No feature predicts the target on its own."]
+    lines += ["", "| feature | metric | score alone |", "|---|---|---:|"]
+    lines += [f"| `{f.feature}` | {f.metric} | {f.score:.4f} |" for f in report.leakage]
+    return lines
 
 
 # --- the pipeline step -------------------------------------------------------------------------
@@ -383,6 +444,8 @@ def validate_step(
     registry_uri: str,
     model_name: str,
     fail_on_drift: bool,
+    leakage_threshold: float,
+    fail_on_leakage: bool,
     thresholds: DriftThresholds | None = None,
     metrics_sink: Any = None,
     summary_path: str = "",
@@ -413,7 +476,11 @@ def validate_step(
         reference_positive_rate=reference_rate,
         thresholds=thresholds,
         fail_on_drift=fail_on_drift,
+        leakage_threshold=leakage_threshold,
+        fail_on_leakage=fail_on_leakage,
     )
+    if report.leakage and report.passed:  # the task's log: the warning on one line
+        print(f"warning: {report.leakage_warning()}")
     with open(report_path, "w") as fh:
         fh.write(render_markdown(report))
     if summary_path:

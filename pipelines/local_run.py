@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import signal
 import time
 import warnings
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,10 +74,7 @@ def run_training_locally(
     `log` and `seconds`. Raises `ValidationFailed` (naming the failing columns and the report) when
     the data is rejected, `PipelineRunError` for any other failed step.
     """
-    import kfp.local
-
     from mlops_core.settings import load_settings
-    from pipelines.task_forkserver import task_fork_server
     from pipelines.training import build_training_pipeline
 
     if fork_server is None:
@@ -82,30 +82,17 @@ def run_training_locally(
 
     registry_uri = _absolute(registry_uri)
     params = _absolute_source(params)
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
-    run_root = Path(work_dir).resolve() / "runs" / stamp
-    run_root.mkdir(parents=True, exist_ok=True)
-    log_path = run_root / "tasks.log"
-    pipeline = build_training_pipeline(image)
-    kfp.local.init(
-        runner=kfp.local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(run_root),
-        raise_on_error=True,
-    )
+    # Runs are named after the model they train: `iris-training-<time>`, not always churn's.
+    pipeline = build_training_pipeline(image, name=f"{model_name}-training")
     start = time.perf_counter()
-    with (
-        open(log_path, "w") as log,
-        contextlib.redirect_stdout(log),
-        warnings.catch_warnings(),
-        task_fork_server(fork_server),
-    ):
-        # The SubprocessRunner warns that an image without "python" in its name may not be
-        # Python; ours is, and locally the current interpreter runs the body anyway.
-        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+    with local_kfp_run(work_dir, "runs", fork_server=fork_server) as (run_root, log_path):
         try:
             task = pipeline(registry_uri=registry_uri, model_name=model_name, **params.arguments())
         except RuntimeError as e:
-            failure = e
+            failure: RuntimeError | None = e
+        except KeyboardInterrupt:
+            stop_task_processes()  # Ctrl-C: no step keeps running orphaned
+            raise
         else:
             failure = None
     seconds = time.perf_counter() - start
@@ -119,6 +106,80 @@ def run_training_locally(
         "log": str(log_path),
         "seconds": seconds,
     }
+
+
+def stop_task_processes() -> None:
+    """Kill the steps of an interrupted run: the fork server's tasks (its process group), and any
+    step kfp.local started as a plain interpreter (a child of this process running KFP's
+    executor). A terminal's Ctrl-C reaches only this process's group; a `kill -INT` only this
+    process: either way the step would otherwise keep running, and holding its memory."""
+    from pipelines.task_forkserver import EXECUTOR_MODULE, kill_running_tasks
+
+    kill_running_tasks()
+    for pid in _descendants(os.getpid()):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if EXECUTOR_MODULE.encode() in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(root: int) -> list[int]:
+    """Every live descendant of `root` (Linux /proc; none elsewhere)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = [int(e) for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    for pid in entries:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(pid)
+    found, frontier = [], [root]
+    while frontier:
+        kids = children.get(frontier.pop(), [])
+        found += kids
+        frontier += kids
+    return found
+
+
+@contextlib.contextmanager
+def local_kfp_run(
+    work_dir: str | Path, kind: str, *, fork_server: bool
+) -> Iterator[tuple[Path, Path]]:
+    """kfp.local set up for one pipeline run (training or batch scoring): a fresh run folder
+    `<work_dir>/<kind>/<timestamp>` as the pipeline root, the SubprocessRunner in this
+    interpreter, the tasks' output in the folder's `tasks.log`, and each task's process forked
+    from one pre-warmed server where `fork_server` (pipelines.task_forkserver). Yields the run
+    folder and the log's path."""
+    import kfp.local
+
+    from pipelines.task_forkserver import task_fork_server
+
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
+    run_root = Path(work_dir).resolve() / kind / stamp
+    run_root.mkdir(parents=True, exist_ok=True)
+    log_path = run_root / "tasks.log"
+    kfp.local.init(
+        runner=kfp.local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(run_root),
+        raise_on_error=True,
+    )
+    with (
+        open(log_path, "w") as log,
+        contextlib.redirect_stdout(log),
+        warnings.catch_warnings(),
+        task_fork_server(fork_server),
+    ):
+        # The SubprocessRunner warns that an image without "python" in its name may not be
+        # Python; ours is, and locally the current interpreter runs the body anyway.
+        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+        yield run_root, log_path
 
 
 def _validation_outputs(run_root: Path) -> dict[str, Any]:
@@ -135,6 +196,7 @@ def _validation_outputs(run_root: Path) -> dict[str, Any]:
         "summary": doc.get("summary", ""),
         "failing_columns": doc.get("failing_columns", []),
         "drifted_columns": drifted,
+        "leakage_warning": doc.get("leakage_warning", ""),
         "report": str(reports[-1]) if reports else "",
     }
 
@@ -147,7 +209,7 @@ def _absolute(uri: str) -> str:
 def _absolute_source(params: TrainingParams) -> TrainingParams:
     from dataclasses import replace
 
-    changes = {}
+    changes: dict[str, Any] = {}
     if params.data_source and params.data_source != "synthetic":
         changes["data_source"] = _absolute(params.data_source)
     if params.schema_uri:

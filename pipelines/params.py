@@ -14,7 +14,23 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
-from mlops_core.settings import DEFAULT_MODEL_NAME, DEFAULT_NAMESPACE
+from mlops_core.errors import InvalidInputError
+from mlops_core.estimators import check_estimator, estimators_help
+from mlops_core.settings import (
+    COMPUTE_CHOICES,
+    DEFAULT_COMPUTE,
+    DEFAULT_DASK_WORKER_CPU,
+    DEFAULT_DASK_WORKER_MEMORY,
+    DEFAULT_DASK_WORKERS,
+    DEFAULT_DECISION_THRESHOLD,
+    DEFAULT_FIRST_CANARY_PERCENT,
+    DEFAULT_MODEL_NAME,
+    DEFAULT_NAMESPACE,
+)
+
+
+class ParamsError(InvalidInputError):
+    """A parameter's value is out of range, or does not fit another one (estimator vs task)."""
 
 
 def _param(default: Any, help: str) -> Any:
@@ -22,8 +38,37 @@ def _param(default: Any, help: str) -> Any:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainingParams:
-    """What data to train on, how, and when the candidate replaces the champion."""
+class ComputeParams:
+    """Where training and batch scoring run (components/dask_compute.py): declared once, taken by
+    the training and the batch scoring pipelines and their CLI commands."""
+
+    compute: str = _param(
+        DEFAULT_COMPUTE,
+        f"{' | '.join(COMPUTE_CHOICES)}: one process, or a Dask cluster for the step (a "
+        "LocalCluster locally, a DaskCluster of the dask-kubernetes operator on a cluster); "
+        "docs/scale.md says when each pays",
+    )
+    dask_workers: int = _param(DEFAULT_DASK_WORKERS, "compute=dask: number of workers")
+    dask_worker_memory: str = _param(
+        DEFAULT_DASK_WORKER_MEMORY, "compute=dask: memory limit of each worker (e.g. 2GiB)"
+    )
+    dask_worker_cpu: float = _param(DEFAULT_DASK_WORKER_CPU, "compute=dask: CPUs of each worker")
+
+    def compute_spec(self) -> Any:
+        """The checked `components.dask_compute.ComputeSpec` (a bad value: a one-line error)."""
+        from components.dask_compute import ComputeSpec
+
+        return ComputeSpec(
+            compute=self.compute,
+            workers=self.dask_workers,
+            worker_memory=self.dask_worker_memory,
+            worker_cpu=self.dask_worker_cpu,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingParams(ComputeParams):
+    """What data to train on, how, where, and when the candidate replaces the champion."""
 
     data_source: str = _param(
         "",
@@ -42,7 +87,20 @@ class TrainingParams:
         "last label in sorted order)",
     )
     schema_uri: str = _param(
-        "", "a FeatureSchema JSON; empty: the generator's schema or one inferred from the data"
+        "",
+        "a FeatureSchema JSON (docs/data.md); empty: the generator's schema or one inferred "
+        "from the data",
+    )
+    drop_columns: str = _param(
+        "",
+        "a column to leave out of the features (repeatable; as a pipeline parameter: "
+        "comma-separated names)",
+    )
+    max_categories: int = _param(
+        50,
+        "most distinct values a text column may hold to be a categorical feature; a text column "
+        "with more is set aside if at least half its values are distinct (an identifier), "
+        "else refused",
     )
     scenario: str = _param("clean", "synthetic data's drift scenario")
     rows: int = _param(20000, "synthetic rows")
@@ -50,13 +108,15 @@ class TrainingParams:
     holdout_fraction: float = _param(
         0.2, "share of rows held out for evaluation and the champion comparison"
     )
-    estimator: str = _param("xgboost", "xgboost | hist_gradient_boosting | logistic_regression")
+    estimator: str = _param("xgboost", estimators_help())
     primary_metric: str = _param(
         "", "the metric the gate compares (default per task: roc_auc, macro_f1, rmse)"
     )
     margin: float = _param(0.005, "required improvement over the champion on primary_metric")
     max_regression: float = _param(0.01, "the differential test's tolerance vs the champion")
-    threshold: float = _param(0.5, "decision threshold for accuracy/precision/recall")
+    threshold: float = _param(
+        DEFAULT_DECISION_THRESHOLD, "decision threshold for accuracy/precision/recall"
+    )
     slice_column: str = _param(
         "", "per-slice metrics by this column (default: the schema's first categorical feature)"
     )
@@ -64,6 +124,31 @@ class TrainingParams:
         0.02, "mean prediction shift allowed when an invariant feature changes"
     )
     fail_on_drift: bool = _param(False, "drift vs the champion's reference fails the run")
+    leakage_threshold: float = _param(
+        0.99,
+        "a feature whose single-feature model scores at least this on held-out rows (ROC AUC "
+        "for binary, balanced accuracy for multiclass, R^2 for regression) is reported as "
+        "possible target leakage",
+    )
+    fail_on_leakage: bool = _param(False, "possible target leakage fails the run at validation")
+
+    def __post_init__(self) -> None:
+        """Refuse values no step could use, before any step runs."""
+        check_estimator(self.estimator, self.task)
+        if self.compute_spec().is_dask:
+            from components.train_dask import check_dask_estimator
+
+            check_dask_estimator(self.estimator)
+        if not 0 < self.holdout_fraction < 1:
+            raise ParamsError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
+        if self.max_categories < 1:
+            raise ParamsError(f"max_categories must be at least 1, got {self.max_categories}")
+        if not 0.5 < self.leakage_threshold <= 1:
+            raise ParamsError(
+                f"leakage_threshold must be in (0.5, 1], got {self.leakage_threshold}"
+            )
+        if self.rows < 1:
+            raise ParamsError(f"rows must be at least 1, got {self.rows}")
 
     def arguments(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,7 +169,9 @@ class DeployParams:
     deploy: bool = _param(False, "serve the new champion with KServe after registering it")
     serving_image: str = _param("", "the model server image")
     namespace: str = _param(DEFAULT_NAMESPACE, "namespace of the InferenceService")
-    canary_percent: int = _param(10, "a new champion's first canary step (percent of traffic)")
+    canary_percent: int = _param(
+        DEFAULT_FIRST_CANARY_PERCENT, "a new champion's first canary step (percent of traffic)"
+    )
 
     def arguments(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,11 +8,14 @@ a promoted model ends up served by KServe.
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.ingest import SYNTHETIC_SOURCE
 from mlops_core.errors import MlopsError
+from mlops_core.settings import DEFAULT_MODEL_NAME
 from pipelines.params import DeployParams, default
 from pipelines.training import ObjectStore, build_training_pipeline
 
@@ -35,11 +38,54 @@ class Submission:
     object_store: ObjectStore = field(default_factory=ObjectStore)
 
 
+def _refuse_local_path(name: str, uri: str) -> None:
+    """A run on the cluster reads data from URLs (s3://, http://), never this machine's files."""
+    if uri and uri != SYNTHETIC_SOURCE and "://" not in uri:
+        raise SubmitError(
+            f"{name} {uri!r} is a path on this machine, which the cluster cannot read; copy it "
+            f"to the object store and pass its URL (e.g. s3://{ObjectStore().bucket}/data/...)"
+        )
+
+
 @dataclass(frozen=True)
 class SubmittedRun:
     run_id: str
     url: str
     package: str
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    run_id: str
+    state: str  # KFP's V2beta1RuntimeState: SUCCEEDED, FAILED, CANCELED, ...
+    seconds: float
+
+
+def wait_for_run(
+    run: SubmittedRun, *, host: str, timeout_s: float, client: Any = None
+) -> FinishedRun:
+    """Wait until the run ends; a run that does not succeed is a SubmitError naming its failed
+    steps and its page in the UI."""
+    import kfp
+
+    start = time.monotonic()
+    try:
+        kfp_client = client or kfp.Client(host=host)
+        done = kfp_client.wait_for_run_completion(
+            run.run_id, timeout=int(timeout_s), sleep_duration=10
+        )
+    except TimeoutError as e:
+        raise SubmitError(
+            f"run {run.run_id} had not ended after {timeout_s:g} s; see {run.url}"
+        ) from e
+    except Exception as e:  # kfp raises urllib3/ApiException/ConnectionError variants
+        raise SubmitError(f"cannot follow run {run.run_id} at the KFP API {host}: {e}") from e
+    if done.state != "SUCCEEDED":
+        tasks = (done.run_details.task_details or []) if done.run_details else []
+        failed = sorted({t.display_name for t in tasks if t.state == "FAILED" and t.display_name})
+        steps = f" (failed: {', '.join(failed)})" if failed else ""
+        raise SubmitError(f"run {run.run_id} ended {done.state}{steps}; see {run.url}")
+    return FinishedRun(run.run_id, str(done.state), time.monotonic() - start)
 
 
 def submit_training(sub: Submission, client: Any = None) -> SubmittedRun:
@@ -49,6 +95,8 @@ def submit_training(sub: Submission, client: Any = None) -> SubmittedRun:
 
     if not sub.component_image or not sub.serving_image:
         raise SubmitError("both the component image and the serving image are required")
+    for name in ("data_source", "schema_uri"):
+        _refuse_local_path(name, str(sub.arguments.get(name, "")))
     package = Path(tempfile.mkdtemp(prefix="mlops-submit-")) / "training.yaml"
     compiler.Compiler().compile(
         build_training_pipeline(sub.component_image, object_store=sub.object_store),
@@ -60,10 +108,13 @@ def submit_training(sub: Submission, client: Any = None) -> SubmittedRun:
         "serving_image": sub.serving_image,
         "namespace": sub.namespace,
     } | sub.arguments
+    # Named after the model it trains, as a local run is: `cars-training 2026-12-06 10:41:14`.
+    model = arguments.get("model_name") or DEFAULT_MODEL_NAME
+    run_name = f"{model}-training {time.strftime('%Y-%m-%d %H:%M:%S')}"
     try:
         kfp_client = client or kfp.Client(host=sub.host)
         run = kfp_client.create_run_from_pipeline_package(
-            str(package), arguments=arguments, experiment_name=EXPERIMENT
+            str(package), arguments=arguments, run_name=run_name, experiment_name=EXPERIMENT
         )
     except Exception as e:  # kfp raises urllib3/ApiException/ConnectionError variants
         raise SubmitError(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import importlib
 import json
 import os
@@ -61,6 +62,7 @@ PRELOAD = (
     "components.batch_score",
 )
 CLIENT = Path(__file__).with_name("task_forkserver_client.py")
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 EXECUTOR_MODULE = "kfp.dsl.executor_main"
 
 
@@ -80,9 +82,23 @@ def _exit_code(e: SystemExit) -> int:
     return e.code if isinstance(e.code, int) else 1
 
 
-def _run_task(conn: socket.socket) -> None:
+def _die_with_server(server: int) -> None:
+    """Linux: the kernel kills this task when the server exits (PR_SET_PDEATHSIG), so a task
+    never outlives the run that asked for it (the probe: after Ctrl-C a train task kept running,
+    orphaned, at 91% CPU and 5.5 GB)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the server's process group is still killed
+        return
+    if os.getppid() != server:  # the server died before the request took effect
+        os._exit(1)
+
+
+def _run_task(conn: socket.socket, server: int) -> None:
     """In the forked child: become the task (stdio, cwd, env, argv), run the executor, report."""
     code = 1
+    _die_with_server(server)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the task's own subprocesses need waitpid
     try:
         header, fds, _, _ = socket.recv_fds(conn, 8, 3)
@@ -131,13 +147,14 @@ def serve(path: str, modules: Sequence[str]) -> None:
         try:
             conn, _ = listener.accept()
         except TimeoutError:
-            if os.getppid() != parent:  # the run's process is gone (killed): do not linger
-                os._exit(0)
+            if os.getppid() != parent:  # the run's process is gone (killed): nor do its tasks
+                os.killpg(0, signal.SIGKILL)  # this server's own group: itself and its tasks
             continue
         conn.settimeout(None)
+        server = os.getpid()
         if os.fork() == 0:
             listener.close()
-            _run_task(conn)
+            _run_task(conn, server)
         conn.close()
 
 
@@ -184,10 +201,18 @@ class _Server:
     folder: Path
     launcher: Path
 
-    def stop(self) -> None:
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop the server and every task it forked: they share its process group."""
         if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # tasks still running after the server
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -208,6 +233,9 @@ def _server_for(modules: tuple[str, ...]) -> _Server:
         [sys.executable, "-m", "pipelines.task_forkserver", socket_path, *modules],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,  # the server only imports; each task's output is its own
+        # Its own process group, which its tasks inherit: stopping the run kills the group, so
+        # no task is left behind (and a terminal's Ctrl-C reaches the run, which does that).
+        start_new_session=True,
     )
     server = _Server(process, folder, _launcher(folder, socket_path, process.pid))
     _SERVERS[modules] = server
@@ -218,6 +246,14 @@ def _server_for(modules: tuple[str, ...]) -> _Server:
 def _stop_servers() -> None:
     for server in _SERVERS.values():
         server.stop()
+    _SERVERS.clear()
+
+
+def kill_running_tasks() -> None:
+    """An interrupted run: kill every server with the tasks it is running (SIGKILL to their
+    process groups); the next run starts a fresh server."""
+    for server in _SERVERS.values():
+        server.stop(signal.SIGKILL)
     _SERVERS.clear()
 
 

@@ -24,6 +24,8 @@ from typing import Any
 
 from kfp import compiler, dsl
 
+from components.dask_kubecluster import IMAGE_ENV as DASK_IMAGE_ENV
+from components.dask_kubecluster import STORE_SECRET_ENV as DASK_STORE_SECRET_ENV
 from components.kfp_components import (
     TrainingComponents,
     build_components,
@@ -56,6 +58,11 @@ class ObjectStore:
     def registry_uri(self) -> str:
         return f"s3://{self.bucket}/{self.registry_prefix}"
 
+    @property
+    def dask_secret(self) -> str:
+        """The Secret and its key fields for compute=dask's workers (components.dask_kubecluster)."""
+        return f"{self.secret_name}/{self.access_key_field}/{self.secret_key_field}"
+
     def attach(self, task: Any) -> Any:
         from kfp import kubernetes
 
@@ -87,8 +94,10 @@ def build_training_pipeline(
     image: str | None = None,
     object_store: ObjectStore | None = None,
     defaults: dict[str, Any] | None = None,
+    name: str = PIPELINE_NAME,
 ) -> Any:
-    """The @dsl.pipeline for one component image (`defaults`: see `pipeline_signature`)."""
+    """The @dsl.pipeline for one component image (`defaults`: see `pipeline_signature`); `name`
+    names its runs (a local run passes `<model>-training`)."""
     c: TrainingComponents = build_components(image or default_image())
     signature = pipeline_signature(defaults) if defaults else SIGNATURE
 
@@ -107,6 +116,9 @@ def build_training_pipeline(
             holdout_fraction=p["holdout_fraction"],
             task=p["task"],
             positive_class=p["positive_class"],
+            drop_columns=p["drop_columns"],
+            max_categories=p["max_categories"],
+            estimator=p["estimator"],
         )
         validate = c.validate(
             train=ingest.outputs["train"],
@@ -115,6 +127,8 @@ def build_training_pipeline(
             registry_uri=registry_uri,
             model_name=model_name,
             fail_on_drift=p["fail_on_drift"],
+            leakage_threshold=p["leakage_threshold"],
+            fail_on_leakage=p["fail_on_leakage"],
         )
         valid = c.require_valid_data(
             summary=validate.outputs["summary"], report=validate.outputs["report"]
@@ -124,7 +138,13 @@ def build_training_pipeline(
             schema=ingest.outputs["schema"],
             estimator=p["estimator"],
             seed=p["seed"],
+            compute=p["compute"],
+            dask_workers=p["dask_workers"],
+            dask_worker_memory=p["dask_worker_memory"],
+            dask_worker_cpu=p["dask_worker_cpu"],
         ).after(valid)
+        # compute=dask on a cluster: the workers run this same component image.
+        train.set_env_variable(DASK_IMAGE_ENV, c.image)
         evaluate = c.evaluate(
             model=train.outputs["model"],
             holdout=ingest.outputs["holdout"],
@@ -154,7 +174,7 @@ def build_training_pipeline(
             model_name=model_name,
             run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         )
-        c.deploy(
+        deploy = c.deploy(
             register_result=register.outputs["Output"],
             enabled=p["deploy"],
             serving_image=p["serving_image"],
@@ -162,14 +182,22 @@ def build_training_pipeline(
             service_name=model_name,
             canary_percent=p["canary_percent"],
         )
+        # No step is cached: each reads what can change between two runs with the same
+        # arguments (the file at the data URL, the registry's champion, the InferenceService), and
+        # register and deploy act. A cached gate would compare with a champion that is gone; a
+        # cached deploy after an undeploy or a rollback would deploy nothing.
+        for task in (ingest, validate, valid, train, evaluate, gate, register, deploy):
+            task.set_caching_options(False)
         if object_store is not None:
             for task in (ingest, validate, train, evaluate, gate, register):
                 object_store.attach(task)
+            train.set_env_variable(DASK_STORE_SECRET_ENV, object_store.dask_secret)
         return register.outputs["Output"]
 
+    # Functions have no declared __signature__; inspect (and so dsl.pipeline) reads this one.
     training_pipeline.__signature__ = signature  # type: ignore[attr-defined]
     return dsl.pipeline(
-        name=PIPELINE_NAME,
+        name=name,
         description="ingest -> validate -> train -> evaluate -> gate -> register -> deploy",
     )(training_pipeline)
 

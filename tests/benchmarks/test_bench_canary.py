@@ -12,8 +12,8 @@ from benchmarks.bench_canary import (
     rollback_probability,
     simulate,
 )
-from serving.canary.policy import RolloutPolicy
-from serving.canary.simulation import TrafficModel
+from benchmarks.canary_simulation import TrafficModel
+from mlops_control.rollout.policy import RolloutPolicy
 
 BASE_RATE, REQUESTS, PERCENT, BUDGET = 0.005, 1000, 10, 0.01
 

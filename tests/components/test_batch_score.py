@@ -14,6 +14,7 @@ import pytest
 
 from components.batch_score import (
     BatchScoreParams,
+    NothingScoredError,
     arrow_memory_pool,
     drift_of_scores,
     read_chunks,
@@ -125,6 +126,45 @@ def test_csv_in_text_that_is_not_a_number_is_rejected(registry, tmp_path: Path) 
     assert rejected["row"].tolist() == [10]
     assert rejected["reason"][0] == f"feature '{num}': expected a number, got 'twelve'"
     assert len(pd.read_parquet(tmp_path / "o.parquet")) == 399 and len(df) == 400
+
+
+def test_scores_from_a_csv_keep_the_types_a_parquet_input_keeps(registry, tmp_path: Path) -> None:
+    # A CSV's feature columns are read as text (so "twelve" is a rejected row, not a failed file);
+    # the scored rows' numeric features are numbers again, as from the same data in Parquet.
+    uri, _ = registry
+    _input(tmp_path / "in.csv", 600)
+    _input(tmp_path / "in.parquet", 600)
+    for name in ("in.csv", "in.parquet"):
+        score_batch(_params(uri, tmp_path / name, tmp_path / f"{name}.out.parquet", chunk_rows=200))
+    from_csv = pq.read_schema(tmp_path / "in.csv.out.parquet")
+    from_parquet = pq.read_schema(tmp_path / "in.parquet.out.parquet")
+    for f in CHURN_SCHEMA.numeric_features:
+        assert from_csv.field(f.name).type == "double", f.name
+        assert from_parquet.field(f.name).type in ("double", "int64"), f.name
+    csv_out = pd.read_parquet(tmp_path / "in.csv.out.parquet")
+    parquet_out = pd.read_parquet(tmp_path / "in.parquet.out.parquet")
+    for f in CHURN_SCHEMA.numeric_features:  # same numbers, missing ones null in both
+        np.testing.assert_array_equal(
+            csv_out[f.name].to_numpy(float), parquet_out[f.name].to_numpy(float)
+        )
+    rejected = pd.read_parquet(tmp_path / "in.csv.out.rejected.parquet")
+    assert rejected["row"].tolist() == [5, 450]  # still the text the file held
+
+
+def test_an_all_rejected_csv_scores_nothing_and_keeps_every_row_aside(
+    registry, tmp_path: Path
+) -> None:
+    # A run that scores nothing fails (issue 25) and writes no scores; the rejected rows keep
+    # the CSV's numbers as numbers (issue 24, item 9), each with its reason.
+    uri, _ = registry
+    df = _input(tmp_path / "in.csv", 20, broken=False)
+    df["contract"] = "martian"
+    df.to_csv(tmp_path / "in.csv", index=False)
+    with pytest.raises(NothingScoredError, match="all 20 rows"):
+        score_batch(_params(uri, tmp_path / "in.csv", tmp_path / "o.parquet"))
+    assert not (tmp_path / "o.parquet").exists()
+    rejected = pq.read_table(rejected_path_for(str(tmp_path / "o.parquet")))
+    assert rejected.num_rows == 20
 
 
 def test_chunks_never_exceed_the_bound(tmp_path: Path) -> None:

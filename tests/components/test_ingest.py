@@ -137,3 +137,85 @@ def test_arrow_safe_and_fingerprint_see_every_value() -> None:
     assert safe["x"].tolist() == ["1.0", "n/a", None]
     assert safe["y"].tolist() == ["a", "b", None]
     assert fingerprint(safe) != fingerprint(safe.assign(y=["a", "c", None]))
+
+
+def _cars_csv(tmp_path: Path) -> str:
+    from mlops_core.cars_data import generate_cars
+
+    generate_cars().to_csv(tmp_path / "cars.csv", index=False)
+    return str(tmp_path / "cars.csv")
+
+
+def test_identifier_columns_are_set_aside_with_a_line_saying_so(tmp_path: Path, capsys) -> None:
+    out = _outputs(tmp_path)
+    summary = ingest_step(
+        data_source=_cars_csv(tmp_path),
+        target="mpg",
+        summary_path=str(tmp_path / "summary.json"),
+        **out,
+    )
+    assert list(summary.set_aside) == ["car_id", "name"]
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [
+        f"set aside column 'car_id': {summary.set_aside['car_id']}",
+        f"set aside column 'name': {summary.set_aside['name']}",
+    ]
+    schema = FeatureSchema.load(out["schema_path"])
+    assert "name" not in schema.feature_names and "car_id" not in schema.feature_names
+    assert "name" not in pd.read_parquet(out["train_path"]).columns
+    assert schema.task == "regression"
+
+
+def test_drop_and_max_categories_reach_the_schema(tmp_path: Path) -> None:
+    out = _outputs(tmp_path)
+    summary = ingest(
+        data_source=_cars_csv(tmp_path),
+        target="mpg",
+        drop_columns="liters_per_100km, car_id",
+        max_categories=400,
+        **out,
+    )
+    schema = FeatureSchema.load(out["schema_path"])
+    assert summary.set_aside == {
+        "liters_per_100km": "dropped: --drop",
+        "car_id": "dropped: --drop",
+    }
+    assert schema.feature("name").kind == "categorical"  # 400 allowed: a category after all
+    assert "liters_per_100km" not in schema.feature_names
+
+
+def test_drop_applies_to_a_given_schema_too(tmp_path: Path) -> None:
+    CHURN_SCHEMA.save(str(tmp_path / "given.json"))
+    generate_churn(300, seed=1).to_csv(tmp_path / "c.csv", index=False)
+    out = _outputs(tmp_path)
+    ingest(
+        data_source=str(tmp_path / "c.csv"),
+        target="churned",
+        schema_uri=str(tmp_path / "given.json"),
+        drop_columns="region",
+        **out,
+    )
+    assert "region" not in FeatureSchema.load(out["schema_path"]).feature_names
+
+
+def test_drop_refuses_unknown_columns_and_the_target(tmp_path: Path) -> None:
+    csv = _cars_csv(tmp_path)
+    with pytest.raises(
+        IngestError, match=r"--drop names columns the data does not have: \['nme'\]"
+    ):
+        ingest(data_source=csv, target="mpg", drop_columns="nme", **_outputs(tmp_path))
+    with pytest.raises(IngestError, match="--drop names the target column 'mpg'"):
+        ingest(data_source=csv, target="mpg", drop_columns="mpg", **_outputs(tmp_path))
+
+
+def test_an_estimator_unfit_for_the_settled_task_stops_ingest_before_any_output(
+    tmp_path: Path,
+) -> None:
+    from mlops_core.estimators import EstimatorError
+
+    out = _outputs(tmp_path)
+    with pytest.raises(EstimatorError, match="'logistic_regression' does not fit a regression"):
+        ingest(
+            data_source=_cars_csv(tmp_path), target="mpg", estimator="logistic_regression", **out
+        )
+    assert not any(Path(p).exists() for p in out.values())

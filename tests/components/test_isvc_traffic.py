@@ -24,8 +24,8 @@ from components.inference_service import (
     InferenceServiceSpec,
     build_inference_service,
 )
-from serving.canary.analysis import CanaryDecision, CheckResult
-from serving.canary.kubernetes_actuator import decision_summary
+from mlops_control.rollout.analysis import CanaryDecision, CheckResult
+from mlops_control.traffic.kubernetes_actuator import decision_summary
 
 
 @pytest.fixture(autouse=True)

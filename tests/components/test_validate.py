@@ -107,6 +107,8 @@ def test_step_writes_the_report_then_raises(tmp_path: Path) -> None:
             registry_uri="",
             model_name="",
             fail_on_drift=False,
+            leakage_threshold=0.99,
+            fail_on_leakage=False,
             metrics_sink=metrics,
         )
     assert e.value.report.failing_columns == ["tenure_months", "monthly_charges", "age"]
@@ -138,6 +140,8 @@ def test_pipeline_mode_returns_the_failed_report_and_the_verdict_step_fails(tmp_
         registry_uri="",
         model_name="",
         fail_on_drift=False,
+        leakage_threshold=0.99,
+        fail_on_leakage=False,
         raise_on_failure=False,
     )
     assert not report.passed
@@ -153,3 +157,62 @@ def test_the_verdict_step_passes_clean_data(tmp_path: Path) -> None:
     summary = tmp_path / "summary.json"
     summary.write_text('{"passed": true, "summary": "data validation passed on 10 rows"}')
     require_valid_data(summary_path=str(summary))
+
+
+def _leaky_frame():
+    from tests.tasks.datasets import market_frame, settled_schema
+
+    df = market_frame()
+    return df, settled_schema(df, "Direction")
+
+
+def test_a_leaking_feature_is_named_in_a_warning_and_the_report() -> None:
+    df, schema = _leaky_frame()
+    report = validate_frame(df, schema, leakage_threshold=0.99)
+    assert report.passed  # a warning only
+    assert report.leaking_columns == ["Today"]
+    assert "possible target leakage in ['Today']" in report.summary()
+    assert "not fatal without --fail-on-leakage" in report.summary()
+    md = render_markdown(report)
+    assert "## Target leakage" in md and "| `Today` | roc_auc | 1.0000 |" in md
+    assert report.metrics()["leaking_features"] == 1.0
+
+
+def test_fail_on_leakage_fails_validation_naming_the_feature() -> None:
+    df, schema = _leaky_frame()
+    report = validate_frame(df, schema, leakage_threshold=0.99, fail_on_leakage=True)
+    assert not report.passed
+    assert report.failing_columns == ["Today"]
+    assert report.summary().startswith("data validation failed for columns ['Today']: Today: ")
+    assert "target leakage (Today alone reaches roc_auc" in report.summary()
+    assert "**Status: FAILED**" in render_markdown(report)
+
+
+def test_without_a_threshold_the_leakage_check_does_not_run() -> None:
+    df, schema = _leaky_frame()
+    report = validate_frame(df, schema)
+    assert report.passed and report.leakage == ()
+    assert "Skipped: not asked for." in render_markdown(report)
+
+
+def test_the_step_fails_on_leakage_through_the_verdict_step(tmp_path: Path) -> None:
+    from components.validate import require_valid_data
+
+    df, schema = _leaky_frame()
+    df.to_parquet(tmp_path / "d.parquet")
+    schema.save(str(tmp_path / "schema.json"))
+    report_path, summary_path = tmp_path / "report.md", tmp_path / "summary.json"
+    validate_step(
+        data_paths=[str(tmp_path / "d.parquet")],
+        schema_path=str(tmp_path / "schema.json"),
+        report_path=str(report_path),
+        summary_path=str(summary_path),
+        registry_uri="",
+        model_name="",
+        fail_on_drift=False,
+        leakage_threshold=0.99,
+        fail_on_leakage=True,
+        raise_on_failure=False,
+    )
+    with pytest.raises(DataValidationError, match=r"columns \['Today'\]: Today: target leakage"):
+        require_valid_data(summary_path=str(summary_path), report_path=str(report_path))

@@ -51,8 +51,11 @@ def test_cli_option_defaults_are_the_declared_ones(command) -> None:
     shared = [n for n in options if n in DECLARED]
     assert shared, "the command reads no pipeline parameter"
     for name in shared:
-        if options[name].default.default is not ...:  # a required option (serving_image)
-            assert options[name].default.default == DECLARED[name], name
+        given = options[name].default.default
+        if isinstance(given, list):  # a repeatable option (--drop): the field joins its values
+            given = ",".join(given)
+        if given is not ...:  # a required option (serving_image)
+            assert given == DECLARED[name], name
 
 
 @pytest.mark.parametrize(
@@ -67,3 +70,35 @@ def test_step_functions_declare_no_default_of_their_own(step) -> None:
 def test_for_step_fills_only_what_the_step_takes() -> None:
     args = TrainingParams(margin=0.1).for_step(decide, primary_metric="log_loss")
     assert args == {"margin": 0.1, "primary_metric": "log_loss"}
+
+
+@pytest.mark.parametrize("name", ["run", "submit"])
+def test_every_training_parameter_is_an_option_of_run_and_submit(name: str) -> None:
+    import typer.main
+
+    command = typer.main.get_command(pipeline_cmd.app).commands[name]  # type: ignore[attr-defined]
+    options = {p.name: p for p in command.params}
+    for f in fields(TrainingParams):
+        assert f.name in options, f"mlops pipeline {name} lacks {f.name}"
+    assert options["holdout_fraction"].opts == ["--holdout-fraction"]
+    assert options["drop_columns"].opts == ["--drop"] and options["drop_columns"].multiple
+    assert options["max_categories"].opts == ["--max-categories"]
+    assert options["fail_on_leakage"].opts == ["--fail-on-leakage"]
+    assert options["schema_uri"].opts == ["--schema"]
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"task": "regression", "estimator": "logistic_regression"}, "does not fit a regression"),
+        ({"estimator": "random_forest"}, "unknown estimator 'random_forest'"),
+        ({"holdout_fraction": 1.0}, r"holdout_fraction must be in \(0, 1\), got 1.0"),
+        ({"max_categories": 0}, "max_categories must be at least 1, got 0"),
+        ({"leakage_threshold": 0.4}, r"leakage_threshold must be in \(0.5, 1\], got 0.4"),
+    ],
+)
+def test_parameters_that_no_step_could_use_are_refused_when_made(given, message) -> None:
+    from mlops_core.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=message):
+        TrainingParams(**given)

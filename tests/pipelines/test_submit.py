@@ -3,6 +3,7 @@ credentials on every step that touches the registry, and the deploy step switche
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from pipelines.training import ObjectStore, build_training_pipeline
@@ -45,3 +46,13 @@ def test_local_compile_has_the_deploy_step_off_by_default(tmp_path) -> None:
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["deploy"]["defaultValue"] is False
     assert "deploy" in spec["root"]["dag"]["tasks"]
+
+
+def test_waiting_on_an_unreachable_kfp_api_is_one_clear_error() -> None:
+    from pipelines.submit import SubmitError, SubmittedRun, wait_for_run
+
+    run = SubmittedRun(run_id="r-1", url="http://localhost:8888/#/runs/details/r-1", package="")
+    with pytest.raises(
+        SubmitError, match=r"^cannot follow run r-1 at the KFP API http://127\.0\.0\.1:9"
+    ):
+        wait_for_run(run, host="http://127.0.0.1:9", timeout_s=5)

@@ -1,0 +1,55 @@
+"""Where a step's heavy work runs: `local` (this process) or `dask` (a cluster started for the step).
+
+`dask_client(spec)` starts the cluster, hands a `distributed.Client` to the step and always takes
+the cluster down, on success, on an exception and on a timeout alike. Outside a pod it is a
+`distributed.LocalCluster` of worker processes, each with its memory limit. In a pod it is a
+DaskCluster custom resource for the dask-kubernetes operator (`components.dask_kubecluster`),
+deleted at the end; its ownerReference to the step's pod lets Kubernetes delete it even when the pod
+is killed before the step could.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from components.compute_spec import ComputeError, ComputeSpec
+from components.kube_client import in_a_pod
+
+__all__ = ["ComputeError", "ComputeSpec", "dask_client", "local_dask_client"]
+
+
+@contextlib.contextmanager
+def dask_client(spec: ComputeSpec) -> Iterator[object]:
+    """A `distributed.Client` on a cluster started for this block, closed when it ends."""
+    if in_a_pod():
+        from components.dask_kubecluster import kube_dask_client
+
+        with kube_dask_client(spec) as client:
+            yield client
+        return
+    with local_dask_client(spec) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def local_dask_client(spec: ComputeSpec) -> Iterator[object]:
+    """A LocalCluster of `spec.workers` processes, each limited to `spec.worker_memory`."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=spec.workers,
+        threads_per_worker=spec.threads_per_worker(),
+        processes=True,
+        memory_limit=spec.memory_bytes(),
+        dashboard_address=None,  # no port to collide with another run's
+        silence_logs=40,  # logging.ERROR: the step's own output stays readable
+    )
+    try:
+        client = Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()

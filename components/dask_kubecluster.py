@@ -1,0 +1,220 @@
+"""A Dask cluster for one pipeline step, through the dask-kubernetes operator's DaskCluster resource.
+
+KFP v2 has no resource op, so the step creates the DaskCluster with the Kubernetes API (under the
+`mlops-dask` ServiceAccount, manifests/base/dask-rbac.yaml), waits for the operator's scheduler
+Service to answer, and deletes the resource when it is done. The resource is owned by the step's
+pod (KFP's launcher sets KFP_POD_NAME and KFP_POD_UID from the downward API), so when the pod is
+killed, cancelled or times out, Kubernetes' garbage collector deletes the DaskCluster and, through
+the operator's own ownerReferences, its scheduler and workers: no orphan survives a cancelled run.
+
+Field names are the operator's CRD at the pinned version (dask-kubernetes, pyproject.toml), pinned
+by tests/components/test_dask_kubecluster.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from components.compute_spec import ComputeError, ComputeSpec
+from mlops_core.errors import MlopsError
+
+GROUP = "kubernetes.dask.org"
+VERSION = "v1"
+PLURAL = "daskclusters"
+KIND = "DaskCluster"
+SCHEDULER_PORT = 8786  # the operator's scheduler Service port "tcp-comm"
+# The downward-API variables KFP's argo compiler gives every executor (common.go commonEnvs).
+POD_NAME_ENV = "KFP_POD_NAME"
+POD_UID_ENV = "KFP_POD_UID"
+# The scheduler and workers run as this account (manifests/base/dask-rbac.yaml): no API rights.
+SERVICE_ACCOUNT = "mlops-dask"
+IMAGE_ENV = "MLOPS_DASK_IMAGE"  # the component image (it holds dask and this project)
+# The object store for s3:// data on the workers: "<secret>/<access key field>/<secret key field>"
+# of a Secret in the step's namespace (the pipeline sets it from its ObjectStore). The workers get
+# the credentials from the Secret itself, so no key is written into the DaskCluster.
+STORE_SECRET_ENV = "MLOPS_DASK_STORE_SECRET"
+STORE_ENDPOINT_ENV = "AWS_ENDPOINT_URL"
+
+
+class DaskClusterError(MlopsError):
+    """The operator's Dask cluster did not come up in time, or could not be created."""
+
+
+def owner_reference(pod_name: str, pod_uid: str) -> dict[str, Any]:
+    """The step's pod as the DaskCluster's owner: deleted with the pod (background GC)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "name": pod_name,
+        "uid": pod_uid,
+        "blockOwnerDeletion": False,  # the pod's own deletion never waits for the cluster
+        "controller": False,
+    }
+
+
+def store_env(secret: str, endpoint: str) -> list[dict[str, Any]]:
+    """The workers' object-store variables: the endpoint as a value, the keys by secretKeyRef."""
+    env: list[dict[str, Any]] = []
+    if endpoint:
+        env.append({"name": STORE_ENDPOINT_ENV, "value": endpoint})
+    if secret:
+        name, access, key = secret.split("/")
+        env += [
+            {"name": var, "valueFrom": {"secretKeyRef": {"name": name, "key": field}}}
+            for var, field in (("AWS_ACCESS_KEY_ID", access), ("AWS_SECRET_ACCESS_KEY", key))
+        ]
+    return env
+
+
+def _resources(spec: ComputeSpec) -> dict[str, Any]:
+    amount = {"cpu": str(spec.worker_cpu), "memory": str(spec.memory_bytes())}
+    return {"requests": dict(amount), "limits": dict(amount)}
+
+
+def daskcluster_body(
+    name: str,
+    *,
+    image: str,
+    spec: ComputeSpec,
+    owner: dict[str, Any] | None,
+    env: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The DaskCluster resource: one scheduler and `spec.workers` workers of the given size."""
+    labels = {"app.kubernetes.io/part-of": "mlops-platform", "mlops.dev/compute": "dask"}
+    metadata: dict[str, Any] = {"name": name, "labels": labels}
+    if owner is not None:
+        metadata["ownerReferences"] = [owner]
+    worker_args = [
+        "dask",
+        "worker",
+        "--name",
+        "$(DASK_WORKER_NAME)",
+        "--nthreads",
+        str(spec.threads_per_worker()),
+        "--memory-limit",
+        str(spec.memory_bytes()),
+    ]
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": metadata,
+        "spec": {
+            "worker": {
+                "replicas": spec.workers,
+                "spec": {
+                    "serviceAccountName": SERVICE_ACCOUNT,
+                    "containers": [
+                        {
+                            "name": "worker",
+                            "image": image,
+                            "args": worker_args,
+                            "env": env or [],
+                            "resources": _resources(spec),
+                        }
+                    ],
+                },
+            },
+            "scheduler": {
+                "spec": {
+                    "serviceAccountName": SERVICE_ACCOUNT,
+                    "containers": [
+                        {
+                            "name": "scheduler",
+                            "image": image,
+                            "args": ["dask", "scheduler", "--host", "0.0.0.0"],
+                            "ports": [
+                                {"name": "tcp-comm", "containerPort": SCHEDULER_PORT},
+                            ],
+                        }
+                    ],
+                },
+                "service": {
+                    "type": "ClusterIP",
+                    "selector": {
+                        "dask.org/cluster-name": name,
+                        "dask.org/component": "scheduler",
+                    },
+                    "ports": [
+                        {
+                            "name": "tcp-comm",
+                            "protocol": "TCP",
+                            "port": SCHEDULER_PORT,
+                            "targetPort": "tcp-comm",
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def scheduler_address(name: str, namespace: str) -> str:
+    """The operator names the scheduler's Service `<cluster>-scheduler`."""
+    return f"tcp://{name}-scheduler.{namespace}.svc:{SCHEDULER_PORT}"
+
+
+def _namespace() -> str:
+    path = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError as e:
+        raise DaskClusterError(f"cannot read this pod's namespace from {path}: {e}") from e
+
+
+def _owner_from_env() -> dict[str, Any] | None:
+    name, uid = os.environ.get(POD_NAME_ENV, ""), os.environ.get(POD_UID_ENV, "")
+    return owner_reference(name, uid) if name and uid else None
+
+
+@contextlib.contextmanager
+def kube_dask_client(spec: ComputeSpec) -> Iterator[object]:
+    """Create the DaskCluster, yield a Client to its scheduler, delete it whatever happens."""
+    from kubernetes import client as k8s
+
+    from components.kube_client import load_api_client
+
+    image = os.environ.get(IMAGE_ENV, "")
+    if not image:
+        raise ComputeError(
+            f"compute=dask in a pod needs {IMAGE_ENV} (the component image for the workers)"
+        )
+    namespace = _namespace()
+    name = f"mlops-dask-{uuid.uuid4().hex[:8]}"
+    api = k8s.CustomObjectsApi(load_api_client())
+    env = store_env(os.environ.get(STORE_SECRET_ENV, ""), os.environ.get(STORE_ENDPOINT_ENV, ""))
+    body = daskcluster_body(name, image=image, spec=spec, owner=_owner_from_env(), env=env)
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    try:
+        dask = _connect(scheduler_address(name, namespace), spec.start_timeout_s)
+        try:
+            dask.wait_for_workers(spec.workers, timeout=spec.start_timeout_s)
+            yield dask
+        finally:
+            dask.close()
+    finally:
+        with contextlib.suppress(k8s.ApiException):  # already gone: the goal
+            api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+
+def _connect(address: str, timeout_s: float) -> Any:
+    """A Client once the scheduler's Service resolves and answers (the operator starts it)."""
+    from distributed import Client
+
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            return Client(address, timeout=min(30.0, max(1.0, deadline - time.monotonic())))
+        except OSError as e:  # not yet resolvable or listening
+            last = e
+            time.sleep(2)
+    raise DaskClusterError(
+        f"the Dask scheduler at {address} did not answer within {timeout_s:.0f} s (last error: "
+        f"{last}); check that the dask-kubernetes operator runs in the cluster"
+    ) from last

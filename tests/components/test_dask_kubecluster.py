@@ -1,0 +1,149 @@
+"""The DaskCluster the step creates: every field is one the pinned dask-kubernetes operator's CRD
+declares (read from the operator's own package at the version pyproject.toml pins), the scheduler
+address is the Service the operator makes, and the step's pod owns the cluster (KFP's launcher
+variables, read in the KFP source at KFP_VERSION)."""
+
+from __future__ import annotations
+
+import re
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from kubernetes.client import V1OwnerReference
+
+from components.dask_compute import ComputeSpec
+from components.dask_kubecluster import (
+    GROUP,
+    KIND,
+    PLURAL,
+    POD_NAME_ENV,
+    POD_UID_ENV,
+    SCHEDULER_PORT,
+    SERVICE_ACCOUNT,
+    VERSION,
+    _owner_from_env,
+    daskcluster_body,
+    scheduler_address,
+    store_env,
+)
+from tests.upstream import ROOT, kfp_file
+
+OPERATOR = "dask-kubernetes"
+SPEC = ComputeSpec(compute="dask", workers=3, worker_memory="3GiB", worker_cpu=2)
+
+
+def _pinned() -> str:
+    text = (ROOT / "pyproject.toml").read_text()
+    match = re.search(rf'"{OPERATOR}==([^"]+)"', text)
+    assert match, f"pyproject.toml pins no {OPERATOR}"
+    return match.group(1)
+
+
+def _operator_dir() -> Path:
+    try:
+        installed = metadata.version(OPERATOR)
+    except metadata.PackageNotFoundError:
+        pytest.skip(f"{OPERATOR} is not installed (the dev extra): its CRD cannot be read")
+    assert installed == _pinned(), f"installed {OPERATOR} {installed}, pyproject pins {_pinned()}"
+    import dask_kubernetes
+
+    return Path(dask_kubernetes.__file__).parent / "operator"
+
+
+def _crd() -> dict[str, Any]:
+    path = _operator_dir() / "deployment/helm/dask-kubernetes-operator/crds/daskcluster.yaml"
+    return yaml.safe_load(path.read_text())
+
+
+def _unknown(value: Any, schema: dict[str, Any], where: str) -> list[str]:
+    """Fields the API server's structural pruning would drop silently."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    if isinstance(value, dict) and "properties" in schema:
+        out = []
+        for k, v in value.items():
+            if k not in schema["properties"]:
+                out.append(f"{where}.{k}")
+            else:
+                out += _unknown(v, schema["properties"][k], f"{where}.{k}")
+        return out
+    if isinstance(value, list) and "items" in schema:
+        return [
+            u for i, v in enumerate(value) for u in _unknown(v, schema["items"], f"{where}[{i}]")
+        ]
+    return []
+
+
+def test_the_names_are_the_operators() -> None:
+    crd = _crd()
+    assert crd["spec"]["group"] == GROUP
+    assert crd["spec"]["names"]["kind"] == KIND
+    assert crd["spec"]["names"]["plural"] == PLURAL
+    assert VERSION in [v["name"] for v in crd["spec"]["versions"] if v["served"]]
+
+
+def test_every_field_of_the_body_is_in_the_crd_and_valid() -> None:
+    env = store_env("mlpipeline-minio-artifact/accesskey/secretkey", "http://seaweedfs:9000")
+    body = daskcluster_body("mlops-dask-x", image="img:1", spec=SPEC, owner=None, env=env)
+    (version,) = [v for v in _crd()["spec"]["versions"] if v["name"] == VERSION]
+    schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    jsonschema.validate(body["spec"], schema)
+    assert _unknown(body["spec"], schema, "spec") == []
+    worker = body["spec"]["worker"]
+    assert worker["replicas"] == 3
+    (container,) = worker["spec"]["containers"]
+    assert container["resources"]["limits"] == {"cpu": "2", "memory": str(3 * 2**30)}
+    assert container["args"][container["args"].index("--memory-limit") + 1] == str(3 * 2**30)
+    assert container["args"][container["args"].index("--nthreads") + 1] == "2"
+    for role in ("worker", "scheduler"):
+        assert body["spec"][role]["spec"]["serviceAccountName"] == SERVICE_ACCOUNT
+    # s3:// data on the workers: the keys come from the Secret, never written into the body.
+    assert {"name": "AWS_ENDPOINT_URL", "value": "http://seaweedfs:9000"} in container["env"]
+    assert {
+        "name": "AWS_SECRET_ACCESS_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "mlpipeline-minio-artifact", "key": "secretkey"}},
+    } in container["env"]
+
+
+def test_the_scheduler_address_is_the_service_the_operator_makes() -> None:
+    controller = (_operator_dir() / "controller" / "controller.py").read_text()
+    assert 'f"tcp://{cluster_name}-scheduler.{namespace}.svc.cluster.local:8786"' in controller
+    assert (
+        scheduler_address("c1", "kubeflow") == f"tcp://c1-scheduler.kubeflow.svc:{SCHEDULER_PORT}"
+    )
+    body = daskcluster_body("c1", image="img:1", spec=SPEC, owner=None)
+    service = body["spec"]["scheduler"]["service"]
+    assert service["selector"] == {"dask.org/cluster-name": "c1", "dask.org/component": "scheduler"}
+    assert (
+        "dask.org/cluster-name" in controller and '"dask.org/component": "scheduler"' in controller
+    )
+
+
+def test_the_steps_pod_owns_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    # KFP's argo compiler gives every executor these two from the downward API.
+    common = kfp_file("backend/src/v2/compiler/argocompiler/common.go")
+    for env, field in ((POD_NAME_ENV, "metadata.name"), (POD_UID_ENV, "metadata.uid")):
+        assert re.search(rf'Name: "{env}",\s*ValueFrom:.*?FieldPath: "{field}"', common, re.S)
+    monkeypatch.setenv(POD_NAME_ENV, "training-abc-train-123")
+    monkeypatch.setenv(POD_UID_ENV, "0f3c2a4e-1111-2222-3333-444455556666")
+    body = daskcluster_body("c1", image="img:1", spec=SPEC, owner=_owner_from_env())
+    (owner,) = body["metadata"]["ownerReferences"]
+    assert owner["kind"] == "Pod" and owner["apiVersion"] == "v1"
+    assert (owner["name"], owner["uid"]) == (
+        "training-abc-train-123",
+        "0f3c2a4e-1111-2222-3333-444455556666",
+    )
+    # Every key is an OwnerReference field of the Kubernetes API.
+    assert set(owner) <= set(V1OwnerReference.attribute_map.values())
+
+
+def test_without_the_pod_variables_no_owner_is_invented(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(POD_NAME_ENV, raising=False)
+    monkeypatch.delenv(POD_UID_ENV, raising=False)
+    assert _owner_from_env() is None
+    body = daskcluster_body("c1", image="img:1", spec=SPEC, owner=None)
+    assert "ownerReferences" not in body["metadata"]
