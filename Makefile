@@ -14,20 +14,34 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 ROWS ?= 20000
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-fast lint fmt compile lock clean
+.PHONY: help install demo test test-fast lint fmt compile lock clean dashboard-assets grafana-dashboards docs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
-$(INSTALLED): pyproject.toml requirements.lock
+# The dashboard's browser bundle (mlops_control/dashboard/static, package data of the wheel): npm
+# installs the exact versions of package-lock.json, esbuild bundles them with the page code. An
+# order-only prerequisite of the venv, so every target that needs the venv has a current bundle.
+DASHBOARD_FRONTEND := mlops_control/dashboard/frontend
+DASHBOARD_BUNDLE := mlops_control/dashboard/static/dashboard.js
+$(DASHBOARD_BUNDLE): $(DASHBOARD_FRONTEND)/package.json $(DASHBOARD_FRONTEND)/package-lock.json $(wildcard $(DASHBOARD_FRONTEND)/src/*)
+	@command -v npm >/dev/null || { echo "error: npm not found; install Node.js >= 18 (it builds the dashboard's bundle)" >&2; exit 1; }
+	cd $(DASHBOARD_FRONTEND) && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+
+dashboard-assets: $(DASHBOARD_BUNDLE) ## build the dashboard's browser bundle (uPlot + the pages) with npm
+
+$(INSTALLED): pyproject.toml requirements.lock | $(DASHBOARD_BUNDLE)
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=..." >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==25.3"
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,s3]'
 	touch $@
 
-install: $(INSTALLED) ## create .venv and install the project with pinned dependencies
+install: $(INSTALLED) dashboard-assets ## create .venv and install the project with pinned dependencies
+
+grafana-dashboards: $(INSTALLED) ## regenerate the Grafana dashboard ConfigMaps under manifests/base/monitoring/grafana
+	$(BIN)/mlops dashboard grafana --out manifests/base/monitoring/grafana
 
 demo: $(INSTALLED) ## run the whole loop locally, no cluster (ROWS=20000)
 	$(BIN)/mlops demo --rows $(ROWS)
@@ -38,10 +52,18 @@ test: $(INSTALLED) lint ## lint, then run every test this machine can run
 test-fast: $(INSTALLED) ## the quick tests only (no kfp.local runs, model servers, clusters or Docker)
 	$(BIN)/python -m pytest -m "not slow and not apiserver and not docker and not cluster" $(PYTEST_ARGS)
 
-lint: $(INSTALLED) ## ruff, and import-linter: imports run one way (CLI -> demo -> serving -> pipelines -> components -> core)
+lint: $(INSTALLED) kubeconform ## ruff; import-linter: imports run one way (CLI -> demo -> control plane -> serving | pipelines -> components -> core); mypy; kubeconform over the rendered manifests
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
+	KUBERNETES_VERSION=$(KUBERNETES_VERSION) GATEWAY_API_VERSION=$(GATEWAY_API_VERSION) \
+	  PROMETHEUS_OPERATOR_VERSION=$(PROMETHEUS_OPERATOR_VERSION) KSERVE_SOURCE_COMMIT=$(KSERVE_SOURCE_COMMIT) \
+	  $(BIN)/python hack/kubeconform/lint.py "$$(hack/kubeconform/build.sh)"
+
+.PHONY: kubeconform
+kubeconform: ## build the manifest linter (KUBECONFORM_VERSION) into ~/.cache/mlops-platform (needs Go)
+	hack/kubeconform/build.sh
 
 fmt: $(INSTALLED) ## format and fix what ruff can
 	$(BIN)/ruff format .
@@ -57,6 +79,12 @@ lock: ## re-resolve requirements.lock from pyproject.toml (needs network)
 	/tmp/mlops-lock/bin/pip install --quiet '.[dev,s3]'
 	/tmp/mlops-lock/bin/pip freeze --exclude mlops-platform > requirements.lock
 
+# Strict: a warning (a broken link or cross-reference, a page missing from the nav) fails the build.
+# tests/docs builds the same way and runs every page's commands (part of `make test`).
+docs: $(INSTALLED) ## build the documentation site (docs/ -> build/docs/index.html) in strict mode
+	$(BIN)/python -m sphinx -E -W --keep-going -q -b html docs build/docs
+	@echo "built build/docs/index.html"
+
 clean: ## remove local state (registry, runs) but keep .venv
 	rm -rf .mlops build *.egg-info
 
@@ -64,6 +92,10 @@ clean: ## remove local state (registry, runs) but keep .venv
 .PHONY: bench-pipeline
 bench-pipeline: $(INSTALLED) ## local pipeline wall time at 10k/100k/1M rows: compute vs orchestration overhead
 	nice $(BIN)/python benchmarks/bench_pipeline.py --rows $(or $(BENCH_ROWS),10000 100000 1000000)
+
+.PHONY: bench-scale
+bench-scale: $(INSTALLED) ## compute=local vs dask on 1 and 2 workers: training and batch rows/s, cluster start, break-even (docs/figures/scale.json)
+	nice $(BIN)/python benchmarks/bench_scale.py
 
 .PHONY: bench-batch
 bench-batch: $(INSTALLED) ## batch scoring 1M Parquet rows end to end vs the Pipeline and raw inplace_predict
@@ -83,8 +115,9 @@ $(MLSERVER_VENV)/.installed:
 	  "numpy==2.4.6" "uvloop==0.21.0"
 	touch $@
 
-serve: $(INSTALLED) ## serve the registry's champion locally on :8080 (V1, V2, explain, /metrics)
-	$(BIN)/mlops serve
+# After `make demo`: make serve REGISTRY=.mlops/demo/registry (the demo prints the line).
+serve: $(INSTALLED) ## serve a registry's champion on :8080 (REGISTRY=.mlops/registry, MODEL=churn)
+	$(BIN)/mlops serve $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(MODEL),--model $(MODEL))
 
 # wrk (the load generator) comes from Debian; the package lists may be empty on a fresh machine.
 bench-serving: $(INSTALLED) $(MLSERVER_VENV)/.installed ## predictor vs MLServer vs in-process predict (wrk load)
@@ -93,14 +126,22 @@ bench-serving: $(INSTALLED) $(MLSERVER_VENV)/.installed ## predictor vs MLServer
 
 
 # --- canary -------------------------------------------------------------------------------------
-.PHONY: bench-canary canary prometheus
+.PHONY: bench-canary canary store prometheus
 bench-canary: $(INSTALLED) ## simulated rollouts: false rollbacks and requests to detection, engine vs fixed thresholds
 	nice $(BIN)/python benchmarks/bench_canary.py
 
-canary: $(INSTALLED) ## on the cluster: roll VERSION out as a canary; the analysis promotes or rolls it back
-	@test -n "$(VERSION)" || { echo "usage: make canary VERSION=<registered version>" >&2; exit 2; }
-	$(BIN)/mlops canary start --target kubernetes --version $(VERSION)
-	$(BIN)/mlops canary run --target kubernetes
+.PHONY: bench-experiments
+bench-experiments: $(INSTALLED) ## bandit vs fixed split vs epsilon-greedy, delayed labels: regret, false winners, floor; the shadow tee's p99 cost
+	nice $(BIN)/python -m benchmarks.bench_experiments --out docs/figures/bench_experiments.json --docs docs/experiments.md
+
+# The registry the cluster's pipeline steps write to (pipelines/training.py ObjectStore; the
+# canary controller's MLOPS_REGISTRY_URI): `make canary` resolves VERSION there.
+CLUSTER_REGISTRY_URI ?= s3://mlpipeline/registry
+canary: $(INSTALLED) ## on the cluster: roll VERSION out as a canary (or resume it); the analysis promotes or rolls it back (POLICY=file)
+	@MLOPS=$(BIN)/mlops CLUSTER_REGISTRY_URI=$(CLUSTER_REGISTRY_URI) POLICY="$(POLICY)" MODEL="$(MODEL)" hack/canary.sh "$(VERSION)"
+
+store: $(INSTALLED) ## run CMD with the cluster's object store at hand (port-forward, credentials, MLOPS_REGISTRY_URI)
+	@$(BIN)/python hack/with_store.py "$(CMD)"
 
 prometheus: ## build the pinned Prometheus server the canary source tests query (needs Go)
 	hack/prometheus/build.sh
@@ -132,7 +173,7 @@ export CLUSTER CLUSTER_NAME KIND KIND_VERSION KIND_NODE_IMAGE MINIKUBE_KUBERNETE
 
 .PHONY: wheelhouse images kind-load offline-build cluster cluster-delete deploy undeploy status run
 
-wheelhouse: $(INSTALLED) ## prepare build/ (runtime wheels + project wheel) for offline image builds
+wheelhouse: $(INSTALLED) $(DASHBOARD_BUNDLE) ## prepare build/ (runtime wheels + project wheel) for offline image builds
 	PYTHON_BIN=$(BIN)/python hack/wheelhouse.sh
 
 images: wheelhouse ## build the component and serving images, tagged by git revision and package version (BASE_IMAGE=...)
@@ -156,11 +197,13 @@ cluster: ## create a laptop cluster (kind-config.yaml; needs ~8 GiB for Docker)
 cluster-delete: ## delete the laptop cluster
 	hack/cluster.sh delete
 
-deploy: ## install Gateway API+Traefik, KServe (Standard), SeaweedFS, KFP, Prometheus, the project (OVERLAY=...)
-	SERVING_IMAGE=$(SERVING_IMAGE) hack/deploy.sh $(DEPLOY_STEPS)
+# The deploy runs on the project's venv Python (PyYAML); it checks its other tools (kubectl, jq,
+# openssl) before any work and names what is missing on one line.
+deploy: $(INSTALLED) ## install Gateway API+Traefik, KServe (Standard), SeaweedFS, KFP, Prometheus, the project (OVERLAY=...)
+	@PYTHON=$(CURDIR)/$(BIN)/python SERVING_IMAGE=$(SERVING_IMAGE) hack/deploy.sh $(DEPLOY_STEPS)
 
 undeploy: ## remove the project's part (its InferenceServices and manifests); add-ons stay
-	-kubectl delete inferenceservices -n $${NAMESPACE:-mlops} -l app.kubernetes.io/part-of=mlops-platform --ignore-not-found --wait
+	-kubectl delete inferenceservices -n mlops -l app.kubernetes.io/part-of=mlops-platform --ignore-not-found --wait
 	kubectl delete -k $${OVERLAY:-manifests/overlays/dev} --ignore-not-found --wait
 
 status: ## what runs on the cluster, and the port-forwards to reach KFP, Prometheus and the models

@@ -14,10 +14,16 @@ PROMETHEUS_OPERATOR_VERSION ?= v0.85.0
 # The Prometheus server the canary metrics-source tests query (hack/prometheus/build.sh): its Go
 # module version (v0.316.0 is Prometheus v3.16.0).
 PROMETHEUS_GO_MODULE ?= v0.316.0
+# kubeconform, the Kubernetes manifest linter of `make lint` (hack/kubeconform/): built from its Go
+# module (golang.stackrox.io/kube-linter is refused by the module proxy here).
+KUBECONFORM_VERSION ?= v0.8.0
 # Cluster (hack/cluster.sh, hack/deploy.sh): every upstream release installed by `make cluster deploy`.
 # KServe runs in Standard mode (Deployments) with Gateway API; Traefik is the gateway (no Envoy).
 # On a laptop each is applied from its release URL and pulls its release image; on a machine with
 # no registry, hack/kind/*.sh and hack/images/*.sh build them from these same versions.
+# Release images are named by tag, as the upstream release manifests name them: a digest is
+# pinned only where a pinned source states it (kind's default node image below); these
+# manifests state none, and no registry is reachable here to read one (docs/cluster.md, Images).
 KIND_VERSION ?= v0.33.0
 # kind v0.33.0's own default node image (sigs.k8s.io/kind pkg/apis/config/defaults/image.go), by digest.
 KIND_NODE_IMAGE ?= kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd566405a265939e3620fc4f5de89adff580ae5

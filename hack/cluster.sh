@@ -12,6 +12,10 @@ MINIKUBE_KUBERNETES_VERSION=${MINIKUBE_KUBERNETES_VERSION:?set by the Makefile f
 # Traefik + KServe + KFP + Prometheus + two model versions fit in 4 CPUs / 8 GiB.
 MINIKUBE_CPUS=${MINIKUBE_CPUS:-4}
 MINIKUBE_MEMORY=${MINIKUBE_MEMORY:-8g}
+# The gateway is reached on 127.0.0.1:31080 through `minikube start --ports`, which only the docker
+# and podman drivers implement (minikube's start flags). A VM driver (kvm2, hyperkit, virtualbox,
+# qemu) has no host port mapping: use `kubectl port-forward` instead (docs/cluster.md).
+MINIKUBE_DRIVER=${MINIKUBE_DRIVER:-docker}
 HERE=$(cd "$(dirname "$0")" && pwd)
 KIND=${KIND:-kind}
 KIND_CONFIG=${KIND_CONFIG:-$HERE/../kind-config.yaml}
@@ -41,8 +45,13 @@ case "${1:-}:$CLUSTER" in
     need "$KIND" "install kind (https://kind.sigs.k8s.io)"
     "$KIND" delete cluster --name "$CLUSTER_NAME" ;;
   create:minikube)
+    if [[ $MINIKUBE_DRIVER != docker && $MINIKUBE_DRIVER != podman ]]; then
+      echo "error: MINIKUBE_DRIVER=$MINIKUBE_DRIVER: the gateway's host port needs the docker or podman driver; with a VM driver run minikube yourself and reach the gateway with kubectl port-forward (docs/cluster.md)" >&2
+      exit 2
+    fi
     need minikube "install minikube (https://minikube.sigs.k8s.io)"
-    minikube start -p "$CLUSTER_NAME" --kubernetes-version "$MINIKUBE_KUBERNETES_VERSION" \
+    minikube start -p "$CLUSTER_NAME" --driver "$MINIKUBE_DRIVER" \
+      --kubernetes-version "$MINIKUBE_KUBERNETES_VERSION" \
       --cpus "$MINIKUBE_CPUS" --memory "$MINIKUBE_MEMORY" --ports 31080:31080 ;;
   delete:minikube)
     need minikube "install minikube (https://minikube.sigs.k8s.io)"

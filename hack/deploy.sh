@@ -19,16 +19,22 @@
 #   PROMETHEUS_OPERATOR_BUNDLE  the operator's bundle.yaml
 #   KSERVE_CONTROLLER_IMAGE KUBE_RBAC_PROXY_IMAGE STORAGE_INITIALIZER_IMAGE TRAEFIK_IMAGE
 #   SEAWEEDFS_IMAGE PROMETHEUS_OPERATOR_IMAGE PROMETHEUS_CONFIG_RELOADER_IMAGE PROMETHEUS_IMAGE
-# Usage: hack/deploy.sh [all|STEP...]      (all = gateway kserve object-store kfp prometheus project)
+# Usage: hack/deploy.sh [all|check|STEP...] (all = gateway kserve object-store kfp prometheus project;
+#        check = only the tool check every run starts with)
 set -euo pipefail
+# A failure inside $(...) stops the script too (bash clears errexit there otherwise).
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 : "${KSERVE_VERSION:?} ${KFP_VERSION:?} ${PROMETHEUS_OPERATOR_VERSION:?}"
 : "${GATEWAY_API_VERSION:?} ${TRAEFIK_VERSION:?} ${SEAWEEDFS_IMAGE_TAG:?}"
 OVERLAY=${OVERLAY:-manifests/overlays/dev}
-NAMESPACE=${NAMESPACE:-mlops}
+# The project's namespace is the one manifests/base declares (so are monitoring and kubeflow); it
+# is not a setting: a kustomize `namespace:` would also move objects that must stay where they are.
+PROJECT_NAMESPACE=mlops
 TIMEOUT=${TIMEOUT:-600s}
-PYTHON=${PYTHON:-$(command -v python3)}
+# The Makefile passes the project's venv Python (it has PyYAML); run by hand, python3 must have it.
+PYTHON=${PYTHON:-python3}
 GH=https://github.com
 RAW=https://raw.githubusercontent.com
 KSERVE_MANIFESTS=${KSERVE_MANIFESTS:-$GH/kserve/kserve/releases/download/$KSERVE_VERSION/kserve.yaml}
@@ -36,6 +42,23 @@ GATEWAY_API_CRDS=${GATEWAY_API_CRDS:-$GH/kubernetes-sigs/gateway-api/releases/do
 TRAEFIK_RBAC=${TRAEFIK_RBAC:-$RAW/traefik/traefik/$TRAEFIK_VERSION/docs/content/reference/dynamic-configuration/kubernetes-gateway-rbac.yml}
 KFP_MANIFESTS=${KFP_MANIFESTS:-$GH/kubeflow/pipelines/manifests/kustomize}
 PROMETHEUS_OPERATOR_BUNDLE=${PROMETHEUS_OPERATOR_BUNDLE:-$GH/prometheus-operator/prometheus-operator/releases/download/$PROMETHEUS_OPERATOR_VERSION/bundle.yaml}
+
+# require_tools: before any work, one line naming every tool the deploy needs and cannot find.
+require_tools() {
+  local tool missing=""
+  for tool in kubectl jq openssl base64; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=" $tool"
+  done
+  if ! command -v "$PYTHON" >/dev/null 2>&1; then
+    missing+=" $PYTHON"
+  elif ! "$PYTHON" -c 'import yaml' >/dev/null 2>&1; then
+    missing+=" PyYAML(for $PYTHON)"
+  fi
+  if [[ -n $missing ]]; then
+    echo "error: make deploy needs${missing}: not found; install them (Debian/Ubuntu: apt-get install jq openssl; macOS: brew install jq openssl) and run it again" >&2
+    exit 2
+  fi
+}
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 manifests() { "$PYTHON" hack/manifests.py "$@"; }
@@ -80,9 +103,14 @@ install_gateway() {
   step "Gateway API $GATEWAY_API_VERSION + Traefik $TRAEFIK_VERSION"
   apply_crds_then_rest "$GATEWAY_API_CRDS"
   # Traefik's own RBAC reference file binds the ServiceAccount in `default`; ours runs in traefik.
-  manifests "$TRAEFIK_RBAC" --subject-namespace traefik | apply -f -
+  # Traefik watches only the Gateway's namespace and the project's (its --providers.kubernetesgateway
+  # .namespaces): it gets its namespaced rights (Services, Secrets, ConfigMaps, routes) there only,
+  # in Roles that need both namespaces to exist (the project step labels its own later).
   ensure_namespace kserve
-  manifests manifests/gateway --image "traefik=${TRAEFIK_IMAGE:-}" | apply -f -
+  ensure_namespace "$PROJECT_NAMESPACE"
+  manifests "$TRAEFIK_RBAC" --subject-namespace traefik \
+    --namespaced-rbac kserve --namespaced-rbac "$PROJECT_NAMESPACE" | apply -f -
+  manifests manifests/gateway --image "traefik=${TRAEFIK_IMAGE:-traefik:$TRAEFIK_VERSION}" | apply -f -
   wait_ready Traefik traefik deployment traefik
   kubectl wait --for condition=Programmed --timeout="$TIMEOUT" -n kserve gateway/kserve-ingress-gateway >/dev/null
   echo "ready: Gateway kserve/kserve-ingress-gateway (Traefik, node port 31080)"
@@ -103,7 +131,10 @@ sign_webhook_certs() {
     kubectl create secret generic mlops-webhook-ca -n kserve --from-file="$dir/ca.crt" \
       --from-file="$dir/ca.key" >/dev/null
   fi
+  local certs
+  certs=$(manifests "$src" --certificates)
   while read -r line; do
+    [[ -n $line ]] || continue
     secret=$(jq -r .secret <<<"$line")
     ns=$(jq -r .namespace <<<"$line")
     names=$(jq -r '.dns_names | join(",")' <<<"$line")
@@ -120,18 +151,19 @@ sign_webhook_certs() {
     kubectl create secret generic "$secret" -n "$ns" --type kubernetes.io/tls --from-file="$dir/tls.crt" \
       --from-file="$dir/tls.key" --from-file="$dir/ca.crt" --dry-run=client -o yaml | apply -f - >/dev/null
     echo "signed $ns/$secret for $names" >&2
-  done < <(manifests "$src" --certificates)
+  done <<<"$certs"
   echo "$dir/ca.crt"
 }
 
 # The annotations the deploy step, the canary controller, the traffic writer and the retraining
-# trigger keep on an InferenceService (components/, serving/canary/controller.py,
-# serving/monitoring/cluster_trigger.py; tests/kind/test_cluster_files.py keeps this list whole).
+# trigger keep on an InferenceService (all named in components/isvc_metadata.py, one prefix;
+# tests/kind/test_cluster_files.py keeps this list equal to its ANNOTATIONS).
 # None is needed on the pods: a model server reads its version from the model it serves.
-ROLLOUT_ANNOTATIONS='["mlops.io/model-version", "mlops.platform/stable-version", "mlops.platform/stable-storage-uri",
-  "mlops.platform/canary-version", "mlops.platform/last-decision", "mlops.platform/rolled-back-version",
-  "mlops.platform/rollout", "mlops.platform/rollout-policy", "mlops.platform/rollout-state",
-  "mlops.platform/rollout-status", "mlops.platform/last-retraining", "mlops.platform/retraining-policy"]'
+ROLLOUT_ANNOTATIONS='["mlops.platform/model-version", "mlops.platform/stable-version",
+  "mlops.platform/stable-storage-uri", "mlops.platform/canary-version", "mlops.platform/rolled-back-version",
+  "mlops.platform/last-decision", "mlops.platform/rollout-policy", "mlops.platform/rollout-state",
+  "mlops.platform/rollout-status", "mlops.platform/rollout", "mlops.platform/retraining-policy",
+  "mlops.platform/last-retraining"]'
 
 install_kserve() {
   step "KServe $KSERVE_VERSION (Standard mode, Gateway API)"
@@ -148,6 +180,8 @@ install_kserve() {
     --configmap-json "kserve/inferenceservice-config:ingress.enableGatewayApi=true"
     --configmap-json "kserve/inferenceservice-config:ingress.kserveIngressGateway=kserve/kserve-ingress-gateway"
     --configmap-json "kserve/inferenceservice-config:ingress.disableIstioVirtualHost=true"
+    # Traefik ignores HTTPRoute timeouts; it enforces KServe's default itself (manifests/gateway).
+    --configmap-json "kserve/inferenceservice-config:ingress.disableHTTPRouteTimeout=true"
     # KServe copies an InferenceService's annotations onto its predictors' pod templates: the
     # rollout's bookkeeping changes every analysis and must not restart the model pods.
     --configmap-json "kserve/inferenceservice-config:inferenceService.serviceAnnotationDisallowedList=$ROLLOUT_ANNOTATIONS"
@@ -227,26 +261,33 @@ install_project() {
   step "project manifests ($OVERLAY)"
   local opts=()
   [[ -n ${PROMETHEUS_IMAGE:-} ]] && opts+=(--set "Prometheus/mlops:spec.image=$PROMETHEUS_IMAGE")
+  # The canary controller and the dashboard run the serving image of this checkout (make images;
+  # kind-load), set before the apply so a redeploy rolls each once, straight to that image.
+  opts+=(--image "mlops-platform/serving=${SERVING_IMAGE:?set by the Makefile (versions.mk)}")
   manifests "$OVERLAY" "${opts[@]}" | apply -f -
-  # The canary controller runs the serving image of this checkout (make images; kind-load).
-  kubectl -n "$NAMESPACE" set image deployment/mlops-canary-controller \
-    controller="${SERVING_IMAGE:-mlops-platform/serving:latest}" >/dev/null
   # The model store credentials are the object store's own; copy them at deploy time so no
   # secret lives in git. The template (manifests/base/storage-secret.yaml) carries no data, so a
   # later apply leaves these keys alone.
-  local ak sk
+  local ak sk had
   ak=$(kubectl get secret mlpipeline-minio-artifact -n kubeflow -o jsonpath='{.data.accesskey}')
   sk=$(kubectl get secret mlpipeline-minio-artifact -n kubeflow -o jsonpath='{.data.secretkey}')
-  kubectl patch secret mlops-model-store -n "$NAMESPACE" --type merge \
+  had=$(kubectl get secret mlops-model-store -n "$PROJECT_NAMESPACE" -o jsonpath='{.data.AWS_ACCESS_KEY_ID}')
+  kubectl patch secret mlops-model-store -n "$PROJECT_NAMESPACE" --type merge \
     -p "{\"data\":{\"AWS_ACCESS_KEY_ID\":\"$ak\",\"AWS_SECRET_ACCESS_KEY\":\"$sk\"}}" >/dev/null
-  echo "storage secret $NAMESPACE/mlops-model-store filled from kubeflow/mlpipeline-minio-artifact"
+  echo "storage secret $PROJECT_NAMESPACE/mlops-model-store filled from kubeflow/mlpipeline-minio-artifact"
+  # The dashboard reads the registry with these keys, as variables resolved when its pod starts:
+  # on a first deploy its pod started before they were filled, so it starts again once.
+  if [[ -z $had ]]; then
+    kubectl rollout restart deployment/mlops-dashboard -n "$PROJECT_NAMESPACE" >/dev/null
+    echo "dashboard restarted to read the model store's keys"
+  fi
   # The model servers' bearer token for write endpoints (feedback): made once, kept on re-deploy.
-  if [ -z "$(kubectl get secret mlops-serving-token -n "$NAMESPACE" -o jsonpath='{.data.token}')" ]; then
+  if [ -z "$(kubectl get secret mlops-serving-token -n "$PROJECT_NAMESPACE" -o jsonpath='{.data.token}')" ]; then
     local token
     token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | base64 -w0)
-    kubectl patch secret mlops-serving-token -n "$NAMESPACE" --type merge \
+    kubectl patch secret mlops-serving-token -n "$PROJECT_NAMESPACE" --type merge \
       -p "{\"data\":{\"token\":\"$token\"}}" >/dev/null
-    echo "serving token $NAMESPACE/mlops-serving-token created (key: token)"
+    echo "serving token $PROJECT_NAMESPACE/mlops-serving-token created (key: token)"
   fi
   # The operator creates the Prometheus StatefulSet asynchronously.
   for _ in $(seq 1 60); do
@@ -256,12 +297,17 @@ install_project() {
   wait_ready Prometheus monitoring statefulset prometheus-mlops
 }
 
+steps=("$@")
+require_tools
+if [[ ${steps[0]:-} == check ]]; then
+  echo "deploy: every tool found (kubectl, jq, openssl, base64, PyYAML)"
+  exit 0
+fi
 if ! kubectl version --request-timeout=10s >/dev/null 2>&1; then
   echo "error: no cluster reachable from kubectl context '$(kubectl config current-context 2>/dev/null)'; run: make cluster" >&2
   exit 1
 fi
 
-steps=("$@")
 [[ ${#steps[@]} -eq 0 || ${steps[0]} == all ]] && steps=(gateway kserve object-store kfp prometheus project)
 for s in "${steps[@]}"; do
   start=$SECONDS

@@ -14,6 +14,10 @@ Reads a release file (URL or path) or a kustomize directory, then, in order:
                               cert-manager would have injected (annotation inject-ca-from)
   --subject-namespace NS      namespace of ServiceAccount subjects of (Cluster)RoleBindings that
                               name the `default` namespace (Traefik's RBAC reference file)
+  --namespaced-rbac NS        (repeatable) keep a ClusterRole's rules on cluster-scoped resources
+                              only; its rules on namespaced ones become a Role, bound like the
+                              ClusterRole, in each NS (Traefik reads Secrets and ConfigMaps only
+                              where it watches routes, not in the whole cluster)
 and writes the multi-document YAML to stdout. `--certificates` prints, instead, the cert-manager
 Certificates as JSON lines (secret, namespace, DNS names): what the deploy must sign.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import copy
 import json
 import re
 import subprocess
@@ -34,6 +39,9 @@ from typing import Any
 import yaml
 
 INJECT_CA = "cert-manager.io/inject-ca-from"
+# The cluster-scoped resources (and their subresources) the RBAC files we narrow name: core
+# Namespaces and Gateway API's GatewayClass (scope: Cluster in its CRD; tests pin both).
+CLUSTER_SCOPED = frozenset({"namespaces", "gatewayclasses", "gatewayclasses/status"})
 
 
 def read_source(source: str) -> str:
@@ -114,6 +122,50 @@ def inject_ca(obj: dict[str, Any], ca_b64: str) -> None:
     del annotations[INJECT_CA]
 
 
+def namespaced_rbac(objs: list[dict[str, Any]], namespaces: list[str]) -> list[dict[str, Any]]:
+    """Split each ClusterRole: cluster-scoped rules stay; the rest go to a Role per namespace,
+    and each ClusterRoleBinding of it gets a RoleBinding per namespace with the same subjects."""
+    split: dict[str, list[dict[str, Any]]] = {}
+    out: list[dict[str, Any]] = []
+    for obj in objs:
+        if obj["kind"] != "ClusterRole":
+            continue
+        cluster, local = [], []
+        for rule in obj.get("rules", []):
+            resources = rule.get("resources", [])
+            if kept := [r for r in resources if r in CLUSTER_SCOPED]:
+                cluster.append({**rule, "resources": kept})
+            if moved := [r for r in resources if r not in CLUSTER_SCOPED]:
+                local.append({**rule, "resources": moved})
+        split[obj["metadata"]["name"]] = local
+        obj["rules"] = cluster
+    for obj in objs:
+        out.append(obj)
+        name = obj["metadata"]["name"]
+        if obj["kind"] == "ClusterRole":
+            out += [
+                {
+                    "apiVersion": obj["apiVersion"],
+                    "kind": "Role",
+                    "metadata": {"name": name, "namespace": ns},
+                    "rules": copy.deepcopy(split[name]),
+                }
+                for ns in namespaces
+            ]
+        elif obj["kind"] == "ClusterRoleBinding" and obj["roleRef"]["name"] in split:
+            out += [
+                {
+                    "apiVersion": obj["apiVersion"],
+                    "kind": "RoleBinding",
+                    "metadata": {"name": name, "namespace": ns},
+                    "roleRef": {**obj["roleRef"], "kind": "Role"},
+                    "subjects": copy.deepcopy(obj["subjects"]),
+                }
+                for ns in namespaces
+            ]
+    return out
+
+
 def parse_value(text: str) -> Any:
     try:
         return json.loads(text)
@@ -133,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], dest="sets")
     parser.add_argument("--ca-bundle")
     parser.add_argument("--subject-namespace")
+    parser.add_argument("--namespaced-rbac", action="append", default=[])
     parser.add_argument("--certificates", action="store_true")
     args = parser.parse_args(argv)
 
@@ -195,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                 ):
                     subject["namespace"] = args.subject_namespace
         out.append(obj)
+    if args.namespaced_rbac:
+        out = namespaced_rbac(out, args.namespaced_rbac)
     yaml.safe_dump_all(out, sys.stdout, sort_keys=False)
     return 0
 

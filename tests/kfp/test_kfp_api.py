@@ -1,7 +1,7 @@
 """The user's path through the KFP API on the cluster (no browser): `make upload`, a run created as
-the UI's "Create run" sends it (the uploaded version, every parameter at its default), `make run`,
-a recurring run made by `mlops monitor schedule`, and a run on broken data that fails with the
-validation report kept as an artifact.
+the UI's "Create run" sends it (the uploaded version, every parameter at its default), a recurring
+run made by `mlops monitor schedule`, and a run on broken data that fails with the validation
+report kept as an artifact. (`make run` is the journey's: tests/kfp/test_journey.py.)
 
 Every run's state comes from the KFP API; artifacts are found through MLMD (the cluster's server)
 and read from the cluster's object store, where the registered model is read back too. Each
@@ -198,7 +198,7 @@ def test_the_in_cluster_retraining_trigger_starts_a_run_through_the_api(
 ) -> None:
     """The canary controller's Deployment (MLOPS_KFP_HOST: the cluster's KFP API) judges the model
     servers' drift gauges from Prometheus and starts the training pipeline through KFP's API."""
-    from serving.monitoring.cluster_trigger import RETRAINING_ANNOTATION
+    from mlops_control.retraining.cluster_trigger import RETRAINING_ANNOTATION
     from serving.v1_instances import v1_instances
     from tests.drifted_traffic import churn_features, raise_charges
     from tests.kind.cluster_harness import gateway_client
@@ -251,15 +251,6 @@ def test_the_in_cluster_retraining_trigger_starts_a_run_through_the_api(
         # does not hold the 2 cores for the next tests.
         for run in new:
             client.terminate_run(run.run_id)
-
-
-def test_make_run_submits_and_the_run_succeeds(kfp_cluster: KfpCluster, client: Any) -> None:
-    out = kfp_cluster.make("make run", "run")
-    # The CLI's own line (kfp.Client prints the experiment's link, with its ID, first).
-    run_id = re.search(r"submitted run ([0-9a-f-]{36}):", out)
-    assert run_id, out
-    done = wait_for_run(client, run_id.group(1), "make run")
-    assert done.state == "SUCCEEDED", states(done)
 
 
 def test_mlops_monitor_schedule_makes_a_recurring_run_that_fires(

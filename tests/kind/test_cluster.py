@@ -50,6 +50,9 @@ class Store:
     env: dict[str, str]
 
 
+_CLEARED: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def store(kind_cluster) -> Iterator[Store]:  # type: ignore[no-untyped-def]
     """The cluster's SeaweedFS on 127.0.0.1, with the credentials `make deploy` copied."""
@@ -66,8 +69,11 @@ def store(kind_cluster) -> Iterator[Store]:  # type: ignore[no-untyped-def]
                 "MLOPS_MODEL_NAME": MODEL,
             }
         )
-        if os.environ.get("KIND_REUSE_CLUSTER") == "1":  # a kept cluster: start with no model
+        # A kept cluster: the session starts with no model (once: test_dashboards.py imports
+        # this fixture, and its module instance must find the model the tests here made).
+        if os.environ.get("KIND_REUSE_CLUSTER") == "1" and not _CLEARED:
             kubectl("delete", "isvc", MODEL, "-n", NAMESPACE, "--ignore-not-found", timeout=300)
+            _CLEARED.append(MODEL)
         yield store
 
 
@@ -336,8 +342,8 @@ def events(reason: str) -> list[dict]:
 def test_canary_split_at_the_gateway_matches_each_step_and_promotion_retargets(
     store: Store, version_two: str
 ) -> None:
-    from serving.canary.kubernetes_actuator import KubernetesActuator
-    from serving.canary.policy import RolloutPolicy
+    from mlops_control.rollout.policy import RolloutPolicy
+    from mlops_control.traffic.kubernetes_actuator import KubernetesActuator
 
     steps = RolloutPolicy().steps[:-1]
     canary(store, "canary start v2", "start", "--version", version_two)
@@ -406,7 +412,7 @@ def start_canary_with_kubectl(version: str) -> None:
 def register_inverted(store: Store, label: str, seed: int) -> str:
     """A deliberately bad version (trained on inverted labels), registered into the cluster's store."""
     code = (
-        "from components.train_and_register import train_and_register;"
+        "from mlops_demo.train_and_register import train_and_register;"
         "from mlops_core.registry import ModelRegistry;"
         f"print(train_and_register(ModelRegistry({REGISTRY!r}), {MODEL!r}, rows=3000, seed={seed},"
         " invert_labels=True))"
@@ -585,7 +591,7 @@ def project_objects() -> list[str]:
     return kubectl(
         "get",
         "all,secrets,configmaps,networkpolicies,serviceaccounts,roles,rolebindings,"
-        "podmonitors,prometheuses,prometheusrules,inferenceservices",
+        "podmonitors,prometheuses,prometheusrules,inferenceservices,clusterstoragecontainers",
         "-A",
         "-l",
         "app.kubernetes.io/part-of=mlops-platform",

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components import isvc_metadata
 from tests.upstream import ROOT, extract, go_module_dir, kfp_file, kserve_file, pins
 
 DEPLOY = (ROOT / "hack" / "deploy.sh").read_text()
@@ -278,7 +279,7 @@ def test_model_servers_in_the_project_namespace_may_reach_seaweedfs() -> None:
 
 
 # --- item 5: the model's host is KServe's domainTemplate, not a remembered one ---------------------
-def test_readme_and_status_name_the_host_kserve_generates() -> None:
+def test_docs_and_status_name_the_host_kserve_generates() -> None:
     from tests.upstream import kserve_file
 
     config = yaml.safe_load(kserve_file("config/configmap/inferenceservice.yaml"))
@@ -297,14 +298,15 @@ def test_readme_and_status_name_the_host_kserve_generates() -> None:
         assert "{{" not in out, out
         return out
 
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Cluster") :]
-    section = section[: section.index("\n## ", 5)]
+    # The cluster page of the documentation (docs/cluster.md): its "Train and serve" section.
+    page = (ROOT / "docs" / "cluster.md").read_text()
+    start = page.index("\n## Train and serve")
+    section = page[start : page.index("\n## ", start + 1)]
     hosts = set(re.findall(r"Host: ([\w.-]+)", section))
     assert hosts == {render_host("churn")}, hosts
     # The predictor's own route (KServe names it after PredictorServiceName without predictor.name).
     assert render_host("churn-predictor") in section
-    assert "churn.mlops.example.com" not in readme
+    assert "churn.mlops.example.com" not in page
     status = (ROOT / "hack" / "status.sh").read_text()
     assert "example.com" not in status and ".status.url" in status
 
@@ -473,20 +475,13 @@ def test_rollout_bookkeeping_is_kept_off_the_model_pods() -> None:
     config_go = kserve_file("pkg/apis/serving/v1beta1/configmap.go")
     assert 'json:"serviceAnnotationDisallowedList,omitempty"' in config_go
     assert 'json:"serviceLabelDisallowedList,omitempty"' in config_go
-    written = set()
-    for module in (
-        "components/isvc_traffic.py",
-        "serving/canary/controller.py",
-        "serving/monitoring/cluster_trigger.py",
-    ):
-        written |= set(re.findall(r'ANNOTATION_PREFIX \+ "([a-z-]+)"', (ROOT / module).read_text()))
-    written.discard("rollout-step")  # a label (Knative mode only), in the label list
     listed = re.search(r"ROLLOUT_ANNOTATIONS='(\[.*?\])'", DEPLOY, re.S)
     assert listed, "hack/deploy.sh has no ROLLOUT_ANNOTATIONS"
-    # mlops.io/model-version changes on promotion: on the pods it would restart them then.
-    written.add("mlops.io/model-version")
-    assert {a.removeprefix("mlops.platform/") for a in yaml.safe_load(listed.group(1))} == written
+    # Every one the platform writes (isvc_metadata names them all; the model version changes on
+    # promotion: on the pods it would restart them then).
+    assert set(yaml.safe_load(listed.group(1))) == set(isvc_metadata.ANNOTATIONS)
     assert "inferenceService.serviceAnnotationDisallowedList=$ROLLOUT_ANNOTATIONS" in DEPLOY
+    assert isvc_metadata.LABELS == ("mlops.platform/rollout-step",)
     assert 'serviceLabelDisallowedList=[\\"mlops.platform/rollout-step\\"]' in DEPLOY
 
 
@@ -521,3 +516,375 @@ def test_model_pods_drain_before_stopping_in_a_field_the_deployed_crd_keeps(
         assert pre_stop["sleep"]["properties"]["seconds"]["type"] == "integer"
     else:  # the minimal schema keeps whatever the container holds
         assert items.get("x-kubernetes-preserve-unknown-fields") is True, items
+
+
+# --- issue 24: what broke `make deploy`, `make canary` and reruns against the pinned upstreams ---
+STATUS = (ROOT / "hack" / "status.sh").read_text()
+CLUSTER_SH = (ROOT / "hack" / "cluster.sh").read_text()
+CANARY_SH = (ROOT / "hack" / "canary.sh").read_text()
+MAKEFILE = (ROOT / "Makefile").read_text()
+
+
+def make_dry(*args: str) -> str:
+    done = subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def deploy_env(path: str) -> dict[str, str]:
+    p = pins()
+    names = ("KSERVE_VERSION", "KFP_VERSION", "PROMETHEUS_OPERATOR_VERSION", "GATEWAY_API_VERSION")
+    names += ("TRAEFIK_VERSION", "SEAWEEDFS_IMAGE_TAG")
+    return {"PATH": path, "HOME": "/tmp", **{n: p[n] for n in names}}
+
+
+def tool_dir(tmp_path: Path, without: set[str]) -> str:
+    """A PATH with the tools hack/deploy.sh may call, as links to the real ones, minus `without`."""
+    import shutil
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "kubectl", "jq", "openssl", "base64", "python3"):
+        real = shutil.which(tool)
+        if tool in without or real is None:
+            continue
+        (bin_dir / tool).symlink_to(real)
+    return str(bin_dir)
+
+
+def test_deploy_names_every_missing_tool_on_one_line_before_any_work(tmp_path: Path) -> None:
+    """Item 1: a missing jq (or openssl, or PyYAML) stops `make deploy` at once, on one line."""
+    done = subprocess.run(
+        ["bash", str(ROOT / "hack" / "deploy.sh"), "all"],
+        env={**deploy_env(tool_dir(tmp_path, without={"jq", "openssl"})), "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: make deploy needs jq openssl: not found"), line
+    assert "no cluster reachable" not in done.stderr and not done.stdout  # nothing was tried
+
+
+def test_deploy_check_passes_with_every_tool() -> None:
+    import shutil
+
+    missing = [t for t in ("kubectl", "jq", "openssl", "base64") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"this machine lacks {missing}: the all-present case cannot run here")
+    done = subprocess.run(
+        ["bash", str(ROOT / "hack" / "deploy.sh"), "check"],
+        env={**deploy_env(__import__("os").environ["PATH"]), "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "every tool found" in done.stdout
+
+
+def test_make_deploy_runs_on_the_venv_python() -> None:
+    rule = re.search(r"^deploy: (.*)$", MAKEFILE, re.M)
+    assert rule and "$(INSTALLED)" in rule.group(1)
+    dry = make_dry("deploy", "-W", ".venv/.installed")  # -W: as if the venv were just made
+    assert re.search(r"PYTHON=\S*/\.venv/bin/python \S*.* hack/deploy\.sh", dry), dry
+
+
+def test_a_failure_inside_a_command_substitution_stops_the_deploy() -> None:
+    """bash clears errexit inside $(...) unless inherit_errexit is set: `ca=$(sign_webhook_certs
+    ...)` then went on after a failing jq. Run the script's own preamble with such a failure."""
+    preamble = DEPLOY[: DEPLOY.index("cd ")]
+    assert "shopt -s inherit_errexit" in preamble
+    script = preamble + 'f() { false; echo "went on"; }\nout=$(f)\necho "after: $out"\n'
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    assert done.returncode != 0 and "went on" not in done.stdout and "after" not in done.stdout
+    # The certificates are read before the loop, so a failure of the reader stops it too.
+    body = function_body(DEPLOY, "sign_webhook_certs")
+    assert "< <(" not in body and 'certs=$(manifests "$src" --certificates)' in body
+
+
+def test_the_project_namespace_is_not_a_setting() -> None:
+    """Item 2: the base hard-codes mlops, monitoring and kubeflow (and a kustomize `namespace:`
+    would move objects that must stay), so NAMESPACE is gone: the scripts name the namespace the
+    manifests declare, and every project object lives in one of the two namespaces they make."""
+    for name, text in (
+        ("hack/deploy.sh", DEPLOY),
+        ("hack/status.sh", STATUS),
+        ("Makefile", MAKEFILE),
+    ):
+        assert not re.search(r"\$\{?NAMESPACE\b|\$\$\{NAMESPACE", text), name
+        assert not re.search(r"^NAMESPACE=", text, re.M), name
+    for text in (DEPLOY, STATUS):
+        (declared,) = re.findall(r"^PROJECT_NAMESPACE=(\S+)$", text, re.M)
+        assert declared == "mlops"
+    objs = project_objects()
+    made = {o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"}
+    assert made == {"mlops", "monitoring"}
+    # ... and kubeflow (KFP's, installed by the deploy): the policy that admits the model servers.
+    for obj in objs:
+        if obj["kind"] not in {
+            "Namespace",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ClusterStorageContainer",
+        }:
+            assert obj["metadata"]["namespace"] in made | {"kubeflow"}, obj["metadata"]
+    assert "-n mlops " in make_dry("undeploy")
+
+
+def test_minikube_uses_a_driver_that_maps_the_gateway_port(tmp_path: Path) -> None:
+    """Item 3: `minikube start --ports` works with the docker and podman drivers only."""
+    start = CLUSTER_SH[CLUSTER_SH.index("    minikube start -p") :].split(";;")[0]
+    assert '--driver "$MINIKUBE_DRIVER"' in start and "--ports 31080:31080" in start
+    assert re.search(r"^MINIKUBE_DRIVER=\$\{MINIKUBE_DRIVER:-docker\}$", CLUSTER_SH, re.M)
+    done = subprocess.run(
+        ["bash", str(ROOT / "hack" / "cluster.sh"), "create"],
+        env={"PATH": "/usr/bin:/bin", "CLUSTER": "minikube", "MINIKUBE_DRIVER": "kvm2",
+             "KIND_NODE_IMAGE": "x", "MINIKUBE_KUBERNETES_VERSION": "v1"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert "MINIKUBE_DRIVER=kvm2" in line and "port-forward" in line
+
+
+def test_make_canary_finds_the_clusters_registry_and_prometheus_itself() -> None:
+    """Item 4: the version is the cluster registry's, and Prometheus is port-forwarded by the
+    target (the same Service the in-cluster controller reads), no manual step first."""
+    from pipelines.training import ObjectStore
+
+    (registry,) = re.findall(r"^CLUSTER_REGISTRY_URI \?= (\S+)$", MAKEFILE, re.M)
+    assert registry == ObjectStore().registry_uri
+    (controller,) = [
+        o for o in project_objects() if o["kind"] == "Deployment"
+        and o["metadata"]["name"] == "mlops-canary-controller"
+    ]  # fmt: skip
+    env = {
+        e["name"]: e.get("value")
+        for e in controller["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["MLOPS_REGISTRY_URI"] == registry
+    (service,) = re.findall(r"^PROMETHEUS_SERVICE=(\S+)$", CANARY_SH, re.M)
+    (port,) = re.findall(r"^PROMETHEUS_PORT=(\d+)$", CANARY_SH, re.M)
+    ns, name = service.split("/")
+    assert env["MLOPS_PROMETHEUS_URL"] == f"http://{name}.{ns}.svc:{port}"
+    assert "hack/canary.sh" in make_dry("canary", "VERSION=2", "-W", ".venv/.installed")
+    assert '--prometheus "http://127.0.0.1:$port"' in CANARY_SH
+    assert '--registry "$CLUSTER_REGISTRY_URI"' in CANARY_SH
+
+
+def test_kubectl_port_forward_prints_the_line_make_canary_reads() -> None:
+    p = pins()
+    client_go = go_module_dir("k8s.io/client-go", p["KUBERNETES_VERSION"].replace("v1.", "v0."))
+    source = (client_go / "tools/portforward/portforward.go").read_text()
+    assert '"Forwarding from %s -> %d\\n"' in source
+    assert "Forwarding from 127\\.0\\.0\\.1:([0-9]+) " in CANARY_SH
+
+
+def test_make_canary_says_what_it_needs_on_one_line() -> None:
+    done = subprocess.run(
+        ["make", "canary", "VERSION=two", "-W", ".venv/.installed"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "usage: make canary VERSION=<registered version number> (got 'two')" in done.stderr
+
+
+def test_no_step_is_cached() -> None:
+    """Item 5: a rerun with the same arguments registers and deploys again, on the data the URL
+    holds now, compared with today's champion. KFP's driver caches a task only when
+    cachingOptions.enableCache is true (proto3: absent is false)."""
+    driver = kfp_file("backend/src/v2/driver/container.go")
+    assert "opts.Task.GetCachingOptions().GetEnableCache()" in driver
+    golden, *_ = yaml.safe_load_all((ROOT / "pipelines" / "training.yaml").read_text())
+    tasks = golden["root"]["dag"]["tasks"]
+    cached = {name for name, t in tasks.items() if t["cachingOptions"].get("enableCache")}
+    assert not cached
+    assert {"ingest", "validate", "evaluate", "gate", "register", "deploy"} <= set(tasks)
+
+
+def test_batch_scoring_steps_reach_the_object_store_like_training_does() -> None:
+    """Item 6: every batch scoring step gets the store's endpoint and credentials."""
+    from pipelines.training import ObjectStore
+
+    store = ObjectStore()
+    ir, platform = yaml.safe_load_all((ROOT / "pipelines" / "batch_scoring.yaml").read_text())
+    executors = ir["deploymentSpec"]["executors"]
+    secrets = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(secrets) == set(executors) == {"exec-batch-score", "exec-batch-drift"}
+    for name, executor in executors.items():
+        env = {e["name"]: e["value"] for e in executor["container"]["env"]}
+        assert env["AWS_ENDPOINT_URL"] == store.endpoint_url, name
+        (secret,) = secrets[name]["secretAsEnv"]
+        assert secret["secretName"] == store.secret_name
+        assert {k["envVar"]: k["secretKey"] for k in secret["keyToEnv"]} == {
+            "AWS_ACCESS_KEY_ID": store.access_key_field,
+            "AWS_SECRET_ACCESS_KEY": store.secret_key_field,
+        }
+
+
+# --- issue 24, smaller points ------------------------------------------------------------------
+def gateway_objects(*args: str) -> list[dict[str, Any]]:
+    return render(ROOT / "manifests" / "gateway", *args)
+
+
+def traefik_args() -> list[str]:
+    (deployment,) = [o for o in gateway_objects() if o["kind"] == "Deployment"]
+    return deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_traefiks_image_tag_comes_from_versions_mk() -> None:
+    p = pins()
+    assert "traefik:v" not in (ROOT / "manifests/gateway/traefik.yaml").read_text()
+    (option,) = re.findall(r'--image "(traefik=[^"]+)"', function_body(DEPLOY, "install_gateway"))
+    image = option.replace(
+        "${TRAEFIK_IMAGE:-traefik:$TRAEFIK_VERSION}", f"traefik:{p['TRAEFIK_VERSION']}"
+    )
+    (deployment,) = [o for o in gateway_objects("--image", image) if o["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"traefik:{p['TRAEFIK_VERSION']}"
+
+
+def test_a_redeploy_rolls_the_controller_once_to_this_checkouts_image() -> None:
+    body = function_body(DEPLOY, "install_project")
+    assert "set image" not in body and "serving:latest" not in DEPLOY
+    (option,) = re.findall(r'--image "(mlops-platform/serving=[^"]+)"', body)
+    assert option.startswith("mlops-platform/serving=${SERVING_IMAGE:?")
+    objs = render(
+        ROOT / "manifests" / "overlays" / "dev", "--image", "mlops-platform/serving=reg/s:abc"
+    )
+    deployments = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Deployment"}
+    # the controller and the dashboard (manifests/base/dashboard) both run the serving image
+    assert set(deployments) == {"mlops-canary-controller", "mlops-dashboard"}
+    for deployment in deployments.values():
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "reg/s:abc"
+    dry = make_dry("deploy", "-W", ".venv/.installed")
+    assert re.search(r"SERVING_IMAGE=mlops-platform/serving:\S+ hack/deploy\.sh", dry), dry
+
+
+def test_traefik_enforces_the_route_timeout_kserve_would_write() -> None:
+    """Traefik 3.6's gateway provider implements no HTTPRoute timeouts (no HTTPRouteRequestTimeout
+    feature; httproute.go never reads rule.Timeouts): KServe writes none, and Traefik applies
+    KServe's default to every backend through its default servers transport."""
+    p = pins()
+    traefik = go_module_dir("github.com/traefik/traefik/v3", p["TRAEFIK_VERSION"])
+    gateway = traefik / "pkg/provider/kubernetes/gateway"
+    assert "HTTPRouteRequestTimeout" not in (gateway / "features.go").read_text()
+    assert ".Timeouts" not in (gateway / "httproute.go").read_text()
+    static = (traefik / "pkg/config/static/static_config.go").read_text()
+    for tag in ("serversTransport", "forwardingTimeouts", "responseHeaderTimeout"):
+        assert f'json:"{tag},omitempty"' in static
+    reconciler = kserve_file(
+        "pkg/controller/v1beta1/inferenceservice/reconcilers/ingress/httproute_reconciler.go"
+    )
+    (default_s,) = re.findall(r"var DefaultTimeout = toGatewayAPIDuration\((\d+)\)", reconciler)
+    assert (
+        f"--serversTransport.forwardingTimeouts.responseHeaderTimeout={default_s}s"
+        in traefik_args()
+    )
+    assert 'json:"disableHTTPRouteTimeout,omitempty"' in kserve_file(
+        "pkg/apis/serving/v1beta1/configmap.go"
+    )
+    assert "inferenceservice-config:ingress.disableHTTPRouteTimeout=true" in function_body(
+        DEPLOY, "install_kserve"
+    )
+
+
+def test_traefik_reads_secrets_and_configmaps_only_where_it_watches_routes() -> None:
+    """Traefik's gateway provider informs Secrets and ConfigMaps in every namespace it watches
+    (client.go), so those rights cannot go; they are granted in the two watched namespaces only."""
+    p = pins()
+    traefik = go_module_dir("github.com/traefik/traefik/v3", p["TRAEFIK_VERSION"])
+    client_go = (traefik / "pkg/provider/kubernetes/gateway/client.go").read_text()
+    loop = client_go[client_go.index("for _, ns := range namespaces {") :]
+    assert "Secrets().Informer()" in loop and "ConfigMaps().Informer()" in loop
+    provider = (traefik / "pkg/provider/kubernetes/gateway/kubernetes.go").read_text()
+    assert 'json:"namespaces,omitempty"' in provider
+    (flag,) = [
+        a for a in traefik_args() if a.startswith("--providers.kubernetesgateway.namespaces=")
+    ]
+    watched = flag.split("=", 1)[1].split(",")
+    gateway = next(o for o in gateway_objects() if o["kind"] == "Gateway")
+    assert set(watched) == {gateway["metadata"]["namespace"], "mlops"}
+    body = function_body(DEPLOY, "install_gateway")
+    granted = re.findall(r'--namespaced-rbac "?([\w$]+)"?', body)
+    assert [g.replace("$PROJECT_NAMESPACE", "mlops") for g in granted] == watched
+    rbac = traefik / "docs/content/reference/dynamic-configuration/kubernetes-gateway-rbac.yml"
+    objs = render(
+        rbac, "--subject-namespace", "traefik", *[f"--namespaced-rbac={n}" for n in watched]
+    )
+    (cluster_role,) = [o for o in objs if o["kind"] == "ClusterRole"]
+    cluster_wide = {r for rule in cluster_role["rules"] for r in rule["resources"]}
+    assert cluster_wide == {"namespaces", "gatewayclasses", "gatewayclasses/status"}
+    roles = {o["metadata"]["namespace"]: o for o in objs if o["kind"] == "Role"}
+    bindings = {o["metadata"]["namespace"]: o for o in objs if o["kind"] == "RoleBinding"}
+    assert set(roles) == set(bindings) == set(watched)
+    for ns in watched:
+        resources = {r for rule in roles[ns]["rules"] for r in rule["resources"]}
+        assert {"secrets", "configmaps", "services", "httproutes", "gateways"} <= resources
+        assert bindings[ns]["roleRef"] == {**cluster_role_ref(objs), "kind": "Role"}
+        assert bindings[ns]["subjects"] == [
+            {"kind": "ServiceAccount", "name": "traefik-controller", "namespace": "traefik"}
+        ]
+    # The scope of what stays cluster-wide, from the Gateway API CRDs at the pinned version.
+    crd = go_module_dir("sigs.k8s.io/gateway-api", p["GATEWAY_API_VERSION"]) / (
+        "config/crd/standard/gateway.networking.k8s.io_gatewayclasses.yaml"
+    )
+    assert yaml.safe_load(crd.read_text())["spec"]["scope"] == "Cluster"
+
+
+def cluster_role_ref(objs: list[dict[str, Any]]) -> dict[str, str]:
+    (binding,) = [o for o in objs if o["kind"] == "ClusterRoleBinding"]
+    return binding["roleRef"]
+
+
+def test_prometheus_reads_pods_in_the_project_namespace_only() -> None:
+    """A PodMonitor without a namespaceSelector makes the operator discover pods in the
+    PodMonitor's own namespace (promcfg.go, getNamespacesFromNamespaceSelector)."""
+    module = "github.com/prometheus-operator/prometheus-operator"
+    promcfg = (
+        go_module_dir(module, pins()["PROMETHEUS_OPERATOR_VERSION"]) / "pkg/prometheus/promcfg.go"
+    ).read_text()
+    fn = promcfg[promcfg.index("func (cg *ConfigGenerator) getNamespacesFromNamespaceSelector") :]
+    assert "len(nsel.MatchNames) == 0 {\n\t\treturn []string{namespace}" in fn
+    objs = project_objects()
+    assert not [
+        o for o in objs if o["kind"] in {"ClusterRole", "ClusterRoleBinding"}
+        and "prometheus" in o["metadata"]["name"]
+    ]  # fmt: skip
+    monitors = [o for o in objs if o["kind"] == "PodMonitor"]
+    assert monitors and all(m["metadata"]["namespace"] == "mlops" for m in monitors)
+    assert all("namespaceSelector" not in m["spec"] for m in monitors)
+    (role,) = [
+        o for o in objs if o["kind"] == "Role" and o["metadata"]["name"] == "mlops-prometheus"
+    ]
+    assert role["metadata"]["namespace"] == "mlops"
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+    ]
+    (binding,) = [
+        o
+        for o in objs
+        if o["kind"] == "RoleBinding" and o["metadata"]["name"] == "mlops-prometheus"
+    ]
+    (prometheus,) = [o for o in objs if o["kind"] == "Prometheus"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": prometheus["spec"]["serviceAccountName"],
+         "namespace": prometheus["metadata"]["namespace"]}
+    ]  # fmt: skip
+
+
+def test_standard_mode_status_is_read_where_kserve_writes_it() -> None:
+    """Standard mode reports a canary's split in status.canaryStatuses (name, ready,
+    trafficPercent); status.components.predictor.traffic is Knative mode's."""
+    from components import isvc_traffic as traffic
+
+    status_go = kserve_file("pkg/apis/serving/v1beta1/inference_service_status.go")
+    assert 'CanaryStatuses []CanaryStatus `json:"canaryStatuses,omitempty"`' in status_go
+    fields = status_go[status_go.index("type CanaryStatus struct") :].split("\n}\n")[0]
+    for tag in ('json:"name"', 'json:"ready"', 'json:"trafficPercent"'):
+        assert tag in fields
+    isvc = {"status": {"canaryStatuses": [{"name": "v2", "ready": True, "trafficPercent": 25}]}}
+    assert traffic.MODES["standard"].observed(isvc)[0] == 25
+    assert traffic.MODES["serverless"].observed(isvc) == (None, [])
