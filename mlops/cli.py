@@ -18,13 +18,16 @@ from mlops.commands import (
     audit_cmd,
     batch_cmd,
     canary_cmd,
+    dashboard_cmd,
+    data_cmd,
     demo_cmd,
+    experiment_cmd,
     monitor_cmd,
     pipeline_cmd,
     registry_cmd,
     serve_cmd,
 )
-from mlops_core.errors import MlopsError
+from mlops_core.errors import MlopsError, bounded_message
 
 app = typer.Typer(
     name="mlops",
@@ -42,7 +45,7 @@ def user_errors_as_red_line(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except MlopsError as e:
             # One line, never wrapped at the terminal's width, and the message is not markup.
-            err_console.print("[red]error:[/red]", escape(str(e)), soft_wrap=True)
+            err_console.print("[red]error:[/red]", escape(bounded_message(str(e))), soft_wrap=True)
             sys.exit(2)
 
     return wrapper
@@ -54,6 +57,9 @@ app.add_typer(pipeline_cmd.app, name="pipeline")
 app.add_typer(canary_cmd.app, name="canary")
 app.add_typer(monitor_cmd.app, name="monitor")
 app.add_typer(batch_cmd.app, name="batch")
+app.add_typer(dashboard_cmd.app, name="dashboard")
+app.add_typer(data_cmd.app, name="data")
+app.add_typer(experiment_cmd.app, name="experiment")
 app.command("audit")(audit_cmd.audit)
 app.command("demo")(demo_cmd.demo)
 

@@ -20,6 +20,7 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
+from mlops_core.errors import InvalidInputError
 from mlops_core.schema import Feature, FeatureSchema
 
 Scenario = Literal[
@@ -114,16 +115,21 @@ CHURN_SCHEMA = FeatureSchema(
 )
 
 
+class DataGenerationError(InvalidInputError):
+    """The generator was asked for data it cannot make (an unknown scenario, no rows)."""
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    p: np.ndarray = 1.0 / (1.0 + np.exp(-z))
+    return p
 
 
 def generate_churn(rows: int, *, scenario: str = "clean", seed: int = 0) -> pd.DataFrame:
     """Generate `rows` customers under `scenario`; the same (rows, scenario, seed) gives the same frame."""
     if scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {scenario!r}; choose one of {list(SCENARIOS)}")
+        raise DataGenerationError(f"unknown scenario {scenario!r}; choose one of {list(SCENARIOS)}")
     if rows < 1:
-        raise ValueError(f"rows must be at least 1, got {rows}")
+        raise DataGenerationError(f"rows must be at least 1, got {rows}")
     rng = np.random.default_rng(seed)
 
     contract = rng.choice(CONTRACTS, size=rows, p=[0.55, 0.25, 0.20])

@@ -23,6 +23,12 @@ import pandas as pd
 from scipy import stats
 
 from mlops_core.schema import FeatureSchema
+from mlops_core.settings import (
+    DEFAULT_DRIFT_ALPHA,
+    DEFAULT_DRIFT_CRAMERS_V,
+    DEFAULT_DRIFT_KS_STATISTIC,
+    DEFAULT_DRIFT_PSI,
+)
 
 OTHER = "__other__"  # bucket for categories the reference never saw
 MISSING = "__missing__"
@@ -31,10 +37,10 @@ _EPS = 1e-4  # floor for empty bins so PSI stays finite
 
 @dataclass(frozen=True)
 class DriftThresholds:
-    psi: float = 0.2
-    alpha: float = 0.01
-    ks_statistic: float = 0.1
-    cramers_v: float = 0.1
+    psi: float = DEFAULT_DRIFT_PSI
+    alpha: float = DEFAULT_DRIFT_ALPHA
+    ks_statistic: float = DEFAULT_DRIFT_KS_STATISTIC
+    cramers_v: float = DEFAULT_DRIFT_CRAMERS_V
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,10 @@ def as_float(values: np.ndarray | pd.Series) -> np.ndarray:
     try:
         return np.asarray(values, dtype=float)
     except (TypeError, ValueError):
-        return pd.to_numeric(pd.Series(values, copy=False), errors="coerce").to_numpy(float)
+        coerced: np.ndarray = pd.to_numeric(
+            pd.Series(values, copy=False), errors="coerce"
+        ).to_numpy(float)
+        return coerced
 
 
 @dataclass(frozen=True)
@@ -160,7 +169,12 @@ def profile_categorical(name: str, values: np.ndarray | pd.Series) -> FeaturePro
 
 
 def _with_proportions(profile: FeatureProfile, values: Any) -> FeatureProfile:
-    counts = profile.bucket_counts(values)
+    return with_counts(profile, profile.bucket_counts(values))
+
+
+def with_counts(profile: FeatureProfile, counts: np.ndarray) -> FeatureProfile:
+    """`profile` with proportions from its bucket counts: one sample's, or the sum of each
+    partition's `bucket_counts` (the distributed reference, components/train_dask.py)."""
     total = counts.sum()
     props = counts / total if total else counts
     return FeatureProfile(

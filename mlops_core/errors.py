@@ -33,3 +33,15 @@ class TooLargeError(InvalidInputError):
 
 class AuthenticationError(MlopsError):
     """The request needs credentials it did not carry (or carried wrong ones)."""
+
+
+MAX_MESSAGE_CHARS = 2000  # an error line shown to a user (one was 23.6 kB: a whole input quoted)
+
+
+def bounded_message(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`message` as one line (line breaks become spaces) of at most about `limit` characters,
+    saying how much was cut."""
+    line = " ".join(message.splitlines())
+    if len(line) <= limit:
+        return line
+    return f"{line[:limit]}... ({len(line) - limit:,} more characters)"

@@ -23,6 +23,12 @@ from typing import Any
 
 import orjson
 
+from mlops_core.errors import InvalidInputError
+
+
+class LogSettingsError(InvalidInputError):
+    """A log's rotation settings are out of range."""
+
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -41,7 +47,9 @@ class JsonLinesWriter:
 
     def __init__(self, path: str | Path, *, max_bytes: int = 0, backups: int = 0) -> None:
         if max_bytes < 0 or backups < 0:
-            raise ValueError(f"max_bytes and backups must be >= 0, got {max_bytes}, {backups}")
+            raise LogSettingsError(
+                f"max_bytes and backups must be >= 0, got {max_bytes}, {backups}"
+            )
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "ab")  # noqa: SIM115 (kept open for the process's life)

@@ -17,9 +17,8 @@ import fsspec
 
 from mlops_core.errors import MlopsError
 
-# The types beyond skops' own defaults that the platform's estimators serialise to (xgboost,
-# hist_gradient_boosting, logistic_regression in components/train.py, for binary, multiclass and
-# regression targets). A new estimator that needs
+# The types beyond skops' own defaults that the platform's estimators serialise to (the names in
+# mlops_core/estimators.py, for binary, multiclass and regression targets). A new estimator that needs
 # another type fails `tests/mlops_core/test_model_artifact.py` until it is added here, by name.
 TRUSTED_TYPES: frozenset[str] = frozenset(
     {

@@ -30,7 +30,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
 
@@ -49,10 +49,13 @@ __all__ = [
     "ModelVersion",
     "RegistryError",
     "RegistryNotFoundError",
+    "UnreadableVersion",
     "code_version",
     "load_artifact",
     "sha256_file",
 ]
+
+_Record = TypeVar("_Record")  # a dataclass a registry JSON file is read into
 
 MODEL_FILE = "model.skops"
 _LEGACY_CHAMPION = "champion.json"  # the single rewritten pointer of earlier releases (read only)
@@ -96,6 +99,14 @@ class ModelVersion:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class UnreadableVersion:
+    """A version whose record (version.json) is corrupt: listed, with the reason, not loaded."""
+
+    version: int
+    problem: str
+
+
 def code_version() -> str:
     """The git revision of this checkout, or the installed package version in an image."""
     try:
@@ -128,16 +139,23 @@ def _dumps(doc: Any) -> bytes:
 def promotion_stack(history: list[dict[str, Any]]) -> list[int]:
     """The champions a rollback can return to, oldest first; the last one is the champion.
 
-    A promotion pushes its version; a rollback pops back to its target (or pushes a target that
-    was never champion). So repeated rollbacks walk the history backwards and never toggle.
+    A promotion pushes its version (moving it to the top if it was already there). A rollback
+    drops the version it rolls back from, then pops back to its target, or pushes a target that
+    was never champion. So repeated rollbacks walk the history backwards, never toggle, and never
+    return to a version that was rolled back from (until someone promotes it again).
     """
     stack: list[int] = []
     for entry in history:
         version = entry["version"]
-        if entry.get("action") == "rollback" and version in stack:
-            del stack[stack.index(version) + 1 :]
-        elif not stack or stack[-1] != version:
-            stack.append(version)
+        if entry.get("action") == "rollback":
+            rolled_from = stack[-1] if stack else entry.get("previous")
+            stack = [v for v in stack if v != rolled_from]
+            if version in stack:
+                del stack[stack.index(version) + 1 :]
+                continue
+        elif version in stack:
+            stack.remove(version)
+        stack.append(version)
     return stack
 
 
@@ -156,7 +174,8 @@ class ModelRegistry:
 
     def version_uri(self, model: str, version: int) -> str:
         """The version's folder as a URI (what an InferenceService's storageUri points at)."""
-        return self.fs.unstrip_protocol(self.version_dir(model, version))
+        uri: str = self.fs.unstrip_protocol(self.version_dir(model, version))  # fsspec: untyped
+        return uri
 
     def _read_json(self, path: str) -> Any:
         """A registry JSON file, or one line naming the file and what is wrong with it."""
@@ -173,7 +192,7 @@ class ModelRegistry:
                 "the version folder it belongs to"
             ) from e
 
-    def _read_record(self, path: str, kind: type, required: tuple[str, ...]) -> Any:
+    def _read_record(self, path: str, kind: type[_Record], required: tuple[str, ...]) -> _Record:
         doc = self._read_json(path)
         shown = self.fs.unstrip_protocol(path)
         missing = [k for k in required if not isinstance(doc, dict) or k not in doc]
@@ -209,6 +228,20 @@ class ModelRegistry:
                 found.append(self._read_version(meta))
         return found
 
+    def version_listing(self, model: str) -> list[ModelVersion | UnreadableVersion]:
+        """Every complete version, with a version whose record cannot be read listed as
+        unreadable (and why) instead of failing the whole listing."""
+        found: list[ModelVersion | UnreadableVersion] = []
+        for n in self._version_numbers(model):
+            meta = posixpath.join(self.version_dir(model, n), "version.json")
+            if not self.fs.exists(meta):
+                continue  # claimed, still being written
+            try:
+                found.append(self._read_version(meta))
+            except CorruptRegistryFileError as e:
+                found.append(UnreadableVersion(version=n, problem=str(e)))
+        return found
+
     def _read_version(self, meta: str) -> ModelVersion:
         mv = self._read_record(meta, ModelVersion, ("model", "version", "artifact_sha256"))
         if not isinstance(mv.version, int) or not isinstance(mv.artifact_sha256, str):
@@ -234,6 +267,11 @@ class ModelRegistry:
             return (
                 f"the registry {self.uri} does not exist; check --registry / MLOPS_REGISTRY_URI, "
                 "or run the training pipeline (`mlops pipeline run --local`) to create it"
+            )
+        if not self.fs.isdir(self.root):
+            return (
+                f"the registry {self.uri} is a file, not a registry folder; check --registry / "
+                "MLOPS_REGISTRY_URI"
             )
         return None
 
@@ -305,7 +343,8 @@ class ModelRegistry:
         return {"version": history[-1]["version"] if history else None, "history": history}
 
     def champion(self, model: str) -> int | None:
-        return self.champion_doc(model)["version"]
+        version: int | None = self.champion_doc(model)["version"]  # JSON
+        return version
 
     def schema(self, model: str, version: int | str = "champion") -> FeatureSchema:
         n = self.resolve(model, version)
@@ -331,7 +370,8 @@ class ModelRegistry:
 
     def artifact_path(self, model: str, version: int | str = "champion") -> str:
         n = self.resolve(model, version)
-        return self.fs.unstrip_protocol(posixpath.join(self.version_dir(model, n), MODEL_FILE))
+        uri: str = self.fs.unstrip_protocol(posixpath.join(self.version_dir(model, n), MODEL_FILE))
+        return uri
 
     def load_model(self, model: str, version: int | str = "champion") -> Any:
         """Load a version's Pipeline, refusing it if its sha256 differs from the record."""

@@ -79,7 +79,8 @@ class AtomicStore:
         return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in entries)
 
     def read(self, path: str) -> bytes:
-        return self.fs.cat_file(path)
+        data: bytes = self.fs.cat_file(path)  # fsspec is untyped
+        return data
 
     # --- writing ---------------------------------------------------------------------------------
     def put_whole(self, path: str, data: bytes) -> None:

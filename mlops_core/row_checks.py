@@ -54,7 +54,8 @@ class CodedColumn:
         """The column as the object array (str | None) the serving validator produces."""
         table = np.empty(len(self.values) + 1, dtype=object)
         table[: len(self.values)] = list(self.values)
-        return table[self.codes]  # -1 picks the trailing None
+        picked: np.ndarray = table[self.codes]  # -1 picks the trailing None
+        return picked
 
 
 Column = np.ndarray | CodedColumn
@@ -73,7 +74,8 @@ class CheckedRows:
     def good(self) -> np.ndarray:
         if self.good_rows is not None:
             return self.good_rows
-        return np.equal(self.reasons, None)
+        good: np.ndarray = self.reasons == None  # noqa: E711 - element-wise, not identity
+        return good
 
 
 Failure = tuple[np.ndarray, str]  # (rows that fail, message)
@@ -148,7 +150,7 @@ def _checked(
     reasons = np.full(n, None, dtype=object)
     if bad.any():
         for mask, message, raw in failures:
-            for i in np.flatnonzero(mask):
+            for i in map(int, np.flatnonzero(mask)):
                 text = f"{message}, got {raw(i)!r}" if "got" not in message else message
                 reasons[i] = text if reasons[i] is None else f"{reasons[i]}; {text}"
     return CheckedRows(columns=columns, reasons=reasons, good_rows=~bad)
@@ -179,13 +181,13 @@ def _pandas_value(raw: pd.Series) -> Callable[[int], Any]:
 
 # --- Arrow: column-wise, no pandas for the common types -----------------------------------------
 def _is_number_type(t: pa.DataType) -> bool:
-    return pa.types.is_integer(t) or pa.types.is_floating(t)
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t))
 
 
 def _is_text_type(t: pa.DataType) -> bool:
     if pa.types.is_dictionary(t):
         t = t.value_type
-    return pa.types.is_string(t) or pa.types.is_large_string(t)
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
 
 
 def _arrow_numeric(f: Feature, col: pa.Array) -> tuple[np.ndarray, list[Failure]]:

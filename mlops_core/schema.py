@@ -73,6 +73,8 @@ class FeatureSchema:
     classes: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
+        if not self.features:
+            raise SchemaError(f"the schema lists no features (target {self.target!r} alone)")
         names = [f.name for f in self.features]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -94,7 +96,8 @@ class FeatureSchema:
     def encode_target(self, y: pd.Series) -> np.ndarray:
         """The model's target: class indices for a classifier, floats for regression."""
         if self.task == "regression":
-            return pd.to_numeric(y, errors="raise").to_numpy(dtype=float)
+            values: np.ndarray = pd.to_numeric(y, errors="raise").to_numpy(dtype=float)
+            return values
         return encode_labels(y, self.label_classes, target=self.target)
 
     @property
@@ -181,19 +184,68 @@ class FeatureSchema:
         return pd.DataFrame(out, index=df.index)
 
 
+# A text column with more distinct values than max_categories is an identifier (a name, a key)
+# when at least this share of its present values are distinct; else it is refused, not guessed.
+IDENTIFIER_DISTINCT_SHARE = 0.5
+
+
+def identifier_columns(df: pd.DataFrame, target: str, *, max_categories: int) -> dict[str, str]:
+    """Columns that name a row rather than describe it, each with the reason in words.
+
+    - text with more than `max_categories` distinct values, at least IDENTIFIER_DISTINCT_SHARE
+      of its present values distinct (a car's name, an e-mail address);
+    - integers, a different one on every row, that count up in file order or are exactly the
+      numbers first..last (a row number or a sequential key).
+    """
+    found: dict[str, str] = {}
+    for col in df.columns:
+        if col == target:
+            continue
+        s = df[col]
+        present = s.dropna()
+        if not len(present):
+            continue
+        distinct = int(present.nunique())
+        if _is_text(s):
+            share = distinct / len(present)
+            if distinct > max_categories and share >= IDENTIFIER_DISTINCT_SHARE:
+                found[str(col)] = (
+                    f"an identifier: {distinct} distinct text values in {len(present)} rows "
+                    f"(--max-categories {distinct} keeps it as a category)"
+                )
+        elif _is_row_key(s, distinct):
+            found[str(col)] = f"an identifier: a different integer on each of its {len(s)} rows"
+    return found
+
+
+def _is_text(s: pd.Series) -> bool:
+    return not pd.api.types.is_bool_dtype(s) and not pd.api.types.is_numeric_dtype(s)
+
+
+def _is_row_key(s: pd.Series, distinct: int) -> bool:
+    if not pd.api.types.is_integer_dtype(s) or pd.api.types.is_bool_dtype(s):
+        return False
+    if len(s) < 3 or distinct != len(s):  # every row its own value, none missing
+        return False
+    values = s.to_numpy()
+    consecutive = int(values.max()) - int(values.min()) + 1 == len(s)
+    return consecutive or bool(s.is_monotonic_increasing)
+
+
 def infer_schema(
     df: pd.DataFrame,
     target: str,
     *,
+    max_categories: int,
     name: str = "dataset",
-    max_categories: int = 50,
     missing_slack: float = 0.05,
 ) -> FeatureSchema:
     """Infer a schema from a data frame a user brings.
 
     Numeric columns get their observed range; object/bool columns or numeric columns with few
     distinct values stay numeric (ordinal) unless they are strings. A string column with more than
-    `max_categories` distinct values is rejected: it is an identifier, not a feature.
+    `max_categories` distinct values is refused: set identifiers aside first
+    (`identifier_columns`), and drop or allow (a higher `max_categories`) the rest.
     """
     if target not in df.columns:
         raise SchemaError(f"target column {target!r} not in data; columns are {list(df.columns)}")
@@ -226,7 +278,8 @@ def infer_schema(
             if len(cats) > max_categories:
                 raise SchemaError(
                     f"column {col!r} has {len(cats)} distinct values (limit {max_categories}); "
-                    "drop identifier columns before ingesting or raise max_categories"
+                    f"leave it out with --drop {col} or keep it as a category with "
+                    f"--max-categories {len(cats)}"
                 )
             if not cats:
                 raise SchemaError(f"column {col!r} is entirely empty; drop it before ingesting")

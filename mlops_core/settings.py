@@ -14,6 +14,50 @@ from typing import Any
 DEFAULT_MODEL_NAME = "churn"
 DEFAULT_NAMESPACE = "mlops"
 DEFAULT_BATCH_CHUNK_ROWS = 100_000  # rows per chunk in batch scoring (memory bound)
+# Seconds between two passes of the in-cluster controller at most (it also wakes on every change).
+DEFAULT_CONTROLLER_RESYNC_S = 5.0
+# The registry in the cluster's object store (the bucket KFP uses).
+DEFAULT_CLUSTER_REGISTRY_URI = "s3://mlpipeline/registry"
+# Serving: rows in one request and bytes in one body at most.
+DEFAULT_MAX_BATCH_ROWS = 1000
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+# The positive-class probability at or above which a prediction is the positive class.
+DEFAULT_DECISION_THRESHOLD = 0.5
+# Experiments: the chance of declaring a winner among equal versions (a bandit's false winner).
+DEFAULT_WINNER_ALPHA = 0.01
+# Drift: a feature drifted when its PSI, or its test's effect size at significance alpha, is past
+# these (mlops_core/drift.py's DriftThresholds, the live monitor's settings).
+DEFAULT_DRIFT_PSI = 0.2
+DEFAULT_DRIFT_ALPHA = 0.01
+DEFAULT_DRIFT_KS_STATISTIC = 0.1
+DEFAULT_DRIFT_CRAMERS_V = 0.1
+# The retraining trigger (mlops_control/retraining/trigger.py's TriggerPolicy): fire when this
+# share of features drifted, sustained this long over this many evaluations, at most once a
+# cool-down.
+DEFAULT_TRIGGER_SHARE_DRIFTED = 0.1
+DEFAULT_TRIGGER_SUSTAIN_S = 300.0
+DEFAULT_TRIGGER_MIN_EVALUATIONS = 3
+DEFAULT_TRIGGER_COOLDOWN_S = 3600.0
+# The canary's traffic steps (percent); the first is where a new version starts.
+DEFAULT_CANARY_STEPS = (10, 25, 50, 100)
+DEFAULT_FIRST_CANARY_PERCENT = DEFAULT_CANARY_STEPS[0]
+# Seconds `mlops canary` waits for KServe's status to show a new traffic split (0: do not wait).
+DEFAULT_CONFIRM_TIMEOUT_S = 120.0
+# A staged promotion/rollback stage not served by the gateway in this time is reported (and still
+# waited on: moving on would drop the requests the stage exists to keep).
+DEFAULT_RELEASE_STAGE_TIMEOUT_S = 300.0
+# Classes a classifier may be trained on. Training memory grows with classes x rows (a 70k-row,
+# 10k-label run reached 6.4 GB); past this a target is refused before training starts.
+DEFAULT_MAX_CLASSES = 1000
+# Compute for training and batch scoring: "local" (one process) or "dask" (a LocalCluster locally,
+# a DaskCluster through the dask-kubernetes operator in a pod); worker count, memory and CPU each.
+COMPUTE_CHOICES = ("local", "dask")
+DEFAULT_COMPUTE = "local"
+DEFAULT_DASK_WORKERS = 2
+DEFAULT_DASK_WORKER_MEMORY = "2GiB"
+DEFAULT_DASK_WORKER_CPU = 1.0
+# Seconds a step waits for the operator's DaskCluster scheduler to answer before it gives up.
+DEFAULT_DASK_START_TIMEOUT_S = 300.0
 
 
 def _env(name: str, default: str) -> str:
@@ -37,11 +81,15 @@ class Settings:
     repository_api: bool = field(
         default_factory=lambda: _env("repository_api", "false").lower() in ("1", "true", "yes")
     )
-    max_batch_rows: int = field(default_factory=lambda: int(_env("max_batch_rows", "1000")))
-    max_body_bytes: int = field(default_factory=lambda: int(_env("max_body_bytes", "4194304")))
+    max_batch_rows: int = field(
+        default_factory=lambda: int(_env("max_batch_rows", str(DEFAULT_MAX_BATCH_ROWS)))
+    )
+    max_body_bytes: int = field(
+        default_factory=lambda: int(_env("max_body_bytes", str(DEFAULT_MAX_BODY_BYTES)))
+    )
     unknown_category: str = field(default_factory=lambda: _env("unknown_category", "reject"))
     decision_threshold: float = field(
-        default_factory=lambda: float(_env("decision_threshold", "0.5"))
+        default_factory=lambda: float(_env("decision_threshold", str(DEFAULT_DECISION_THRESHOLD)))
     )
     access_log: bool = field(
         default_factory=lambda: _env("access_log", "false").lower() in ("1", "true", "yes")
@@ -71,25 +119,38 @@ class Settings:
     monitor_interval_s: float = field(
         default_factory=lambda: float(_env("monitor_interval_s", "5"))
     )
-    drift_psi: float = field(default_factory=lambda: float(_env("drift_psi", "0.2")))
-    drift_alpha: float = field(default_factory=lambda: float(_env("drift_alpha", "0.01")))
-    drift_ks_statistic: float = field(
-        default_factory=lambda: float(_env("drift_ks_statistic", "0.1"))
+    drift_psi: float = field(
+        default_factory=lambda: float(_env("drift_psi", str(DEFAULT_DRIFT_PSI)))
     )
-    drift_cramers_v: float = field(default_factory=lambda: float(_env("drift_cramers_v", "0.1")))
+    drift_alpha: float = field(
+        default_factory=lambda: float(_env("drift_alpha", str(DEFAULT_DRIFT_ALPHA)))
+    )
+    drift_ks_statistic: float = field(
+        default_factory=lambda: float(_env("drift_ks_statistic", str(DEFAULT_DRIFT_KS_STATISTIC)))
+    )
+    drift_cramers_v: float = field(
+        default_factory=lambda: float(_env("drift_cramers_v", str(DEFAULT_DRIFT_CRAMERS_V)))
+    )
     trigger_share_drifted: float = field(
-        default_factory=lambda: float(_env("trigger_share_drifted", "0.1"))
+        default_factory=lambda: float(
+            _env("trigger_share_drifted", str(DEFAULT_TRIGGER_SHARE_DRIFTED))
+        )
     )
     trigger_sustain_s: float = field(
-        default_factory=lambda: float(_env("trigger_sustain_s", "300"))
+        default_factory=lambda: float(_env("trigger_sustain_s", str(DEFAULT_TRIGGER_SUSTAIN_S)))
     )
     trigger_min_evaluations: int = field(
-        default_factory=lambda: int(_env("trigger_min_evaluations", "3"))
+        default_factory=lambda: int(
+            _env("trigger_min_evaluations", str(DEFAULT_TRIGGER_MIN_EVALUATIONS))
+        )
     )
     trigger_cooldown_s: float = field(
-        default_factory=lambda: float(_env("trigger_cooldown_s", "3600"))
+        default_factory=lambda: float(_env("trigger_cooldown_s", str(DEFAULT_TRIGGER_COOLDOWN_S)))
     )
     kfp_host: str = field(default_factory=lambda: _env("kfp_host", ""))
+    max_classes: int = field(
+        default_factory=lambda: int(_env("max_classes", str(DEFAULT_MAX_CLASSES)))
+    )
     # Local pipeline runs fork each task from one pre-warmed process (pipelines.task_forkserver).
     task_fork_server: bool = field(
         default_factory=lambda: _env("task_fork_server", "true").lower() in ("1", "true", "yes")
@@ -104,6 +165,12 @@ class Settings:
     )
     prometheus_selector: str = field(default_factory=lambda: _env("prometheus_selector", ""))
     namespace: str = field(default_factory=lambda: _env("namespace", DEFAULT_NAMESPACE))
+    # --- dashboard (`mlops dashboard`; the in-cluster Deployment sets host 0.0.0.0) ---
+    dashboard_host: str = field(default_factory=lambda: _env("dashboard_host", "127.0.0.1"))
+    dashboard_http_port: int = field(
+        default_factory=lambda: int(_env("dashboard_http_port", "8095"))
+    )
+    dashboard_poll_s: float = field(default_factory=lambda: float(_env("dashboard_poll_s", "5")))
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """Apply CLI flags; a flag left at None keeps the environment's value."""

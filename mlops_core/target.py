@@ -9,6 +9,7 @@ registered version, so serving answers in the user's own labels.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_core.errors import InvalidInputError
+from mlops_core.settings import DEFAULT_MAX_CLASSES
 
 Task = Literal["binary", "multiclass", "regression"]
 TASKS: tuple[str, ...] = get_args(Task)
@@ -32,6 +34,23 @@ DEFAULT_PRIMARY_METRIC: dict[str, str] = {
     "multiclass": "macro_f1",
     "regression": "rmse",
 }
+
+
+# A number written as a number: no leading zeros ("007" is a code, not 7), no leading "+", no
+# surrounding spaces. Decimals and exponents are numbers too ("0.5", "1e3", "-2.25").
+_NUMBER = re.compile(r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?$")
+
+
+def labels_as_written(text: pd.Series) -> pd.Series:
+    """A target column read from text (CSV) in the type its values are written in: numbers when
+    every present value is a number written as one ("10", "-3", "0.5"), else the text itself
+    ("007", "010" and "10" stay three different string labels). Missing values stay missing."""
+    present = text.dropna()
+    if present.empty or not all(isinstance(v, str) for v in present):
+        return text
+    if all(_NUMBER.match(v) for v in present):  # int64, or float64 with NaN where missing
+        return pd.to_numeric(text)
+    return text
 
 
 class TargetError(InvalidInputError):
@@ -84,9 +103,15 @@ def _match_label(value: str, labels: list[Any]) -> Any:
 
 
 def settle_target(
-    y: pd.Series, *, task: str = "auto", positive_class: str = "", target: str = "target"
+    y: pd.Series,
+    *,
+    task: str = "auto",
+    positive_class: str = "",
+    target: str = "target",
+    max_classes: int = DEFAULT_MAX_CLASSES,
 ) -> TargetSpec:
-    """Decide the task and the class order for the target values `y` (missing values ignored)."""
+    """Decide the task and the class order for the target values `y` (missing values ignored);
+    a classifier's target may hold at most `max_classes` labels."""
     if task not in TASK_CHOICES:
         raise TargetError(f"unknown task {task!r}; choose one of {list(TASK_CHOICES)}")
     present = y.dropna()
@@ -125,6 +150,12 @@ def settle_target(
         )
     if n < 2:
         raise TargetError(f"target {target!r} has a single class {distinct[0]!r}: nothing to learn")
+    if n > max_classes:
+        raise TargetError(
+            f"target {target!r} has {n:,} distinct labels, over the limit of {max_classes:,} "
+            "classes (MLOPS_MAX_CLASSES): training memory grows with classes x rows; group rare "
+            "labels, or use --task regression if the target is a quantity"
+        )
     plain = [_plain(v) for v in distinct]
     if numeric:  # integral numbers (checked above): 1.0 (a column that had NaN) is the class 1
         plain = [int(v) for v in plain]
@@ -159,7 +190,8 @@ def encode_labels(y: pd.Series, classes: tuple[Any, ...], *, target: str = "targ
             f"target {target!r} holds {unknown[:5]}, which the model was not trained on "
             f"(its classes are {list(classes)})"
         )
-    return keys.map(index).to_numpy(dtype=np.int64)
+    indices: np.ndarray = keys.map(index).to_numpy(dtype=np.int64)
+    return indices
 
 
 def prediction_score(output: np.ndarray, task: str) -> np.ndarray:
@@ -169,7 +201,8 @@ def prediction_score(output: np.ndarray, task: str) -> np.ndarray:
     if task == "binary":
         return output[:, 1] if output.ndim == 2 else output
     if task == "multiclass":
-        return np.argmax(output, axis=1).astype(float)
+        classes: np.ndarray = np.argmax(output, axis=1).astype(float)
+        return classes
     return output
 
 

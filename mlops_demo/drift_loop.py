@@ -22,25 +22,26 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from mlops_core.errors import MlopsError
-from mlops_core.jsonl_log import DecisionLog
-from mlops_core.registry import ModelRegistry
-from mlops_demo.canary_rollout import DEMO_POLICY, roll_out
-from mlops_demo.context import DemoContext
-from mlops_demo.loop_report import print_summary, write_report
-from mlops_demo.loop_result import LoopResult, TimelinePoint
-from mlops_demo.loop_traffic import LoopTraffic, Phase, world
-from pipelines.local_run import TrainingParams, run_training_locally
-from serving.canary.router_process import RouterProcess
-from serving.monitoring.audit import audit_request
-from serving.monitoring.drift_monitor import DriftSnapshot
-from serving.monitoring.feedback import LiveQuality
-from serving.monitoring.retraining_trigger import (
+from mlops_control.audit import audit_request
+from mlops_control.retraining.trigger import (
     LocalRunLauncher,
     RetrainingRequest,
     RetrainingTrigger,
     TriggerPolicy,
 )
+from mlops_control.traffic.router_process import RouterProcess
+from mlops_core.errors import MlopsError
+from mlops_core.jsonl_log import DecisionLog
+from mlops_core.registry import ModelRegistry
+from mlops_core.settings import load_settings
+from mlops_demo.canary_rollout import DEMO_POLICY, roll_out
+from mlops_demo.context import DemoContext
+from mlops_demo.loop_report import print_summary, retraining_seconds, write_report
+from mlops_demo.loop_result import LoopResult, TimelinePoint
+from mlops_demo.loop_traffic import LoopTraffic, Phase, world
+from pipelines.local_run import TrainingParams, run_training_locally
+from serving.monitoring.drift_monitor import DriftSnapshot
+from serving.monitoring.feedback import LiveQuality
 
 # The world over time: prices creep up by 15% while high-ticket customers start to stay.
 PHASES: tuple[Phase, ...] = (
@@ -56,7 +57,7 @@ MONITOR_ENV = {
     "MLOPS_MONITOR_MIN_ROWS": "600",
     "MLOPS_MONITOR_INTERVAL_S": "0.5",
 }
-DEMO_TRIGGER = TriggerPolicy(share_drifted=0.08, sustain_s=1.0, min_evaluations=3, cooldown_s=3600)
+DEMO_TRIGGER = TriggerPolicy(share_drifted=0.08, sustain_s=1.0)
 EVALUATE_EVERY = 25  # requests between two drift evaluations
 
 
@@ -135,6 +136,8 @@ class _LoopRun:
             audit_dir=str(self.audit_dir),
             v1=v1,
             phases=self.phases,
+            psi_threshold=load_settings().drift_psi,
+            trigger_share_drifted=self.policy.share_drifted,
         )
         result.seconds["train_v1"] = time.perf_counter() - t0
         self.console.print(
@@ -259,7 +262,6 @@ class _LoopRun:
     def wait_for_retraining(
         self, result: LoopResult, traffic: LoopTraffic, launcher: LocalRunLauncher, now_world: Any
     ) -> int:
-        t0 = time.perf_counter()
         self.console.print(
             "[bold]loop 3/5[/bold] retraining on recent data (the same pipeline, kfp.local)"
         )
@@ -275,7 +277,10 @@ class _LoopRun:
         result.retrain = {k: outcome[k] for k in (*keys, "seconds")}
         v1, v2 = result.v1, int(outcome["version"])
         result.v2 = v2
-        result.seconds["retrain"] = time.perf_counter() - t0
+        # The run started when the trigger fired, before this wait: its time is the audit's.
+        took = retraining_seconds(self.audit_dir)
+        if took is not None:
+            result.seconds["retrain"] = took
         verdict = "passed the gate" if outcome["promoted"] else "did NOT pass the gate"
         self.console.print(
             f"  v{v2} registered: ROC AUC {outcome['candidate']:.4f} vs v{v1} "
@@ -391,12 +396,19 @@ def run_loop(
     return result
 
 
+def loop_model_name(model: str) -> str:
+    """The loop's model has a name of its own: its v1 and v2 live in the loop's registry and are
+    not the v1 and v2 of the demo's first stages."""
+    return f"{model}-loop"
+
+
 def drift_retrain_loop(ctx: DemoContext) -> None:
     """The loop: drift in served traffic triggers retraining; v2 is canaried and promoted."""
 
     start = time.perf_counter()
+    model = loop_model_name(ctx.settings.model_name)
     result = run_loop(
-        model=ctx.settings.model_name,
+        model=model,
         work_dir=ctx.work_dir / "loop",
         rows=ctx.rows,
         console=ctx.console,
@@ -407,8 +419,10 @@ def drift_retrain_loop(ctx: DemoContext) -> None:
     ctx.results["drift_loop"] = {
         "stage": "drift -> retrain -> canary (the loop)",
         "outcome": "promoted" if result.rollout_action == "promote" else result.rollout_action,
-        "version": f"v{result.v2}",
-        "champion": f"v{result.v2}",
+        "version": f"{model} v{result.v2}",
+        "champion": f"{model} v{result.v2}",
+        "model": model,
+        "registry": result.registry_uri,
         "metric": f"{result.retrain['candidate']:.4f} vs {result.retrain['champion_metric']:.4f}",
         "drift": ", ".join(result.trigger.reason.split(": ")[-1:]) if result.trigger else "-",
         "why": [result.trigger.reason if result.trigger else "", f"report: {path}"],

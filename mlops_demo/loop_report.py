@@ -13,6 +13,7 @@ import io
 import itertools
 import json
 import textwrap
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,16 @@ from rich.console import Console
 from rich.table import Table
 
 from mlops_core.jsonl_log import read_json_lines
+from mlops_core.settings import Settings
 from mlops_demo.loop_result import LoopResult
 
 V1_COLOUR, V2_COLOUR = "#4C72B0", "#DD8452"
 PHASE_COLOURS = ("#f2f2f2", "#fbe9d7", "#f8d9bb", "#f5c89f", "#f2b884")
+
+
+DASHBOARD_URL = (
+    f"http://127.0.0.1:{Settings().dashboard_http_port}/"  # where `mlops dashboard` serves
+)
 
 
 def _png(fig: Figure) -> str:
@@ -70,13 +77,25 @@ def drift_figure(r: LoopResult) -> Figure:
         else:
             label = "other features" if f == ordered[-1] else None
             ax.plot(x, y, lw=0.8, color="#9a9a9a", alpha=0.7, zorder=2, label=label)
-    ax.set_ylim(0, max(0.3, ax.get_ylim()[1]) * 1.25)  # room for the phase names
-    ax.axhline(0.2, ls="--", color="#c44e52", lw=1)
-    ax.text(x.min(), 0.205, "PSI threshold 0.2", color="#c44e52", fontsize=8, va="bottom")
+    # Where the monitor judged a feature drifted: by PSI past its threshold, or by a significant
+    # test with a material effect, which can happen below that PSI.
+    xs_d = [p.request for p in r.timeline for f in loud if p.snapshot.drifted.get(f)]
+    ys_d = [p.snapshot.psi[f] for p in r.timeline for f in loud if p.snapshot.drifted.get(f)]
+    ax.scatter(xs_d, ys_d, s=22, color="black", zorder=4, label="judged drifted (PSI or test)")
+    ax.set_ylim(0, max(0.3, r.psi_threshold * 1.2, ax.get_ylim()[1]) * 1.25)  # room for names
+    ax.axhline(r.psi_threshold, ls="--", color="#c44e52", lw=1)
+    ax.text(
+        x.min(),
+        r.psi_threshold,
+        f"PSI threshold {r.psi_threshold:g} (the monitor's)",
+        color="#c44e52",
+        fontsize=8,
+        va="bottom",
+    )
     if r.trigger_request is not None:
         ax.axvline(r.trigger_request, color="black", lw=1.5)
         ax.annotate(
-            "retraining\ntriggered",
+            f"retraining triggered\n(share drifted \u2265 {r.trigger_share_drifted:g})",
             (r.trigger_request, ax.get_ylim()[1] * 0.55),
             xytext=(6, 0),
             textcoords="offset points",
@@ -99,8 +118,6 @@ def rollout_figure(r: LoopResult) -> Figure:
     if not decisions:
         ax1.text(0.5, 0.5, "no rollout decisions", ha="center")
         return fig
-    from datetime import datetime
-
     times = [datetime.fromisoformat(d["at"]).timestamp() for d in decisions]
     t0 = times[0] - 2.0  # the baseline reading precedes the first decision by one interval
     traffic = [(t - t0, v) for t, v in r.rollout_traffic if t0 <= t <= times[-1] + 1]
@@ -179,31 +196,21 @@ def rollout_figure(r: LoopResult) -> Figure:
     return fig
 
 
-def versions_figure(r: LoopResult) -> Figure:
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
-    # Left: where the gate compared them (recent data's holdout), ROC AUC.
-    names = [f"v{r.v1}", f"v{r.v2}"]
-    vals = [r.retrain.get("champion_metric") or np.nan, r.retrain.get("candidate") or np.nan]
-    bars = ax1.bar(names, vals, color=[V1_COLOUR, V2_COLOUR])
-    for b, v in zip(bars, vals, strict=True):
-        ax1.text(b.get_x() + b.get_width() / 2, v, f"{v:.4f}", ha="center", va="bottom", fontsize=9)
-    lo = np.nanmin(vals) - 0.03
-    ax1.set_ylim(max(0.0, lo), min(1.0, np.nanmax(vals) + 0.02))
-    ax1.set_title("ROC AUC on the recent data's holdout\n(the gate's comparison)", fontsize=10)
-    # Right: live quality on labelled traffic.
-    metrics = ("accuracy", "log_loss", "brier_score", "calibration_error")
+# Live quality metrics by direction: one chart never mixes the two.
+HIGHER_IS_BETTER = ("accuracy",)
+LOWER_IS_BETTER = ("log_loss", "brier_score", "calibration_error")
+
+
+def _bars(ax: Any, r: LoopResult, metrics: tuple[str, ...], values: Any) -> None:
+    """Grouped bars from zero, v1 then v2 per metric, each labelled with its value."""
     width = 0.38
     xs = np.arange(len(metrics))
     for i, (version, colour) in enumerate(((str(r.v1), V1_COLOUR), (str(r.v2), V2_COLOUR))):
-        q = r.quality.get(version)
-        ys = [getattr(q, m) if q else np.nan for m in metrics]
-        n = q.labelled if q else 0
-        bs = ax2.bar(
-            xs + (i - 0.5) * width, ys, width, color=colour, label=f"v{version} ({n} labelled rows)"
-        )
+        ys = [values(version, m) for m in metrics]
+        bs = ax.bar(xs + (i - 0.5) * width, ys, width, color=colour, label=f"v{version}")
         for b, v in zip(bs, ys, strict=True):
             if not np.isnan(v):
-                ax2.text(
+                ax.text(
                     b.get_x() + b.get_width() / 2,
                     v,
                     f"{v:.3f}",
@@ -211,13 +218,38 @@ def versions_figure(r: LoopResult) -> Figure:
                     va="bottom",
                     fontsize=7,
                 )
-    ax2.set_xticks(xs, [m.replace("_", " ") for m in metrics], fontsize=8)
-    ax2.set_title(
-        "Live quality on labelled traffic (labels via /feedback)\n"
-        f"v{r.v1}: all it served, across the change; v{r.v2}: the changed world",
-        fontsize=10,
+    ax.set_xticks(xs, [m.replace("_", " ") for m in metrics], fontsize=8)
+    ax.set_ylim(bottom=0)
+
+
+def versions_figure(r: LoopResult) -> Figure:
+    fig, (ax1, ax2, ax3) = plt.subplots(
+        1, 3, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1, 0.8, 1.6]}
     )
-    ax2.legend(fontsize=8, frameon=False)
+    # Left: where the gate compared them (recent data's holdout): ROC AUC on its full 0-1 scale.
+    names = [f"v{r.v1}", f"v{r.v2}"]
+    vals = [r.retrain.get("champion_metric") or np.nan, r.retrain.get("candidate") or np.nan]
+    bars = ax1.bar(names, vals, color=[V1_COLOUR, V2_COLOUR])
+    for b, v in zip(bars, vals, strict=True):
+        ax1.text(b.get_x() + b.get_width() / 2, v, f"{v:.4f}", ha="center", va="bottom", fontsize=9)
+    ax1.set_ylim(0, 1.05)
+    ax1.set_title(
+        "ROC AUC, recent data's holdout\n(the gate's comparison; higher is better)", fontsize=9
+    )
+
+    def live(version: str, metric: str) -> float:
+        q = r.quality.get(version)
+        return float(getattr(q, metric)) if q else np.nan
+
+    _bars(ax2, r, HIGHER_IS_BETTER, live)
+    ax2.set_title("Live, labelled traffic:\nhigher is better", fontsize=9)
+    _bars(ax3, r, LOWER_IS_BETTER, live)
+    ax3.set_title("Live, labelled traffic:\nlower is better", fontsize=9)
+    counts = ", ".join(
+        f"v{v}: {q.labelled if q else 0} labelled rows"
+        for v, q in ((str(r.v1), r.quality.get(str(r.v1))), (str(r.v2), r.quality.get(str(r.v2))))
+    )
+    ax3.legend(fontsize=8, frameon=False, title=counts, title_fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -247,6 +279,29 @@ img{max-width:100%;margin:.6em 0 1.6em} table{border-collapse:collapse;font-size
 td,th{border-bottom:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top}
 code{font-size:.95em} details{margin:1em 0}
 """
+
+
+TIMING_NAMES = {
+    "train_v1": "train v1",
+    "drift": "serve v1 while the world drifts",
+    "retrain": "retraining run (triggered -> v2 registered, as in the audit trail)",
+    "rollout": "canary rollout",
+}
+
+
+def retraining_seconds(audit_dir: str | Path) -> float | None:
+    """From the audit trail: the retraining run's trigger to its completion."""
+    events = {e["event"]: e for e in read_json_lines(Path(audit_dir) / "decisions.jsonl")}
+    fired, done = events.get("retraining_triggered"), events.get("retraining_completed")
+    if fired is None or done is None:
+        return None
+    return (
+        datetime.fromisoformat(done["at"]) - datetime.fromisoformat(fired["at"])
+    ).total_seconds()
+
+
+def timings_line(r: LoopResult) -> str:
+    return ", ".join(f"{TIMING_NAMES.get(k, k)} {v:.1f} s" for k, v in r.seconds.items())
 
 
 def write_report(r: LoopResult, path: str | Path) -> Path:
@@ -296,7 +351,8 @@ def write_report(r: LoopResult, path: str | Path) -> Path:
 <p>Every decision, in order (<code>{html.escape(str(Path(r.audit_dir) / "decisions.jsonl"))}</code>):</p>
 {_events_table(r)}
 <details><summary>One prediction traced end to end: <code>mlops audit {html.escape(r.audit_example.get("request_id", "") if r.audit_example else "")} --audit-dir {html.escape(r.audit_dir)} --registry {html.escape(r.registry_uri)}</code></summary><pre>{audit}</pre></details>
-<p class="lead">Timings: {html.escape(", ".join(f"{k} {v:.0f} s" for k, v in r.seconds.items()))}</p>
+<p class="lead">The same models, live: <code>mlops dashboard --registry {html.escape(r.registry_uri)} --audit-dir {html.escape(r.audit_dir)}</code>, then <a href="{DASHBOARD_URL}">{DASHBOARD_URL}</a> (docs/dashboard.md).</p>
+<p class="lead">Timings: {html.escape(timings_line(r))}</p>
 </body></html>"""
     path.write_text(body)
     r.report_path = str(path)

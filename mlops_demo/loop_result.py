@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlops_control.retraining.trigger import TriggerDecision
 from mlops_demo.loop_traffic import Phase
 from serving.monitoring.drift_monitor import DriftSnapshot
 from serving.monitoring.feedback import LiveQuality
-from serving.monitoring.retraining_trigger import TriggerDecision
 
 
 @dataclass
@@ -45,3 +45,5 @@ class LoopResult:
     audit_example: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     report_path: str = ""
+    psi_threshold: float = 0.2  # the monitor's (MLOPS_DRIFT_PSI), drawn on the drift plot
+    trigger_share_drifted: float = 0.0  # the trigger policy's share of drifted features

@@ -32,8 +32,8 @@ def _record_run(ctx: DemoContext, key: str, title: str, result: dict[str, Any]) 
     ctx.results[key] = {
         "stage": title,
         "outcome": "promoted" if result["promoted"] else "not promoted",
-        "version": f"v{result['version']}",
-        "champion": f"v{result['champion']}",
+        "version": f"{result['model']} v{result['version']}",
+        "champion": f"{result['model']} v{result['champion']}",
         "metric": f"{result['candidate']:.4f}"
         + (f" vs {result['champion_metric']:.4f}" if result["champion_metric"] is not None else ""),
         "drift": ", ".join(drifted) if drifted else "none",
@@ -66,7 +66,7 @@ def reject_broken_data(ctx: DemoContext) -> None:
             "stage": "train on broken data",
             "outcome": "rejected by validation",
             "version": "none" if after == before else f"{after - before} registered (bug!)",
-            "champion": f"v{ctx.registry.champion(ctx.settings.model_name)}",
+            "champion": f"{ctx.settings.model_name} v{ctx.registry.champion(ctx.settings.model_name)}",
             "metric": "-",
             "drift": "-",
             "why": [f"failing columns: {', '.join(e.failing_columns)}", f"report: {e.report_path}"],
@@ -103,6 +103,29 @@ def summary_table(ctx: DemoContext) -> Table:
     return table
 
 
+def _shown(path: str | Path) -> str:
+    """A path as the user types it: relative to the current folder when it lies under it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def next_steps(ctx: DemoContext) -> list[str]:
+    """The demo's closing lines: where its models are and the exact commands that use them.
+
+    Every model the demo made is named with its registry, so "v2" is never ambiguous."""
+    registry = _shown(ctx.settings.registry_uri)
+    lines = [f"registry: {registry} (model {ctx.settings.model_name})"]
+    loop = ctx.results.get("drift_loop")
+    if loop is not None:
+        lines.append(f"the loop's registry: {_shown(loop['registry'])} (model {loop['model']})")
+    lines += [
+        "next (the commands are in .venv/bin; `source .venv/bin/activate` puts them on your PATH):",
+        f"  .venv/bin/mlops registry list --registry {registry}",
+        f"  make serve REGISTRY={registry}",
+    ]
+    return lines
+
+
 def run_demo(
     settings: Settings, *, rows: int, console: Console, stages: list[Stage] | None = None
 ) -> DemoContext:
@@ -134,8 +157,6 @@ def run_demo(
     for r in ctx.results.values():
         for line in r.get("why", []):
             console.print(f"[bold]{r['stage']}[/bold]: {line}", soft_wrap=True)
-    console.print(
-        f"registry: {demo_settings.registry_uri}  "
-        f"(try `mlops registry list --registry {demo_settings.registry_uri}`)"
-    )
+    for line in next_steps(ctx):
+        console.print(line, soft_wrap=True, highlight=False)
     return ctx

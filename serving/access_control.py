@@ -25,6 +25,7 @@ from mlops_core.errors import AuthenticationError, InvalidInputError, NotFoundEr
 from mlops_core.settings import Settings
 from serving.http_errors import NotReady, send_error
 from serving.http_middleware import ASGIApp, Receive, Scope, Send, route_of
+from serving.log_escaping import escape_control, has_control
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,11 @@ class AccessControl:
     def _refusal(
         self, path: str, method: str, headers: list[tuple[bytes, bytes]]
     ) -> Exception | None:
+        if has_control(path):
+            # A newline in a model name would forge lines in every log that prints the path.
+            return InvalidInputError(
+                f"the request path holds a control character: {escape_control(path)[:200]}"
+            )
         if _REPOSITORY.match(path) and not self.policy.repository_api:
             return RepositoryApiDisabled(
                 f"{path} is not served: the model repository API is off "

@@ -14,6 +14,7 @@ the margin exactly; otherwise `residual` carries the interaction part that is le
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,13 +78,14 @@ class Explainer:
             self.iteration_range = (0, int(best) + 1) if best is not None else (0, 0)
         else:
             # Classifiers are explained in margin units, regressors in the target's own units.
-            self.output = getattr(pipeline, "decision_function", None)
-            if self.output is None and schema.task == "regression":
-                self.output = pipeline.predict
-            if self.output is None:
+            output = getattr(pipeline, "decision_function", None)
+            if output is None and schema.task == "regression":
+                output = pipeline.predict
+            if output is None:
                 raise ExplainerUnavailable(
                     f"{type(self.estimator).__name__} has no decision_function to explain"
                 )
+            self.output: Callable[[np.ndarray], np.ndarray] = output
             if reference is None:
                 raise ExplainerUnavailable(
                     "the occlusion fallback needs the version's reference.json for its baseline"

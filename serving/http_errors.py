@@ -22,6 +22,7 @@ from mlops_core.errors import (
     MlopsError,
     NotFoundError,
     TooLargeError,
+    bounded_message,
 )
 
 
@@ -60,7 +61,7 @@ def status_for(error: BaseException) -> int:
 
 def error_body(message: str, **extra: Any) -> bytes:
     """The JSON every error answer carries: `{"error": message}` (KServe's shape), plus extras."""
-    return orjson.dumps({"error": message, **extra})
+    return orjson.dumps({"error": bounded_message(message), **extra})
 
 
 def error_response(error: BaseException) -> Response:

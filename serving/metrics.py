@@ -28,6 +28,7 @@ from prometheus_client.utils import floatToGoString
 
 from mlops_core.drift import ReferenceProfile
 from mlops_core.schema import FeatureSchema
+from serving import metric_names as names
 
 OTHER_CATEGORY = "__other__"  # a category the schema does not know (policy "unseen")
 LATENCY_BUCKETS = (
@@ -40,12 +41,12 @@ PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))  # 0.05 ..
 # class shares are the differences), or the predicted value (buckets: the training predictions'
 # quantile edges from the version's reference profile).
 PREDICTION_HISTOGRAMS: dict[str, tuple[str, str]] = {
-    "binary": ("mlops_prediction_probability", "Predicted probability of the positive class."),
+    "binary": (names.PREDICTION_PROBABILITY, "Predicted probability of the positive class."),
     "multiclass": (
-        "mlops_prediction_class",
+        names.PREDICTION_CLASS,
         "Predicted class index (le=k: classes 0..k; the version's schema names the classes).",
     ),
-    "regression": ("mlops_prediction_value", "Predicted value."),
+    "regression": (names.PREDICTION_VALUE, "Predicted value."),
 }
 
 
@@ -61,12 +62,12 @@ def prediction_buckets(
 
 
 REQUESTS = Counter(
-    "mlops_requests",
+    names.REQUESTS,
     "Prediction requests by protocol, endpoint and outcome (status class).",
     ["model", "version", "protocol", "endpoint", "outcome"],
 )
 REQUEST_DURATION = Histogram(
-    "mlops_request_duration_seconds",
+    names.REQUEST_DURATION,
     "Time from request received to response sent, by protocol and endpoint.",
     ["model", "version", "protocol", "endpoint"],
     buckets=LATENCY_BUCKETS,
@@ -112,6 +113,12 @@ class RequestMetrics:
         self._rows.observe(n)
 
 
+# Feature values past this magnitude are counted apart (`mlops_feature_out_of_range`) and kept out
+# of the running sums: one request with 1e308 and -1e308 made the sum of squares +Inf and the sum
+# NaN, for the life of the process. Squares of values up to 1e100 stay finite for 1e108 rows.
+STATISTICS_MAGNITUDE_LIMIT = 1e100
+
+
 class PredictionStatistics(Collector):
     """Running sums of predictions and feature values, exposed at scrape time."""
 
@@ -136,6 +143,7 @@ class PredictionStatistics(Collector):
         self.value_count = np.zeros(len(self.numeric_idx), dtype=np.int64)
         self.value_sum = np.zeros(len(self.numeric_idx))
         self.value_squares = np.zeros(len(self.numeric_idx))
+        self.out_of_range = np.zeros(len(self.numeric_idx), dtype=np.int64)
         self.missing = np.zeros(len(schema.features), dtype=np.int64)
         # One slot per known category, then OTHER.
         self.category_counts = {
@@ -145,7 +153,9 @@ class PredictionStatistics(Collector):
 
     def update(self, rows: np.ndarray, probabilities: np.ndarray) -> None:
         numeric = rows[:, self.numeric_idx].astype(np.float64)
-        present = ~np.isnan(numeric)
+        missing = np.isnan(numeric)
+        out_of_range = ~missing & ~(np.abs(numeric) <= STATISTICS_MAGNITUDE_LIMIT)  # Inf too
+        present = ~missing & ~out_of_range
         clean = np.where(present, numeric, 0.0)
         prob_bins = np.bincount(
             np.searchsorted(self.prob_le, probabilities, side="left"),
@@ -170,7 +180,8 @@ class PredictionStatistics(Collector):
             self.value_count += present.sum(axis=0)
             self.value_sum += clean.sum(axis=0)
             self.value_squares += (clean * clean).sum(axis=0)
-            self.missing[self.numeric_idx] += (~present).sum(axis=0)
+            self.missing[self.numeric_idx] += missing.sum(axis=0)
+            self.out_of_range += out_of_range.sum(axis=0)
             for i, n_missing, counts in cat_updates:
                 self.category_counts[i] += counts
                 self.missing[i] += n_missing
@@ -182,6 +193,7 @@ class PredictionStatistics(Collector):
             value_count = self.value_count.copy()
             value_sum = self.value_sum.copy()
             value_squares = self.value_squares.copy()
+            out_of_range = self.out_of_range.copy()
             missing = self.missing.copy()
             category_counts = {i: c.copy() for i, c in self.category_counts.items()}
         labels = self.labels
@@ -197,22 +209,31 @@ class PredictionStatistics(Collector):
         prob.add_metric(labels, buckets, sum_value=prob_sum)
         yield prob
         values = SummaryMetricFamily(
-            "mlops_feature_value",
+            names.FEATURE_VALUE,
             "Sum and count of the non-missing values of each numeric feature.",
             labels=["model", "version", "feature"],
         )
         squares = CounterMetricFamily(
-            "mlops_feature_value_squares",
+            names.FEATURE_VALUE_SQUARES,
             "Sum of squared values of each numeric feature (variance = E[x^2] - E[x]^2).",
             labels=["model", "version", "feature"],
         )
         for k, name in enumerate(self.numeric_names):
-            values.add_metric([*labels, name], float(value_count[k]), float(value_sum[k]))
+            values.add_metric([*labels, name], int(value_count[k]), float(value_sum[k]))
             squares.add_metric([*labels, name], float(value_squares[k]))
         yield values
         yield squares
+        beyond = CounterMetricFamily(
+            names.FEATURE_OUT_OF_RANGE,
+            f"Values of each numeric feature beyond +-{STATISTICS_MAGNITUDE_LIMIT:g} (or infinite), "
+            "left out of mlops_feature_value and mlops_feature_value_squares.",
+            labels=["model", "version", "feature"],
+        )
+        for k, name in enumerate(self.numeric_names):
+            beyond.add_metric([*labels, name], float(out_of_range[k]))
+        yield beyond
         missing_family = CounterMetricFamily(
-            "mlops_feature_missing",
+            names.FEATURE_MISSING,
             "Rows in which a feature was null or NaN.",
             labels=["model", "version", "feature"],
         )
@@ -220,7 +241,7 @@ class PredictionStatistics(Collector):
             missing_family.add_metric([*labels, f.name], float(missing[i]))
         yield missing_family
         cats = CounterMetricFamily(
-            "mlops_feature_category",
+            names.FEATURE_CATEGORY,
             f"Rows per category of each categorical feature ({OTHER_CATEGORY}: unknown category).",
             labels=["model", "version", "feature", "category"],
         )

@@ -22,11 +22,12 @@ from kserve import Model
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from components.fast_inference import ModelFunction, fast_model
+from mlops_core.settings import DEFAULT_DECISION_THRESHOLD
 from serving.explanation import Explainer, ExplainerUnavailable
 from serving.metrics import MODEL_CREATED, RequestMetrics, prediction_statistics
 from serving.micro_batcher import MicroBatcher
 from serving.model_bundle import ModelBundle
-from serving.prediction_observer import PredictionObserver
+from serving.prediction_observer import PredictionObserver, is_shadow_request
 from serving.request_validation import RequestLimits, RequestValidator, v2_datatype
 from serving.task_outputs import TaskOutputs
 
@@ -50,7 +51,7 @@ class ChurnPredictor(Model):
         bundle: ModelBundle,
         *,
         limits: RequestLimits | None = None,
-        threshold: float = 0.5,
+        threshold: float = DEFAULT_DECISION_THRESHOLD,
         observers: Sequence[PredictionObserver] = (),
         batch_rows: int = 256,
         fast_path: bool = True,
@@ -138,7 +139,8 @@ class ChurnPredictor(Model):
         protocol = self._v2 if isinstance(payload, InferRequest) else self._v1
         rows = protocol.validate(payload)
         outputs = await self.batcher.predict(rows)
-        self._after_prediction(rows, self.outputs.scores(outputs), request_id)
+        if not is_shadow_request(headers):
+            self._after_prediction(rows, self.outputs.scores(outputs), request_id)
         return protocol.respond(outputs, request_id)
 
     def _respond_v2(self, outputs: np.ndarray, request_id: str) -> InferResponse:

@@ -24,6 +24,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput
 
 from mlops_core.schema import Feature, FeatureSchema
+from mlops_core.settings import DEFAULT_MAX_BATCH_ROWS
 
 UnknownCategoryPolicy = Literal["reject", "unseen"]
 UNKNOWN_CATEGORY_POLICIES: tuple[str, ...] = get_args(UnknownCategoryPolicy)
@@ -85,7 +86,7 @@ def v2_datatype(feature: Feature) -> str:
 
 @dataclass(frozen=True)
 class RequestLimits:
-    max_rows: int = 1000
+    max_rows: int = DEFAULT_MAX_BATCH_ROWS
     unknown_category: str = "reject"
 
     def __post_init__(self) -> None:

@@ -7,10 +7,12 @@ request-body validation errors, extra routers) is attached to that same app firs
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -22,6 +24,7 @@ from mlops_core.settings import Settings
 from serving.access_control import AccessControl, AccessPolicy
 from serving.http_errors import error_response, mlops_error_handler
 from serving.http_middleware import ServingMiddleware
+from serving.log_escaping import escape_server_logs
 from serving.model_bundle import ModelBundle, load_bundle, load_registered
 from serving.prediction_observer import PredictionObserver
 from serving.predictor import ChurnPredictor
@@ -58,6 +61,13 @@ async def request_validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     problems = []
     for err in exc.errors()[:5]:
+        loc = err.get("loc", ())
+        if loc and loc[0] in ("query", "path", "header"):
+            # Not the body: name the parameter (`/drift?history=abc` was answered about V2 inputs).
+            given = str(err.get("input", ""))[:100]
+            name = _field_path(loc[1:])
+            problems.append(f"{loc[0]} parameter {name!r}: {err.get('msg')}, got {given!r}")
+            continue
         if len(err.get("loc", ())) <= 2 and not isinstance(err.get("input", {}), dict | bytes):
             # The body itself is valid JSON of the wrong kind (an array, a number): say so.
             return error_response(InvalidInputError(wrong_body_shape(err["input"], "inputs")))
@@ -66,7 +76,8 @@ async def request_validation_error(_: Request, exc: Exception) -> Response:
             problems.append(f"malformed JSON: {detail}".rstrip(": "))
         else:
             problems.append(f"{_field_path(err.get('loc', ()))}: {err.get('msg', 'invalid')}")
-    return error_response(InvalidInputError("invalid request body: " + "; ".join(problems)))
+    where = "request" if problems and all(" parameter " in p for p in problems) else "request body"
+    return error_response(InvalidInputError(f"invalid {where}: " + "; ".join(problems)))
 
 
 MAX_LOGGED_REASON = 200  # characters of a client-caused message that reach the log
@@ -120,7 +131,7 @@ def project_dataplane(model_registry: object) -> object:
     from kserve.protocol.dataplane import DataPlane
 
     class ProjectDataPlane(DataPlane):
-        async def explain(self, model_name, request, headers=None):  # type: ignore[no-untyped-def]
+        async def explain(self, model_name, request, headers=None):
             # KServe's explain starts its response headers from the request's, so every request
             # header (cookies, tokens) came back in the answer; keep only what the model sets.
             model = await self.get_model(model_name)
@@ -129,7 +140,7 @@ def project_dataplane(model_registry: object) -> object:
             )
             return response, dict(model_headers or {})
 
-        def decode(self, body, headers, *args, **kwargs):  # type: ignore[no-untyped-def]
+        def decode(self, body, headers, *args, **kwargs):
             v2 = kwargs.get("protocol_version", args[0] if args else "") == "v2"
             if v2 and isinstance(body, bytes) and _parsed_as_json(headers or {}):
                 # FastAPI parsed the body as JSON and pydantic turned a JSON string into these
@@ -197,22 +208,31 @@ def run_server(
     # The model thread runs Python-heavy scikit-learn code; a shorter GIL switch interval lets the
     # event loop read and answer requests while a batch is being scored (default: 5 ms).
     sys.setswitchinterval(0.001)
-    logger.info(
-        "serving %s version %s from %s on %s:%d (write endpoints %s)",
-        settings.model_name,
-        predictor.version,
-        bundle.source,
-        settings.serve_host,
-        settings.serve_port,
-        "need a bearer token" if settings.api_token else "are open: set MLOPS_API_TOKEN",
-    )
+
+    async def announce_once_listening(rest_server: Any) -> None:
+        # The start-up line means "send requests now": a client that reads it and connects at
+        # once must be answered. uvicorn's Server.started turns True once its socket is bound
+        # (KServe's RESTServer keeps that Server in `_server`).
+        while not rest_server._server.started:
+            await asyncio.sleep(0.05)
+        logger.info(
+            "serving %s version %s from %s on %s:%d (write endpoints %s)",
+            settings.model_name,
+            predictor.version,
+            bundle.source,
+            settings.serve_host,
+            settings.serve_port,
+            "need a bearer token" if settings.api_token else "are open: set MLOPS_API_TOKEN",
+        )
 
     class BoundModelServer(ModelServer):
         # KServe's RESTServer binds 0.0.0.0 with no option; its uvicorn config is read only when
         # serving starts, so the host is set between `start` building it and `_serve` running it.
         async def _serve(self) -> None:
+            announcing = []  # holds the task: the loop keeps only a weak reference
             if self._rest_server is not None:
                 self._rest_server.config.host = settings.serve_host
+                announcing.append(asyncio.create_task(announce_once_listening(self._rest_server)))
             await super()._serve()
 
     server = BoundModelServer(
@@ -225,6 +245,15 @@ def run_server(
     )
     server.dataplane = project_dataplane(server.registered_models)
     logging.getLogger("kserve").addFilter(ClientErrorTracebacks())
+    escape_server_logs()  # after KServe set up its handlers: a URL cannot forge a log line
+    if not settings.api_token:
+        logger.warning(
+            "the write endpoints (label feedback, and any request that is not a GET outside the "
+            "prediction routes) are open to anyone who reaches %s:%d: set MLOPS_API_TOKEN to "
+            "require a bearer token",
+            settings.serve_host,
+            settings.serve_port,
+        )
     if not settings.access_log:
         # uvicorn's access line and KServe's two timing lines per request cost more than the
         # request's own work at 1-row sizes; /metrics carries the same counts and latencies.

@@ -22,7 +22,7 @@ def audit(
     as_json: bool = typer.Option(False, "--json", help="print the whole answer as JSON"),
 ) -> None:
     """Trace one prediction: its data, run, version and revision, and the run that came next."""
-    from serving.monitoring.audit import audit_request
+    from mlops_control.audit import audit_request
 
     s = load_settings(audit_dir=audit_dir, registry_uri=registry)
     answer = audit_request(request_id, audit_dir=s.audit_dir, registry_uri=s.registry_uri)

@@ -7,7 +7,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from mlops_core.errors import MlopsError
 from mlops_core.settings import DEFAULT_BATCH_CHUNK_ROWS, load_settings
+from pipelines.params import ComputeParams, default, help_for
 
 app = typer.Typer(help="Batch scoring from the registry.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -33,9 +35,38 @@ def score(
     ),
     threads: int = typer.Option(0, "--threads", help="model threads (0: every core)"),
     run_id: str = typer.Option("", "--run-id", help="id stamped on every row [default: new]"),
+    compute: str = typer.Option(
+        default(ComputeParams, "compute"), "--compute", help=help_for(ComputeParams, "compute")
+    ),
+    dask_workers: int = typer.Option(
+        default(ComputeParams, "dask_workers"),
+        "--dask-workers",
+        help=help_for(ComputeParams, "dask_workers"),
+    ),
+    dask_worker_memory: str = typer.Option(
+        default(ComputeParams, "dask_worker_memory"),
+        "--dask-worker-memory",
+        help=help_for(ComputeParams, "dask_worker_memory"),
+    ),
+    dask_worker_cpu: float = typer.Option(
+        default(ComputeParams, "dask_worker_cpu"),
+        "--dask-worker-cpu",
+        help=help_for(ComputeParams, "dask_worker_cpu"),
+    ),
 ) -> None:
     """Score a file with a registered version: summary on stdout, progress on stderr."""
     from components.batch_score import BatchScoreParams, score_batch  # pandas/pyarrow: here
+    from components.batch_score_dask import score_batch_dask
+
+    try:  # a bad choice is one line, before any work
+        spec = ComputeParams(
+            compute=compute,
+            dask_workers=dask_workers,
+            dask_worker_memory=dask_worker_memory,
+            dask_worker_cpu=dask_worker_cpu,
+        ).compute_spec()
+    except MlopsError as e:
+        raise typer.BadParameter(str(e)) from e
 
     s = load_settings(registry_uri=registry, model_name=model, unknown_category=unknown_category)
     params = BatchScoreParams(
@@ -64,7 +95,10 @@ def score(
         def progress(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
-        summary = score_batch(params, progress)
+        if spec.is_dask:
+            summary = score_batch_dask(params, spec, progress)
+        else:
+            summary = score_batch(params, progress)
     table = Table(title=f"{summary.model_name} v{summary.model_version}, run {summary.run_id}")
     for col in ("rows", "scored", "rejected", "seconds", "rows/s", "peak MB", "path"):
         table.add_column(col)

@@ -1,24 +1,34 @@
 """`mlops canary start|status|promote|rollback|run|router|policy`: canary rollouts.
 
-`--target local` drives the local router (`mlops canary router`, the laptop stand-in for Knative)
-and reads the model servers' /metrics; `--target kubernetes` patches the InferenceService and
-reads Prometheus. The decision rule and the policy fields are in serving/canary/ and the README.
+`--target local` drives the local router (`mlops canary router`, the laptop stand-in for the
+cluster gateway's weighted routes) and reads the model servers' /metrics; `--target kubernetes`
+patches the InferenceService and reads Prometheus. The decision rule and the policy fields are in mlops_control/rollout/ and the README.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 
+from mlops_control.rollout.factory import new_actuator, new_source
+from mlops_control.traffic.actuator import Target, TrafficActuator
 from mlops_core.registry import ModelRegistry
-from mlops_core.settings import Settings, load_settings
-from serving.canary.actuator import Target, TrafficActuator
-from serving.canary.factory import new_actuator, new_source
+from mlops_core.settings import (
+    DEFAULT_CONFIRM_TIMEOUT_S,
+    DEFAULT_CONTROLLER_RESYNC_S,
+    Settings,
+    load_settings,
+)
 
 app = typer.Typer(help="Roll a model version out as a canary and analyse it.", no_args_is_help=True)
 console = Console()
@@ -38,7 +48,7 @@ ModeOpt = typer.Option(
     "(canaryTrafficPercent) or 'standard' (spec.canary)",
 )
 ConfirmOpt = typer.Option(
-    120.0,
+    DEFAULT_CONFIRM_TIMEOUT_S,
     "--confirm-timeout",
     help="kubernetes: seconds to wait for the status to show the new split (0: do not wait)",
 )
@@ -48,35 +58,100 @@ PolicyOpt = typer.Option(
 LogOpt = typer.Option(None, "--log", help="decision log (JSON lines); default <work_dir>/canary/")
 
 
+@dataclass(frozen=True)
+class Where:
+    """Where a canary command acts: the options `start`, `status`, `promote`, `rollback` and
+    `run` share, declared once (`_WHERE_OPTIONS`) and handed to each as `where`."""
+
+    model: str | None
+    target: Target
+    router_url: str | None
+    namespace: str | None
+    isvc: str | None
+    context: str | None
+    mode: str
+    confirm_timeout: float
+
+
+_WHERE_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "model": (str | None, ModelOpt),
+    "target": (Target, TargetOpt),
+    "router_url": (str | None, RouterOpt),
+    "namespace": (str | None, NamespaceOpt),
+    "isvc": (str | None, IsvcOpt),
+    "context": (str | None, ContextOpt),
+    "mode": (str, ModeOpt),
+    "confirm_timeout": (float, ConfirmOpt),
+}
+
+
+def _where_options(*, waits: bool = True) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the shared options: typer sees them as the command's own, after its own;
+    the command gets them as one `where: Where`. A command that changes no traffic (`waits`
+    False) has no --confirm-timeout."""
+    names = [n for n in _WHERE_OPTIONS if waits or n != "confirm_timeout"]
+
+    def decorate(fn: Callable[..., None]) -> Callable[..., None]:
+        own = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in inspect.signature(fn, eval_str=True).parameters.values()
+            if p.name != "where"
+        ]
+        shared = [
+            inspect.Parameter(
+                n,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=_WHERE_OPTIONS[n][1],
+                annotation=_WHERE_OPTIONS[n][0],
+            )
+            for n in names
+        ]
+
+        @functools.wraps(fn)
+        def command(**kwargs: Any) -> None:
+            values = {n: kwargs.pop(n) for n in names}
+            fn(where=Where(**{"confirm_timeout": 0.0} | values), **kwargs)
+
+        del command.__wrapped__  # typer reads the signature below, not fn's
+        # Read by inspect.signature (typer's source of a command's parameters).
+        command.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in [*own, *shared]}
+        return command
+
+    return decorate
+
+
 def _settings(**kw: Any) -> Settings:
     return load_settings(**{k: v for k, v in kw.items() if v is not None})
 
 
 def _policy(settings: Settings, path: str | None):  # -> RolloutPolicy
-    from serving.canary.policy import RolloutPolicy
+    from mlops_control.rollout.policy import RolloutPolicy
 
     path = path or settings.canary_policy
     return RolloutPolicy.load(path) if path else RolloutPolicy()
 
 
-def _actuator(
-    target: Target,
-    settings: Settings,
-    isvc: str | None,
-    context: str | None,
-    confirm_timeout_s: float = 120.0,
-    mode: str = "auto",
-) -> TrafficActuator:
+def _settings_for(where: Where, **kw: Any) -> Settings:
+    return _settings(
+        model_name=where.model,
+        canary_router_url=where.router_url,
+        namespace=where.namespace,
+        **kw,
+    )
+
+
+def _actuator(where: Where, settings: Settings) -> TrafficActuator:
     return new_actuator(
-        target,
+        where.target,
         model=settings.model_name,
         router_url=settings.canary_router_url,
         namespace=settings.namespace,
-        isvc=isvc,
+        isvc=where.isvc,
         registry_uri=settings.registry_uri,
-        context=context,
-        confirm_timeout_s=confirm_timeout_s,
-        mode=mode,
+        context=where.context,
+        confirm_timeout_s=where.confirm_timeout,
+        mode=where.mode,
     )
 
 
@@ -96,8 +171,8 @@ def router(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8090, "--port"),
 ) -> None:
-    """Run the local router (stand-in for Knative) with the stable version behind it."""
-    from serving.canary.router import RouterConfig, run_router
+    """Run the local router (the cluster gateway's stand-in) with the stable version behind it."""
+    from mlops_control.traffic.router import RouterConfig, run_router
 
     s = _settings(model_name=model, registry_uri=registry)
     resolved = str(ModelRegistry(s.registry_uri).resolve(s.model_name, version))
@@ -118,26 +193,30 @@ def router(
 
 
 @app.command()
+@_where_options()
 def start(
+    where: Where,
     version: str = typer.Option(..., "--version", help="the version to roll out"),
-    model: str | None = ModelOpt,
-    target: Target = TargetOpt,
-    router_url: str | None = RouterOpt,
     registry: str | None = RegistryOpt,
-    namespace: str | None = NamespaceOpt,
-    isvc: str | None = IsvcOpt,
-    context: str | None = ContextOpt,
     policy: str | None = PolicyOpt,
-    mode: str = ModeOpt,
-    confirm_timeout: float = ConfirmOpt,
 ) -> None:
-    """Deploy VERSION as the canary at the policy's first step."""
-    s = _settings(
-        model_name=model, canary_router_url=router_url, registry_uri=registry, namespace=namespace
-    )
+    """Deploy VERSION as the canary at the policy's first step (if VERSION is already the canary,
+    say so and leave it: `mlops canary run` analyses it from where it is)."""
+    s = _settings_for(where, registry_uri=registry)
     p = _policy(s, policy)
+    # A version number needs no read of the store (a cluster's s3:// registry need not be
+    # reachable from here); champion/latest are read from it.
     resolved = str(ModelRegistry(s.registry_uri).resolve(s.model_name, version))
-    act = _actuator(target, s, isvc, context, confirm_timeout, mode)
+    act = _actuator(where, s)
+    running = act.status()
+    if running.canary_version == resolved:
+        # The pipeline's deploy step already put it out: resume, do not restart.
+        console.print(
+            f"canary v{resolved} is already running at {running.canary_percent}%; "
+            "`mlops canary run` analyses it from there"
+        )
+        _print_status(running)
+        return
     status = act.start(resolved, p.first_step)
     act.record_event(
         "start",
@@ -149,21 +228,13 @@ def start(
 
 
 @app.command()
-def status(
-    model: str | None = ModelOpt,
-    target: Target = TargetOpt,
-    router_url: str | None = RouterOpt,
-    namespace: str | None = NamespaceOpt,
-    isvc: str | None = IsvcOpt,
-    context: str | None = ContextOpt,
-    log: str | None = LogOpt,
-    mode: str = ModeOpt,
-) -> None:
+@_where_options(waits=False)
+def status(where: Where, log: str | None = LogOpt) -> None:
     """Show the traffic split and the last decision."""
     from mlops_core.jsonl_log import DecisionLog
 
-    s = _settings(model_name=model, canary_router_url=router_url, namespace=namespace)
-    _print_status(_actuator(target, s, isvc, context, 0, mode).status())
+    s = _settings_for(where)
+    _print_status(_actuator(where, s).status())
     entries = DecisionLog(_log_path(s, log)).read()
     if entries:
         last = entries[-1]
@@ -184,50 +255,30 @@ def _act_by_hand(action: str, act: TrafficActuator) -> Any:
 
 
 @app.command()
-def promote(
-    model: str | None = ModelOpt,
-    target: Target = TargetOpt,
-    router_url: str | None = RouterOpt,
-    namespace: str | None = NamespaceOpt,
-    isvc: str | None = IsvcOpt,
-    context: str | None = ContextOpt,
-    mode: str = ModeOpt,
-    confirm_timeout: float = ConfirmOpt,
-) -> None:
+@_where_options()
+def promote(where: Where) -> None:
     """Send all traffic to the canary by hand (it becomes the stable version)."""
-    s = _settings(model_name=model, canary_router_url=router_url, namespace=namespace)
-    st = _act_by_hand("promote", _actuator(target, s, isvc, context, confirm_timeout, mode))
+    s = _settings_for(where)
+    st = _act_by_hand("promote", _actuator(where, s))
     console.print(f"[green]promoted: v{st.stable_version} takes all traffic[/green]")
     _print_status(st)
 
 
 @app.command()
-def rollback(
-    model: str | None = ModelOpt,
-    target: Target = TargetOpt,
-    router_url: str | None = RouterOpt,
-    namespace: str | None = NamespaceOpt,
-    isvc: str | None = IsvcOpt,
-    context: str | None = ContextOpt,
-    mode: str = ModeOpt,
-    confirm_timeout: float = ConfirmOpt,
-) -> None:
+@_where_options()
+def rollback(where: Where) -> None:
     """Send all traffic back to the stable version by hand."""
-    s = _settings(model_name=model, canary_router_url=router_url, namespace=namespace)
-    st = _act_by_hand("rollback", _actuator(target, s, isvc, context, confirm_timeout, mode))
+    s = _settings_for(where)
+    st = _act_by_hand("rollback", _actuator(where, s))
     console.print(f"[yellow]rolled back: v{st.stable_version} takes all traffic[/yellow]")
     _print_status(st)
 
 
 @app.command()
+@_where_options()
 def run(
-    model: str | None = ModelOpt,
-    target: Target = TargetOpt,
-    router_url: str | None = RouterOpt,
+    where: Where,
     registry: str | None = RegistryOpt,
-    namespace: str | None = NamespaceOpt,
-    isvc: str | None = IsvcOpt,
-    context: str | None = ContextOpt,
     policy: str | None = PolicyOpt,
     prometheus: str | None = typer.Option(
         None, "--prometheus", help="Prometheus URL (kubernetes) [env MLOPS_PROMETHEUS_URL]"
@@ -239,28 +290,24 @@ def run(
     update_champion: bool = typer.Option(
         True, help="make the promoted version the registry's champion"
     ),
-    mode: str = ModeOpt,
-    confirm_timeout: float = ConfirmOpt,
 ) -> None:
     """Analyse the running canary every interval and step up, promote or roll back."""
+    from mlops_control.rollout.loop import format_decision, run_rollout
     from mlops_core.jsonl_log import DecisionLog
-    from serving.canary.rollout import format_decision, run_rollout
 
-    s = _settings(
-        model_name=model,
-        canary_router_url=router_url,
-        registry_uri=registry,
-        namespace=namespace,
-        prometheus_url=prometheus,
-        prometheus_selector=selector,
+    s = _settings_for(
+        where, registry_uri=registry, prometheus_url=prometheus, prometheus_selector=selector
     )
     p = _policy(s, policy)
-    act = _actuator(target, s, isvc, context, confirm_timeout, mode)
+    act = _actuator(where, s)
     decisions = DecisionLog(_log_path(s, log))
 
     def source_for(st: Any) -> Any:
         return new_source(
-            target, status=st, prometheus_url=s.prometheus_url, selector=s.prometheus_selector
+            where.target,
+            status=st,
+            prometheus_url=s.prometheus_url,
+            selector=s.prometheus_selector,
         )
 
     console.print(
@@ -303,7 +350,9 @@ def controller(
     selector: str | None = typer.Option(
         None, "--selector", help='PromQL matchers (default: namespace="<namespace>")'
     ),
-    resync: float = typer.Option(5.0, "--resync", help="seconds between two passes at most"),
+    resync: float = typer.Option(
+        DEFAULT_CONTROLLER_RESYNC_S, "--resync", help="seconds between two passes at most"
+    ),
     identity: str | None = typer.Option(None, "--identity", help="leader-election identity"),
     kfp_host: str | None = typer.Option(
         None, "--kfp-host", help="KFP API for retraining runs [env MLOPS_KFP_HOST]; none: off"
@@ -317,7 +366,7 @@ def controller(
     import socket
 
     from components.kube_client import load_api_client
-    from serving.canary.controller import Controller, LeaderElection, Reconciler
+    from mlops_control.controller import Controller, LeaderElection, Reconciler
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     s = _settings(
@@ -339,14 +388,14 @@ def controller(
     reconciler = Reconciler(api, source_for)
     retraining = None
     if s.kfp_host:
-        from importlib.resources import files
-
-        from serving.monitoring.cluster_trigger import PrometheusDriftReader, RetrainingWatch
-        from serving.monitoring.retraining_trigger import KfpRunLauncher
+        from mlops_control.retraining.cluster_trigger import PrometheusDriftReader, RetrainingWatch
+        from mlops_control.retraining.trigger import KfpRunLauncher
+        from mlops_control.traffic.isvc_changes import KubernetesChanges
+        from pipelines.training import GOLDEN_YAML
 
         launcher = KfpRunLauncher(
             host=s.kfp_host,
-            package_path=package or str(files("pipelines") / "training.yaml"),
+            package_path=package or str(GOLDEN_YAML),
             arguments={"registry_uri": s.registry_uri},
         )
         retraining = RetrainingWatch(
@@ -354,8 +403,7 @@ def controller(
                 s.prometheus_url, selector=s.prometheus_selector or f'namespace="{s.namespace}"'
             ),
             launcher,
-            record_event=reconciler.record_event,
-            annotate=reconciler.annotate,
+            changes=KubernetesChanges(api),
         )
     console.print(
         f"canary controller for namespace {s.namespace} (Prometheus {s.prometheus_url}); "
@@ -367,7 +415,68 @@ def controller(
 @app.command("policy")
 def show_policy(path: str | None = typer.Argument(None, help="a policy file to validate")) -> None:
     """Print the default rollout policy, or validate and print a policy file."""
-    from serving.canary.policy import RolloutPolicy
+    from mlops_control.rollout.policy import RolloutPolicy
 
     p = RolloutPolicy.load(path) if path else RolloutPolicy()
     console.print_json(p.to_json())
+
+
+@app.command()
+def traffic(
+    url: str = typer.Argument(
+        ..., help="a model server or the gateway, e.g. http://localhost:31080"
+    ),
+    data: str = typer.Option(..., "--data", help="CSV or Parquet file whose rows requests carry"),
+    drop: list[str] = typer.Option([], "--drop", help="a column to leave out, e.g. the label"),
+    model: str | None = ModelOpt,
+    host_header: str | None = typer.Option(
+        None,
+        "--host-header",
+        help="Host header the gateway routes by, e.g. churn-mlops.example.com",
+    ),
+    seconds: float = typer.Option(0, "--seconds", min=0, help="stop after this long (0: never)"),
+    workers: int = typer.Option(2, "--workers", min=1, help="requests in flight at once"),
+) -> None:
+    """Send V1 predict requests made of DATA's rows to URL until stopped (Ctrl-C, SIGTERM or
+    --seconds), so a canary's analysis has traffic; then count the answers by version and status."""
+    import signal
+    import threading
+
+    from components.ingest import read_table
+    from mlops_core.errors import InvalidInputError
+    from mlops_demo.canary_traffic import TrafficGenerator
+    from serving.v1_instances import v1_instances
+
+    s = _settings(model_name=model)
+    frame = read_table(data)
+    missing = sorted(set(drop) - set(frame.columns))
+    if missing:
+        raise InvalidInputError(f"--drop {missing}: not columns of {data} ({list(frame.columns)})")
+    rows = v1_instances(frame.drop(columns=drop))
+    if not rows:
+        raise InvalidInputError(f"{data} has no rows")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    generator = TrafficGenerator(
+        url,
+        s.model_name,
+        workers=workers,
+        pool=rows,
+        headers={"Host": host_header} if host_header else None,
+    )
+    console.print(
+        f"sending {s.model_name} requests to {generator.endpoint} from {len(rows)} rows "
+        f"({workers} in flight); Ctrl-C stops",
+        soft_wrap=True,
+    )
+    with generator, contextlib.suppress(KeyboardInterrupt):
+        stop.wait(seconds or None)
+    tally = generator.tally
+    by_answer = ", ".join(
+        f"v{v} {status}: {n}" for (_, v, status), n in sorted(tally.by_side.items())
+    )
+    console.print(
+        f"sent {tally.served() + tally.transport_errors} requests: {by_answer or 'none answered'}; "
+        f"transport errors: {tally.transport_errors}",
+        soft_wrap=True,
+    )

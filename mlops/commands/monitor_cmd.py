@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import typer
@@ -14,6 +15,9 @@ from mlops_core.drift import compare
 from mlops_core.errors import MlopsError
 from mlops_core.registry import ModelRegistry
 from mlops_core.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # imported where used, so that `mlops --help` stays fast
+    from mlops_control.retraining.trigger import RetrainingTrigger, RunLauncher
 
 app = typer.Typer(
     help="Drift against the champion, the drift-triggered retraining loop, scheduled training.",
@@ -33,25 +37,51 @@ def read_frame(path: str) -> pd.DataFrame:
     raise MlopsError(f"{path}: expected a .csv or .parquet file")
 
 
+def _named_in_rows(raw: pd.DataFrame, column: str, data: str) -> str | None:
+    """The one model name or version a scored batch's rows carry (`mlops batch score` writes
+    `model_name` and `model_version` on every row); None for plain input data."""
+    if column not in raw:
+        return None
+    values = raw[column].dropna().astype(str).unique()
+    if len(values) > 1:
+        shown = ", ".join(sorted(values)[:5])
+        flag = {"model_name": "--model", "model_version": "--version"}[column]
+        raise MlopsError(
+            f"{data}: the rows name {len(values)} values of {column} ({shown}); pass {flag}"
+        )
+    return str(values[0]) if len(values) else None
+
+
 @app.command()
 def check(
     data: str = typer.Argument(
         ..., help="a CSV or Parquet file of recent inputs, or a scored batch (with predictions)"
     ),
-    version: str = typer.Option("champion", help="the version whose reference to compare with"),
+    version: str | None = typer.Option(
+        None,
+        help="the version whose reference to compare with [default: the one a scored batch's "
+        "rows name, else champion]",
+    ),
     registry: str | None = RegistryOpt,
-    model: str | None = ModelOpt,
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="model name [default: the one a scored batch's rows name; env MLOPS_MODEL_NAME]",
+    ),
 ) -> None:
     """Compare a data file with a version's training reference (the monitor's statistics)."""
     from serving.monitoring.endpoints import thresholds_from
 
+    if not Path(data).exists():
+        raise MlopsError(f"{data} does not exist")
+    raw = read_frame(data)
+    # A scored batch names its model and version on every row: those are what it is compared with.
+    model = model or _named_in_rows(raw, "model_name", data)
+    version = version or _named_in_rows(raw, "model_version", data) or "champion"
     s = load_settings(registry_uri=registry, model_name=model)
     reg = ModelRegistry(s.registry_uri)
     n = reg.resolve(s.model_name, version)
-    if not Path(data).exists():
-        raise MlopsError(f"{data} does not exist")
     schema = reg.schema(s.model_name, n)
-    raw = read_frame(data)
     frame = schema.coerce_frame(raw)
     # A scored batch (`mlops batch score`) carries its predictions: compare those too.
     output = {"binary": "probability", "regression": "value"}.get(schema.task, "")
@@ -74,9 +104,9 @@ def check(
     console.print(f"{len(report.drifted)}/{len(report.features)} features drifted")
 
 
-def _trigger_from(s: Settings, launcher: object, decisions_path: Path) -> object:
+def _trigger_from(s: Settings, launcher: RunLauncher, decisions_path: Path) -> RetrainingTrigger:
+    from mlops_control.retraining.trigger import RetrainingTrigger, TriggerPolicy
     from mlops_core.jsonl_log import DecisionLog
-    from serving.monitoring.retraining_trigger import RetrainingTrigger, TriggerPolicy
 
     policy = TriggerPolicy(
         share_drifted=s.trigger_share_drifted,
@@ -99,8 +129,8 @@ def watch(
     kfp_host: str | None = typer.Option(
         None, "--kfp-host", help="submit to KFP here [env MLOPS_KFP_HOST]; else run locally"
     ),
-    package: str = typer.Option(
-        "pipelines/training.yaml", help="compiled pipeline for --kfp-host runs"
+    package: str | None = typer.Option(
+        None, help="compiled pipeline for --kfp-host runs (default: the installed one)"
     ),
     interval: float = typer.Option(30.0, help="seconds between two drift readings"),
     max_evaluations: int = typer.Option(0, help="stop after this many readings (0: never)"),
@@ -110,16 +140,16 @@ def watch(
     """Read the server's drift every INTERVAL s and start retraining when the policy says so."""
     import httpx
 
+    from mlops_control.retraining.trigger import KfpRunLauncher, LocalRunLauncher
     from pipelines.local_run import TrainingParams
     from serving.monitoring.drift_monitor import DriftSnapshot
-    from serving.monitoring.retraining_trigger import KfpRunLauncher, LocalRunLauncher
 
     s = load_settings(registry_uri=registry, model_name=model, kfp_host=kfp_host)
     launcher: object
     if s.kfp_host:
         launcher = KfpRunLauncher(
             host=s.kfp_host,
-            package_path=package,
+            package_path=package or _installed_pipeline(),
             arguments={"registry_uri": s.registry_uri, "data_source": data_source},
         )
     else:
@@ -139,7 +169,7 @@ def watch(
         if snap is None:
             console.print(f"v{version}: window not full yet ({doc['window_rows']})")
         else:
-            decision = trigger.evaluate(DriftSnapshot(**snap))  # type: ignore[attr-defined]
+            decision = trigger.evaluate(DriftSnapshot(**snap))
             console.print(f"v{version}: {decision.action} {decision.reason}", highlight=False)
         done += 1
         if max_evaluations == 0 or done < max_evaluations:
@@ -151,7 +181,7 @@ def schedule(
     cron: str = typer.Option(..., help="KFP cron (6 fields, seconds first), e.g. '0 0 3 * * *'"),
     data_source: str = typer.Option(..., "--data-source", help="URI the scheduled runs read"),
     kfp_host: str | None = typer.Option(None, "--kfp-host", help="[env MLOPS_KFP_HOST]"),
-    package: str = typer.Option("pipelines/training.yaml", help="compiled pipeline"),
+    package: str | None = typer.Option(None, help="compiled pipeline (default: the installed one)"),
     name: str = typer.Option("churn-scheduled-training", help="recurring run name"),
     registry: str | None = RegistryOpt,
     model: str | None = ModelOpt,
@@ -159,7 +189,7 @@ def schedule(
     """Create a KFP recurring run of the training pipeline (needs a reachable KFP API)."""
     import kfp
 
-    from serving.monitoring.retraining_trigger import schedule_recurring_training
+    from mlops_control.retraining.trigger import schedule_recurring_training
 
     s = load_settings(registry_uri=registry, model_name=model, kfp_host=kfp_host)
     if not s.kfp_host:
@@ -170,7 +200,7 @@ def schedule(
         raise MlopsError(f"cannot reach KFP at {s.kfp_host}: {e}") from e
     job = schedule_recurring_training(
         client,
-        package_path=package,
+        package_path=package or _installed_pipeline(),
         arguments={
             "registry_uri": s.registry_uri,
             "model_name": s.model_name,
@@ -180,3 +210,11 @@ def schedule(
         name=name,
     )
     console.print(f"[green]recurring run {job} created ({cron})[/green]")
+
+
+def _installed_pipeline() -> str:
+    """The compiled training pipeline installed with the package (not one relative to the
+    working directory)."""
+    from pipelines.training import GOLDEN_YAML
+
+    return str(GOLDEN_YAML)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from mlops_core.registry import ModelRegistry
+from mlops_core.registry import ModelRegistry, ModelVersion, UnreadableVersion
 from mlops_core.settings import load_settings
+from mlops_core.target import DEFAULT_PRIMARY_METRIC
 
 app = typer.Typer(
     help="Inspect the model registry and move the champion pointer.", no_args_is_help=True
@@ -28,25 +31,53 @@ def _open(registry: str | None, model: str | None) -> tuple[ModelRegistry, str]:
     return reg, s.model_name
 
 
-@app.command("list")
-def list_versions(registry: str | None = RegistryOpt, model: str | None = ModelOpt) -> None:
-    """List a model's versions with their primary metrics and the champion."""
-    reg, name = _open(registry, model)
+def _metric(v: ModelVersion) -> str:
+    """The version's own primary metric: a regression model has no ROC AUC."""
+    task = str(v.params.get("task", "binary"))
+    name = str(v.params.get("primary_metric") or DEFAULT_PRIMARY_METRIC.get(task, "roc_auc"))
+    value = v.metrics.get(name)
+    return f"{name} {value:.4f}" if value is not None else f"{name} -"
+
+
+def _table(reg: ModelRegistry, name: str) -> tuple[Table, list[UnreadableVersion]]:
     champion = reg.champion(name)
     table = Table(title=f"{name} @ {reg.uri}")
-    for col in ("version", "champion", "created", "estimator", "roc_auc", "run", "data"):
+    for col in ("version", "champion", "created", "task", "estimator", "metric", "run", "data"):
         table.add_column(col)
-    for v in reg.versions(name):
+    unreadable: list[UnreadableVersion] = []
+    for v in reg.version_listing(name):
+        if isinstance(v, UnreadableVersion):
+            table.add_row(str(v.version), "", "[red]unreadable[/red]", "", "", "", "", "")
+            unreadable.append(v)
+            continue
         table.add_row(
             str(v.version),
             "*" if v.version == champion else "",
             v.created_at,
+            str(v.params.get("task", "")),
             v.estimator,
-            f"{v.metrics.get('roc_auc', float('nan')):.4f}",
+            _metric(v),
             v.run_id,
             v.data_fingerprint[:12],
         )
-    console.print(table)
+    return table, unreadable
+
+
+@app.command("list")
+def list_versions(registry: str | None = RegistryOpt, model: str | None = ModelOpt) -> None:
+    """List the versions of every model (or of --model), each with its task's primary metric."""
+    reg, name = _open(registry, model)
+    chosen = model is not None or "MLOPS_MODEL_NAME" in os.environ
+    names = [name] if chosen else reg.models()
+    if not names:
+        console.print(f"no models in {reg.uri} yet")
+    for each in names:
+        table, unreadable = _table(reg, each)
+        console.print(table)
+        for v in unreadable:
+            console.print(
+                f"[red]v{v.version} unreadable:[/red] {escape(v.problem)}", soft_wrap=True
+            )
 
 
 @app.command()

@@ -5,6 +5,7 @@ The serving container runs this same command (`mlops serve --model-dir /mnt/mode
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -12,6 +13,9 @@ import typer
 from mlops_core.settings import load_settings
 
 app = typer.Typer(help="Serve a registered model (KServe V1/V2 + explain + /metrics).")
+# KServe's own line format; KServe configures logging only when its server starts, after the
+# start-up line (what is served, where, whether writes need a token) is logged.
+LOG_FORMAT = "%(asctime)s %(process)d %(name)s %(levelname)s %(message)s"
 
 
 @app.callback(invoke_without_command=True)
@@ -62,6 +66,7 @@ def serve(
         max_batch_rows=max_batch_rows,
         unknown_category=unknown_category,
     )
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     # kserve parses sys.argv when first imported; give it none of ours.
     sys.argv = sys.argv[:1]
     from serving.access_control import AccessPolicy

@@ -21,10 +21,11 @@ from kubernetes import client
 
 from components import isvc_traffic as traffic
 from components.inference_service import GROUP, PLURAL, VERSION
-from components.train_and_register import train_and_register
+from components.isvc_metadata import MODEL_VERSION
+from mlops_control.traffic.model_server_process import ModelServerProcess, free_port
 from mlops_core.registry import ModelRegistry
-from serving.canary.model_server_process import ModelServerProcess, free_port
-from serving.canary.traffic import instances
+from mlops_demo.canary_traffic import instances
+from mlops_demo.train_and_register import train_and_register
 
 MODEL = "churn"
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,8 +50,8 @@ class KnativeSplit:
                     GROUP, VERSION, self.namespace, PLURAL, self.name
                 )
                 mode = traffic.mode_of(isvc)
-                ann = traffic.annotations(isvc)
-                stable = mode.stable_version(isvc) or ann["mlops.io/model-version"]
+                ann = traffic.annotations_of(isvc)
+                stable = mode.stable_version(isvc) or ann[MODEL_VERSION]
                 canary = mode.canary_version(isvc)
                 pct = mode.canary_percent(isvc) or 0
                 for _ in range(20):

@@ -28,7 +28,12 @@ from tests.apiserver.project_manifests import (
     OVERLAYS,
     PROJECT_NAMESPACE,
 )
-from tests.apiserver.upstream_crds import kserve_inferenceservice_crd, prometheus_operator_crds
+from tests.apiserver.upstream_crds import (
+    gateway_api_crds,
+    kserve_cluster_storage_container_crd,
+    kserve_inferenceservice_crd,
+    prometheus_operator_crds,
+)
 
 KUBECTL = shutil.which("kubectl")
 # Figures for the terminal summary: where the binaries came from, build and start times.
@@ -123,15 +128,22 @@ def crds(
     kubectl: Kubectl, admin_api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
 ) -> list[str]:
     """The pinned upstream CRDs the manifests use, installed and Established: KServe's
-    InferenceService and the prometheus-operator kinds found in manifests/base and the overlays.
-    Returns their names."""
-    monitoring_kinds = set()
+    InferenceService, and the prometheus-operator and Gateway API kinds found in manifests/base
+    and the overlays. Returns their names."""
+    monitoring_kinds, gateway_kinds = set(), set()
     for directory in (BASE, *OVERLAYS):
         for doc in yaml.safe_load_all(kubectl.run("kustomize", str(directory)).stdout):
             if doc and doc["apiVersion"].startswith("monitoring.coreos.com/"):
                 monitoring_kinds.add(doc["kind"])
+            if doc and doc["apiVersion"].startswith("gateway.networking.k8s.io/"):
+                gateway_kinds.add(doc["kind"])
     path = tmp_path_factory.mktemp("crds") / "crds.json"
-    crds = [kserve_inferenceservice_crd(), *prometheus_operator_crds(monitoring_kinds)]
+    crds = [
+        kserve_inferenceservice_crd(),
+        kserve_cluster_storage_container_crd(),
+        *prometheus_operator_crds(monitoring_kinds),
+        *gateway_api_crds(gateway_kinds),
+    ]
     path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": crds}))
     # Server-side apply: prometheus-operator's CRDs are too big for kubectl's
     # last-applied-configuration annotation.

@@ -1,4 +1,4 @@
-"""The canary's Kubernetes actuator (serving/canary/kubernetes_actuator.py) against a real
+"""The canary's Kubernetes actuator (mlops_control/traffic/kubernetes_actuator.py) against a real
 kube-apiserver: its start, step-up, promote and rollback patches applied for real as the deployer
 ServiceAccount, the split confirmed from a status the KServe controller would write (written here
 through the status subresource, on a timer, as the controller would after reconciling), a
@@ -25,9 +25,9 @@ from components.inference_service import (
     InferenceServiceSpec,
     build_inference_service,
 )
-from serving.canary.actuator import ActuatorError
-from serving.canary.analysis import CanaryDecision, CheckResult
-from serving.canary.kubernetes_actuator import KubernetesActuator
+from mlops_control.rollout.analysis import CanaryDecision, CheckResult
+from mlops_control.traffic.actuator import ActuatorError
+from mlops_control.traffic.kubernetes_actuator import KubernetesActuator
 from tests.apiserver.kserve_controller_status import serverless_status, write_status
 
 pytestmark = pytest.mark.apiserver

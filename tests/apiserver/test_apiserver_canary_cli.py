@@ -15,9 +15,9 @@ from kubernetes import client
 from components import isvc_traffic as patches
 from components.deploy import deploy_model
 from components.inference_service import GROUP, PLURAL, VERSION, InferenceServiceSpec
-from components.train_and_register import train_and_register
+from mlops_control.traffic.model_server_process import mlops_executable
 from mlops_core.registry import ModelRegistry
-from serving.canary.model_server_process import mlops_executable
+from mlops_demo.train_and_register import train_and_register
 
 pytestmark = pytest.mark.apiserver
 MODEL = "churn"
@@ -78,8 +78,15 @@ def test_canary_commands_drive_the_inference_service(
         10,
     )
 
+    # The same version again (the quick start's `make canary VERSION=2` after the deploy step
+    # made v2 the canary): resumed as it is, nothing written.
+    before = read()["metadata"]["resourceVersion"]
     again = mlops("start", "--version", "2")
-    assert again.returncode == 2 and "already a canary at 10%" in again.stderr
+    assert again.returncode == 0, again.stderr
+    assert "canary v2 is already running at 10%" in again.stdout
+    assert read()["metadata"]["resourceVersion"] == before
+    other = mlops("start", "--version", "1")
+    assert other.returncode == 2 and "already a canary at 10%" in other.stderr
 
     promoted = mlops("promote")
     assert promoted.returncode == 0, promoted.stderr

@@ -1,5 +1,5 @@
 """`mlops canary run --target kubernetes`'s loop against a real kube-apiserver: the rollout loop
-(serving/canary/rollout.py) with the Kubernetes actuator patching a real InferenceService, reading
+(mlops_control/rollout/loop.py) with the Kubernetes actuator patching a real InferenceService, reading
 real model servers' /metrics, while a traffic thread splits requests the way Knative would by the
 InferenceService's `canaryTrafficPercent`. A good version is promoted, a bad one rolled back, and
 every decision is an Event on the InferenceService."""
@@ -19,12 +19,12 @@ from kubernetes import client
 from components import isvc_traffic as patches
 from components.deploy import deploy_model
 from components.inference_service import GROUP, PLURAL, VERSION, InferenceServiceSpec
+from mlops_control.rollout.loop import run_rollout
+from mlops_control.rollout.policy import RolloutPolicy
+from mlops_control.rollout.scrape_source import ScrapeSource
+from mlops_control.traffic.kubernetes_actuator import KubernetesActuator
 from mlops_core.jsonl_log import DecisionLog
 from mlops_core.registry import ModelRegistry
-from serving.canary.kubernetes_actuator import KubernetesActuator
-from serving.canary.policy import RolloutPolicy
-from serving.canary.rollout import run_rollout
-from serving.canary.scrape_source import ScrapeSource
 from tests.apiserver.canary_harness import MODEL, KnativeSplit, three_versions
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.slow]

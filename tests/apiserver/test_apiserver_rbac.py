@@ -14,10 +14,11 @@ pytestmark = pytest.mark.apiserver
 ISVC = ("serving.kserve.io", "inferenceservices", "")
 ISVC_STATUS = ("serving.kserve.io", "inferenceservices", "status")
 EVENTS = ("", "events", "")
-# What components/deploy.py calls (read, create, merge-patch the InferenceService) and what the
-# canary actuator calls (read, merge-patch, and record its decisions as Events).
-NEEDED = [(ISVC, "get"), (ISVC, "create"), (ISVC, "patch"), (EVENTS, "create")]
+# What components/deploy.py calls (read, create, merge-patch the InferenceService). Events are
+# the in-cluster controller's (its own Role) or the operator's (`mlops canary`), never the step's.
+NEEDED = [(ISVC, "get"), (ISVC, "create"), (ISVC, "patch")]
 NOT_NEEDED = [
+    (EVENTS, "create"),
     (ISVC, "delete"),
     (ISVC, "deletecollection"),
     (ISVC_STATUS, "update"),  # status is the KServe controller's to write

@@ -1,4 +1,4 @@
-"""The cluster retraining trigger (serving/monitoring/cluster_trigger.py) firing, with real
+"""The cluster retraining trigger (mlops_control/retraining/cluster_trigger.py) firing, with real
 processes: a real model server whose drift monitor judges its own traffic, the real Prometheus the
 tests build scraping it (with the `namespace` label the cluster's relabelling adds), and the
 controller as its Deployment runs it (`mlops canary controller --kfp-host ...`, a separate process
@@ -35,10 +35,10 @@ from kubernetes import client
 
 from components.deploy import deploy_model
 from components.inference_service import GROUP, PLURAL, VERSION, InferenceServiceSpec
-from components.train_and_register import train_and_register
+from mlops_control.retraining.cluster_trigger import LAST_RETRAINING, RETRAINING_ANNOTATION
+from mlops_control.traffic.model_server_process import ModelServerProcess, mlops_executable
 from mlops_core.registry import ModelRegistry
-from serving.canary.model_server_process import ModelServerProcess, mlops_executable
-from serving.monitoring.cluster_trigger import LAST_RETRAINING, RETRAINING_ANNOTATION
+from mlops_demo.train_and_register import train_and_register
 from serving.v1_instances import v1_instances
 from tests.apiserver.canary_harness import MODEL, prometheus_scraping
 from tests.apiserver.control_plane import service_account_api

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from components.ingest import IngestError, read_table
-from serving.canary.model_server_process import free_port
+from mlops_control.traffic.model_server_process import free_port
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.serving.harness import MODEL, RunningServer
 
 pytestmark = pytest.mark.slow  # kfp.local runs, model servers or fuzzing
 
@@ -56,3 +59,11 @@ def test_serve_with_an_invalid_policy_says_which_setting(tmp_path: Path) -> None
     assert result.returncode == 2
     assert "unknown_category" in result.stderr and "maybe" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_logs_the_start_up_line_the_docs_show(server: RunningServer) -> None:
+    # Issue 24, item 11: the start-up line (what is served, where, whether writes need a token)
+    # was logged before any handler was configured, so it never appeared.
+    text = server.log.read_text()
+    pattern = rf"serving {MODEL} version 1 from \S+ on 127\.0\.0\.1:\d+ \(write endpoints are open"
+    assert re.search(pattern, text), text[:2000]

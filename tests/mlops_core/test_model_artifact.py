@@ -16,14 +16,15 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from components.ingest import settle_target
-from components.train import ESTIMATORS, TrainParams, save_model, train_model
+from components.train import TrainParams, save_model, train_model
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
+from mlops_core.estimators import ESTIMATORS_BY_TASK
 from mlops_core.model_artifact import TRUSTED_TYPES, IntegrityError, load_artifact
 from mlops_core.schema import infer_schema
 from tests.tasks.datasets import bundled_frame
 
 
-@pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
+@pytest.mark.parametrize("estimator", sorted(ESTIMATORS_BY_TASK["binary"]))
 def test_every_estimator_the_platform_trains_loads(tmp_path: Path, estimator: str) -> None:
     df = generate_churn(500, seed=2)
     pipeline = train_model(df, CHURN_SCHEMA, TrainParams(estimator, n_estimators=10)).pipeline
@@ -32,12 +33,20 @@ def test_every_estimator_the_platform_trains_loads(tmp_path: Path, estimator: st
     assert isinstance(load_artifact(str(path)), Pipeline)
 
 
-@pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
-@pytest.mark.parametrize("dataset", ["iris", "diabetes"])  # multiclass, regression
+@pytest.mark.parametrize(
+    ("dataset", "estimator"),
+    [
+        (d, e)
+        for d, t in [("iris", "multiclass"), ("diabetes", "regression")]
+        for e in ESTIMATORS_BY_TASK[t]
+    ],
+)
 def test_every_task_the_platform_trains_loads(tmp_path: Path, estimator: str, dataset: str) -> None:
     df, task, target = bundled_frame(dataset)
     spec = settle_target(df[target], task=task, positive_class=None, target=target)
-    schema = replace(infer_schema(df, target), task=spec.task, classes=spec.classes)
+    schema = replace(
+        infer_schema(df, target, max_categories=50), task=spec.task, classes=spec.classes
+    )
     pipeline = train_model(df, schema, TrainParams(estimator, n_estimators=10)).pipeline
     path = tmp_path / "model.skops"
     save_model(pipeline, str(path))

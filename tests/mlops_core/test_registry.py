@@ -16,6 +16,7 @@ from mlops_core.registry import (
     ModelRegistry,
     RegistryError,
     RegistryNotFoundError,
+    promotion_stack,
     sha256_file,
 )
 from mlops_core.registry_store import UnsupportedStoreError
@@ -95,6 +96,34 @@ def test_rollback_walks_history_backwards_and_never_toggles(tmp_path: Path, arti
     with pytest.raises(ChampionConflictError, match="no earlier champion"):
         reg.rollback("churn")
     assert [h["version"] for h in reg.champion_doc("churn")["history"]] == [1, 2, 3, 2, 1]
+
+
+def test_a_rollback_never_returns_to_the_version_it_rolled_back_from(
+    tmp_path: Path, artifact
+) -> None:
+    """The probe: promote v3, `rollback --to 2`, `rollback` made v3 champion again."""
+    reg = ModelRegistry(str(tmp_path / "reg"))
+    for auc in (0.8, 0.81, 0.82):
+        _register(reg, artifact[0], auc)
+    reg.set_champion("churn", 1, reason="first")
+    reg.set_champion("churn", 3, reason="promote 3")
+    assert reg.rollback("churn", 2) == 2
+    assert reg.rollback("churn") == 1  # not 3: v3 was rolled back from
+    with pytest.raises(ChampionConflictError, match="no earlier champion"):
+        reg.rollback("churn")
+    reg.set_champion("churn", 3, reason="fixed and promoted again")
+    assert reg.rollback("churn") == 1  # an explicit promotion puts v3 back on the stack
+
+
+def test_promotion_stack_drops_every_version_rolled_back_from() -> None:
+    def entry(version: int, action: str = "promote") -> dict[str, object]:
+        return {"version": version, "action": action}
+
+    history = [entry(1), entry(2), entry(3), entry(4), entry(2, "rollback"), entry(5)]
+    assert promotion_stack(history) == [1, 2, 5]
+    history += [entry(3, "rollback")]  # 3 was skipped by the first rollback: pushed, 5 dropped
+    assert promotion_stack(history) == [1, 2, 3]
+    assert promotion_stack([*history, entry(9, "rollback")]) == [1, 2, 9]
 
 
 def test_promoting_the_champion_is_refused_and_leaves_no_entry(tmp_path: Path, artifact) -> None:

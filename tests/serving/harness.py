@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 
 from components.train import TrainParams, save_model, train_model
+from mlops_control.traffic.model_server_process import free_port, wait_for_http_ready
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
 from mlops_core.drift import profile_reference
 from mlops_core.registry import ModelRegistry
-from serving.canary.model_server_process import free_port, wait_for_http_ready
 
 MODEL = "churn"
 

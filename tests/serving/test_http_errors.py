@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mlops_control.traffic.router import BadAdminRequest, RouterStateConflict, UnknownAdminTarget
 from mlops_core.errors import (
     ConflictError,
     InvalidInputError,
@@ -14,7 +15,6 @@ from mlops_core.errors import (
     NotFoundError,
     TooLargeError,
 )
-from serving.canary.router import BadAdminRequest, RouterStateConflict, UnknownAdminTarget
 from serving.http_errors import NotReady, UpstreamFailed, status_for
 from serving.http_middleware import BodyTooLarge, VersionNotServed
 from serving.monitoring.feedback import BadFeedback, TooMuchFeedback, UnknownPrediction

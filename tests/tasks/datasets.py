@@ -3,11 +3,15 @@ column holds strings (or numbers, for regression), with no schema."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn import datasets
+
+from mlops_core.schema import FeatureSchema, infer_schema
+from mlops_core.target import settle_target
 
 # name -> (loader, task, target column, how the label is spelled)
 BUNDLED = {
@@ -39,3 +43,22 @@ def write_bundled_csv(name: str, folder: Path) -> tuple[Path, str, str]:
     path = folder / f"{name}.csv"
     df.to_csv(path, index=False)
     return path, task, target
+
+
+def market_frame(rows: int = 1250, seed: int = 0) -> pd.DataFrame:
+    """A stock-market table shaped like ISLR's Smarket: five lagged returns, volume, and today's
+    return `Today`, from which the label `Direction` (Up if Today > 0) is made: a target leak."""
+    rng = np.random.default_rng(seed)
+    returns = rng.normal(0.0, 1.1, rows + 5)
+    df = pd.DataFrame({f"Lag{k}": returns[5 - k : 5 - k + rows].round(3) for k in range(1, 6)})
+    df["Volume"] = rng.gamma(9.0, 0.16, rows).round(4)
+    df["Today"] = returns[5:].round(3)
+    df["Direction"] = np.where(df["Today"] > 0, "Up", "Down")
+    return df
+
+
+def settled_schema(df: pd.DataFrame, target: str) -> FeatureSchema:
+    """The schema ingest settles for `df` with no schema given: inferred, task and classes decided."""
+    spec = settle_target(df[target], target=target)
+    schema = infer_schema(df, target, max_categories=50)
+    return replace(schema, task=spec.task, classes=spec.classes)

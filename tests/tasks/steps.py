@@ -45,6 +45,8 @@ def run_steps(
         registry_uri=registry_uri,
         model_name=model_name,
         fail_on_drift=tp.fail_on_drift,
+        leakage_threshold=tp.leakage_threshold,
+        fail_on_leakage=tp.fail_on_leakage,
     )
     train_step(
         train_path=p["train"],

@@ -153,7 +153,8 @@ def test_kfp_metrics_per_task(tmp_path: Path, name: str) -> None:
     schema = FeatureSchema.load(_ingested_schema(tmp_path, name))
     train = pd.read_parquet(tmp_path / f"{name}-train_path")
     holdout = pd.read_parquet(tmp_path / f"{name}-holdout_path")
-    model = train_model(train, schema, TrainParams("logistic_regression")).pipeline
+    linear = "ridge" if schema.task == "regression" else "logistic_regression"
+    model = train_model(train, schema, TrainParams(linear)).pipeline
     ev = evaluate_model(model, holdout, schema, **TrainingParams().for_step(evaluate_model))
     metrics, classification = Metrics(), ClassificationMetrics()
     log_evaluation(ev, metrics, classification)
@@ -171,8 +172,8 @@ def test_the_gate_knows_lower_is_better_for_regression_errors(tmp_path: Path) ->
     schema = FeatureSchema.load(_ingested_schema(tmp_path, "diabetes"))
     train = pd.read_parquet(tmp_path / "diabetes-train_path")
     holdout = pd.read_parquet(tmp_path / "diabetes-holdout_path")
-    good = train_model(train, schema, TrainParams("logistic_regression")).pipeline  # Ridge
-    weak = train_model(train.head(40), schema, TrainParams("logistic_regression")).pipeline
+    good = train_model(train, schema, TrainParams("ridge")).pipeline
+    weak = train_model(train.head(40), schema, TrainParams("ridge")).pipeline
     ev = evaluate_model(
         good,
         holdout,
