@@ -169,7 +169,11 @@ class RetrainingWatch:
     def _record(self, isvc: dict[str, Any], decision: TriggerDecision, figures: str) -> None:
         run = decision.run.run_id if decision.run else ""
         record = RetrainingRecord(at=decision.at, run_id=run, trigger_id=decision.trigger_id)
-        written = self.changes.apply(isvc, Change(annotations={LAST_RETRAINING: record.to_json()}))
+        # Unguarded: the run has started whatever the rollout or KServe wrote since the read (in
+        # the same pass, the rollout's own record); a guarded write lost the record and the Event.
+        written = self.changes.apply(
+            isvc, Change(annotations={LAST_RETRAINING: record.to_json()}, guarded=False)
+        )
         if decision.action == "fired":
             message = f"KFP run {run} started: {decision.reason}; {figures}"
             self.changes.event(written, "retrain", message)

@@ -34,8 +34,13 @@ class Change:
     annotations: Values = field(default_factory=dict)
     labels: Values = field(default_factory=dict)
     stage: ReleaseStage | None = None  # for release
+    # False for a record of what has already happened (a KFP run started): it must land whatever
+    # changed since the read, or the fact is lost; only a decision is void on a changed object.
+    guarded: bool = True
 
     def __post_init__(self) -> None:
+        if not self.guarded and self.traffic != "keep":
+            raise ValueError("a traffic change is a decision: it is always guarded")
         if (self.traffic == "set_percent") != (self.percent is not None):
             raise ValueError("a percent goes with set_percent, and only with it")
         if (self.traffic == "release") != (self.stage is not None):
@@ -45,8 +50,9 @@ class Change:
 class InferenceServiceChanges(Protocol):
     def apply(self, isvc: dict[str, Any], change: Change) -> dict[str, Any]:
         """Write `change` in one patch, guarded by `isvc`'s resourceVersion (the object the
-        decision was made from); returns the object written. Raises `TrafficStateError` when it
-        changed since, `InferenceServiceWriteError` when the API refused."""
+        decision was made from) unless `change.guarded` is False; returns the object written.
+        Raises `TrafficStateError` when it changed since, `InferenceServiceWriteError` when the
+        API refused."""
         ...
 
     def event(self, isvc: dict[str, Any], action: str, message: str) -> None:
@@ -91,7 +97,8 @@ class KubernetesChanges:
         meta = isvc["metadata"]
         writer = traffic.InferenceServiceWriter(self.api_client, meta["name"], meta["namespace"])
         return writer.apply(
-            lambda cur, mode: change_patch(cur, mode, change), based_on=meta["resourceVersion"]
+            lambda cur, mode: change_patch(cur, mode, change),
+            based_on=meta["resourceVersion"] if change.guarded else None,
         )
 
     def route(self, isvc: dict[str, Any]) -> dict[str, Any] | None:

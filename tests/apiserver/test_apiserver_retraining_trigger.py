@@ -35,10 +35,18 @@ from kubernetes import client
 
 from components.deploy import deploy_model
 from components.inference_service import GROUP, PLURAL, VERSION, InferenceServiceSpec
-from mlops_control.retraining.cluster_trigger import LAST_RETRAINING, RETRAINING_ANNOTATION
+from components.isvc_traffic import TrafficStateError
+from mlops_control.retraining.cluster_trigger import (
+    LAST_RETRAINING,
+    RETRAINING_ANNOTATION,
+    RetrainingWatch,
+)
+from mlops_control.retraining.trigger import LaunchedRun, RetrainingRequest
+from mlops_control.traffic.isvc_changes import Change, KubernetesChanges
 from mlops_control.traffic.model_server_process import ModelServerProcess, mlops_executable
 from mlops_core.registry import ModelRegistry
 from mlops_demo.train_and_register import train_and_register
+from serving.monitoring.drift_monitor import DriftSnapshot
 from serving.v1_instances import v1_instances
 from tests.apiserver.canary_harness import MODEL, prometheus_scraping
 from tests.apiserver.control_plane import service_account_api
@@ -240,3 +248,70 @@ def test_sustained_drift_in_prometheus_starts_one_kfp_run_then_cools_down(
     )
     last = json.loads(isvc["metadata"]["annotations"][LAST_RETRAINING])
     assert last["run_id"] == run["run_id"] and last["id"] in run["display_name"]
+
+
+class _ChangingLauncher:
+    """Starts a "run" and, while doing so, writes to the InferenceService as the rollout or
+    KServe's status update does between the watch's read and its record (seen on kind: the run
+    started and its record and Event were lost to the stale resourceVersion)."""
+
+    def __init__(self, api: client.ApiClient, name: str, ns: str) -> None:
+        self.api, self.name, self.ns = api, name, ns
+
+    def launch(self, request: RetrainingRequest) -> LaunchedRun:
+        client.CustomObjectsApi(self.api).patch_namespaced_custom_object(
+            GROUP, VERSION, self.ns, PLURAL, self.name,
+            {"metadata": {"annotations": {"example.com/written-meanwhile": "yes"}}},
+        )  # fmt: skip
+        return LaunchedRun(run_id="run-1", run_name=f"retrain-{request.model}")
+
+
+class _Drifting:
+    """Prometheus's answer for a version whose every feature drifted, one evaluation per read."""
+
+    def __init__(self) -> None:
+        self.at = time.time()
+
+    def read(self, model: str, version: str) -> DriftSnapshot:
+        self.at += 5
+        return DriftSnapshot(
+            at=self.at, model=model, version=version, rows=1000, share_drifted=1.0,
+            psi={"age": 0.9}, effect={"age": 0.5}, drifted={"age": True},
+        )  # fmt: skip
+
+    def quality(self, model: str, version: str) -> None:
+        return None
+
+
+def test_a_started_run_is_recorded_on_an_object_changed_since_the_read(
+    admin_api, project_base, tmp_path
+):
+    ns, name = project_base, f"churn-{uuid.uuid4().hex[:8]}"
+    deploy_model(
+        InferenceServiceSpec(
+            name=name, namespace=ns, image="mlops-platform/serving:test",
+            storage_uri="s3://models/churn/1", model_name=MODEL, model_version="1",
+        ),
+        api_client=admin_api,
+    )  # fmt: skip
+    objects = client.CustomObjectsApi(admin_api)
+    objects.patch_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, name,
+        {"metadata": {"annotations": {RETRAINING_ANNOTATION: '{"min_evaluations": 1, "sustain_s": 0}'}}},
+    )  # fmt: skip
+    changes = KubernetesChanges(admin_api)
+    watch = RetrainingWatch(_Drifting(), _ChangingLauncher(admin_api, name, ns), changes)  # type: ignore[arg-type]
+    read = objects.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+    assert watch.reconcile(read, MODEL) == "fired"
+
+    now = objects.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+    ann = now["metadata"]["annotations"]
+    assert json.loads(ann[LAST_RETRAINING])["run_id"] == "run-1"
+    assert ann["example.com/written-meanwhile"] == "yes"  # the other write is kept
+    events = client.CoreV1Api(admin_api).list_namespaced_event(
+        ns, field_selector=f"involvedObject.name={name},reason=RetrainingTriggered"
+    )
+    assert [e.message.split(":")[0] for e in events.items] == ["KFP run run-1 started"]
+    # A decision on the stale object is still refused: only the record of a fact is unguarded.
+    with pytest.raises(TrafficStateError):
+        changes.apply(read, Change(annotations={"example.com/decided": "stale"}))

@@ -229,18 +229,33 @@ def test_the_in_cluster_retraining_trigger_starts_a_run_through_the_api(
                 i += 1
                 if i % 20 == 0:
                     runs = client.list_runs(page_size=200).runs or []
-                    new = [run for run in runs if run.run_id not in before]
+                    # The trigger's runs only (retrain-<model>-trg-...), not another test's.
+                    new = [
+                        run
+                        for run in runs
+                        if run.run_id not in before
+                        and (run.display_name or "").startswith("retrain-")
+                    ]
                 time.sleep(0.5)
-        assert new, "the controller started no run within 10 minutes of drifted traffic"
+        logs = kfp_cluster.kubectl(
+            "logs", "-n", namespace, "deploy/mlops-canary-controller", "--tail=40", check=False
+        ).stdout
+        assert new, f"the controller started no run within 10 minutes of drifted traffic:\n{logs}"
         FACTS["retraining trigger: drifted traffic to a KFP run"] = (
             f"{time.monotonic() - started:.0f} s"
         )
         selector = f"reason=RetrainingTriggered,involvedObject.name={name}"
-        got = kfp_cluster.kubectl(
-            "get", "events", "-n", namespace, "--field-selector", selector, "-o", "json"
-        )  # fmt: skip
-        events = json.loads(got.stdout)["items"]
-        assert events, "no RetrainingTriggered Event on the InferenceService"
+        # The Event is written just after the run starts: the run can be listed first.
+        deadline, events = time.monotonic() + 60, []
+        while time.monotonic() < deadline:
+            got = kfp_cluster.kubectl(
+                "get", "events", "-n", namespace, "--field-selector", selector, "-o", "json"
+            )  # fmt: skip
+            events = json.loads(got.stdout)["items"]
+            if events:
+                break
+            time.sleep(2)
+        assert events, f"no RetrainingTriggered Event on the InferenceService; controller:\n{logs}"
         message = events[-1]["message"]
         assert any(f"KFP run {r.run_id} started" in message for r in new), message
     finally:
