@@ -745,3 +745,27 @@ def _hint(e: ApiException) -> str:
         " (the ServiceAccount needs get/patch on inferenceservices in this namespace: the "
         "inferenceservice-deployer or canary-controller Role that `make deploy` applies)"
     )
+
+
+def predictor_pods(isvc_name: str, predictor_name: str | None) -> str:
+    """The pod names of a Standard-mode predictor, as an RE2 pattern: KServe names the Deployment
+    like its Service (predictor.go: buildObjectMeta(isvc, PredictorServiceName(...)), and the
+    canary's Deployment is read back by that name), and a Deployment's pods are
+    <deployment>-<pod-template hash>-<suffix> (names under ~47 characters, before truncation)."""
+    return f"{predictor_service(isvc_name, predictor_name)}-[a-z0-9]+-[a-z0-9]+"
+
+
+def role_pods(isvc: dict[str, Any]) -> tuple[str, str] | None:
+    """The stable's and the canary's pod patterns where only their pods tell them apart: an
+    image-only rollout in Standard mode (one model, so one `version` label on both); else None,
+    and the version label is enough."""
+    if mode_of(isvc).name != "standard":
+        return None
+    entries = isvc.get("spec", {}).get("canary") or []
+    if len(entries) != 1:
+        return None
+    stable, canary = predictor_of(isvc), entries[0].get("predictor") or {}
+    if storage_uri_in(canary) != storage_uri_in(stable):
+        return None
+    name = isvc["metadata"]["name"]
+    return predictor_pods(name, stable.get("name")), predictor_pods(name, canary.get("name"))

@@ -103,7 +103,9 @@ class Reconciler:
     it needs to continue is read from the object each time."""
 
     api_client: client.ApiClient
-    source_for: Callable[[str], MetricsSource]  # namespace -> source
+    # The InferenceService -> its metrics source (its namespace's; its pods where they tell the
+    # stable from the canary: components.isvc_traffic.role_pods).
+    source_for: Callable[[dict[str, Any]], MetricsSource]
     clock: Callable[[], float] = time.time
     changes: InferenceServiceChanges | None = None  # default: through the Kubernetes API
     # A release stage not served in this time is reported (once, AnalysisFailed) and waited on.
@@ -289,7 +291,7 @@ class Reconciler:
     ) -> str:
         now = self.clock()
         progress = strategy.begin(_percent(isvc), now)
-        reading = read_safely(self.source_for(_namespace(isvc)), model_of(isvc), stable, canary)
+        reading = read_safely(self.source_for(isvc), model_of(isvc), stable, canary)
         if isinstance(reading, Snapshot):  # else the first analysis takes the baseline
             progress = with_baseline(progress, reading)
         record = RolloutRecord(canary, stable, progress, now)
@@ -317,7 +319,7 @@ class Reconciler:
         self, strategy: ReleaseStrategy, isvc: dict[str, Any], record: RolloutRecord
     ) -> str:
         reading = read_safely(
-            self.source_for(_namespace(isvc)),
+            self.source_for(isvc),
             model_of(isvc),
             record.stable_version,
             record.canary_version,

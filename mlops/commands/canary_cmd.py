@@ -365,6 +365,7 @@ def controller(
     import logging
     import socket
 
+    from components.isvc_traffic import role_pods
     from components.kube_client import load_api_client
     from mlops_control.controller import Controller, LeaderElection, Reconciler
 
@@ -377,11 +378,12 @@ def controller(
     )
     api = load_api_client(context)
 
-    def source_for(ns: str) -> Any:
+    def source_for(isvc: dict[str, Any]) -> Any:
         return new_source(
             Target.kubernetes,
             prometheus_url=s.prometheus_url,
-            selector=s.prometheus_selector or f'namespace="{ns}"',
+            selector=s.prometheus_selector or f'namespace="{isvc["metadata"]["namespace"]}"',
+            pods=role_pods(isvc),
         )
 
     election = LeaderElection(api, s.namespace, identity=identity or socket.gethostname())

@@ -62,11 +62,15 @@ def new_source(
     status: TrafficStatus | None = None,
     prometheus_url: str = "",
     selector: str = "",
+    pods: tuple[str, str] | None = None,
 ) -> MetricsSource:
-    """Kubernetes: Prometheus at `prometheus_url`; local: the two model servers the local
-    router's `status` names."""
+    """Kubernetes: Prometheus at `prometheus_url` (with `pods`, or the `status`'s, where only
+    the pods tell the stable from the canary); local: the two model servers the local router's
+    `status` names."""
     if str(target) == "local":
         if status is None:
             raise ActuatorError("the local source needs the router's status (its servers' URLs)")
         return ScrapeSource(status.detail["stable_url"], status.detail["canary_url"])
-    return PrometheusSource(prometheus_url, selector=selector)
+    if pods is None and status is not None:
+        pods = status.detail.get("pods")
+    return PrometheusSource(prometheus_url, selector=selector, pods=pods)

@@ -3,6 +3,10 @@
 Each read sums the series over pods: `sum by (version, ...)` of the cumulative counters, selected
 by model, version and an optional extra label selector (e.g. `namespace="mlops"`). A pod restart
 drops the sum; the window delta then counts the new total (as `increase()` would, approximately).
+
+Where the stable and the canary serve one version (an image-only rollout: same model, new serving
+image), the version label cannot tell them apart; then each role's series are selected by its
+pods' names (`pods`, from `components.isvc_traffic.role_pods`) and tagged with a `role` label.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -27,6 +32,8 @@ from mlops_control.rollout.window import Histogram, Snapshot, VersionCounters
 from mlops_core.errors import MlopsError
 
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.:-]+$")
+# A pod-name pattern as role_pods writes it: DNS-label characters and the class `[a-z0-9]+`.
+_POD_PATTERN = re.compile(r"^([a-z0-9-]|\[a-z0-9\]\+)+$")
 
 
 class PrometheusError(MlopsError):
@@ -40,25 +47,57 @@ def _quote(value: str) -> str:
 
 
 class PrometheusSource:
-    def __init__(self, url: str, *, selector: str = "", timeout_s: float = 10.0) -> None:
-        """`url` is Prometheus' base URL; `selector` extra matchers, e.g. 'namespace="mlops"'."""
+    def __init__(
+        self,
+        url: str,
+        *,
+        selector: str = "",
+        timeout_s: float = 10.0,
+        pods: tuple[str, str] | None = None,
+    ) -> None:
+        """`url` is Prometheus' base URL; `selector` extra matchers, e.g. 'namespace="mlops"';
+        `pods` the stable's and the canary's pod-name patterns, where one version is both."""
         self.url = url.rstrip("/")
         self.selector = selector.strip().strip(",")
         self.timeout_s = timeout_s
+        for pattern in pods or ():
+            if not _POD_PATTERN.match(pattern):
+                raise PrometheusError(f"pod pattern {pattern!r} is not a pod-name pattern")
+        self.pods = pods
 
     def queries(self, model: str, versions: tuple[str, str]) -> dict[str, str]:
         """The PromQL this source runs (also shown by `mlops canary status`)."""
-        matchers = [f'model="{_quote(model)}"', f'version=~"{"|".join(map(_quote, versions))}"']
-        if self.selector:
-            matchers.append(self.selector)
-        sel = ",".join(matchers)
         endpoints = f'endpoint=~"{"|".join(ANALYSED_ENDPOINTS)}"'
         predictions = "|".join(PREDICTION_BUCKETS)  # the served task's prediction histogram
-        return {
-            "requests": f"sum by (version, outcome) ({REQUESTS}{{{sel},{endpoints}}})",
-            "latency": f"sum by (version, le) ({DURATION_BUCKET}{{{sel},{endpoints}}})",
-            "predictions": f'sum by (version, le) ({{__name__=~"{predictions}",{sel}}})',
+        # name -> (the label summed by beside version, the series for a selector)
+        shapes: dict[str, tuple[str, Callable[[str], str]]] = {
+            "requests": ("outcome", lambda sel: f"{REQUESTS}{{{sel},{endpoints}}}"),
+            "latency": ("le", lambda sel: f"{DURATION_BUCKET}{{{sel},{endpoints}}}"),
+            "predictions": ("le", lambda sel: f'{{__name__=~"{predictions}",{sel}}}'),
         }
+        if self.pods is None:
+            sel = self._selector(model, f'version=~"{"|".join(map(_quote, versions))}"')
+            return {
+                name: f"sum by (version, {by}) ({series(sel)})"
+                for name, (by, series) in shapes.items()
+            }
+        # One version on both sides: each role's own pods, tagged with a `role` label.
+        roles = [
+            (role, self._selector(model, f'version="{_quote(v)}"', f'pod=~"{pods}"'))
+            for role, v, pods in zip(("stable", "canary"), versions, self.pods, strict=True)
+        ]
+        return {
+            name: " or ".join(
+                f'label_replace(sum by (version, {by}) ({series(sel)}), "role", "{role}", "", "")'
+                for role, sel in roles
+            )
+            for name, (by, series) in shapes.items()
+        }
+
+    def _selector(self, model: str, *matchers: str) -> str:
+        return ",".join(
+            [f'model="{_quote(model)}"', *matchers, *([self.selector] if self.selector else [])]
+        )
 
     def _query(self, promql: str) -> list[dict[str, Any]]:
         r = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=self.timeout_s)
@@ -108,21 +147,26 @@ class PrometheusSource:
         errors: dict[str, float] = defaultdict(float)
         latency: dict[str, dict[float, float]] = defaultdict(dict)
         probability: dict[str, dict[float, float]] = defaultdict(dict)
+
+        def key(row: dict[str, Any]) -> str:  # the role where pods tell them, else the version
+            return str(row["metric"].get("role" if self.pods else "version", ""))
+
         for row in results["requests"]:
-            v = row["metric"].get("version", "")
+            v = key(row)
             value = _count(row["value"][1])
             requests[v] += value
             if row["metric"].get("outcome") == "5xx":
                 errors[v] += value
         for name, into in (("latency", latency), ("predictions", probability)):
             for row in results[name]:
-                v = row["metric"].get("version", "")
+                v = key(row)
                 le = float(row["metric"]["le"])
                 if math.isnan(le):
                     raise ValueError(f"bucket bound le={row['metric']['le']!r}")
                 into[v][le] = _count(row["value"][1])
         counters = {}
-        for role, v in (("stable", stable_version), ("canary", canary_version)):
+        for role, version in (("stable", stable_version), ("canary", canary_version)):
+            v = role if self.pods else version
             missing = [
                 n
                 for n, have in (
@@ -133,7 +177,10 @@ class PrometheusSource:
                 if not have
             ]
             if missing:
-                return NoData(f"Prometheus has no {', '.join(missing)} for {role} version {v}")
+                where = f" (pods {self.pods[role == 'canary']})" if self.pods else ""
+                return NoData(
+                    f"Prometheus has no {', '.join(missing)} for {role} version {version}{where}"
+                )
             counters[role] = VersionCounters(
                 requests=round(requests[v]),
                 errors=round(errors[v]),

@@ -106,6 +106,8 @@ class KubernetesActuator:
                 "canary_percent_in_spec": pct,
                 "traffic": split,
                 "resourceVersion": isvc["metadata"].get("resourceVersion"),
+                # An image-only rollout's stable and canary pods (one version label on both).
+                "pods": traffic.role_pods(isvc) if canary else None,
             },
         )
 

@@ -125,3 +125,41 @@ def test_the_same_model_on_the_same_image_is_refused() -> None:
     isvc = served()
     with pytest.raises(p.TrafficStateError, match="already the stable model"):
         new_image(isvc, "mlops-platform/serving:aaa")
+
+
+def test_kserve_names_a_predictors_deployment_like_its_service() -> None:
+    """role_pods' premise, read from the pinned source: the stable's and each canary's Deployment
+    is named PredictorServiceName(isvc, predictor.name), so its pods start with that name."""
+    src = kserve_file("pkg/controller/v1beta1/inferenceservice/components/predictor.go")
+    assert (
+        "predictorName := constants.PredictorServiceName(isvc.Name, isvc.Spec.Predictor.Name)"
+        in src
+    )
+    assert "objectMeta := p.buildObjectMeta(isvc, predictorName," in src
+    assert "canaryName := constants.PredictorServiceName(isvc.Name, canary.Predictor.Name)" in src
+    assert "client.ObjectKey{Name: canaryName, Namespace: isvc.Namespace}, deploy)" in src
+
+
+@pytest.mark.parametrize("stable_name", [None, "v3"], ids=["unnamed-stable", "named-v3-stable"])
+def test_an_image_only_canary_is_told_from_the_stable_by_its_pods(stable_name: str | None) -> None:
+    isvc = served(name=stable_name)
+    assert p.role_pods(isvc) is None  # no canary
+    started = apply(isvc, new_image(isvc, "mlops-platform/serving:bbb"))
+    pods = p.role_pods(started)
+    assert pods is not None
+    canary_name = started["spec"]["canary"][0]["predictor"]["name"]
+    stable_pod = f"{p.predictor_service('churn', stable_name)}-6d5f7c8b9-x2k9q"
+    canary_pod = f"churn-{canary_name}-predictor-5f6d7c8b9-abcde"
+    # Each pattern matches its own role's pods and not the other's (RE2 anchors like fullmatch).
+    assert [bool(re.fullmatch(pods[0], pod)) for pod in (stable_pod, canary_pod)] == [True, False]
+    assert [bool(re.fullmatch(pods[1], pod)) for pod in (stable_pod, canary_pod)] == [False, True]
+
+
+def test_a_model_change_or_knative_needs_no_pods() -> None:
+    isvc = served()
+    predictor = p.with_storage_uri(p.predictor_of(isvc), URI.replace("/3", "/4"))
+    started = apply(isvc, STD.start_patch(isvc, "4", predictor, 10))
+    assert p.role_pods(started) is None  # v3 against v4: the version label tells them apart
+    knative = served()
+    knative["metadata"]["annotations"][DEPLOYMENT_MODE_ANNOTATION] = "Knative"
+    assert p.role_pods(knative) is None

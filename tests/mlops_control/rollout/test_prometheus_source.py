@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -61,20 +62,19 @@ def servers(registered, tmp_path_factory) -> Iterator[dict[str, ModelServerProce
             server.stop()
 
 
-@pytest.fixture(scope="module")
-def prometheus(prometheus_binary, servers, tmp_path_factory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("prometheus")
-    targets = ", ".join(f'"{s.url.removeprefix("http://")}"' for s in servers.values())
+@contextmanager
+def running_prometheus(binary: Path, static_configs: str, work: Path) -> Iterator[str]:
+    """A real Prometheus scraping `static_configs` (YAML list items) every second; its URL."""
     (work / "prometheus.yml").write_text(
         "global:\n  scrape_interval: 1s\n"
         "scrape_configs:\n"
         "  - job_name: model-servers\n"
-        f"    static_configs:\n      - targets: [{targets}]\n        labels: {{namespace: canary-test}}\n"
+        f"    static_configs:\n{static_configs}"
     )
     port = free_port()
     log = (work / "prometheus.log").open("wb")
     proc = subprocess.Popen(
-        [str(prometheus_binary), f"--config.file={work / 'prometheus.yml'}",
+        [str(binary), f"--config.file={work / 'prometheus.yml'}",
          f"--storage.tsdb.path={work / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -97,6 +97,16 @@ def prometheus(prometheus_binary, servers, tmp_path_factory) -> Iterator[str]:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def prometheus(prometheus_binary, servers, tmp_path_factory) -> Iterator[str]:
+    targets = ", ".join(f'"{s.url.removeprefix("http://")}"' for s in servers.values())
+    config = f"      - targets: [{targets}]\n        labels: {{namespace: canary-test}}\n"
+    with running_prometheus(
+        prometheus_binary, config, tmp_path_factory.mktemp("prometheus")
+    ) as url:
+        yield url
 
 
 def send_traffic(servers: dict[str, ModelServerProcess]) -> None:
