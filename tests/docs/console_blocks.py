@@ -245,5 +245,11 @@ def run_page(path: Path, shell: PageShell) -> None:
         shell.stop_background()
 
 
+def page_commands(path: Path) -> list[Command]:
+    """Every command of a page's console blocks, in order (for a test that runs some of them)."""
+    document = Sybil(parsers=[ConsoleBlockParser()]).parse(path)
+    return [cmd for example in document.examples() for cmd in split_commands(str(example.parsed))]
+
+
 def pages() -> list[Path]:
     return sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.parts)

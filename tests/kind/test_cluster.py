@@ -381,21 +381,26 @@ def test_canary_split_at_the_gateway_matches_each_step_and_promotion_retargets(
     assert events("CanaryPromoted")
 
 
-# README "The operator's view", step 2 (Standard mode), verbatim but for the context flag.
-KUBECTL_CANARY_START = """
-kubectl --context kind-${KIND_TEST_CLUSTER:-mlops-test} -n $NS get isvc $ISVC -o json | jq --arg v "$V" --arg uri "$URI" '
-  {spec: {canary: [{trafficPercent: 10, predictor: (.spec.predictor
-    | del(.minReplicas, .maxReplicas, .scaleTarget, .scaleMetric, .autoScaling)
-    | .name = "v\\($v)"
-    | .containers[0].env |= map(if .name == "STORAGE_URI" then .value = $uri else . end))}]}}' |
-  kubectl --context kind-${KIND_TEST_CLUSTER:-mlops-test} -n $NS patch isvc $ISVC --type merge --patch-file /dev/stdin
-"""
+def kubectl_canary_start() -> str:
+    """docs/canary-cluster.md's step 2 (Standard mode), as the page has it: read from the page, so
+    the page cannot drift from what runs here."""
+    from tests.docs.console_blocks import DOCS, page_commands
+
+    (command,) = [
+        c.line
+        for c in page_commands(DOCS / "canary-cluster.md")
+        if c.line.startswith("kubectl -n $NS get isvc $ISVC -o json | jq")
+    ]
+    return command
 
 
 def start_canary_with_kubectl(version: str) -> None:
-    """The README operator section's command: a spec.canary entry added with kubectl alone."""
+    """The operator page's command: a spec.canary entry added with kubectl alone, on the test's
+    cluster (a kubectl function adds the context; the command is the page's, verbatim)."""
+    context = f"kind-{os.environ.get('KIND_TEST_CLUSTER', 'mlops-test')}"
+    script = f'kubectl() {{ command kubectl --context {context} "$@"; }}\n{kubectl_canary_start()}'
     start = subprocess.run(
-        ["bash", "-c", KUBECTL_CANARY_START],
+        ["bash", "-c", script],
         env=os.environ
         | {
             "NS": NAMESPACE,
@@ -407,6 +412,7 @@ def start_canary_with_kubectl(version: str) -> None:
         text=True,
     )
     assert start.returncode == 0, start.stderr
+    assert "patched" in start.stdout, start.stdout  # what the page shows
 
 
 def register_inverted(store: Store, label: str, seed: int) -> str:
