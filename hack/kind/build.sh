@@ -13,7 +13,10 @@ total=$SECONDS
 [[ ${1:-} == --check ]] && export CHECK_ONLY=1
 env_file="$CACHE/kind/local.env"
 mkdir -p "$CACHE/kind"
-run_mark=$(wc -l <"$CACHE/logs/stages.tsv" 2>/dev/null || echo 0)
+# The stages log's length before this run (none yet on a new machine: 0, without the shell's
+# "No such file" a failed redirection prints before `2>/dev/null` applies).
+run_mark=0
+[[ -f "$CACHE/logs/stages.tsv" ]] && run_mark=$(wc -l <"$CACHE/logs/stages.tsv")
 
 start=$SECONDS
 bash "$ROOT/hack/ensure-docker.sh"
