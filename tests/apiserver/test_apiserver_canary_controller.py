@@ -54,6 +54,10 @@ POLICY = {
     "min_requests_per_step": 40,
     "warmup_requests": 20,
     "max_failed_analyses": 2,
+    # Milliseconds are noise here, not a regression: two local servers on 2 cores, the canary's at
+    # 10% of the traffic, differed at p99 by 9.2 against 3.7 ms and v2 was rolled back for it (CI,
+    # and twice after). What these tests check is the controller, so slowness counts from 50 ms.
+    "latency_floor_s": 0.05,
 }
 
 
@@ -189,11 +193,19 @@ def test_rollouts_started_with_kubectl_are_promoted_or_rolled_back_and_survive_a
         replica = Running(controller_api, ns, prometheus, "replica-a")
         try:
             _deploy(admin_api, servers["registry"], name, ns, 2)  # the pipeline's deploy step
-            _wait_for(
-                lambda: any(e.reason == "CanaryStepUp" for e in _events(admin_api, name, ns)),
-                240,
-                "the first step-up",
-            )
+            try:
+                _wait_for(
+                    lambda: any(e.reason == "CanaryStepUp" for e in _events(admin_api, name, ns)),
+                    240,
+                    "the first step-up",
+                )
+            except AssertionError as e:  # what the controller did meanwhile, for the next reader
+                said = [f"{ev.reason}: {ev.message}"[:200] for ev in _events(admin_api, name, ns)]
+                ann = _read(admin_api, name, ns)["metadata"].get("annotations", {})
+                raise AssertionError(
+                    f"{e}; events {said}; traffic failures {split.failures[:5]}; "
+                    f"rollout state {ann.get(STATE_ANNOTATION, '')[:600]}"
+                ) from e
             # Kill the controller between two steps; a new replica resumes from the object.
             replica.kill()
             state = json.loads(

@@ -66,7 +66,14 @@ def _train_started(work: Path) -> bool:
 @pytest.mark.parametrize("fork_server", ["true", "false"])
 def test_sigint_during_training_leaves_no_task_running(tmp_path: Path, fork_server: str) -> None:
     env = {**os.environ, "MLOPS_TASK_FORK_SERVER": fork_server}
-    run = subprocess.Popen([sys.executable, "-c", RUN, str(tmp_path)], env=env)
+    # SIGINT's default disposition, as in a terminal: a job started in the background by a
+    # non-interactive shell (a CI runner's `cmd &`) inherits SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler, so the run would ignore the Ctrl-C under test.
+    run = subprocess.Popen(
+        [sys.executable, "-c", RUN, str(tmp_path)],
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 400
     while not _train_started(tmp_path):
         assert run.poll() is None, "the run ended before its train step started"
