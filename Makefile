@@ -192,7 +192,7 @@ offline-build: ## build every upstream image here (no registry needed); prints t
 	hack/kind/build.sh
 
 cluster: ## create a laptop cluster (kind-config.yaml; needs ~8 GiB for Docker)
-	hack/cluster.sh create
+	@hack/cluster.sh create
 
 cluster-delete: ## delete the laptop cluster
 	hack/cluster.sh delete

@@ -11,7 +11,9 @@ Sybil finds the blocks (its MyST code-block lexer); this module only says how on
 - a command ending in `&` starts in the background: its output must show what the page shows
   within `BACKGROUND_WAIT_S`, and it is stopped when the page ends;
 - a command that exits non-zero fails the block, unless the page shows it printing `error: ...`
-  (the CLI's one-line answer to a mistake).
+  (the CLI's one-line answer to a mistake) or `Error from server` (kubectl's refusal);
+- a command a fixture already ran as the page has it (`done`, e.g. the cluster page's
+  `make cluster ...`) is not run again.
 
 Pages whose front matter says `run: kind` are run on the kind cluster only (tests/docs/test_docs.py
 marks them); pages saying `run: none` have no blocks to run.
@@ -51,6 +53,8 @@ BACKGROUND_WAIT_S = 120
 # MLOPS_DOCS_RECORD=FILE: run a page's commands and write what each printed to FILE, comparing
 # nothing (for writing a page's expected output).
 RECORD = os.environ.get("MLOPS_DOCS_RECORD", "")
+# How a page shows a command that fails as it should: the CLI's one line, kubectl's refusal.
+SHOWN_ERRORS = ("error:", "Error from server")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -66,6 +70,7 @@ class PageShell:
 
     cwd: Path
     env: dict[str, str]
+    done: frozenset[str] = frozenset()  # commands already run, as typed, by a fixture
     background: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def stop_background(self) -> None:
@@ -168,6 +173,8 @@ def _failure(cmd: Command, got: str, why: str) -> str:
 
 def run_command(shell: PageShell, cmd: Command) -> str | None:
     """Run one command; None when its output is what the page shows, else the difference."""
+    if cmd.line in shell.done:
+        return None
     if cmd.line.rstrip().endswith("&"):
         return _run_background(shell, cmd)
     proc = subprocess.run(
@@ -184,7 +191,7 @@ def run_command(shell: PageShell, cmd: Command) -> str | None:
         with open(RECORD, "a") as out:
             out.write(f"$ {cmd.line}\n{got}[exit {proc.returncode}]\n")
         return None
-    if proc.returncode != 0 and not cmd.want.lstrip().startswith("error:"):
+    if proc.returncode != 0 and not cmd.want.lstrip().startswith(SHOWN_ERRORS):
         return _failure(cmd, got, f"exit status {proc.returncode}")
     if not _matches(cmd.want, got):
         return _failure(cmd, got, "the output differs")

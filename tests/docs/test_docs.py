@@ -20,6 +20,7 @@ from tests.docs.console_blocks import (
     DOCS,
     REPO,
     PageShell,
+    page_commands,
     page_environment,
     page_front_matter,
     pages,
@@ -80,6 +81,14 @@ def test_every_command_block_is_run() -> None:
     fence = re.compile(r"^(`{3,}|~{3,})\s*(bash|sh|shell|zsh|shell-session)\b", re.MULTILINE)
     offenders = [str(p.relative_to(REPO)) for p in pages() if fence.search(p.read_text())]
     assert not offenders, f"shell blocks no test runs (use ```console): {offenders}"
+
+
+def test_every_console_block_is_commands_and_their_output() -> None:
+    """Every page's ```console blocks, those of the cluster pages and `run: none` pages too, read
+    as commands (`$ ...`) and what they print: a block of output alone belongs in ```text."""
+    for page in pages():
+        for cmd in page_commands(page):
+            assert cmd.line.strip(), f"{page.name}: an empty command"
 
 
 def test_docs_build_strict(tmp_path: Path) -> None:

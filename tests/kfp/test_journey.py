@@ -27,6 +27,7 @@ from tests.docs.console_blocks import (
 )
 from tests.kfp.kfp_cluster import FACTS, KfpCluster
 from tests.kfp.test_kfp_api import STORE, object_store
+from tests.kind.cluster_harness import PAGE_COMMANDS_RUN
 
 pytestmark = [pytest.mark.kfp, pytest.mark.slow]
 
@@ -36,9 +37,19 @@ MODEL = "customers"  # the page's model
 
 def page_shell(root: Path, cluster: KfpCluster) -> PageShell:
     return PageShell(
-        cwd=scratch_checkout(root, more=("hack", "pipelines")),
+        cwd=scratch_checkout(root, more=("hack", "pipelines", "kind-config.yaml")),
         env=page_environment(REPO / ".venv" / "bin", {"IMAGE_TAG": cluster.env["IMAGE_TAG"]}),
+        done=frozenset(PAGE_COMMANDS_RUN),
     )
+
+
+def forget_model(cluster: KfpCluster, model: str) -> None:
+    """No InferenceService and no registered version of `model`: a page starts from a model the
+    cluster has never seen (the kind tests, or a kept cluster, may have served one)."""
+    cluster.kubectl("delete", "isvc", model, "-n", "mlops", "--ignore-not-found", check=False)
+    with object_store(cluster) as fs:
+        if fs.exists(f"{STORE.registry_uri}/{model}"):
+            fs.rm(f"{STORE.registry_uri}/{model}", recursive=True)
 
 
 def test_the_kfp_page_runs_on_the_cluster_as_typed(kfp_cluster: KfpCluster, tmp_path: Path) -> None:
@@ -46,14 +57,30 @@ def test_the_kfp_page_runs_on_the_cluster_as_typed(kfp_cluster: KfpCluster, tmp_
     run_page(DOCS / "kfp.md", page_shell(tmp_path / "checkout", kfp_cluster))
 
 
+def test_the_cluster_page_runs_on_the_cluster_as_typed(
+    kfp_cluster: KfpCluster, tmp_path: Path
+) -> None:
+    """docs/cluster.md, the cluster's quick start: its `make cluster images kind-load deploy` is the
+    one the cluster fixture ran (tests/kind/cluster_fixture.py); here the rest, in order: the tool
+    check, the VM-driver refusal, a first `make upload run` that serves `churn`, a request through
+    the gateway, the kubectl views, and a pod the namespace's Pod Security refuses."""
+    from tests.kind.cluster_fixture import setup_command
+
+    assert setup_command() in PAGE_COMMANDS_RUN, "the cluster fixture did not run the page's setup"
+    forget_model(kfp_cluster, "churn")
+    start = time.monotonic()
+    try:
+        run_page(DOCS / "cluster.md", page_shell(tmp_path / "checkout", kfp_cluster))
+    finally:
+        FACTS["cluster page (docs/cluster.md)"] = f"{time.monotonic() - start:.0f} s"
+        # The KFP tests after this one start `churn` from nothing, as before this test.
+        forget_model(kfp_cluster, "churn")
+
+
 def test_the_journey_page_runs_on_the_cluster_as_typed(
     kfp_cluster: KfpCluster, tmp_path: Path
 ) -> None:
-    # The page starts from a model the registry has never seen (a kept cluster may hold one).
-    with object_store(kfp_cluster) as fs:
-        if fs.exists(f"{STORE.registry_uri}/{MODEL}"):
-            fs.rm(f"{STORE.registry_uri}/{MODEL}", recursive=True)
-    kfp_cluster.kubectl("delete", "isvc", MODEL, "-n", "mlops", "--ignore-not-found", check=False)
+    forget_model(kfp_cluster, MODEL)
     shell = page_shell(tmp_path / "checkout", kfp_cluster)
     start, since = time.monotonic(), datetime.now(UTC)
     try:

@@ -2,8 +2,8 @@
 by the same steps a user runs:
 
   hack/ensure-docker.sh; make offline-build (hack/kind/build.sh: every upstream image built here,
-  cached by version); make cluster (kind-config.yaml + kind-config.quirks.yaml); make images
-  kind-load; make deploy (DEPLOY_STEPS: all but KFP)
+  cached by version); docs/cluster.md's `make cluster images kind-load deploy`, read from the page
+  (kind-config.yaml + kind-config.quirks.yaml; DEPLOY_STEPS: all but KFP)
 
 with LOCAL_ENV switching the images to the local builds. Each stage's time, and the node's peak
 memory, are printed at the end of the session. KEEP_KIND_CLUSTER=1 keeps the cluster afterwards;
@@ -26,6 +26,7 @@ import pytest
 from tests.kind.cluster_harness import (
     CLUSTER_NAME,
     FACTS,
+    PAGE_COMMANDS_RUN,
     ROOT,
     TIMINGS,
     kubectl,
@@ -49,6 +50,16 @@ class KindCluster:
     def make(self, label: str, *targets: str, check: bool = True, **variables: str):
         args = [f"{k}={v}" for k, v in variables.items()]
         return run(label, ["make", *targets, *args], env=self.env, check=check)
+
+
+def setup_command() -> str:
+    """The command docs/cluster.md gives to make the cluster and install the platform."""
+    from tests.docs.console_blocks import DOCS, page_commands
+
+    (line,) = [
+        c.line for c in page_commands(DOCS / "cluster.md") if c.line.startswith("make cluster")
+    ]
+    return line
 
 
 def _stage_lines_since(mark: int) -> list[list[str]]:
@@ -98,7 +109,14 @@ def kind_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindClust
             [local["KIND"], "delete", "cluster", "--name", CLUSTER_NAME], capture_output=True
         )
     try:
-        cluster.make("make cluster", "cluster")
+        # docs/cluster.md's command, as the page has it, with this machine's settings in `env`.
+        setup = setup_command()
+        run(
+            f"{setup} (docs/cluster.md)",
+            ["bash", "-c", setup],
+            env=env | {"DEPLOY_STEPS": DEPLOY_STEPS},
+        )
+        PAGE_COMMANDS_RUN.add(setup)
         # A quirk of this node image: kubeadm's apiserver-kubelet-client user cannot read logs.
         kubectl(
             "create",
@@ -110,8 +128,6 @@ def kind_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindClust
             "kube-apiserver-kubelet-client",
             check=False,
         )
-        cluster.make("make images kind-load", "images", "kind-load")
-        cluster.make("make deploy", "deploy", DEPLOY_STEPS=DEPLOY_STEPS)
         yield cluster
     finally:
         peak = node_peak_memory_mb()

@@ -25,6 +25,8 @@ GATEWAY_PORT = int(os.environ.get("KIND_TEST_GATEWAY_PORT", "31180"))
 CONTEXT = f"kind-{CLUSTER_NAME}"
 TIMINGS: dict[str, float] = {}
 FACTS: dict[str, str] = {}
+# The commands of docs/ pages a fixture ran as the page has them (a page's test skips them).
+PAGE_COMMANDS_RUN: set[str] = set()
 
 
 def run(
