@@ -33,7 +33,11 @@ from tests.docs.console_blocks import (
 DOC_ENV = {"ROWS": "8000"}
 RUN_MODES = ("local", "kind", "none")
 # The cluster pages a test runs, block by block, on the kind cluster with KFP.
-CLUSTER_PAGES = {"journey.md": "tests/kfp/test_journey.py", "kfp.md": "tests/kfp/test_journey.py"}
+CLUSTER_PAGES = {
+    "cluster.md": "tests/kind/cluster_fixture.py (its setup command) and tests/kfp/test_journey.py",
+    "journey.md": "tests/kfp/test_journey.py",
+    "kfp.md": "tests/kfp/test_journey.py",
+}
 # Cluster pages of which a test runs some commands, read from the page.
 PARTLY_RUN = {"canary-cluster.md": "tests/kind/test_cluster.py runs step 2 (the kubectl canary)"}
 # `make docs`' command: -W turns every warning into an error.
