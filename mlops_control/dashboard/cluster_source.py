@@ -22,7 +22,7 @@ import httpx
 from kubernetes import client
 
 from components.inference_service import GROUP, PLURAL, VERSION
-from components.isvc_traffic import annotations_of, mode_of
+from components.isvc_traffic import annotations_of, mode_of, role_pods
 from mlops_control.controller import STATUS_ANNOTATION
 from mlops_control.dashboard.source import HISTORY_POINTS, check_points, unix
 from mlops_control.records import DecisionRecord
@@ -110,15 +110,30 @@ class PrometheusSeries:
             "share_drifted": _pts(share[0]) if share else [],
         }
 
-    def traffic_share(self, model: str) -> dict[str, list[list[float]]]:
-        """Each version's share of the model's requests per second, over time."""
+    def traffic_share(
+        self, model: str, pods: tuple[str, str] | None = None
+    ) -> dict[str, list[list[float]]]:
+        """Each version's share of the model's requests per second, over time. In an image-only
+        rollout both sides report one version; `pods` (the stable's and the canary's pod-name
+        patterns, `role_pods`) then splits it by role, keyed `<version> stable|canary`."""
         requests = f"{names.REQUESTS_TOTAL}{{model={_quote(model)}}}"
-        promql = (
-            f"sum by (version) (rate({requests}[1m])) "
-            f"/ ignoring(version) group_left sum(rate({requests}[1m]))"
-        )
+        total = f"sum(rate({requests}[1m]))"
+        if pods is None:
+            promql = (
+                f"sum by (version) (rate({requests}[1m])) / ignoring(version) group_left {total}"
+            )
+            key = ("version",)
+        else:
+            by_role = " or ".join(
+                f"label_replace(sum by (version) (rate({names.REQUESTS_TOTAL}{{model={_quote(model)}"
+                f',pod=~"{pattern}"}}[1m])), "role", "{role}", "", "")'
+                for role, pattern in zip(("stable", "canary"), pods, strict=True)
+            )
+            promql = f"({by_role}) / ignoring(version, role) group_left {total}"
+            key = ("version", "role")
         return {
-            s["metric"].get("version", ""): _pts(s) for s in self.prom.range(promql, self.range_s)
+            " ".join(s["metric"].get(k, "") for k in key): _pts(s)
+            for s in self.prom.range(promql, self.range_s)
         }
 
     def feature(self, model: str, name: str, version: str | None) -> dict[str, Any]:
@@ -310,7 +325,7 @@ class ClusterSource:
             if e.reason in ROLLOUT_REASONS
         ]
         return rollout | {
-            "share": self.series.traffic_share(model),
+            "share": self.series.traffic_share(model, role_pods(isvc)),
             "checks": dict(checks),
             "decisions": decisions,
         }

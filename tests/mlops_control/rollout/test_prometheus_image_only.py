@@ -21,6 +21,7 @@ from components.inference_service import (
     InferenceServiceSpec,
     build_inference_service,
 )
+from mlops_control.dashboard.cluster_source import Prometheus, PrometheusSeries
 from mlops_control.rollout.prometheus_source import PrometheusSource
 from mlops_control.rollout.scrape_source import ScrapeSource
 from mlops_control.rollout.window import Snapshot
@@ -72,6 +73,17 @@ def one_version_twice(registered, tmp_path_factory) -> Iterator[dict[str, ModelS
             server.stop()
 
 
+def send(http: httpx.Client, servers: dict[str, ModelServerProcess], rows: list) -> None:
+    """12 requests to the stable, 5 to the canary."""
+    for role, n in (("stable", 12), ("canary", 5)):
+        for k in range(n):
+            answer = http.post(
+                f"{servers[role].url}/v1/models/{MODEL}:predict",
+                json={"instances": rows[k : k + 2]},
+            )
+            assert answer.status_code == 200, answer.text
+
+
 def test_the_stable_and_canary_of_one_version_are_read_apart_by_their_pods(
     prometheus_binary,  # noqa: F811
     one_version_twice,
@@ -94,13 +106,7 @@ def test_the_stable_and_canary_of_one_version_are_read_apart_by_their_pods(
     )
     rows = instances(40, seed=5)
     with running_prometheus(prometheus_binary, config, tmp_path) as url, httpx.Client() as http:
-        for role, n in (("stable", 12), ("canary", 5)):
-            for k in range(n):
-                answer = http.post(
-                    f"{one_version_twice[role].url}/v1/models/{MODEL}:predict",
-                    json={"instances": rows[k : k + 2]},
-                )
-                assert answer.status_code == 200, answer.text
+        send(http, one_version_twice, rows)
         direct = ScrapeSource(
             one_version_twice["stable"].url, one_version_twice["canary"].url
         ).read(MODEL, version, version)
@@ -121,6 +127,24 @@ def test_the_stable_and_canary_of_one_version_are_read_apart_by_their_pods(
         )
         assert isinstance(merged, Snapshot)
         assert merged.stable.requests == merged.canary.requests == 17
+
+        # The dashboard's traffic share tells the roles apart the same way. A rate needs an
+        # increase between two scrapes: a second wave, 12 to 5 again, after the first was scraped.
+        send(http, one_version_twice, rows)
+        series = PrometheusSeries(Prometheus(url), range_s=60)
+        roles = {f"{version} stable", f"{version} canary"}
+        share: dict[str, list[list[float]]] = {}
+        for _ in range(60):
+            share = series.traffic_share(MODEL, pods)
+            if set(share) == roles and all(pts and pts[-1][1] > 0 for pts in share.values()):
+                break
+            asyncio.run(asyncio.sleep(0.5))
+        assert set(share) == roles, share
+        stable_share, canary_share = (share[f"{version} {r}"][-1][1] for r in ("stable", "canary"))
+        assert stable_share > canary_share > 0, share
+        assert stable_share + canary_share == pytest.approx(1.0)
+        # By the version label alone: one line, the version's whole traffic.
+        assert set(series.traffic_share(MODEL)) == {version}
 
 
 def test_a_pod_pattern_that_is_not_a_pod_name_pattern_is_refused() -> None:
