@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_core.schema import FeatureSchema
+from mlops_core.slices import MISSING_SLICE, SHOWN_SLICE_METRICS, SliceMetrics
 from mlops_core.step_timing import timed_step
 from mlops_core.target import DEFAULT_PRIMARY_METRIC
 
@@ -99,6 +100,12 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"tests_passed": self.tests_passed}
+
+    def slice_record(self) -> SliceMetrics | None:
+        """The per-slice metrics as the registry keeps them (None: no slice column)."""
+        if not self.slice_column or not self.slices:
+            return None
+        return SliceMetrics(column=self.slice_column, task=self.task, metrics=self.slices)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Evaluation:
@@ -192,7 +199,7 @@ def slice_metrics(
     """Metrics per category of `column` (missing values form their own slice)."""
     if column not in df.columns:
         raise ValueError(f"slice column {column!r} is not in the data; columns: {list(df.columns)}")
-    keys = df[column].astype(object).where(df[column].notna(), "__missing__").astype(str)
+    keys = df[column].astype(object).where(df[column].notna(), MISSING_SLICE).astype(str)
     if schema is None:  # a binary model's positive-class probabilities
         return {
             str(k): classification_metrics(y[idx], output[idx], threshold)
@@ -502,11 +509,7 @@ def log_evaluation(evaluation: Evaluation, metrics: Any, classification: Any) ->
     for name, value in evaluation.metrics.items():
         if np.isfinite(value):
             metrics.log_metric(name, round(float(value), 6))
-    shown = {
-        "binary": ("roc_auc", "accuracy", "rows"),
-        "multiclass": ("accuracy", "macro_f1", "rows"),
-        "regression": ("rmse", "mae", "rows"),
-    }[evaluation.task]
+    shown = (*SHOWN_SLICE_METRICS[evaluation.task], "rows")
     for key, sm in evaluation.slices.items():
         for name in shown:
             if np.isfinite(sm.get(name, float("nan"))):

@@ -71,6 +71,7 @@ def register_step(
         run_id=run_id,
         estimator=train["params"]["estimator"],
         tags={"gate": "passed" if decision.promote else "rejected"},
+        slices=evaluation.slice_record(),
     )
     promoted, reasons = decision.promote, list(decision.reasons)
     if promoted:

@@ -7,6 +7,9 @@ Layout under the registry URI (a local folder locally, ``s3://bucket/prefix`` on
     <model>/versions/<n>/model.skops       the whole scikit-learn Pipeline, skops format
     <model>/versions/<n>/schema.json       the feature schema it was trained on
     <model>/versions/<n>/reference.json    drift reference profile of its training data
+    <model>/versions/<n>/slices.json       its holdout metrics per category of the slice column
+                                           (absent: none recorded, or registered before they
+                                           were kept)
     <model>/versions/<n>/version.json      metrics, data fingerprint, params, code version, run id,
                                            artifact sha256 (written last: a version exists once
                                            this file does)
@@ -39,6 +42,7 @@ from mlops_core.errors import ConflictError, InvalidInputError, MlopsError, NotF
 from mlops_core.model_artifact import IntegrityError, load_artifact, sha256_file
 from mlops_core.registry_store import AtomicStore
 from mlops_core.schema import FeatureSchema, SchemaError
+from mlops_core.slices import SliceMetrics
 
 __all__ = [
     "MODEL_FILE",
@@ -49,6 +53,7 @@ __all__ = [
     "ModelVersion",
     "RegistryError",
     "RegistryNotFoundError",
+    "SliceMetrics",
     "UnreadableVersion",
     "code_version",
     "load_artifact",
@@ -58,6 +63,7 @@ __all__ = [
 _Record = TypeVar("_Record")  # a dataclass a registry JSON file is read into
 
 MODEL_FILE = "model.skops"
+SLICES_FILE = "slices.json"
 _LEGACY_CHAMPION = "champion.json"  # the single rewritten pointer of earlier releases (read only)
 _ANY = object()  # set_champion's `expected` when the caller does not care who is champion now
 _MAX_APPEND_TRIES = 100
@@ -368,6 +374,22 @@ class ModelRegistry:
                 f"{type(e).__name__}: {e}"
             ) from e
 
+    def slices(self, model: str, version: int | str = "champion") -> SliceMetrics | None:
+        """The version's holdout metrics per slice, or None where it has none recorded (no slice
+        column, or registered before the registry kept them)."""
+        n = self.resolve(model, version)
+        path = posixpath.join(self.version_dir(model, n), SLICES_FILE)
+        try:
+            doc = self._read_json(path)
+        except RegistryNotFoundError:
+            return None
+        try:
+            return SliceMetrics.from_dict(doc)
+        except ValueError as e:
+            raise CorruptRegistryFileError(
+                f"registry file {self.fs.unstrip_protocol(path)} is not a slice metrics record: {e}"
+            ) from e
+
     def artifact_path(self, model: str, version: int | str = "champion") -> str:
         n = self.resolve(model, version)
         uri: str = self.fs.unstrip_protocol(posixpath.join(self.version_dir(model, n), MODEL_FILE))
@@ -403,8 +425,10 @@ class ModelRegistry:
         run_id: str = "",
         estimator: str = "",
         tags: dict[str, str] | None = None,
+        slices: SliceMetrics | None = None,
     ) -> ModelVersion:
-        """Copy an artifact in as the next version and record its lineage."""
+        """Copy an artifact in as the next version and record its lineage (with `slices`, its
+        holdout metrics per slice)."""
         with fsspec.open(artifact_path, "rb") as src:
             blob = src.read()  # read once: the digest recorded is the digest of what is stored
         n = self._claim_version(model, run_id)
@@ -412,6 +436,8 @@ class ModelRegistry:
         self.store.put_whole(posixpath.join(vdir, MODEL_FILE), blob)
         self.store.put_whole(posixpath.join(vdir, "schema.json"), schema.to_json().encode())
         self.store.put_whole(posixpath.join(vdir, "reference.json"), _dumps(reference.to_dict()))
+        if slices is not None:
+            self.store.put_whole(posixpath.join(vdir, SLICES_FILE), _dumps(slices.to_dict()))
         mv = ModelVersion(
             model=model,
             version=n,

@@ -122,7 +122,7 @@ class PrometheusSeries:
             promql = (
                 f"sum by (version) (rate({requests}[1m])) / ignoring(version) group_left {total}"
             )
-            key = ("version",)
+            key: tuple[str, ...] = ("version",)
         else:
             by_role = " or ".join(
                 f"label_replace(sum by (version) (rate({names.REQUESTS_TOTAL}{{model={_quote(model)}"

@@ -1,4 +1,4 @@
-"""The pages' JSON: the registry (versions, lineage, champions, training reference) joined with a
+"""The pages' JSON: the registry (versions, lineage, champions, training reference, slice metrics)
 `DashboardSource` (live quality, drift, rollouts, decisions, retraining runs).
 
 Registry reads are cached for `registry_ttl_s`: a page polled every few seconds by several
@@ -8,14 +8,17 @@ browsers reads the store at most once per interval, which keeps the portfolio fa
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from mlops_control.dashboard.source import DashboardSource, unix
+from mlops_core.drift import FeatureProfile
 from mlops_core.errors import NotFoundError
 from mlops_core.registry import ModelRegistry, RegistryError
+from mlops_core.slices import MISSING_SLICE, SliceMetrics
 from serving.metrics import OTHER_CATEGORY
 
 # The live quality metric the portfolio sets beside the same metric at training time.
@@ -179,6 +182,7 @@ class DashboardData:
             counts = [by_category.get(c, 0.0) for c in profile.categories]
             counts += [by_category.get(OTHER_CATEGORY, 0.0), live.get("missing") or 0.0]
         total = sum(counts) if counts else 0
+        live_shares = [c / total for c in counts] if counts and total else None
         return {
             "model": model,
             "feature": name,
@@ -186,14 +190,73 @@ class DashboardData:
             "version": str(version),
             "bins": bin_labels(profile),
             "reference": list(profile.proportions),
-            "live": [c / total for c in counts] if counts and total else None,
+            "live": live_shares,
             "rows": live.get("rows", 0),
             "latest": live.get("latest"),
             "thresholds": live.get("thresholds"),
             "psi": live.get("psi", []),
             "moments": live.get("moments"),
+            **self._slices(model, int(version), profile, live_shares),
             "generated_at": time.time(),
         }
+
+    def _slices(
+        self, model: str, version: int, profile: FeatureProfile, live: list[float] | None
+    ) -> dict[str, Any]:
+        """The version's slice column, and its slice table when this feature is that column."""
+        try:
+            recorded = self.registry.slices(model, version)
+        except RegistryError as e:  # the distribution is still worth showing
+            return {"slice_column": None, "slices": None, "slice_error": str(e)}
+        return {
+            "slice_column": recorded.column if recorded else None,
+            "slices": slice_table(recorded, profile, live)
+            if recorded and recorded.column == profile.name
+            else None,
+            "slice_error": None,
+        }
+
+
+def slice_table(
+    recorded: SliceMetrics, profile: FeatureProfile, live: list[float] | None
+) -> dict[str, Any]:
+    """Each slice's holdout metrics beside its share of the training reference and of the live
+    window: the shares of the profile's bucket of that category (none for a category the
+    reference does not name). Categories come in the reference's order; missing values (category
+    None) last."""
+    bucket = {c: i for i, c in enumerate(profile.categories)} if profile.kind != "numeric" else {}
+    missing = len(profile.proportions) - 1
+
+    def index(category: str) -> int | None:
+        return missing if category == MISSING_SLICE else bucket.get(category)
+
+    def order(category: str) -> tuple[int, str]:
+        i = index(category)
+        return (len(bucket) if i is None else i, category)
+
+    rows = []
+    for category in sorted(recorded.metrics, key=order):
+        metrics, i = recorded.metrics[category], index(category)
+        held_out = metrics.get("rows", math.nan)
+        rows.append(
+            {
+                "category": None if category == MISSING_SLICE else category,
+                "training_share": profile.proportions[i] if i is not None else None,
+                "live_share": live[i] if live is not None and i is not None else None,
+                "holdout_rows": int(held_out) if _finite(held_out) is not None else None,
+                "metrics": {k: _finite(v) for k, v in metrics.items() if k != "rows"},
+            }
+        )
+    return {
+        "column": recorded.column,
+        "task": recorded.task,
+        "shown_metrics": list(recorded.shown),
+        "categories": rows,
+    }
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
 
 
 def bin_labels(profile: Any) -> list[str]:

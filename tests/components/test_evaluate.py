@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from components.evaluate import (
 from components.train import TrainParams, predict_proba, save_model, train_model
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
 from mlops_core.registry import ModelRegistry
+from mlops_core.slices import SliceMetrics
 from pipelines.params import TrainingParams
 
 FAST = TrainParams(estimator="xgboost", n_estimators=60, seed=1)
@@ -65,6 +67,8 @@ def test_evaluation_has_slices_tests_and_kfp_metrics(data, model) -> None:
     assert ev.tests_passed, [t.detail for t in ev.tests]
     assert np.array(ev.confusion_matrix).sum() == len(data[1])
     assert Evaluation.from_dict(json.loads(json.dumps(ev.to_dict()))) == ev
+    assert ev.slice_record() == SliceMetrics("contract", "binary", ev.slices)
+    assert replace(ev, slice_column="", slices={}).slice_record() is None  # nothing to keep
     from components.evaluate import log_evaluation
 
     metrics, classification = Metrics(), ClassificationMetrics()

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from components.evaluate import evaluate_model
+from components.evaluate import Evaluation, evaluate_model
 from components.gate import decide
 from components.ingest import ingest, ingest_step
 from components.register import register_step
 from components.train import TrainParams, train_step
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
 from mlops_core.registry import ModelRegistry
+from mlops_core.slices import SliceMetrics
 from pipelines.params import TrainingParams
 
 
@@ -140,4 +141,8 @@ def test_register_promotes_only_when_the_gate_passes(tmp_path: Path) -> None:
     assert len(v2.data_fingerprint) == 64 and v2.estimator == "xgboost"
     assert 0 < v2.metrics["train_positive_rate"] < 1
     assert registry.reference("churn", 2).prediction is not None
+    # The evaluation's slice metrics are kept with the version (they outlive the run).
+    evaluation = Evaluation.from_dict(json.loads((tmp_path / "bb" / "ev.json").read_text()))
+    assert registry.slices("churn", 2) == SliceMetrics("contract", "binary", evaluation.slices)
+    assert set(evaluation.slices) == {"month-to-month", "one-year", "two-year"}
     assert generate_churn(1).columns[-1] == registry.schema("churn", 2).target

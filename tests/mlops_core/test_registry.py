@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from mlops_core.registry import (
     sha256_file,
 )
 from mlops_core.registry_store import UnsupportedStoreError
+from mlops_core.slices import MISSING_SLICE, SliceMetrics
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +65,44 @@ def test_versions_champion_and_rollback(tmp_path: Path, artifact) -> None:
         reg.rollback("churn", 2)
     assert reg.schema("churn") == CHURN_SCHEMA
     assert reg.reference("churn").feature("region").kind == "categorical"
+
+
+def test_slice_metrics_round_trip_and_a_version_without_them_reads_as_none(
+    tmp_path: Path, artifact
+) -> None:
+    reg = ModelRegistry(str(tmp_path / "reg"))
+    assert _register(reg, artifact[0], 0.8) == 1  # as versions were registered before slices
+    slices = SliceMetrics(
+        "contract",
+        "binary",
+        {
+            "month-to-month": {"roc_auc": 0.71, "accuracy": 0.66, "rows": 410.0},
+            "two-year": {"roc_auc": float("nan"), "accuracy": 0.98, "rows": 95.0},  # one class
+            MISSING_SLICE: {"roc_auc": 0.5, "accuracy": 0.7, "rows": 10.0},
+        },
+    )
+    v2 = reg.register(
+        "churn",
+        artifact[0],
+        schema=CHURN_SCHEMA,
+        reference=profile_reference(generate_churn(200), CHURN_SCHEMA),
+        slices=slices,
+    ).version
+    assert reg.slices("churn", 1) is None
+    read = reg.slices("churn", v2)
+    assert read is not None and (read.column, read.task) == ("contract", "binary")
+    assert read.shown == ("roc_auc", "accuracy")
+    assert read.metrics["month-to-month"] == slices.metrics["month-to-month"]
+    assert read.metrics[MISSING_SLICE] == slices.metrics[MISSING_SLICE]
+    two_year = read.metrics["two-year"]
+    assert math.isnan(two_year["roc_auc"]) and two_year["rows"] == 95.0
+    assert (
+        reg.get("churn", v2).metrics == {}
+    )  # version.json is unchanged: slices are their own file
+    file = tmp_path / "reg" / "churn" / "versions" / str(v2) / "slices.json"
+    file.write_text('{"column": "contract", "metrics": {"a": {"rows": "ten"}}}')
+    with pytest.raises(CorruptRegistryFileError, match=r"slices\.json is not a slice metrics"):
+        reg.slices("churn", v2)
 
 
 def test_loaded_model_predicts_like_the_original(tmp_path: Path, artifact) -> None:

@@ -80,6 +80,11 @@ def test_local_run_trains_evaluates_and_registers_the_first_champion(registry_di
     assert logged["roc_auc"] == pytest.approx(mv.metrics["roc_auc"], abs=1e-6)
     classification = artifacts["classification"]["artifacts"][0]["metadata"]
     assert {"confidenceMetrics", "confusionMatrix"} <= set(classification)
+    # The slice metrics the evaluate task logged are kept with the version in the registry.
+    slices = ModelRegistry(str(registry_dir / "registry")).slices("churn", 1)
+    assert slices is not None and slices.column == "contract" and len(slices.metrics) == 3
+    for category, metrics in slices.metrics.items():
+        assert logged[f"contract={category}/roc_auc"] == pytest.approx(metrics["roc_auc"], abs=1e-6)
 
 
 @pytest.mark.slow

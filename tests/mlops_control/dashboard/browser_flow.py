@@ -15,6 +15,7 @@ from pathlib import Path
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 
@@ -49,6 +50,19 @@ def attr(driver: webdriver.Chrome, css: str, name: str) -> str | None:
 def text(driver: webdriver.Chrome, css: str) -> str | None:
     found = driver.find_elements(By.CSS_SELECTOR, css)
     return found[0].text if found else None
+
+
+def slice_row(tr: WebElement) -> dict[str, object]:
+    """One row of the slice table: its category and each cell's text."""
+    cells = {
+        td.get_attribute("data-field"): td.text
+        for td in tr.find_elements(By.CSS_SELECTOR, "td[data-field]")
+    }
+    metrics = {
+        td.get_attribute("data-metric"): td.text
+        for td in tr.find_elements(By.CSS_SELECTOR, "td[data-metric]")
+    }
+    return {"category": tr.get_attribute("data-category"), **cells, "metrics": metrics}
 
 
 def main(base: str, model: str, feature: str, out: Path) -> None:
@@ -96,7 +110,18 @@ def main(base: str, model: str, feature: str, out: Path) -> None:
             "psi": text(driver, "#feature-summary [data-field=psi]"),
             "drifted": text(driver, "#feature-summary [data-field=drifted]"),
             "charts": len(driver.find_elements(By.CSS_SELECTOR, ".uplot")),
+            "slice_link": attr(driver, "#slice-note a", "href"),
+            "slice_column": text(driver, "#slice-note a"),
         }
+
+        # The slice column's page, reached by the link the feature page gives.
+        open_page(driver, str(seen["feature"]["slice_link"]))
+        seen["slice_page"] = {
+            "charts": len(driver.find_elements(By.CSS_SELECTOR, ".uplot")),
+            "header": [th.text for th in driver.find_elements(By.CSS_SELECTOR, "#slice-table th")],
+            "rows": [slice_row(tr) for tr in driver.find_elements(
+                By.CSS_SELECTOR, "#slice-table tbody tr")],
+        }  # fmt: skip
         driver.save_screenshot(str(out / "dashboard-feature.png"))
         seen["errors"] = [
             e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE"

@@ -11,39 +11,60 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.train import TrainParams, model_input, save_model, train_model
+from components.evaluate import slice_metrics, task_metrics
+from components.train import TrainParams, model_input, predict_output, save_model, train_model
 from mlops_control.traffic.model_server_process import free_port, wait_for_http_ready
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
 from mlops_core.drift import DriftThresholds, profile_reference
 from mlops_core.registry import ModelRegistry
+from mlops_core.settings import DEFAULT_DECISION_THRESHOLD
+from mlops_core.slices import SliceMetrics
 from serving.monitoring.drift_monitor import DriftMonitor, WindowConfig
 from serving.monitoring.feedback import FeedbackStore
 from serving.monitoring.monitoring_log import MONITORING_LOG, MonitoringLog
 
 
-def register_models(registry_uri: str, names: list[str], rows: int = 2000) -> None:
-    """One trained logistic regression, registered (and made champion) under every name."""
+def register_models(
+    registry_uri: str, names: list[str], rows: int = 2000, *, seed: int = 3, champion: bool = True
+) -> list[int]:
+    """One trained logistic regression, with its metrics and slice metrics on a generated holdout,
+    registered (and made champion, unless `champion` is False) under every name; its versions."""
     registry = ModelRegistry(registry_uri)
-    train = generate_churn(rows, seed=3)
+    train = generate_churn(rows, seed=seed)
     result = train_model(train, CHURN_SCHEMA, TrainParams(estimator="logistic_regression"))
-    path = Path(registry_uri).parent / "model.skops"
+    path = Path(registry_uri).parent / f"model-{seed}.skops"
     save_model(result.pipeline, str(path))
     reference = profile_reference(
         train,
         CHURN_SCHEMA,
         predictions=result.pipeline.predict_proba(model_input(train, CHURN_SCHEMA))[:, 1],
     )
+    holdout = generate_churn(rows // 2, seed=seed + 1000)
+    y = CHURN_SCHEMA.encode_target(holdout[CHURN_SCHEMA.target])
+    output = predict_output(result.pipeline, holdout, CHURN_SCHEMA)
+    metrics = task_metrics(CHURN_SCHEMA, y, output, DEFAULT_DECISION_THRESHOLD)
+    column = CHURN_SCHEMA.categorical_features[0].name
+    slices = SliceMetrics(
+        column,
+        CHURN_SCHEMA.task,
+        slice_metrics(holdout, y, output, column, DEFAULT_DECISION_THRESHOLD, CHURN_SCHEMA),
+    )
+    versions = []
     for name in names:
         mv = registry.register(
             name,
             str(path),
             schema=CHURN_SCHEMA,
             reference=reference,
-            metrics={"accuracy": 0.8, "roc_auc": 0.85},
+            metrics=metrics,
             estimator="logistic_regression",
             run_id=f"run-{name}",
+            slices=slices,
         )
-        registry.set_champion(name, mv.version, reason="dashboard tests")
+        if champion:
+            registry.set_champion(name, mv.version, reason="dashboard tests")
+        versions.append(mv.version)
+    return versions
 
 
 def write_monitoring(

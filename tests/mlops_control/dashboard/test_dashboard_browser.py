@@ -1,6 +1,7 @@
 """The dashboard in headless Chromium during a live local canary rollout: every page shows the
-numbers the API gives (traffic share, last decision, each check's evidence and bound, drift), and
-its screenshot is kept under docs/images/ (docs/dashboard.md shows them).
+numbers the API gives (traffic share, last decision, each check's evidence and bound, drift, the
+slice column's shares and holdout metrics per category), and its screenshot is kept under
+docs/images/ (docs/dashboard.md shows them).
 
 Everything is real: the local router and its `mlops serve` children (which write the monitoring
 log), generated HTTP traffic, the rollout loop of `mlops canary run` (held after its third
@@ -26,9 +27,7 @@ from mlops_control.rollout.policy import RolloutPolicy
 from mlops_control.traffic.actuator import Target
 from mlops_control.traffic.router_process import RouterProcess
 from mlops_core.jsonl_log import DecisionLog, read_json_lines
-from mlops_core.registry import ModelRegistry
 from mlops_demo.canary_traffic import TrafficGenerator
-from mlops_demo.train_and_register import train_and_register
 from tests.mlops_control.dashboard.harness import (
     register_models,
     start_dashboard,
@@ -40,6 +39,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[3]
 SCREENSHOTS = ROOT / "docs" / "images"
 MODEL, FEATURE = "churn", "monthly_charges"
+# The churn schema's first categorical feature: the evaluate step's default slice column.
+SLICE_COLUMN = "contract"
 # The pages are under test, not the rollout's verdict: latency under 1 s and any predictions pass,
 # so a loaded machine (a slow cold canary) cannot end the rollout before it is held.
 POLICY = RolloutPolicy(
@@ -86,7 +87,7 @@ def live_rollout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     root = tmp_path_factory.mktemp("dashboard")
     registry_uri, audit, work = str(root / "registry"), root / "audit", root / "work"
     register_models(registry_uri, [MODEL, "fraud", "upsell"])
-    canary = train_and_register(ModelRegistry(registry_uri), MODEL, rows=2000, seed=21)
+    (canary,) = register_models(registry_uri, [MODEL], seed=21, champion=False)
     write_monitoring(audit, registry_uri, "fraud", scenario="covariate_shift")
     write_monitoring(audit, registry_uri, "upsell")
     env = {
@@ -192,14 +193,44 @@ def test_pages_show_the_apis_numbers(live_rollout: tuple[str, Path], ui_python: 
         assert shown == _fmt(model["drift"]["series"][name][-1][1]), name
     assert seen["model"]["charts"] >= 3  # traffic share, drift, checks
 
-    # Feature page: the drift statistic, against the same window the API reads.
+    # Feature page: the drift statistic, against the same window the API reads; not the slice
+    # column, so one line links to the slice column's page.
     assert seen["feature"]["psi"] == _fmt(feature["latest"]["psi"])
     assert seen["feature"]["charts"] == 2  # distribution vs reference, PSI over time
+    assert feature["slices"] is None and feature["slice_column"] == SLICE_COLUMN
+    assert seen["feature"]["slice_column"] == SLICE_COLUMN
+    assert seen["feature"]["slice_link"] == f"{url}/models/{MODEL}/features/{SLICE_COLUMN}"
+
+    # The slice column's page: each category's shares and holdout metrics as the API gives them.
+    sliced = httpx.get(f"{url}/api/models/{MODEL}/features/{SLICE_COLUMN}").json()["slices"]
+    page = seen["slice_page"]
+    assert page["charts"] == 2
+    assert page["header"] == [SLICE_COLUMN, "Training share", "Live share", "Holdout rows",
+                              *sliced["shown_metrics"]]  # fmt: skip
+    assert sliced["shown_metrics"] == ["roc_auc", "accuracy"]
+    categories = [c["category"] or "" for c in sliced["categories"]]  # "": missing values
+    assert [r["category"] for r in page["rows"]] == categories
+    for row, want in zip(page["rows"], sliced["categories"], strict=True):
+        assert _shown(row["training_share"], want["training_share"], percent=True), row
+        assert _shown(row["live_share"], want["live_share"], percent=True), row
+        assert row["holdout_rows"] == str(want["holdout_rows"]), row
+        for m in sliced["shown_metrics"]:
+            assert _shown(row["metrics"][m], want["metrics"][m]), (m, row)
+    assert all(c["live_share"] is not None for c in sliced["categories"]), "no live window?"
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for png in sorted(shots.glob("*.png")):
         assert png.stat().st_size > 10_000, png
         (SCREENSHOTS / png.name).write_bytes(png.read_bytes())
+
+
+def _shown(text: str, x: float | None, *, percent: bool = False) -> bool:
+    """`text` is `x` as the page prints it (share(): a percentage to one decimal; num(): three
+    decimals; a dash for none), within the rounding of its last digit."""
+    if x is None:
+        return text == "—"
+    value, digits = (100 * x, 1) if percent else (x, 3)
+    return abs(float(text.removesuffix("%")) - value) <= 0.5 * 10**-digits + 1e-9
 
 
 def _fmt(x: float | None) -> str:

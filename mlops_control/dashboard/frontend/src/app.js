@@ -279,7 +279,7 @@ async function featurePage(model, feature) {
   if (!document.getElementById("feature-page")) {
     charts.clear();
     app.innerHTML = `<div id="feature-page"><h1>${esc(model)} · ${esc(feature)}</h1><div id="feature-summary" class="summary"></div>
-      <div class="chart" id="chart-dist"></div><div class="chart" id="chart-psi"></div></div>`;
+      <div class="chart" id="chart-dist"></div><div class="chart" id="chart-psi"></div><section id="slices"></section></div>`;
   }
   const latest = doc.latest || {};
   const threshold = doc.thresholds?.psi;
@@ -296,6 +296,26 @@ async function featurePage(model, feature) {
   const psi = { PSI: doc.psi };
   if (threshold !== undefined && doc.psi.length) psi[`threshold ${threshold}`] = [[doc.psi[0][0], threshold], [doc.psi[doc.psi.length - 1][0], threshold]];
   lineChart("chart-psi", "PSI over time", psi, { dashed: [`threshold ${threshold}`] });
+  document.getElementById("slices").innerHTML = sliceSection(doc);
+}
+
+// The holdout metrics per category when this feature is the version's slice column; else a line
+// naming the slice column, linked to its page.
+function sliceSection(doc) {
+  const s = doc.slices;
+  if (!s) {
+    if (doc.slice_error) return `<p class="error" id="slice-note">${esc(doc.slice_error)}</p>`;
+    if (!doc.slice_column) return `<p class="muted" id="slice-note">v${esc(doc.version)} has no holdout metrics per slice recorded.</p>`;
+    return `<p class="muted" id="slice-note">Holdout metrics per slice of v${esc(doc.version)}: by ${link(`/models/${enc(doc.model)}/features/${enc(doc.slice_column)}`, doc.slice_column)}.</p>`;
+  }
+  const rows = s.categories.map((c) => `
+    <tr data-category="${esc(c.category ?? "")}"><td data-field="category">${c.category === null ? `<span class="muted">missing</span>` : esc(c.category)}</td>
+      <td data-field="training_share">${share(c.training_share)}</td><td data-field="live_share">${share(c.live_share)}</td>
+      <td data-field="holdout_rows">${c.holdout_rows ?? "—"}</td>
+      ${s.shown_metrics.map((m) => `<td data-metric="${esc(m)}">${num(c.metrics[m])}</td>`).join("")}</tr>`).join("");
+  return `<h2>Slices <small>holdout metrics of v${esc(doc.version)} per ${esc(s.column)}</small></h2>
+    <table class="grid" id="slice-table"><thead><tr><th>${esc(s.column)}</th><th>Training share</th><th>Live share</th>
+    <th>Holdout rows</th>${s.shown_metrics.map((m) => `<th>${esc(m)}</th>`).join("")}</tr></thead><tbody>${rows}</tbody></table>`;
 }
 
 function route() {
