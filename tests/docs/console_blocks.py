@@ -8,6 +8,7 @@ Sybil finds the blocks (its MyST code-block lexer); this module only says how on
 - every block of a page runs in one shell state: one working directory (a scratch copy of a
   checkout: the repository's top-level files linked in, so `make demo` and `.venv/bin/mlops` work
   as in a clone) and one environment, so a registry made by one block is there for the next;
+- `export NAME=VALUE ...` sets variables for the page's later commands, as in a terminal;
 - a command ending in `&` starts in the background: its output must show what the page shows
   within `BACKGROUND_WAIT_S`, and it is stopped when the page ends;
 - a command that exits non-zero fails the block, unless the page shows it printing `error: ...`
@@ -177,6 +178,8 @@ def run_command(shell: PageShell, cmd: Command) -> str | None:
         return None
     if cmd.line.rstrip().endswith("&"):
         return _run_background(shell, cmd)
+    if cmd.line.startswith("export "):
+        return _export(shell, cmd)
     proc = subprocess.run(
         ["bash", "-c", cmd.line],
         cwd=shell.cwd,
@@ -195,6 +198,22 @@ def run_command(shell: PageShell, cmd: Command) -> str | None:
         return _failure(cmd, got, f"exit status {proc.returncode}")
     if not _matches(cmd.want, got):
         return _failure(cmd, got, "the output differs")
+    return None
+
+
+def _export(shell: PageShell, cmd: Command) -> str | None:
+    """Run the export in bash and keep the environment it leaves for the page's next commands."""
+    proc = subprocess.run(
+        ["bash", "-c", f"{cmd.line}\nenv -0"],
+        cwd=shell.cwd,
+        env=shell.env,
+        capture_output=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        return _failure(cmd, proc.stderr.decode(errors="replace"), f"exit {proc.returncode}")
+    pairs = (item.split("=", 1) for item in proc.stdout.decode().split("\0") if "=" in item)
+    shell.env = {k: v for k, v in pairs if k not in {"SHLVL", "_", "PWD", "OLDPWD"}}
     return None
 
 

@@ -34,12 +34,11 @@ DOC_ENV = {"ROWS": "8000"}
 RUN_MODES = ("local", "kind", "none")
 # The cluster pages a test runs, block by block, on the kind cluster with KFP.
 CLUSTER_PAGES = {
+    "canary-cluster.md": "tests/kfp/test_journey.py",
     "cluster.md": "tests/kind/cluster_fixture.py (its setup command) and tests/kfp/test_journey.py",
     "journey.md": "tests/kfp/test_journey.py",
     "kfp.md": "tests/kfp/test_journey.py",
 }
-# Cluster pages of which a test runs some commands, read from the page.
-PARTLY_RUN = {"canary-cluster.md": "tests/kind/test_cluster.py runs step 2 (the kubectl canary)"}
 # `make docs`' command: -W turns every warning into an error.
 SPHINX_STRICT = (sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html")
 
@@ -70,7 +69,6 @@ def test_page_commands(page: Path, mode: str, tmp_path: Path) -> None:
             f"{page.name}: a cluster page; {runner} runs it on the KFP cluster"
             if runner
             else f"{page.name}: a cluster page that no test runs whole on a cluster yet"
-            + (f"; {PARTLY_RUN[page.name]}" if page.name in PARTLY_RUN else "")
         )
     shell = PageShell(
         cwd=scratch_checkout(tmp_path / "checkout"),

@@ -11,6 +11,7 @@ targets get that tag (IMAGE_TAG), as in the checkout that ran `make images kind-
 
 from __future__ import annotations
 
+import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,24 +58,55 @@ def test_the_kfp_page_runs_on_the_cluster_as_typed(kfp_cluster: KfpCluster, tmp_
     run_page(DOCS / "kfp.md", page_shell(tmp_path / "checkout", kfp_cluster))
 
 
-def test_the_cluster_page_runs_on_the_cluster_as_typed(
+def test_the_cluster_pages_run_on_the_cluster_as_typed(
     kfp_cluster: KfpCluster, tmp_path: Path
 ) -> None:
     """docs/cluster.md, the cluster's quick start: its `make cluster images kind-load deploy` is the
     one the cluster fixture ran (tests/kind/cluster_fixture.py); here the rest, in order: the tool
     check, the VM-driver refusal, a first `make upload run` that serves `churn`, a request through
-    the gateway, the kubectl views, and a pod the namespace's Pod Security refuses."""
+    the gateway, the kubectl views, and a pod the namespace's Pod Security refuses.
+
+    Then docs/canary-cluster.md from where it starts: a version 2 registered (made here, as a
+    later run would), put in front of 10% with kubectl alone and taken up by the in-cluster
+    controller, whose first decision, Events, Lease and log the page reads."""
     from tests.kind.cluster_fixture import setup_command
 
     assert setup_command() in PAGE_COMMANDS_RUN, "the cluster fixture did not run the page's setup"
     forget_model(kfp_cluster, "churn")
     start = time.monotonic()
     try:
-        run_page(DOCS / "cluster.md", page_shell(tmp_path / "checkout", kfp_cluster))
-    finally:
+        run_page(DOCS / "cluster.md", page_shell(tmp_path / "cluster", kfp_cluster))
         FACTS["cluster page (docs/cluster.md)"] = f"{time.monotonic() - start:.0f} s"
+        register_version_two(kfp_cluster, tmp_path)
+        start = time.monotonic()
+        run_page(DOCS / "canary-cluster.md", page_shell(tmp_path / "canary", kfp_cluster))
+        FACTS["canary page (docs/canary-cluster.md)"] = f"{time.monotonic() - start:.0f} s"
+    finally:
         # The KFP tests after this one start `churn` from nothing, as before this test.
         forget_model(kfp_cluster, "churn")
+
+
+def register_version_two(cluster: KfpCluster, tmp_path: Path) -> None:
+    """churn v2 in the cluster's registry (trained on the churn generator, another seed)."""
+    script = tmp_path / "register_v2.py"
+    script.write_text(
+        "import os\n"
+        "from mlops_core.registry import ModelRegistry\n"
+        "from mlops_demo.train_and_register import train_and_register\n"
+        "registry = ModelRegistry(os.environ['MLOPS_REGISTRY_URI'])\n"
+        "print(train_and_register(registry, 'churn', rows=3000, seed=2))\n"
+    )
+    done = subprocess.run(
+        ["make", "--no-print-directory", "store", f"CMD={REPO / '.venv/bin/python'} {script}"],
+        cwd=REPO,
+        env=page_environment(REPO / ".venv" / "bin"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "2", done.stdout
 
 
 def test_the_journey_page_runs_on_the_cluster_as_typed(
