@@ -11,6 +11,7 @@ import collections
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -550,10 +551,26 @@ def test_the_in_cluster_controller_promotes_a_good_version_started_with_kubectl(
     opt_in_with_a_fast_policy(max_prediction_divergence=1.5)
     wait_for("no model pod in motion", lambda: not pods_in_motion(), timeout=300)
     promoted_before = len(events("CanaryPromoted"))
+    earlier_steps = {e["metadata"]["name"] for e in events("CanaryStepUp")}
     good = register_good(store, "register version 4", seed=4)
     start_canary_with_kubectl(good)
     started = time.monotonic()
     with Traffic() as traffic:
+        # Fault: the controller replica acting for the Lease is killed mid-rollout, once the
+        # rollout has stepped up. The other replica takes the Lease and goes on from that step.
+        wait_for(
+            "the first step up",
+            lambda: any(e["metadata"]["name"] not in earlier_steps for e in events("CanaryStepUp")),
+            timeout=600,
+        )
+        step = isvc()["spec"]["canary"][0]["trafficPercent"]
+        killed_at = time.monotonic()
+        old, new = kill_the_controller_leader()
+        FACTS["fault: controller leader killed mid-step, Lease taken over after"] = (
+            f"{time.monotonic() - killed_at:.0f} s ({old} -> {new}, canary at {step}%)"
+        )
+        canary = isvc()["spec"].get("canary")
+        assert not canary or canary[0]["trafficPercent"] >= step, "the rollout lost its step"
         wait_for(
             "CanaryPromoted event",
             lambda: len(events("CanaryPromoted")) > promoted_before,
@@ -561,7 +578,14 @@ def test_the_in_cluster_controller_promotes_a_good_version_started_with_kubectl(
         )
     FACTS["controller promotion (s)"] = f"{time.monotonic() - started:.0f}"
     FACTS["controller promotion traffic (status: count)"] = str(dict(traffic.statuses))
-    assert events("CanaryStepUp"), "the controller stepped the canary up before promoting"
+    steps = [
+        re.search(r"\d+% -> \d+%", e["message"]).group(0)  # type: ignore[union-attr]
+        for e in events("CanaryStepUp")
+        if e["metadata"]["name"] not in earlier_steps
+    ]
+    assert steps, "the controller stepped the canary up before promoting"
+    # No step taken twice across the takeover: the new leader read the state the old one wrote.
+    assert len(steps) == len(set(steps)), steps
     obj = isvc()
     assert obj["spec"]["predictor"]["name"] == f"v{good}"
     assert not obj["spec"].get("canary")
@@ -573,6 +597,21 @@ def test_the_in_cluster_controller_promotes_a_good_version_started_with_kubectl(
     # Gateway API answers 500 for a backend whose Service is not there yet); at most 1%.
     served = sum(traffic.statuses.values())
     assert traffic.statuses[200] >= 0.99 * served, traffic.statuses
+
+
+def kill_the_controller_leader() -> tuple[str, str]:
+    """Delete the controller pod that holds the Lease (its identity is its pod's host name); the
+    old and the new holder, once another replica holds it."""
+
+    def holder() -> str:
+        lease = kube_json("get", "lease", "mlops-canary-controller", "-n", NAMESPACE)
+        return str(lease["spec"].get("holderIdentity") or "")
+
+    old = holder()
+    assert old, "no replica holds the controller's Lease"
+    kubectl("delete", "pod", old, "-n", NAMESPACE, "--wait=false")
+    new = wait_for("another replica holds the Lease", lambda: (h := holder()) != old and h, 120)
+    return old, new
 
 
 def register_good(store: Store, label: str, seed: int) -> str:
