@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import json
 import math
 import os
@@ -506,17 +507,35 @@ def test_the_in_cluster_controller_rolls_a_bad_version_back_on_prometheus_figure
     rollback, with Events."""
     controller = kube_json("get", "deployment", "mlops-canary-controller", "-n", NAMESPACE)
     assert controller["status"].get("readyReplicas") == 2, controller["status"]
-    opt_in_with_a_fast_policy()
+    # Room for the Prometheus outage below: more failed analyses than it lasts intervals.
+    opt_in_with_a_fast_policy(max_failed_analyses=6)
     # Promotion's rollout of the v2 Deployment (if any) is over before the pods are noted.
     wait_for(
         "v2 alone serving", lambda: len(stable_pods()) == 1 and not pods_in_motion(), timeout=300
     )
     stable_before = stable_pods()
     bad = register_inverted(store, "register version 3 (inverted labels)", seed=3)
+    failed_before = {e["metadata"]["name"] for e in events("AnalysisFailed")}
     start_canary_with_kubectl(bad)
     entry = isvc()["spec"]["canary"][0]
     assert (entry["predictor"]["name"], entry["trafficPercent"]) == (f"v{bad}", 10)
     with Traffic() as traffic:
+        # Fault: Prometheus stopped for three analysis intervals from the start. A read that
+        # fails is a hold, below the policy's limit: the canary stays at 10%, and the analysis
+        # goes on once Prometheus is back.
+        with prometheus_stopped():
+            time.sleep(3 * FAST_POLICY["analysis_interval_s"])
+            failed = [
+                e for e in events("AnalysisFailed") if e["metadata"]["name"] not in failed_before
+            ]
+            held = isvc()["spec"]["canary"][0]["trafficPercent"]
+            rolled_back_during = events("CanaryRolledBack")
+        FACTS["fault: Prometheus stopped 3 intervals"] = (
+            f"{len(failed)} AnalysisFailed Event(s), canary held at {held}%, "
+            f"requests meanwhile {dict(traffic.statuses)}"
+        )
+        assert failed, "no AnalysisFailed Event while Prometheus was stopped"
+        assert held == 10 and not rolled_back_during, (held, rolled_back_during)
         (event, *_) = wait_for(
             "CanaryRolledBack event", lambda: events("CanaryRolledBack"), timeout=900
         )
@@ -597,6 +616,44 @@ def test_the_in_cluster_controller_promotes_a_good_version_started_with_kubectl(
     # Gateway API answers 500 for a backend whose Service is not there yet); at most 1%.
     served = sum(traffic.statuses.values())
     assert traffic.statuses[200] >= 0.99 * served, traffic.statuses
+
+
+@contextlib.contextmanager
+def prometheus_stopped() -> Iterator[None]:
+    """The cluster's Prometheus at 0 replicas (through its operator's resource) until the block
+    ends; then back, and ready."""
+
+    def replicas(n: int) -> None:
+        patch = json.dumps({"spec": {"replicas": n}})
+        kubectl("patch", "prometheus", "mlops", "-n", "monitoring", "--type", "merge", "-p", patch)
+
+    replicas(0)
+    try:
+        wait_for(
+            "Prometheus stopped",
+            lambda: (
+                not kube_json("get", "pods", "-n", "monitoring", "-l", PROMETHEUS_PODS)["items"]
+            ),
+            timeout=120,
+        )
+        yield
+    finally:
+        replicas(1)
+        wait_for(
+            "Prometheus back",
+            lambda: (
+                kube_json("get", "statefulset", "prometheus-mlops", "-n", "monitoring")[
+                    "status"
+                ].get("readyReplicas")
+                == 1
+            ),
+            timeout=300,
+        )
+
+
+# The operator's label on the pods of the Prometheus `mlops` (its name; pinned in
+# tests/kind/test_cluster_files.py against the operator's source).
+PROMETHEUS_PODS = "operator.prometheus.io/name=mlops"
 
 
 def kill_the_controller_leader() -> tuple[str, str]:

@@ -888,3 +888,19 @@ def test_standard_mode_status_is_read_where_kserve_writes_it() -> None:
     isvc = {"status": {"canaryStatuses": [{"name": "v2", "ready": True, "trafficPercent": 25}]}}
     assert traffic.MODES["standard"].observed(isvc)[0] == 25
     assert traffic.MODES["serverless"].observed(isvc) == (None, [])
+
+
+def test_the_fault_tests_find_prometheus_pods_by_the_operators_name_label() -> None:
+    """tests/kind/test_cluster.py stops and restarts Prometheus through its resource and waits for
+    its pods by `operator.prometheus.io/name=<resource>`: the label the operator's StatefulSet puts
+    on them (read at PROMETHEUS_OPERATOR_VERSION), on the project's Prometheus `mlops`."""
+    from tests.kind.test_cluster import PROMETHEUS_PODS
+
+    operator = go_module_dir(
+        "github.com/prometheus-operator/prometheus-operator", pins()["PROMETHEUS_OPERATOR_VERSION"]
+    )
+    common = (operator / "pkg/prometheus/common.go").read_text()
+    assert 'PrometheusNameLabelName = "operator.prometheus.io/name"' in common
+    objs = yaml.safe_load_all((ROOT / "manifests/base/monitoring/prometheus.yaml").read_text())
+    (prometheus,) = [o for o in objs if o and o["kind"] == "Prometheus"]
+    assert f"operator.prometheus.io/name={prometheus['metadata']['name']}" == PROMETHEUS_PODS
