@@ -79,8 +79,9 @@ def store(kind_cluster) -> Iterator[Store]:  # type: ignore[no-untyped-def]
         yield store
 
 
-def register(store: Store, label: str, *args: str) -> None:
-    """Train and register a version with the pipeline, run locally against the cluster's store."""
+def register(store: Store, label: str, *args: str, model: str = MODEL) -> None:
+    """Train and register a version of `model` with the pipeline, run locally against the
+    cluster's store."""
     run(
         label,
         [
@@ -93,7 +94,7 @@ def register(store: Store, label: str, *args: str) -> None:
             "--registry",
             REGISTRY,
             "--model",
-            MODEL,
+            model,
             *args,
         ],
         env=store.env,

@@ -13,7 +13,6 @@ import base64
 import collections
 import json
 import os
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +28,6 @@ from tests.kind.cluster_harness import (
     kube_json,
     kubectl,
     port_forward,
-    run,
     wait_for,
 )
 from tests.kind.test_cluster import (
@@ -39,6 +37,7 @@ from tests.kind.test_cluster import (
     api_client,
     condition,
     instances,
+    register,
     serving_image,
 )
 
@@ -72,31 +71,6 @@ def isvc() -> dict:
 
 def host() -> str:
     return isvc()["status"]["url"].split("://", 1)[1]
-
-
-def register(store: Store, seed: int) -> None:
-    run(
-        f"register {NAME} (seed {seed})",
-        [
-            sys.executable,
-            "-m",
-            "mlops.cli",
-            "pipeline",
-            "run",
-            "--local",
-            "--registry",
-            REGISTRY,
-            "--model",
-            NAME,
-            "--rows",
-            "3000",
-            "--seed",
-            str(seed),
-            "--margin=-1",
-        ],
-        env=store.env,
-        timeout=1800,
-    )
 
 
 def served_versions(n: int = 40) -> collections.Counter[str]:
@@ -174,7 +148,12 @@ def actuator(store: Store):  # type: ignore[no-untyped-def]
 
     kubectl("delete", "isvc", NAME, "-n", NAMESPACE, "--ignore-not-found", timeout=300)
     for seed in (1, 2, 3):
-        register(store, seed)
+        register(
+            store,
+            f"register {NAME} (seed {seed})",
+            *("--rows", "3000", "--seed", str(seed), "--margin=-1"),
+            model=NAME,
+        )
     deploy_model(
         InferenceServiceSpec(
             name=NAME,
