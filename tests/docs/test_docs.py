@@ -36,6 +36,7 @@ RUN_MODES = ("local", "kind", "none")
 CLUSTER_PAGES = {
     "canary-cluster.md": "tests/kfp/test_journey.py",
     "cluster.md": "tests/kind/cluster_fixture.py (its setup command) and tests/kfp/test_journey.py",
+    "control-plane.md": "tests/kfp/test_journey.py",
     "journey.md": "tests/kfp/test_journey.py",
     "kfp.md": "tests/kfp/test_journey.py",
 }

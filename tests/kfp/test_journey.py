@@ -68,7 +68,8 @@ def test_the_cluster_pages_run_on_the_cluster_as_typed(
 
     Then docs/canary-cluster.md from where it starts: a version 2 registered (made here, as a
     later run would), put in front of 10% with kubectl alone and taken up by the in-cluster
-    controller, whose first decision, Events, Lease and log the page reads."""
+    controller, whose first decision, Events, Lease and log the page reads; then
+    docs/control-plane.md on that rollout."""
     from tests.kind.cluster_fixture import setup_command
 
     assert setup_command() in PAGE_COMMANDS_RUN, "the cluster fixture did not run the page's setup"
@@ -81,6 +82,8 @@ def test_the_cluster_pages_run_on_the_cluster_as_typed(
         start = time.monotonic()
         run_page(DOCS / "canary-cluster.md", page_shell(tmp_path / "canary", kfp_cluster))
         FACTS["canary page (docs/canary-cluster.md)"] = f"{time.monotonic() - start:.0f} s"
+        # The control plane's page reads that rollout: its policy, last decision, every field.
+        run_page(DOCS / "control-plane.md", page_shell(tmp_path / "control", kfp_cluster))
     finally:
         # The KFP tests after this one start `churn` from nothing, as before this test.
         forget_model(kfp_cluster, "churn")
