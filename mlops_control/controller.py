@@ -498,6 +498,22 @@ class LeaderElection:
                 return False
             raise
 
+    def release(self) -> bool:
+        """Give the Lease up if this replica holds it (on shutdown): another replica then takes it
+        at its next pass instead of after `lease_duration_s`. True if it was released."""
+        api = client.CoordinationV1Api(self.api_client)
+        try:
+            lease = api.read_namespaced_lease(self.name, self.namespace)
+            if lease.spec.holder_identity != self.identity:
+                return False
+            lease.spec.holder_identity = ""
+            api.replace_namespaced_lease(self.name, self.namespace, lease)  # resourceVersion kept
+            return True
+        except ApiException as e:  # gone, or renewed or taken meanwhile: nothing of ours to give
+            if e.status in (404, 409):
+                return False
+            raise
+
     def _spec(
         self, now: datetime, *, transitions: int, acquired: datetime | None = None
     ) -> client.V1LeaseSpec:

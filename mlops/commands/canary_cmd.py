@@ -363,6 +363,7 @@ def controller(
 ) -> None:
     """Run the in-cluster canary controller for NAMESPACE (what the Deployment in manifests/ runs)."""
     import logging
+    import signal
     import socket
 
     from components.isvc_traffic import role_pods
@@ -411,6 +412,15 @@ def controller(
         f"canary controller for namespace {s.namespace} (Prometheus {s.prometheus_url}); "
         f"leader election on Lease {s.namespace}/{election.name} as {election.identity}"
     )
+
+    def shut_down(*_: object) -> None:
+        # Kubernetes stops a pod with SIGTERM: hand the Lease over now, so the other replica acts
+        # at its next pass rather than once the Lease expires after the grace period's SIGKILL.
+        released = election.release()
+        console.print(f"stopping{'; Lease released' if released else ''}")
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, shut_down)
     Controller(reconciler, election, s.namespace, resync_s=resync, retraining=retraining).run()
 
 

@@ -7,6 +7,9 @@ hand-written merge patch (what `kubectl patch --type merge` sends) for v3."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -38,7 +41,7 @@ from mlops_control.retraining.cluster_trigger import (
 from mlops_control.retraining.trigger import KfpRunLauncher
 from mlops_control.rollout.prometheus_source import PrometheusSource
 from mlops_control.rollout.window import Snapshot
-from mlops_control.traffic.model_server_process import free_port
+from mlops_control.traffic.model_server_process import free_port, mlops_executable
 from tests.apiserver.canary_harness import (
     MODEL,
     KnativeSplit,
@@ -369,3 +372,45 @@ def test_two_replicas_one_acts(admin_api, controller_api, project_base):
     assert a.try_acquire() and not b.try_acquire()  # a renews; b must wait
     time.sleep(2.5)  # a stops renewing (its pod died): the lease expires
     assert b.try_acquire() and not a.try_acquire()
+    # A replica that stops hands the Lease over: the other acts at once, not once it expires.
+    assert b.release() and a.try_acquire() and not b.try_acquire()
+    assert not b.release()  # not b's to give
+
+
+def test_a_stopped_controller_hands_its_lease_over(
+    admin_api, controller_api, project_base, tmp_path
+):
+    """`mlops canary controller` (the Deployment's command) on SIGTERM, as Kubernetes stops a pod:
+    it exits 0 at once and leaves the Lease to the other replica."""
+    from tests.apiserver.test_apiserver_retraining_trigger import _kubeconfig
+
+    env = {**os.environ, "KUBECONFIG": str(_kubeconfig(controller_api, tmp_path / "kubeconfig"))}
+    env.pop("KUBERNETES_SERVICE_HOST", None)  # the kubeconfig, not a pod's account
+    leases = client.CoordinationV1Api(admin_api)
+
+    def holder() -> str | None:
+        try:
+            spec = leases.read_namespaced_lease("mlops-canary-controller", project_base).spec
+        except client.ApiException:
+            return None
+        return spec.holder_identity
+
+    controller = subprocess.Popen(
+        [*mlops_executable(), "canary", "controller", "--namespace", project_base,
+         "--prometheus", "http://127.0.0.1:9", "--resync", "1", "--identity", "stopping"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        _wait_for(lambda: holder() == "stopping" or None, 60, "the controller to lead")
+        stopped = time.monotonic()
+        controller.send_signal(signal.SIGTERM)
+        out, _ = controller.communicate(timeout=10)
+    finally:
+        if controller.poll() is None:
+            controller.kill()
+    assert controller.returncode == 0, out.decode()
+    assert time.monotonic() - stopped < 5, "it did not stop at once"
+    assert "Lease released" in out.decode(), out.decode()
+    assert holder() == ""
+    other = LeaderElection(controller_api, project_base, identity="other", lease_duration_s=15)
+    assert other.try_acquire(), "the other replica could not take the released Lease"
