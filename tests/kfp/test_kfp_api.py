@@ -205,6 +205,10 @@ def test_the_in_cluster_retraining_trigger_starts_a_run_through_the_api(
 
     defaults = ui_defaults()
     name, namespace = defaults["model_name"], defaults["namespace"]
+    # The defaults run's deploy step may have just created it (no earlier test left one).
+    kfp_cluster.kubectl(
+        "wait", "--for=condition=Ready", f"isvc/{name}", "-n", namespace, "--timeout=600s"
+    )
     isvc = json.loads(
         kfp_cluster.kubectl("get", "isvc", name, "-n", namespace, "-o", "json").stdout
     )
