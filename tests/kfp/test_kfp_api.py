@@ -221,6 +221,14 @@ def test_the_in_cluster_retraining_trigger_starts_a_run_through_the_api(
         f"{RETRAINING_ANNOTATION}={json.dumps(policy)}",
     )  # fmt: skip
     rows = v1_instances(raise_charges(churn_features(2000)))
+    # Traefik routes a new InferenceService a moment after KServe reports it Ready (a 404 until).
+    with gateway_client(host) as http:
+        deadline = time.monotonic() + 120
+        while (
+            http.post(f"/v1/models/{name}:predict", json={"instances": rows[:1]}).status_code == 404
+        ):
+            assert time.monotonic() < deadline, "the gateway did not route the model in 120 s"
+            time.sleep(1)
     started = time.monotonic()
     new: list[Any] = []
     try:
