@@ -11,14 +11,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.evaluate import slice_metrics, task_metrics
-from components.train import TrainParams, model_input, predict_output, save_model, train_model
+from components.evaluate import evaluate_model
+from components.train import TrainParams, model_input, save_model, train_model
 from mlops_control.traffic.model_server_process import free_port, wait_for_http_ready
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
 from mlops_core.drift import DriftThresholds, profile_reference
 from mlops_core.registry import ModelRegistry
-from mlops_core.settings import DEFAULT_DECISION_THRESHOLD
-from mlops_core.slices import SliceMetrics
+from pipelines.params import TrainingParams
 from serving.monitoring.drift_monitor import DriftMonitor, WindowConfig
 from serving.monitoring.feedback import FeedbackStore
 from serving.monitoring.monitoring_log import MONITORING_LOG, MonitoringLog
@@ -39,15 +38,10 @@ def register_models(
         CHURN_SCHEMA,
         predictions=result.pipeline.predict_proba(model_input(train, CHURN_SCHEMA))[:, 1],
     )
+    # The evaluate step's own evaluation, at the pipeline's defaults (its slice column too).
     holdout = generate_churn(rows // 2, seed=seed + 1000)
-    y = CHURN_SCHEMA.encode_target(holdout[CHURN_SCHEMA.target])
-    output = predict_output(result.pipeline, holdout, CHURN_SCHEMA)
-    metrics = task_metrics(CHURN_SCHEMA, y, output, DEFAULT_DECISION_THRESHOLD)
-    column = CHURN_SCHEMA.categorical_features[0].name
-    slices = SliceMetrics(
-        column,
-        CHURN_SCHEMA.task,
-        slice_metrics(holdout, y, output, column, DEFAULT_DECISION_THRESHOLD, CHURN_SCHEMA),
+    evaluation = evaluate_model(
+        result.pipeline, holdout, CHURN_SCHEMA, **TrainingParams().for_step(evaluate_model)
     )
     versions = []
     for name in names:
@@ -56,10 +50,10 @@ def register_models(
             str(path),
             schema=CHURN_SCHEMA,
             reference=reference,
-            metrics=metrics,
+            metrics=evaluation.metrics,
             estimator="logistic_regression",
             run_id=f"run-{name}",
-            slices=slices,
+            slices=evaluation.slice_record(),
         )
         if champion:
             registry.set_champion(name, mv.version, reason="dashboard tests")
