@@ -26,6 +26,7 @@ from components.isvc_traffic import annotations_of, mode_of, role_pods
 from mlops_control.controller import STATUS_ANNOTATION
 from mlops_control.dashboard.source import HISTORY_POINTS, check_points, unix
 from mlops_control.records import DecisionRecord
+from mlops_control.rollout.prometheus_source import ROLE_LABEL, ROLES, tagged_by_role
 from mlops_control.traffic.kubernetes_actuator import EVENT_REASONS
 from mlops_core.errors import MlopsError
 from serving import metric_names as names
@@ -116,21 +117,24 @@ class PrometheusSeries:
         """Each version's share of the model's requests per second, over time. In an image-only
         rollout both sides report one version; `pods` (the stable's and the canary's pod-name
         patterns, `role_pods`) then splits it by role, keyed `<version> stable|canary`."""
-        requests = f"{names.REQUESTS_TOTAL}{{model={_quote(model)}}}"
-        total = f"sum(rate({requests}[1m]))"
+        model_sel = f"model={_quote(model)}"
+        total = f"sum(rate({names.REQUESTS_TOTAL}{{{model_sel}}}[1m]))"
         if pods is None:
             promql = (
-                f"sum by (version) (rate({requests}[1m])) / ignoring(version) group_left {total}"
+                f"sum by (version) (rate({names.REQUESTS_TOTAL}{{{model_sel}}}[1m])) "
+                f"/ ignoring(version) group_left {total}"
             )
             key: tuple[str, ...] = ("version",)
         else:
-            by_role = " or ".join(
-                f"label_replace(sum by (version) (rate({names.REQUESTS_TOTAL}{{model={_quote(model)}"
-                f',pod=~"{pattern}"}}[1m])), "role", "{role}", "", "")'
-                for role, pattern in zip(("stable", "canary"), pods, strict=True)
+            by_role = tagged_by_role(
+                (
+                    role,
+                    f'sum by (version) (rate({names.REQUESTS_TOTAL}{{{model_sel},pod=~"{pattern}"}}[1m]))',
+                )
+                for role, pattern in zip(ROLES, pods, strict=True)
             )
-            promql = f"({by_role}) / ignoring(version, role) group_left {total}"
-            key = ("version", "role")
+            promql = f"({by_role}) / ignoring(version, {ROLE_LABEL}) group_left {total}"
+            key = ("version", ROLE_LABEL)
         return {
             " ".join(s["metric"].get(k, "") for k in key): _pts(s)
             for s in self.prom.range(promql, self.range_s)

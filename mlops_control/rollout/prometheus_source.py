@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -36,8 +36,20 @@ _LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _POD_PATTERN = re.compile(r"^([a-z0-9-]|\[a-z0-9\]\+)+$")
 
 
+# The label an image-only rollout's series are tagged with, and its values, in query order.
+ROLE_LABEL = "role"
+ROLES = ("stable", "canary")
+
+
 class PrometheusError(MlopsError):
     pass
+
+
+def tagged_by_role(exprs: Iterable[tuple[str, str]]) -> str:
+    """One PromQL expression of each (role, expression) pair, tagged with its `ROLE_LABEL`."""
+    return " or ".join(
+        f'label_replace({expr}, "{ROLE_LABEL}", "{role}", "", "")' for role, expr in exprs
+    )
 
 
 def _quote(value: str) -> str:
@@ -84,12 +96,11 @@ class PrometheusSource:
         # One version on both sides: each role's own pods, tagged with a `role` label.
         roles = [
             (role, self._selector(model, f'version="{_quote(v)}"', f'pod=~"{pods}"'))
-            for role, v, pods in zip(("stable", "canary"), versions, self.pods, strict=True)
+            for role, v, pods in zip(ROLES, versions, self.pods, strict=True)
         ]
         return {
-            name: " or ".join(
-                f'label_replace(sum by (version, {by}) ({series(sel)}), "role", "{role}", "", "")'
-                for role, sel in roles
+            name: tagged_by_role(
+                (role, f"sum by (version, {by}) ({series(sel)})") for role, sel in roles
             )
             for name, (by, series) in shapes.items()
         }
@@ -149,7 +160,7 @@ class PrometheusSource:
         probability: dict[str, dict[float, float]] = defaultdict(dict)
 
         def key(row: dict[str, Any]) -> str:  # the role where pods tell them, else the version
-            return str(row["metric"].get("role" if self.pods else "version", ""))
+            return str(row["metric"].get(ROLE_LABEL if self.pods else "version", ""))
 
         for row in results["requests"]:
             v = key(row)
