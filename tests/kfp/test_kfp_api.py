@@ -1,7 +1,8 @@
-"""The user's path through the KFP API on the cluster (no browser): `make upload`, a run created as
-the UI's "Create run" sends it (the uploaded version, every parameter at its default), a recurring
-run made by `mlops monitor schedule`, and a run on broken data that fails with the validation
-report kept as an artifact. (`make run` is the journey's: tests/kfp/test_journey.py.)
+"""The user's path through KFP on the cluster: `make upload`; a run created in the KFP UI (headless
+Chromium) with every parameter at its default, then what it did, read through the API and the
+cluster; a recurring run made by `mlops monitor schedule`; and a run on broken data that fails with
+the validation report kept as an artifact. (`make run` is the journey's: tests/kfp/test_journey.py.)
+One run of the default pipeline serves the UI's checks and the API's: each takes minutes.
 
 Every run's state comes from the KFP API; artifacts are found through MLMD (the cluster's server)
 and read from the cluster's object store, where the registered model is read back too. Each
@@ -23,7 +24,7 @@ import yaml
 
 from pipelines.training import ObjectStore
 from tests.kfp.kfp_cluster import FACTS, KfpCluster, port_forward
-from tests.kfp.kfp_stack import ROOT
+from tests.kfp.kfp_stack import ROOT, run_hack
 
 pytestmark = [pytest.mark.kfp, pytest.mark.slow]
 
@@ -31,6 +32,7 @@ PACKAGE = ROOT / "pipelines" / "training.yaml"
 PIPELINE = "churn-training"
 STORE = ObjectStore()
 RUN_TIMEOUT = 2400
+UI_OUT = ROOT / "build" / "kfp-ui"
 TYPES = {"STRING": str, "BOOLEAN": bool, "NUMBER_INTEGER": int, "NUMBER_DOUBLE": float}
 
 
@@ -159,20 +161,48 @@ def test_make_upload_registers_the_pipeline_and_its_version(
     assert version_id in {v.pipeline_version_id for v in versions}
 
 
-def test_a_run_with_the_ui_defaults_trains_registers_and_deploys(
-    uploaded: tuple[str, str], client: Any, kfp_cluster: KfpCluster, experiment_id: str
+@pytest.fixture(scope="module")
+def ui_python() -> str:
+    result = run_hack("browser (chromium, selenium)", ["bash", "hack/kfp/ensure-browser.sh"])
+    if result.returncode == 3:
+        pytest.skip(f"no headless Chromium and cannot install it here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_a_run_created_in_the_ui_with_the_defaults_trains_registers_and_deploys(
+    client: Any, kfp_cluster: KfpCluster, ui_python: str
 ) -> None:
-    pipeline_id, version_id = uploaded
-    defaults = ui_defaults()
-    run = client.run_pipeline(
-        experiment_id=experiment_id,
-        job_name="defaults",
-        pipeline_id=pipeline_id,
-        version_id=version_id,
-        params=defaults,
+    """In the KFP UI (headless Chromium): upload pipelines/training.yaml, "Create run" with every
+    parameter at its default, see it succeed with its metrics (ROC AUC, confusion matrix) and the
+    validation report. Then, through the API and the cluster, what that run did: the model
+    registered in the object store, the InferenceService serving it, its artifacts in MLMD. The
+    run graph's screenshot is kept as build/kfp-ui/run-graph.png (the README shows a copy,
+    docs/images/kfp-run-graph.png)."""
+    with port_forward(kfp_cluster.context, "kubeflow", "svc/ml-pipeline-ui", 80) as port:
+        result = subprocess.run(
+            [ui_python, str(ROOT / "tests" / "kfp" / "ui_flow.py"), f"http://127.0.0.1:{port}",
+             str(PACKAGE), str(UI_OUT)],
+            capture_output=True, text=True, timeout=RUN_TIMEOUT,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    FACTS["UI run wall time (upload to done)"] = (
+        f"{seen.get('run_seconds')} s ({seen.get('state')})"
     )
-    done = wait_for_run(client, run.run_id, "defaults")
+    done = wait_for_run(client, seen["run_id"], "defaults (created in the UI)")
     assert done.state == "SUCCEEDED", states(done)
+    assert seen["state"] == "SUCCEEDED"
+    # What the UI showed.
+    assert (UI_OUT / "run-graph.png").stat().st_size > 10_000
+    for step in ("ingest", "validate", "require-valid-data", "train", "evaluate", "deploy"):
+        assert step in seen["graph_text"]
+    shown = " ".join(seen["evaluate"].values()).lower()
+    assert "roc_auc" in shown and "confusion" in shown, shown[:3000]
+    report = seen["validate"]["report"]
+    assert "Data validation report" in report and "Status: PASSED" in report, report[:3000]
+    # What the run did, read from the cluster.
+    defaults = ui_defaults()
     with object_store(kfp_cluster) as fs:
         registered = fs.find(defaults["registry_uri"].removeprefix("s3://"))
     assert any(k.endswith("model.skops") for k in registered), registered
@@ -183,9 +213,9 @@ def test_a_run_with_the_ui_defaults_trains_registers_and_deploys(
     )  # fmt: skip
     container = json.loads(isvc.stdout)["spec"]["predictor"]["containers"][0]
     assert container["image"] == defaults["serving_image"]
-    # The UI's metrics come from these artifacts: the evaluate step's Metrics (ROC AUC) and
+    # The UI's panels come from these artifacts: the evaluate step's Metrics (ROC AUC) and
     # ClassificationMetrics (confusion matrix); the validate step's Markdown report.
-    outputs = run_outputs(kfp_cluster, run.run_id)
+    outputs = run_outputs(kfp_cluster, seen["run_id"])
     assert outputs["evaluate"]["metrics"][0] == "system.Metrics"
     assert outputs["evaluate"]["classification"][0] == "system.ClassificationMetrics"
     kind, uri = outputs["validate"]["report"]

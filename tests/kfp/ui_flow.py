@@ -1,6 +1,6 @@
 """The KFP UI flow in headless Chromium (Selenium + Debian's chromium-driver), as a user clicks it.
 
-Run by tests/kfp/test_kfp_ui.py with the UI venv's python (hack/kfp/ensure-browser.sh):
+Run by tests/kfp/test_kfp_api.py with the UI venv's python (hack/kfp/ensure-browser.sh):
   ui_flow.py BASE_URL PACKAGE OUT_DIR
 Uploads PACKAGE as a new pipeline, creates a run with the defaults (the form as the UI fills it),
 waits for it through the UI's own API proxy, then opens the run: screenshots of the graph and of the

@@ -131,8 +131,9 @@ def test_every_grafana_panel_query_returns_data(kind_cluster) -> None:  # type: 
 def held_rollout(store) -> Iterator[str]:  # type: ignore[no-untyped-def]  # noqa: F811
     """A good version rolled out by the controller, which is stopped after its first step up: a
     canary in progress, frozen while the pages are read; then the controller finishes it."""
-    # A minute between analyses: the controller is stopped well before the step after the first.
-    opt_in_with_a_fast_policy(max_prediction_divergence=1.5, analysis_interval_s=60)
+    # Half a minute between analyses: the controller (stopped within seconds of the first step
+    # up) is gone well before the step after it.
+    opt_in_with_a_fast_policy(max_prediction_divergence=1.5, analysis_interval_s=30)
     wait_for("no model pod in motion", lambda: not pods_in_motion(), timeout=300)
     steps_before = len(events("CanaryStepUp"))
     good = register_good(store, "register a version for the dashboard's rollout", seed=6)
