@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,25 +113,31 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def port_forward(namespace: str, target: str, remote: int) -> Iterator[int]:
-    """`kubectl port-forward` on 127.0.0.1; yields the local port."""
+    """`kubectl port-forward` on 127.0.0.1; yields the local port. Kept up: when it exits (its pod
+    replaced, the node restarted) it is started again on the same port, so that a fault test's
+    clients reconnect as they would to a real endpoint."""
     local = free_port()
-    proc = subprocess.Popen(
-        [
-            "kubectl",
-            "--context",
-            CONTEXT,
-            "port-forward",
-            "-n",
-            namespace,
-            "--address",
-            "127.0.0.1",
-            target,
-            f"{local}:{remote}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    stop = threading.Event()
+    current: list[subprocess.Popen[str]] = []
+
+    def keep_forwarding() -> None:
+        while not stop.is_set():
+            proc = subprocess.Popen(
+                ["kubectl", "--context", CONTEXT, "port-forward", "-n", namespace,
+                 "--address", "127.0.0.1", target, f"{local}:{remote}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+            )  # fmt: skip
+            current[:] = [proc]
+            while proc.poll() is None and not stop.is_set():
+                time.sleep(0.3)
+            if proc.poll() is None:
+                proc.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=10)
+            stop.wait(1)
+
+    keeper = threading.Thread(target=keep_forwarding, daemon=True)
+    keeper.start()
     try:
 
         def listening() -> bool:
@@ -140,9 +147,8 @@ def port_forward(namespace: str, target: str, remote: int) -> Iterator[int]:
         wait_for(f"port-forward {namespace}/{target}", listening, timeout=30, interval=0.3)
         yield local
     finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
+        stop.set()
+        keeper.join(timeout=15)
 
 
 def node_peak_memory_mb() -> float | None:

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -455,6 +456,8 @@ class Traffic:
         self.rows = instances(400, 11)
         self.stop = threading.Event()
         self.statuses: collections.Counter[int] = collections.Counter()
+        self.failed_at: list[float] = []  # time.monotonic() of each answer other than 200
+        self.last_ok = 0.0  # time.monotonic() of the last 200
         self.thread = threading.Thread(target=self._send, daemon=True)
 
     def _send(self) -> None:
@@ -468,9 +471,14 @@ class Traffic:
                         json={"instances": rows},
                         headers={"Host": host()},
                     )
-                    self.statuses[r.status_code] += 1
+                    status = r.status_code
                 except httpx.HTTPError:
-                    self.statuses[0] += 1
+                    status = 0
+                self.statuses[status] += 1
+                if status == 200:
+                    self.last_ok = time.monotonic()
+                else:
+                    self.failed_at.append(time.monotonic())
                 i += 5
 
     def __enter__(self) -> Traffic:
@@ -619,6 +627,187 @@ def test_the_in_cluster_controller_promotes_a_good_version_started_with_kubectl(
     # Gateway API answers 500 for a backend whose Service is not there yet); at most 1%.
     served = sum(traffic.statuses.values())
     assert traffic.statuses[200] >= 0.99 * served, traffic.statuses
+
+
+def registry_state(store: Store) -> dict:
+    """Every version number taken (complete, claimed or half-written), the complete versions with
+    their artifact digests, and the champion: what a fault must leave as it was."""
+    code = (
+        "import json; from mlops_core.registry import ModelRegistry;"
+        f"r = ModelRegistry({REGISTRY!r});"
+        f"print(json.dumps({{'taken': r._version_numbers({MODEL!r}),"
+        f" 'versions': {{v.version: v.artifact_sha256 for v in r.versions({MODEL!r})}},"
+        f" 'champion': r.champion({MODEL!r})}}))"
+    )
+    done = run("read the registry", [sys.executable, "-c", code], env=store.env, timeout=300)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# SeaweedFS, as KFP's manifests deploy it (name, namespace, pod label and its PersistentVolumeClaim
+# pinned in tests/kind/test_cluster_files.py against KFP's source).
+SEAWEEDFS = ("kubeflow", "deployment/seaweedfs", "app=seaweedfs")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def test_the_object_store_stopped_during_a_training_run_fails_it_and_registers_nothing(
+    store: Store, version_two: str
+) -> None:
+    """Fault: the object store (SeaweedFS: the registry's store, KFP's artifacts) stopped while a
+    pipeline run trains. The run fails at the first step after training that needs the store, with
+    one line naming the step, the cause and the store's URL; the registry has no new version, not
+    even a claimed number; once the store is back, every version and the champion are as before."""
+    namespace, deployment, pods = SEAWEEDFS
+    before = registry_state(store)
+    runs = ROOT / ".mlops" / "runs"
+    earlier = set(runs.iterdir()) if runs.is_dir() else set()
+
+    def tasks_log() -> Path | None:
+        new = [d / "tasks.log" for d in runs.iterdir() if d not in earlier] if runs.is_dir() else []
+        return next((f for f in new if f.is_file()), None)
+
+    def training(log: Path) -> bool:
+        return "Executing task 'train'" in ANSI.sub("", log.read_text(errors="replace"))
+
+    # 300k rows: about 6 s of training here, time enough to stop the store before it ends.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlops.cli", "pipeline", "run", "--local", "--registry", REGISTRY,
+         "--model", MODEL, "--rows", "300000", "--seed", "9", "--margin=-1"],
+        cwd=ROOT, env=store.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        log = wait_for("the run's log", tasks_log, timeout=120, interval=0.2)
+        wait_for("the run's train step", lambda: training(log), timeout=300, interval=0.2)
+        kubectl("scale", deployment, "-n", namespace, "--replicas=0")
+        kubectl("delete", "pod", "-n", namespace, "-l", pods, "--grace-period=0", "--force")
+        stopped_during = ANSI.sub("", log.read_text(errors="replace"))
+        out, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        kubectl("scale", deployment, "-n", namespace, "--replicas=1")
+        kubectl("rollout", "status", deployment, "-n", namespace, "--timeout=300s", timeout=320)
+    tasks = ANSI.sub("", log.read_text(errors="replace"))
+    error = out.strip().splitlines()[-1]
+    FACTS["fault: object store stopped mid-training"] = f"exit {proc.returncode}: {error[:300]}"
+    assert "Task 'train' finished" not in stopped_during, "training ended before the store stopped"
+    assert proc.returncode != 0, out[-3000:]
+    assert "Task 'train' finished with status SUCCESS" in tasks, tasks[-3000:]
+    assert "Task 'register' finished with status SUCCESS" not in tasks, tasks[-3000:]
+    failed_step = re.match(r"error: step (\S+) failed: (.+)", error)
+    assert failed_step, out[-3000:]
+    assert failed_step.group(1) in {"evaluate", "gate", "register"}, error
+    assert "Could not connect to the endpoint URL" in error, error
+    assert store.env["AWS_ENDPOINT_URL"] in error, error
+    assert len(error) < 1000, error
+    after = wait_for("the registry readable again", lambda: registry_state(store), timeout=300)
+    assert after == before, (before, after)
+
+
+def ready_predictor_pod(version: str) -> str | None:
+    """The running, Ready pod of the predictor `v<version>` (not one being deleted)."""
+    for pod in kube_json("get", "pods", "-n", NAMESPACE, "-l", "component=predictor")["items"]:
+        ready = any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in pod["status"].get("conditions", [])
+        )
+        named = f"-v{version}-" in pod["metadata"]["name"]
+        if named and ready and not pod["metadata"].get("deletionTimestamp"):
+            return str(pod["metadata"]["name"])
+    return None
+
+
+def test_a_model_pod_killed_then_the_node_restarted_mid_canary_lose_nothing(
+    store: Store, version_two: str
+) -> None:
+    """Two faults in one rollout of a good version, under steady traffic through the gateway:
+
+    - the canary's model pod killed (force-deleted, as a crash or an eviction ends it);
+    - then the node restarted (`docker restart` of the kind node: the API server, KServe, the
+      gateway, Prometheus, the controller and the model servers all stop and come back).
+
+    What users saw is counted and timed; the rollout must go on from where it was (never back a
+    step, no step taken twice) and promote; the registry, the champion and the InferenceService's
+    rollout state are kept."""
+    from tests.kind.cluster_harness import CLUSTER_NAME
+
+    # Room for the restart: analyses fail while Prometheus and the model pods come back.
+    opt_in_with_a_fast_policy(
+        max_prediction_divergence=1.5, analysis_interval_s=20, max_failed_analyses=40
+    )
+    wait_for("no model pod in motion", lambda: not pods_in_motion(), timeout=300)
+    promoted_before = len(events("CanaryPromoted"))
+    earlier_steps = {e["metadata"]["name"] for e in events("CanaryStepUp")}
+    good = register_good(store, "register version 6", seed=6)
+    registry_before = registry_state(store)
+    start_canary_with_kubectl(good)
+    with Traffic() as traffic:
+        # Fault 1: the canary's pod killed once it serves.
+        pod = wait_for("the canary's pod Ready", lambda: ready_predictor_pod(good), timeout=300)
+        step = isvc()["spec"]["canary"][0]["trafficPercent"]
+        killed = time.monotonic()
+        kubectl("delete", "pod", pod, "-n", NAMESPACE, "--grace-period=0", "--force")
+        wait_for(
+            "a new canary pod Ready",
+            lambda: ready_predictor_pod(good) not in (None, pod),
+            timeout=300,
+        )
+        replaced = time.monotonic()
+        time.sleep(15)  # the gateway learns the new endpoint a moment after it is Ready
+        failed = [t for t in traffic.failed_at if t >= killed]
+        canary = isvc()["spec"].get("canary")
+        FACTS["fault: canary model pod killed"] = (
+            f"replacement Ready after {replaced - killed:.0f} s; {len(failed)} failed requests, "
+            f"the last {max(failed, default=killed) - killed:.0f} s after the kill; canary at "
+            f"{step}% then {canary[0]['trafficPercent'] if canary else 'promoted'}%"
+        )
+        assert all(t <= replaced + 15 for t in failed), "requests failed after the new pod served"
+        assert not events("CanaryRolledBack") or all(
+            e["metadata"]["name"] in earlier_steps for e in events("CanaryRolledBack")
+        )
+        # Fault 2: the node restarted while the canary is in progress.
+        canary = isvc()["spec"].get("canary")
+        assert canary, "the rollout ended before the node restart"
+        step = canary[0]["trafficPercent"]
+        served_before = sum(traffic.statuses.values())
+        failed_before = len(traffic.failed_at)
+        restarted = time.monotonic()
+        run("docker restart (the kind node)", ["docker", "restart", f"{CLUSTER_NAME}-control-plane"],
+            timeout=300)  # fmt: skip
+        wait_for("the API server back", lambda: kubectl("get", "--raw", "/readyz").returncode == 0,
+                 timeout=600)  # fmt: skip
+        api_back = time.monotonic()
+        after_restart = isvc()
+        assert after_restart["spec"].get("canary"), "the node restart lost the rollout"
+        assert after_restart["spec"]["canary"][0]["trafficPercent"] >= step
+        wait_for("the gateway answering again", lambda: traffic.last_ok > api_back, timeout=600)
+        serving_back = time.monotonic()
+        wait_for(
+            "CanaryPromoted event",
+            lambda: len(events("CanaryPromoted")) > promoted_before,
+            timeout=900,
+        )
+    down = [t for t in traffic.failed_at[failed_before:] if t >= restarted]
+    FACTS["fault: node restarted mid-canary"] = (
+        f"API server back after {api_back - restarted:.0f} s, the model answering after "
+        f"{serving_back - restarted:.0f} s; {len(down)} of "
+        f"{sum(traffic.statuses.values()) - served_before} requests failed meanwhile (the whole "
+        f"cluster is that node); canary at {step}% before, then promoted"
+    )
+    steps = [
+        re.search(r"\d+% -> \d+%", e["message"]).group(0)  # type: ignore[union-attr]
+        for e in events("CanaryStepUp")
+        if e["metadata"]["name"] not in earlier_steps
+    ]
+    assert len(steps) == len(set(steps)), steps  # no step taken twice across either fault
+    obj = isvc()
+    assert obj["spec"]["predictor"]["name"] == f"v{good}" and not obj["spec"].get("canary")
+    status = json.loads(obj["metadata"]["annotations"]["mlops.platform/rollout-status"])
+    assert status["action"] == "promote", status
+    # Nothing of the registry lost: the store's volume outlived the node's restart.
+    assert registry_state(store) == registry_before
+    wait_for(f"all traffic on v{good}", lambda: measure_split(40) == {good: 40}, timeout=300)
+    # Between the two faults, nothing failed: requests fail only while something is down.
+    assert not [t for t in traffic.failed_at if replaced + 15 < t < restarted]
 
 
 @contextlib.contextmanager

@@ -904,3 +904,29 @@ def test_the_fault_tests_find_prometheus_pods_by_the_operators_name_label() -> N
     objs = yaml.safe_load_all((ROOT / "manifests/base/monitoring/prometheus.yaml").read_text())
     (prometheus,) = [o for o in objs if o and o["kind"] == "Prometheus"]
     assert f"operator.prometheus.io/name={prometheus['metadata']['name']}" == PROMETHEUS_PODS
+
+
+def test_the_fault_tests_stop_seaweedfs_by_the_names_kfp_gives_it() -> None:
+    """tests/kind/test_cluster.py stops the object store by its Deployment and deletes its pod by
+    label, and expects every registered version back afterwards: KFP's SeaweedFS (at KFP_VERSION)
+    keeps its data on a PersistentVolumeClaim, not in the pod."""
+    from tests.kind.test_cluster import SEAWEEDFS
+
+    namespace, deployment, pods = SEAWEEDFS
+    doc = yaml.safe_load(
+        kfp_file(
+            "manifests/kustomize/third-party/seaweedfs/base/seaweedfs/seaweedfs-deployment.yaml"
+        )
+    )
+    assert (doc["kind"], doc["metadata"]["namespace"]) == ("Deployment", namespace)
+    assert f"deployment/{doc['metadata']['name']}" == deployment
+    key, value = pods.split("=")
+    assert doc["spec"]["template"]["metadata"]["labels"][key] == value
+    volumes = doc["spec"]["template"]["spec"]["volumes"]
+    data = next(
+        m
+        for m in doc["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        if m["mountPath"] == "/data"
+    )
+    (volume,) = [v for v in volumes if v["name"] == data["name"]]
+    assert "persistentVolumeClaim" in volume, volume
