@@ -199,9 +199,18 @@ def analyze(
         return without_window
     assert isinstance(observation, Window)
     w = observation
-    warming = state.warmup_served < policy.warmup_requests
+    # A server that restarted in the window served all of it cold (a new process, as a new
+    # canary's first requests are): the window is a warm-up, whichever side restarted.
+    warming = state.warmup_served < policy.warmup_requests or bool(w.restarted)
     errors, state = _check_errors(policy, state, w, policy.check_alpha("errors"))
-    if warming:
+    if w.restarted:
+        latency = CheckResult(
+            "latency",
+            "waiting",
+            f"the {' and '.join(w.restarted)} server restarted in this window: its requests "
+            "since are left out, as a warm-up",
+        )
+    elif warming:
         latency = CheckResult(
             "latency",
             "waiting",
@@ -481,10 +490,16 @@ def _decide(
         reason = "; ".join(f"{c.name}: {c.reason}" for c in failed)
         return _end(state, "rollback", reason, percent, checks, numbers)
     if warming:
+        why = (
+            f"the {' and '.join(w.restarted)} server restarted: this window is left out of the "
+            "latency check"
+            if w.restarted
+            else f"warming up ({state.warmup_served}/{policy.warmup_requests} canary requests "
+            "left out of the latency check)"
+        )
         return CanaryDecision(
             "hold",
-            f"checks pass; warming up ({state.warmup_served}/{policy.warmup_requests} canary "
-            f"requests left out of the latency check) at {percent}%",
+            f"checks pass; {why} at {percent}%",
             percent,
             percent,
             checks,

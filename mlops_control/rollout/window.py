@@ -109,9 +109,13 @@ class VersionCounters:
     latency: Histogram  # seconds
     predictions: Histogram  # positive-class probability per predicted row
 
+    def restarted_since(self, earlier: VersionCounters) -> bool:
+        """Counts that dropped: the server restarted, and counts from zero again."""
+        return self.requests < earlier.requests or self.errors < earlier.errors
+
     def minus(self, earlier: VersionCounters) -> VersionCounters:
-        if self.requests < earlier.requests or self.errors < earlier.errors:
-            return self  # the server restarted: everything it counted is new
+        if self.restarted_since(earlier):
+            return self  # everything it counted is new
         return VersionCounters(
             requests=self.requests - earlier.requests,
             errors=self.errors - earlier.errors,
@@ -161,17 +165,29 @@ class Snapshot:
         )
 
     def minus(self, earlier: Snapshot) -> Window:
+        restarted = tuple(
+            role
+            for role, now, then in (
+                ("stable", self.stable, earlier.stable),
+                ("canary", self.canary, earlier.canary),
+            )
+            if now.restarted_since(then)
+        )
         return Window(
-            stable=self.stable.minus(earlier.stable), canary=self.canary.minus(earlier.canary)
+            stable=self.stable.minus(earlier.stable),
+            canary=self.canary.minus(earlier.canary),
+            restarted=restarted,
         )
 
 
 @dataclass(frozen=True)
 class Window:
-    """What both versions served during one analysis interval."""
+    """What both versions served during one analysis interval; `restarted` names the sides
+    ("stable", "canary") whose server restarted in it, so that all it counted is since its start."""
 
     stable: VersionCounters
     canary: VersionCounters
+    restarted: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"stable": self.stable.to_dict(), "canary": self.canary.to_dict()}

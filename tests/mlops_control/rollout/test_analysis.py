@@ -250,3 +250,57 @@ def test_the_budget_split_sums_to_the_false_rollback_rate_and_favours_an_aimed_e
     llr = np.array([5.0, -50.0])
     assert math.isclose(log_evidence(llr, (2 / 3, 1 / 3)), 5.0 + math.log(2 / 3), abs_tol=1e-9)
     assert math.isclose(log_evidence(llr), 5.0 - math.log(2), abs_tol=1e-9)
+
+
+def test_a_server_restarted_mid_rollout_is_warmed_up_again() -> None:
+    """A node restart mid-rollout, through rollout_step as the controller reads it: both servers
+    count from zero again, and the restarted canary's first requests are slow (a new process),
+    as its first requests were. Seen on the kind cluster: the latency check then rolled a good
+    version back (p99 16.9 vs 9.4 ms). The window a server restarted in is a warm-up."""
+    from mlops_control.rollout.step import RolloutProgress, rollout_step
+    from mlops_control.rollout.window import Snapshot
+
+    rng = np.random.default_rng(5)
+    policy = RolloutPolicy(warmup_requests=10)
+
+    def cumulative(windows: list) -> Snapshot:
+        stable, canary = windows[0].stable, windows[0].canary
+        for w in windows[1:]:
+            stable, canary = stable + w.stable, canary + w.canary
+        return Snapshot(stable, canary)
+
+    def run_with(after_restart: list) -> list:
+        progress = RolloutProgress.begin(policy, 10, 0.0)
+        before = [draw_window(STABLE, STABLE, 1000, 10, rng) for _ in range(4)]
+        decisions = []
+        for n in range(1, len(before) + 1):  # the first reading is the baseline
+            result = rollout_step(policy, progress, cumulative(before[:n]), float(n))
+            progress = result.progress
+        assert progress.state.warmup_served >= policy.warmup_requests  # warm before the restart
+        for n in range(1, len(after_restart) + 1):
+            result = rollout_step(policy, progress, cumulative(after_restart[:n]), 10.0 + n)
+            progress = result.progress
+            decisions.append(result.decision)
+            if result.decision.final:
+                break
+        return decisions
+
+    # Fewer requests since the restart than before it: the counters dropped on both sides.
+    cold = draw_window(STABLE, STABLE.slower(20.0), 300, 10, rng)
+    warm = [draw_window(STABLE, STABLE, 1000, 10, rng) for _ in range(60)]
+    decisions = run_with([cold, *warm])
+    first = decisions[0]
+    assert first.action == "hold", first.reason
+    assert "stable and canary server restarted" in first.reason, first.reason
+    assert decisions[-1].action == "promote", decisions[-1].reason
+    # The same cold window, with no restart in between (counters going on growing), is judged.
+    progress = RolloutProgress.begin(policy, 10, 0.0)
+    base = draw_window(STABLE, STABLE, 1000, 10, rng)
+    progress = rollout_step(policy, progress, Snapshot(base.stable, base.canary), 0.0).progress
+    warmed = draw_window(STABLE, STABLE, 1000, 10, rng)
+    snap = Snapshot(base.stable + warmed.stable, base.canary + warmed.canary)
+    progress = rollout_step(policy, progress, snap, 1.0).progress
+    judged = rollout_step(
+        policy, progress, Snapshot(snap.stable + cold.stable, snap.canary + cold.canary), 2.0
+    )
+    assert judged.decision.action == "rollback" and "latency" in judged.decision.reason
