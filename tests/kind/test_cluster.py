@@ -454,6 +454,8 @@ class Traffic:
 
     def __init__(self) -> None:
         self.rows = instances(400, 11)
+        # Read once: the thread must not need the API server (a fault test restarts it).
+        self.host = host()
         self.stop = threading.Event()
         self.statuses: collections.Counter[int] = collections.Counter()
         self.failed_at: list[float] = []  # time.monotonic() of each answer other than 200
@@ -469,7 +471,7 @@ class Traffic:
                     r = http.post(
                         f"/v1/models/{MODEL}:predict",
                         json={"instances": rows},
-                        headers={"Host": host()},
+                        headers={"Host": self.host},
                     )
                     status = r.status_code
                 except httpx.HTTPError:
@@ -737,6 +739,7 @@ def test_a_model_pod_killed_then_the_node_restarted_mid_canary_lose_nothing(
     wait_for("no model pod in motion", lambda: not pods_in_motion(), timeout=300)
     promoted_before = len(events("CanaryPromoted"))
     earlier_steps = {e["metadata"]["name"] for e in events("CanaryStepUp")}
+    rolled_back_before = len(events("CanaryRolledBack"))
     good = register_good(store, "register version 6", seed=6)
     registry_before = registry_state(store)
     start_canary_with_kubectl(good)
@@ -756,14 +759,12 @@ def test_a_model_pod_killed_then_the_node_restarted_mid_canary_lose_nothing(
         failed = [t for t in traffic.failed_at if t >= killed]
         canary = isvc()["spec"].get("canary")
         FACTS["fault: canary model pod killed"] = (
-            f"replacement Ready after {replaced - killed:.0f} s; {len(failed)} failed requests, "
-            f"the last {max(failed, default=killed) - killed:.0f} s after the kill; canary at "
-            f"{step}% then {canary[0]['trafficPercent'] if canary else 'promoted'}%"
+            f"replacement Ready after {replaced - killed:.0f} s; {len(failed)} failed of "
+            f"{sum(traffic.statuses.values())} requests so far; canary at {step}%, then "
+            f"{canary[0]['trafficPercent'] if canary else 'promoted'}%"
         )
         assert all(t <= replaced + 15 for t in failed), "requests failed after the new pod served"
-        assert not events("CanaryRolledBack") or all(
-            e["metadata"]["name"] in earlier_steps for e in events("CanaryRolledBack")
-        )
+        assert len(events("CanaryRolledBack")) == rolled_back_before, "rolled back on a pod's loss"
         # Fault 2: the node restarted while the canary is in progress.
         canary = isvc()["spec"].get("canary")
         assert canary, "the rollout ended before the node restart"
