@@ -732,9 +732,15 @@ def test_a_model_pod_killed_then_the_node_restarted_mid_canary_lose_nothing(
     rollout state are kept."""
     from tests.kind.cluster_harness import CLUSTER_NAME
 
-    # Room for the restart: analyses fail while Prometheus and the model pods come back.
+    # Room for the restart: analyses fail while Prometheus and the model pods come back. A 100 ms
+    # latency floor: after the restart, the whole cluster starting on 2 cores slowed the 10%
+    # canary's requests more than the stable's (p99 16.9 vs 9.4 ms; the latency check rolled the
+    # good version back in one of two runs); what this test checks is what a restart keeps.
     opt_in_with_a_fast_policy(
-        max_prediction_divergence=1.5, analysis_interval_s=20, max_failed_analyses=40
+        max_prediction_divergence=1.5,
+        analysis_interval_s=20,
+        max_failed_analyses=40,
+        latency_floor_s=0.1,
     )
     wait_for("no model pod in motion", lambda: not pods_in_motion(), timeout=300)
     promoted_before = len(events("CanaryPromoted"))
