@@ -118,7 +118,6 @@ def port_forward(namespace: str, target: str, remote: int) -> Iterator[int]:
     clients reconnect as they would to a real endpoint."""
     local = free_port()
     stop = threading.Event()
-    current: list[subprocess.Popen[str]] = []
 
     def keep_forwarding() -> None:
         while not stop.is_set():
@@ -127,7 +126,6 @@ def port_forward(namespace: str, target: str, remote: int) -> Iterator[int]:
                  "--address", "127.0.0.1", target, f"{local}:{remote}"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
             )  # fmt: skip
-            current[:] = [proc]
             while proc.poll() is None and not stop.is_set():
                 time.sleep(0.3)
             if proc.poll() is None:

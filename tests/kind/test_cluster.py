@@ -671,8 +671,8 @@ def test_the_object_store_stopped_during_a_training_run_fails_it_and_registers_n
         new = [d / "tasks.log" for d in runs.iterdir() if d not in earlier] if runs.is_dir() else []
         return next((f for f in new if f.is_file()), None)
 
-    def training(log: Path) -> bool:
-        return "Executing task 'train'" in ANSI.sub("", log.read_text(errors="replace"))
+    def text(log: Path) -> str:  # the task log without its colours
+        return ANSI.sub("", log.read_text(errors="replace"))
 
     # 300k rows: about 6 s of training here, time enough to stop the store before it ends.
     proc = subprocess.Popen(
@@ -682,17 +682,22 @@ def test_the_object_store_stopped_during_a_training_run_fails_it_and_registers_n
     )  # fmt: skip
     try:
         log = wait_for("the run's log", tasks_log, timeout=120, interval=0.2)
-        wait_for("the run's train step", lambda: training(log), timeout=300, interval=0.2)
+        wait_for(
+            "the run's train step",
+            lambda: "Executing task 'train'" in text(log),
+            timeout=300,
+            interval=0.2,
+        )
         kubectl("scale", deployment, "-n", namespace, "--replicas=0")
         kubectl("delete", "pod", "-n", namespace, "-l", pods, "--grace-period=0", "--force")
-        stopped_during = ANSI.sub("", log.read_text(errors="replace"))
+        stopped_during = text(log)
         out, _ = proc.communicate(timeout=900)
     finally:
         if proc.poll() is None:
             proc.kill()
         kubectl("scale", deployment, "-n", namespace, "--replicas=1")
         kubectl("rollout", "status", deployment, "-n", namespace, "--timeout=300s", timeout=320)
-    tasks = ANSI.sub("", log.read_text(errors="replace"))
+    tasks = text(log)
     error = out.strip().splitlines()[-1]
     FACTS["fault: object store stopped mid-training"] = f"exit {proc.returncode}: {error[:300]}"
     assert "Task 'train' finished" not in stopped_during, "training ended before the store stopped"
