@@ -200,7 +200,7 @@ cluster-delete: ## delete the laptop cluster
 # The deploy runs on the project's venv Python (PyYAML); it checks its other tools (kubectl, jq,
 # openssl) before any work and names what is missing on one line.
 deploy: $(INSTALLED) ## install Gateway API+Traefik, KServe (Standard), SeaweedFS, KFP, Prometheus, the project (OVERLAY=...)
-	@PYTHON=$(CURDIR)/$(BIN)/python SERVING_IMAGE=$(SERVING_IMAGE) hack/deploy.sh $(DEPLOY_STEPS)
+	@PYTHON=$(CURDIR)/$(BIN)/python SERVING_IMAGE=$(SERVING_IMAGE) COMPONENT_IMAGE=$(COMPONENT_IMAGE) hack/deploy.sh $(DEPLOY_STEPS)
 
 undeploy: ## remove the project's part (its InferenceServices and manifests); add-ons stay
 	-kubectl delete inferenceservices -n mlops -l app.kubernetes.io/part-of=mlops-platform --ignore-not-found --wait

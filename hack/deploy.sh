@@ -257,6 +257,21 @@ install_prometheus() {
   wait_ready "Prometheus operator" default deployment prometheus-operator
 }
 
+# apply_dask_crds: the dask-kubernetes operator's CRDs (DaskCluster and its kin) from the operator's
+# own package at the version pyproject.toml pins (installed in the venv by make install), so the
+# CRDs and the operator in the component image are one release.
+apply_dask_crds() {
+  local dir
+  dir=$("$PYTHON" -c 'import dask_kubernetes, pathlib; print(pathlib.Path(dask_kubernetes.__file__).parent / "operator/deployment/helm/dask-kubernetes-operator/crds")') || {
+    echo "error: the dask-kubernetes package is not installed in $PYTHON; run: make install" >&2
+    exit 1
+  }
+  apply -f "$dir" >/dev/null
+  kubectl wait --for condition=established --timeout="$TIMEOUT" crd/daskclusters.kubernetes.dask.org \
+    crd/daskworkergroups.kubernetes.dask.org >/dev/null
+  echo "ready: DaskCluster CRDs (dask-kubernetes $("$PYTHON" -c 'from importlib.metadata import version; print(version("dask-kubernetes"))'))"
+}
+
 install_project() {
   step "project manifests ($OVERLAY)"
   local opts=()
@@ -264,6 +279,9 @@ install_project() {
   # The canary controller and the dashboard run the serving image of this checkout (make images;
   # kind-load), set before the apply so a redeploy rolls each once, straight to that image.
   opts+=(--image "mlops-platform/serving=${SERVING_IMAGE:?set by the Makefile (versions.mk)}")
+  # The dask-kubernetes operator runs the component image, which has it installed.
+  opts+=(--image "mlops-platform/components=${COMPONENT_IMAGE:?set by the Makefile (versions.mk)}")
+  apply_dask_crds
   manifests "$OVERLAY" "${opts[@]}" | apply -f -
   # The model store credentials are the object store's own; copy them at deploy time so no
   # secret lives in git. The template (manifests/base/storage-secret.yaml) carries no data, so a
@@ -295,6 +313,7 @@ install_project() {
     sleep 2
   done
   wait_ready Prometheus monitoring statefulset prometheus-mlops
+  wait_ready "Dask operator" kubeflow deployment mlops-dask-operator
 }
 
 steps=("$@")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the offline inputs of docker/*.Dockerfile under build/ on the host, where PyPI is reachable:
-#   build/requirements-image.txt  the runtime requirements (pyproject's dependencies + the s3 extra)
+#   build/requirements-image.txt  the runtime requirements (pyproject's dependencies + the s3 and
+#                                 dask-operator extras: the component image runs the Dask operator)
 #   build/wheelhouse/             their wheels, at requirements.lock's versions
 #   build/project/                the project's own wheel (its own layer: code changes rebuild only it)
 # The image build then installs with --no-index, so it needs no network.
@@ -11,7 +12,8 @@ mkdir -p build/wheelhouse
 "$PY" - <<'PYEOF' >build/requirements-image.txt.new
 import tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
-print("\n".join(project["dependencies"] + project["optional-dependencies"]["s3"]))
+extras = project["optional-dependencies"]
+print("\n".join(project["dependencies"] + extras["s3"] + extras["dask-operator"]))
 PYEOF
 mv build/requirements-image.txt.new build/requirements-image.txt
 # pip wheel reuses wheels already in build/wheelhouse (find-links) and the pip cache.

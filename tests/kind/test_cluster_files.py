@@ -751,16 +751,31 @@ def test_a_redeploy_rolls_the_controller_once_to_this_checkouts_image() -> None:
     assert "set image" not in body and "serving:latest" not in DEPLOY
     (option,) = re.findall(r'--image "(mlops-platform/serving=[^"]+)"', body)
     assert option.startswith("mlops-platform/serving=${SERVING_IMAGE:?")
+    (option,) = re.findall(r'--image "(mlops-platform/components=[^"]+)"', body)
+    assert option.startswith("mlops-platform/components=${COMPONENT_IMAGE:?")
     objs = render(
-        ROOT / "manifests" / "overlays" / "dev", "--image", "mlops-platform/serving=reg/s:abc"
-    )
+        ROOT / "manifests" / "overlays" / "dev",
+        "--image", "mlops-platform/serving=reg/s:abc",
+        "--image", "mlops-platform/components=reg/c:abc",
+    )  # fmt: skip
     deployments = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Deployment"}
-    # the controller and the dashboard (manifests/base/dashboard) both run the serving image
-    assert set(deployments) == {"mlops-canary-controller", "mlops-dashboard"}
-    for deployment in deployments.values():
-        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "reg/s:abc"
+    # the controller and the dashboard (manifests/base/dashboard) run the serving image; the Dask
+    # operator (manifests/base/dask-operator) the component image, which has it installed
+    images = {
+        name: d["spec"]["template"]["spec"]["containers"][0]["image"]
+        for name, d in deployments.items()
+    }
+    assert images == {
+        "mlops-canary-controller": "reg/s:abc",
+        "mlops-dashboard": "reg/s:abc",
+        "mlops-dask-operator": "reg/c:abc",
+    }
     dry = make_dry("deploy", "-W", ".venv/.installed")
-    assert re.search(r"SERVING_IMAGE=mlops-platform/serving:\S+ hack/deploy\.sh", dry), dry
+    assert re.search(
+        r"SERVING_IMAGE=mlops-platform/serving:\S+ COMPONENT_IMAGE=mlops-platform/components:\S+ "
+        r"hack/deploy\.sh",
+        dry,
+    ), dry
 
 
 def test_traefik_enforces_the_route_timeout_kserve_would_write() -> None:
