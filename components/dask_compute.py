@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from components.compute_spec import ComputeError, ComputeSpec
 from components.kube_client import in_a_pod
 
-__all__ = ["ComputeError", "ComputeSpec", "dask_client", "local_dask_client"]
+__all__ = ["ComputeError", "ComputeSpec", "dask_client", "local_dask_client", "workers_uri"]
 
 
 @contextlib.contextmanager
@@ -53,3 +53,13 @@ def local_dask_client(spec: ComputeSpec) -> Iterator[object]:
             client.close()
     finally:
         cluster.close()
+
+
+def workers_uri(uri: str, path: str) -> str:
+    """Where Dask workers read a KFP input artifact. In a pod the launcher downloaded it to `path`,
+    on that pod only: the workers read the artifact's own object-store URI instead (KFP names its
+    pipeline root minio://, an S3 bucket; the workers get the store's endpoint and keys). Outside
+    a pod (kfp.local) the workers share this machine's files."""
+    if in_a_pod() and uri.startswith(("minio://", "s3://")):
+        return "s3://" + uri.split("://", 1)[1]
+    return path

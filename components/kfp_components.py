@@ -145,7 +145,7 @@ def train(
 ):
     """Fit the scikit-learn Pipeline; save it (skops) and its drift reference profile. With
     compute=dask, on a Dask cluster started for this step (the same artifact)."""
-    from components.dask_compute import ComputeSpec
+    from components.dask_compute import ComputeSpec, workers_uri
     from components.train import TrainParams, train_step
     from components.train_dask import train_files_on_dask
 
@@ -164,6 +164,7 @@ def train(
     }
     params = TrainParams(estimator=estimator, seed=seed)
     if spec.is_dask:
+        paths["train_path"] = workers_uri(train_data.uri, train_data.path)
         train_files_on_dask(**paths, params=params, spec=spec)
     else:
         train_step(**paths, params=params)

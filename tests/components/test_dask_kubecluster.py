@@ -147,3 +147,16 @@ def test_without_the_pod_variables_no_owner_is_invented(monkeypatch: pytest.Monk
     assert _owner_from_env() is None
     body = daskcluster_body("c1", image="img:1", spec=SPEC, owner=None)
     assert "ownerReferences" not in body["metadata"]
+
+
+def test_workers_read_a_kfp_artifact_from_the_store_not_the_steps_download(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from components.dask_compute import workers_uri
+
+    uri, path = "minio://mlpipeline/v2/artifacts/run/ingest/train", "/minio/mlpipeline/v2/train"
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    assert workers_uri(uri, path) == "s3://mlpipeline/v2/artifacts/run/ingest/train"
+    assert workers_uri("/tmp/local/train", "/tmp/local/train") == "/tmp/local/train"
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")  # kfp.local: workers share this machine
+    assert workers_uri(uri, path) == path

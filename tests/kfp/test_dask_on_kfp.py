@@ -1,0 +1,256 @@
+"""compute=dask on the cluster, through the golden pipelines run unedited on the `make deploy`
+cluster: the train step gets a DaskCluster from the dask-kubernetes operator (which `make deploy`
+runs), trains on it, registers and deploys; a cancelled run leaves no Dask cluster behind; a batch
+scoring run scores a partitioned Parquet data set on Dask workers.
+
+The two training runs start together (a run spends most of its minutes waiting on pods, so two
+overlap well on 2 cores); the one to cancel is terminated once its cluster's workers run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from components.dask_kubecluster import GROUP, PLURAL
+from tests.kfp.kfp_cluster import FACTS, KfpCluster
+from tests.kfp.kfp_stack import ROOT
+from tests.kfp.test_kfp_api import (
+    PACKAGE,
+    STORE,
+    object_store,
+    read_artifact,
+    run_outputs,
+    states,
+    tasks_by_name,
+    ui_defaults,
+    wait_for_run,
+)
+
+pytestmark = [pytest.mark.kfp, pytest.mark.slow]
+
+MODEL = "churn-dask"
+BATCH_PACKAGE = ROOT / "pipelines" / "batch_scoring.yaml"
+# Small workers: the node has 2 CPUs, most of them requested by the platform already.
+COMPUTE = {
+    "compute": "dask",
+    "dask_workers": 2,
+    "dask_worker_memory": "1GiB",
+    "dask_worker_cpu": 0.25,
+}
+CLUSTER_LABEL = "dask.org/cluster-name"  # the operator's label on its pods (controller.py)
+
+
+@dataclass
+class DaskWatch:
+    """What DaskClusters and Dask pods existed in kubeflow, polled every 2 s: which run's step
+    owned each cluster, and how many of its worker pods were Running at most."""
+
+    cluster: KfpCluster
+    owners: dict[str, str] = field(default_factory=dict)  # DaskCluster -> owning pod
+    running_workers: dict[str, int] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def now(self) -> tuple[set[str], dict[str, str]]:
+        """The DaskClusters there now, and every Dask pod there now with its cluster."""
+        got = self.cluster.kubectl(
+            "get", f"{PLURAL}.{GROUP}", "-n", "kubeflow", "-o", "json", check=False
+        )
+        clusters = json.loads(got.stdout)["items"] if got.returncode == 0 else []
+        for c in clusters:
+            for ref in c["metadata"].get("ownerReferences", []):
+                self.owners[c["metadata"]["name"]] = ref["name"]
+        pods = json.loads(
+            self.cluster.kubectl(
+                "get", "pods", "-n", "kubeflow", "-l", CLUSTER_LABEL, "-o", "json"
+            ).stdout
+        )["items"]
+        for pod in pods:
+            labels = pod["metadata"]["labels"]
+            name = labels[CLUSTER_LABEL]
+            if (
+                labels.get("dask.org/component") == "worker"
+                and pod["status"].get("phase") == "Running"
+            ):
+                running = sum(
+                    1
+                    for p in pods
+                    if p["metadata"]["labels"][CLUSTER_LABEL] == name
+                    and p["metadata"]["labels"].get("dask.org/component") == "worker"
+                    and p["status"].get("phase") == "Running"
+                )
+                self.running_workers[name] = max(self.running_workers.get(name, 0), running)
+        return (
+            {c["metadata"]["name"] for c in clusters},
+            {p["metadata"]["name"]: p["metadata"]["labels"][CLUSTER_LABEL] for p in pods},
+        )
+
+    def poll(self) -> None:
+        while not self.stop.wait(2):
+            self.now()
+
+    def of_run(self, run_id: str) -> list[str]:
+        """The clusters whose owner pod belonged to the run (KFP labels its pods with the run)."""
+        mine = []
+        for name, pod in list(self.owners.items()):
+            got = self.cluster.kubectl(
+                "get",
+                "pod",
+                pod,
+                "-n",
+                "kubeflow",
+                "-o",
+                "jsonpath={.metadata.labels}",
+                check=False,
+            )
+            if got.returncode == 0 and run_id in got.stdout:
+                mine.append(name)
+        return mine
+
+    def wait_gone(self, names: list[str], timeout_s: float) -> float:
+        """Seconds until none of the clusters, nor any of their pods, is left."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout_s:
+            clusters, pods = self.now()
+            left = [n for n in names if n in clusters] + [p for p, c in pods.items() if c in names]
+            if not left:
+                return time.monotonic() - start
+            time.sleep(2)
+        raise AssertionError(f"still there {timeout_s:.0f} s later: {left}")
+
+
+@pytest.fixture(scope="module")
+def watch(kfp_cluster: KfpCluster) -> Iterator[DaskWatch]:
+    found = kfp_cluster.kubectl(
+        "get", "deploy", "mlops-dask-operator", "-n", "kubeflow", "-o", "json", check=False
+    )
+    assert found.returncode == 0, "make deploy did not install the Dask operator: " + found.stderr
+    w = DaskWatch(kfp_cluster)
+    thread = threading.Thread(target=w.poll, daemon=True)
+    thread.start()
+    yield w
+    w.stop.set()
+    thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(kfp_cluster: KfpCluster) -> Any:
+    import kfp
+
+    return kfp.Client(host=kfp_cluster.host)
+
+
+@pytest.fixture(scope="module")
+def two_runs(client: Any, kfp_cluster: KfpCluster) -> Iterator[tuple[str, str]]:
+    """A dask training run to finish and one to cancel, started together."""
+    params = ui_defaults() | COMPUTE | {"model_name": MODEL, "rows": 20000}
+    runs = [
+        client.create_run_from_pipeline_package(
+            str(PACKAGE), arguments=params, run_name=f"{MODEL}-{label}", experiment_name="dask"
+        ).run_id
+        for label in ("train", "cancel")
+    ]
+    yield runs[0], runs[1]
+    kfp_cluster.kubectl("delete", "isvc", MODEL, "-n", "mlops", "--ignore-not-found", check=False)
+
+
+def test_a_cancelled_dask_run_leaves_no_dask_cluster(
+    two_runs: tuple[str, str], watch: DaskWatch, client: Any
+) -> None:
+    _, cancel = two_runs
+    deadline, mine = time.monotonic() + 900, []
+    while time.monotonic() < deadline:
+        mine = [n for n in watch.of_run(cancel) if watch.running_workers.get(n, 0) >= 1]
+        if mine:
+            break
+        state = client.get_run(cancel).state
+        assert state not in {"SUCCEEDED", "FAILED", "CANCELED"}, f"the run ended first: {state}"
+        time.sleep(3)
+    assert mine, "the run's train step started no Dask cluster with a running worker in 15 min"
+    client.terminate_run(cancel)
+    took = watch.wait_gone(mine, timeout_s=180)
+    FACTS["dask: cluster gone after the run was cancelled"] = f"{took:.0f} s"
+
+
+def test_a_dask_run_trains_on_the_operators_cluster_registers_and_deploys(
+    two_runs: tuple[str, str], watch: DaskWatch, client: Any, kfp_cluster: KfpCluster
+) -> None:
+    train, _ = two_runs
+    done = wait_for_run(client, train, "compute=dask")
+    assert done.state == "SUCCEEDED", states(done)
+    clusters = watch.of_run(train)
+    assert len(clusters) == 1, f"the train step's Dask clusters: {clusters} (all: {watch.owners})"
+    assert watch.running_workers.get(clusters[0]) == COMPUTE["dask_workers"], watch.running_workers
+    # the step deletes its cluster when it ends (and the pod's going would, too)
+    watch.wait_gone(clusters, timeout_s=120)
+    summary = json.loads(
+        read_artifact(kfp_cluster, run_outputs(kfp_cluster, train)["train"]["summary"][1])
+    )
+    assert summary["compute"] == "dask" and summary["dask_workers"] == 2, summary
+    assert tasks_by_name(done)["register"].state == "SUCCEEDED"
+    kfp_cluster.kubectl(
+        "wait", "--for=condition=Ready", f"isvc/{MODEL}", "-n", "mlops", "--timeout=600s"
+    )
+
+
+def _partitioned(rows: int) -> list[tuple[str, bytes]]:
+    """The churn generator's rows as three Parquet files, two planted bad rows among them."""
+    from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
+
+    df = generate_churn(rows, seed=7).reset_index(drop=True)
+    df.insert(0, "customer_id", [f"c{i:05d}" for i in range(rows)])
+    num = next(f.name for f in CHURN_SCHEMA.numeric_features if not f.nullable)
+    df[num] = df[num].astype(float)
+    df.loc[5, num] = math.inf  # not finite
+    df.loc[rows - 10, CHURN_SCHEMA.categorical_features[0].name] = "martian"  # unknown
+    parts = []
+    for i, (lo, hi) in enumerate(
+        [(0, rows // 3), (rows // 3, 2 * rows // 3), (2 * rows // 3, rows)]
+    ):
+        buf = io.BytesIO()
+        df.iloc[lo:hi].to_parquet(buf, row_group_size=500)
+        parts.append((f"part-{i}.parquet", buf.getvalue()))
+    return parts
+
+
+def test_a_batch_run_scores_a_partitioned_data_set_on_dask(
+    two_runs: tuple[str, str], watch: DaskWatch, client: Any, kfp_cluster: KfpCluster
+) -> None:
+    import pandas as pd
+
+    rows = 6000
+    prefix = f"{STORE.bucket}/data/dask-batch"
+    with object_store(kfp_cluster) as fs:
+        if fs.exists(prefix):
+            fs.rm(prefix, recursive=True)
+        for name, data in _partitioned(rows):
+            fs.pipe_file(f"{prefix}/{name}", data)
+    run = client.create_run_from_pipeline_package(
+        str(BATCH_PACKAGE),
+        arguments={
+            "registry_uri": STORE.registry_uri,
+            "input_uri": f"s3://{prefix}",
+            "model_name": MODEL,
+        }
+        | COMPUTE,
+        run_name=f"{MODEL}-batch",
+        experiment_name="dask",
+    )
+    done = wait_for_run(client, run.run_id, "batch scoring, compute=dask")
+    assert done.state == "SUCCEEDED", states(done)
+    assert len(watch.of_run(run.run_id)) == 1, watch.owners
+    outputs = run_outputs(kfp_cluster, run.run_id)["batch-score"]
+    with object_store(kfp_cluster) as fs:
+        scores = pd.read_parquet(io.BytesIO(fs.cat_file(outputs["scores"][1].split("://", 1)[1])))
+        aside = pd.read_parquet(io.BytesIO(fs.cat_file(outputs["rejected"][1].split("://", 1)[1])))
+    assert aside["row"].tolist() == [5, rows - 10], aside
+    kept = [f"c{i:05d}" for i in range(rows) if i not in (5, rows - 10)]
+    assert scores["customer_id"].tolist() == kept  # every good row, in the input's order
