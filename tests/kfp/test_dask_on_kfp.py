@@ -12,19 +12,24 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
+import shlex
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from components.dask_kubecluster import GROUP, PLURAL
 from tests.kfp.kfp_cluster import FACTS, KfpCluster
-from tests.kfp.kfp_stack import ROOT
+from tests.kfp.kfp_stack import ROOT, script_env
 from tests.kfp.test_kfp_api import (
     PACKAGE,
+    RUN_TIMEOUT,
     STORE,
     object_store,
     read_artifact,
@@ -148,22 +153,71 @@ def client(kfp_cluster: KfpCluster) -> Any:
     return kfp.Client(host=kfp_cluster.host)
 
 
-@pytest.fixture(scope="module")
-def two_runs(client: Any, kfp_cluster: KfpCluster) -> Iterator[tuple[str, str]]:
-    """A dask training run to finish and one to cancel, started together."""
-    params = ui_defaults() | COMPUTE | {"model_name": MODEL, "rows": 20000}
-    runs = [
-        client.create_run_from_pipeline_package(
-            str(PACKAGE), arguments=params, run_name=f"{MODEL}-{label}", experiment_name="dask"
-        ).run_id
-        for label in ("train", "cancel")
+def page_command() -> str:
+    """docs/scale.md's training run on Dask, as the page gives it."""
+    from tests.docs.console_blocks import DOCS, page_commands
+
+    (line,) = [
+        c.line
+        for c in page_commands(DOCS / "scale.md")
+        if c.line.startswith("make run") and "--compute dask" in c.line
     ]
-    yield runs[0], runs[1]
-    kfp_cluster.kubectl("delete", "isvc", MODEL, "-n", "mlops", "--ignore-not-found", check=False)
+    return line
+
+
+@dataclass
+class PageRun:
+    process: subprocess.Popen[str]
+    log: Path
+
+    def run_id(self, timeout_s: float = 300) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = re.search(r"submitted run (\S+):", self.log.read_text())
+            if found:
+                return found.group(1)
+            assert self.process.poll() is None, self.log.read_text()
+            time.sleep(2)
+        raise AssertionError(f"no run submitted in {timeout_s:.0f} s: {self.log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def two_runs(
+    client: Any, kfp_cluster: KfpCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[PageRun, str]]:
+    """The page's training run on Dask, and one to cancel (the golden YAML, unedited, with the
+    page's compute arguments), started together."""
+    line = page_command()
+    args = shlex.split(line)
+    assert args[:2] == ["make", "run"], line
+    log = tmp_path_factory.mktemp("dask-run") / "make-run.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*args, f"KFP_HOST={kfp_cluster.host}"],
+            cwd=ROOT,
+            env=script_env(**kfp_cluster.env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    cancel = client.create_run_from_pipeline_package(
+        str(PACKAGE),
+        arguments=ui_defaults() | COMPUTE | {"model_name": f"{MODEL}-cancelled"},
+        run_name=f"{MODEL}-cancelled",
+        experiment_name="dask",
+    ).run_id
+    try:
+        yield PageRun(process, log), cancel
+    finally:
+        if process.poll() is None:
+            process.kill()
+        kfp_cluster.kubectl(
+            "delete", "isvc", MODEL, "-n", "mlops", "--ignore-not-found", check=False
+        )
 
 
 def test_a_cancelled_dask_run_leaves_no_dask_cluster(
-    two_runs: tuple[str, str], watch: DaskWatch, client: Any
+    two_runs: tuple[PageRun, str], watch: DaskWatch, client: Any
 ) -> None:
     _, cancel = two_runs
     deadline, mine = time.monotonic() + 900, []
@@ -180,22 +234,24 @@ def test_a_cancelled_dask_run_leaves_no_dask_cluster(
     FACTS["dask: cluster gone after the run was cancelled"] = f"{took:.0f} s"
 
 
-def test_a_dask_run_trains_on_the_operators_cluster_registers_and_deploys(
-    two_runs: tuple[str, str], watch: DaskWatch, client: Any, kfp_cluster: KfpCluster
+def test_the_pages_dask_run_trains_on_the_operators_cluster_registers_and_deploys(
+    two_runs: tuple[PageRun, str], watch: DaskWatch, client: Any, kfp_cluster: KfpCluster
 ) -> None:
-    train, _ = two_runs
-    done = wait_for_run(client, train, "compute=dask")
-    assert done.state == "SUCCEEDED", states(done)
+    page, _ = two_runs
+    train = page.run_id()
+    assert page.process.wait(timeout=RUN_TIMEOUT) == 0, page.log.read_text()
+    assert f"run {train} succeeded" in page.log.read_text(), page.log.read_text()
+    done = wait_for_run(client, train, "compute=dask (docs/scale.md)")
     clusters = watch.of_run(train)
     assert len(clusters) == 1, f"the train step's Dask clusters: {clusters} (all: {watch.owners})"
     assert watch.running_workers.get(clusters[0]) == COMPUTE["dask_workers"], watch.running_workers
     # the step deletes its cluster when it ends (and the pod's going would, too)
     watch.wait_gone(clusters, timeout_s=120)
-    summary = json.loads(
-        read_artifact(kfp_cluster, run_outputs(kfp_cluster, train)["train"]["summary"][1])
-    )
-    assert summary["compute"] == "dask" and summary["dask_workers"] == 2, summary
-    assert tasks_by_name(done)["register"].state == "SUCCEEDED"
+    (_, uri) = run_outputs(kfp_cluster, train)["train"]["summary"]
+    summary = json.loads(read_artifact(kfp_cluster, uri))
+    assert summary["compute"]["compute"] == "dask", summary
+    assert summary["compute"]["workers"] == COMPUTE["dask_workers"], summary
+    assert tasks_by_name(done)["deploy"].state == "SUCCEEDED", states(done)
     kfp_cluster.kubectl(
         "wait", "--for=condition=Ready", f"isvc/{MODEL}", "-n", "mlops", "--timeout=600s"
     )
@@ -222,7 +278,7 @@ def _partitioned(rows: int) -> list[tuple[str, bytes]]:
 
 
 def test_a_batch_run_scores_a_partitioned_data_set_on_dask(
-    two_runs: tuple[str, str], watch: DaskWatch, client: Any, kfp_cluster: KfpCluster
+    two_runs: tuple[PageRun, str], watch: DaskWatch, client: Any, kfp_cluster: KfpCluster
 ) -> None:
     import pandas as pd
 
