@@ -267,8 +267,17 @@ apply_dask_crds() {
     exit 1
   }
   apply -f "$dir" >/dev/null
-  kubectl wait --for condition=established --timeout="$TIMEOUT" crd/daskclusters.kubernetes.dask.org \
-    crd/daskworkergroups.kubernetes.dask.org >/dev/null
+  # A CRD applied a moment ago may have no status yet, which `kubectl wait` takes for an error.
+  local try
+  for try in $(seq 1 30); do
+    kubectl wait --for condition=established --timeout="$TIMEOUT" crd/daskclusters.kubernetes.dask.org \
+      crd/daskworkergroups.kubernetes.dask.org >/dev/null 2>&1 && break
+    if [[ $try == 30 ]]; then
+      echo "error: the DaskCluster CRDs from $dir are not established" >&2
+      exit 1
+    fi
+    sleep 2
+  done
   echo "ready: DaskCluster CRDs (dask-kubernetes $("$PYTHON" -c 'from importlib.metadata import version; print(version("dask-kubernetes"))'))"
 }
 
