@@ -92,6 +92,7 @@ overlay() {
     if [[ $KFP_IMAGES == local ]]; then local_images; fi
     local patches
     patches=$(
+      requeue_patch
       if [[ $KFP_IMAGES == local ]]; then local_patches; fi
       if small_node; then small_node_patches; fi
     )
@@ -114,6 +115,30 @@ local_images() {
   if [[ -n $SEAWEEDFS_IMAGE ]]; then
     image_override ghcr.io/chrislusf/seaweedfs "$SEAWEEDFS_IMAGE"
   fi
+}
+
+# ARGO_REQUEUE_TIME (default 2s): how soon Argo's workflow controller looks at a workflow again
+# after one of its pods changed (its DEFAULT_REQUEUE_TIME, workflow/controller/rate_limiters.go at
+# ARGO_WORKFLOWS_VERSION). Argo's default of 10 s is paid twice per KFP step (its driver pod, then
+# its executor), so an 8-step training run waited over two minutes doing nothing; Argo suggests
+# 2 s for workflows of many short steps. A large, busy cluster may want Argo's 10s back.
+ARGO_REQUEUE_TIME=${ARGO_REQUEUE_TIME:-2s}
+
+requeue_patch() {
+  cat <<EOF
+- target: {group: apps, version: v1, kind: Deployment, name: workflow-controller}
+  patch: |-
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: workflow-controller}
+    spec:
+      template:
+        spec:
+          containers:
+          - name: workflow-controller
+            env:
+            - {name: DEFAULT_REQUEUE_TIME, value: "$ARGO_REQUEUE_TIME"}
+EOF
 }
 
 # local_patches: the `patches:` entries of the local images (a list's items, no header).

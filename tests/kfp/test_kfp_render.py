@@ -13,6 +13,7 @@ import tarfile
 import pytest
 
 from tests.kfp.kfp_stack import UPSTREAM, containers, local_images, render, versions
+from tests.upstream import go_module_dir
 
 pytestmark = pytest.mark.skipif(
     not (UPSTREAM / "kfp-src.tar.gz").is_file(),
@@ -145,3 +146,22 @@ def test_a_small_node_lowers_only_the_cpu_requests(images: str, release: list[di
         assert (
             first["resources"]["requests"]["memory"] == upstream["resources"]["requests"]["memory"]
         )
+
+
+def test_argo_looks_at_a_run_again_within_two_seconds(
+    release: list[dict], local: list[dict]
+) -> None:
+    """DEFAULT_REQUEUE_TIME, the variable Argo reads at ARGO_WORKFLOWS_VERSION, is set to 2s on the
+    workflow controller in both renders (Argo's 10 s default is paid twice per KFP step)."""
+    for docs in (release, local):
+        controller = deployments(docs)["workflow-controller"]["spec"]["template"]["spec"]
+        (container,) = [c for c in controller["containers"] if c["name"] == "workflow-controller"]
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert env.get("DEFAULT_REQUEUE_TIME") == "2s", env
+    source = go_module_dir(
+        "github.com/argoproj/argo-workflows/v4", versions()["ARGO_WORKFLOWS_VERSION"]
+    )
+    common = (source / "workflow/common/common.go").read_text()
+    assert re.search(r'EnvVarDefaultRequeueTime\s*=\s*"DEFAULT_REQUEUE_TIME"', common)
+    limiter = (source / "workflow/controller/rate_limiters.go").read_text()
+    assert "common.EnvVarDefaultRequeueTime, 10*time.Second" in limiter
