@@ -90,7 +90,7 @@ def test_its_rights_cover_what_the_pinned_operator_does(objects: list[dict[str, 
                 continue
             for resource in rule["resources"]:
                 if resource in {"namespaces", "pods/status", "services/status"}:
-                    continue  # --namespace: no namespace watch; status is read with the object
+                    continue  # namespaces: the ClusterRole; status is read with the object
                 if resource == "deployments/status":
                     continue
                 assert (group, resource) in ours, f"the operator cannot touch {group}/{resource}"
@@ -101,12 +101,14 @@ def test_its_rights_cover_what_the_pinned_operator_does(objects: list[dict[str, 
                     wanted &= ours[(group, resource)]  # it creates and reads these, no more
                 assert wanted <= ours[(group, resource)], (group, resource, wanted)
     (cluster_role,) = by_kind(objects, "ClusterRole")
+    # cluster-wide, it reads the names of CRDs and namespaces (kopf's discovery), nothing more
     assert cluster_role["rules"] == [
         {
             "apiGroups": ["apiextensions.k8s.io"],
             "resources": ["customresourcedefinitions"],
             "verbs": ["list", "watch"],
-        }
+        },
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
     ]
 
 
