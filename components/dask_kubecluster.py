@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -189,24 +191,65 @@ def kube_dask_client(spec: ComputeSpec) -> Iterator[object]:
     api = k8s.CustomObjectsApi(load_api_client())
     env = store_env(os.environ.get(STORE_SECRET_ENV, ""), os.environ.get(STORE_ENDPOINT_ENV, ""))
     body = daskcluster_body(name, image=image, spec=spec, owner=_owner_from_env(), env=env)
-    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-    try:
-        dask = _connect(scheduler_address(name, namespace), spec.start_timeout_s)
+    with _sigterm_unwinds():
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
         try:
-            dask.wait_for_workers(spec.workers, timeout=spec.start_timeout_s)
-            yield dask
+            deadline = time.monotonic() + spec.start_timeout_s
+            _wait_running(api, namespace, name, deadline)
+            dask = _connect(scheduler_address(name, namespace), deadline)
+            try:
+                dask.wait_for_workers(spec.workers, timeout=max(1.0, deadline - time.monotonic()))
+                yield dask
+            finally:
+                dask.close()
         finally:
-            dask.close()
+            with contextlib.suppress(k8s.ApiException):  # already gone: the goal
+                api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM (how Argo stops the step of a terminated run) raises SystemExit here, so the
+    DaskCluster is deleted on the way out. Python's default ends the process at once, and the
+    ownerReference alone waits for the step's pod object, which KFP keeps after it ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
     finally:
-        with contextlib.suppress(k8s.ApiException):  # already gone: the goal
-            api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        signal.signal(signal.SIGTERM, previous)
 
 
-def _connect(address: str, timeout_s: float) -> Any:
-    """A Client once the scheduler's Service resolves and answers (the operator starts it)."""
+def _wait_running(api: Any, namespace: str, name: str, deadline: float) -> None:
+    """Until the operator reports the cluster Running: its scheduler Service exists. Before that
+    the Service's name does not resolve in the cluster, and a resolver that falls through to the
+    node's own search domains can reach some other server that answers in another protocol."""
+    phase = "(none yet)"
+    while time.monotonic() < deadline:
+        status = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        phase = status.get("status", {}).get("phase", phase)
+        if phase == "Running":
+            return
+        if phase == "Error":
+            break
+        time.sleep(1)
+    raise DaskClusterError(
+        f"the DaskCluster {namespace}/{name} is {phase}, not Running; check that the "
+        "dask-kubernetes operator runs in the cluster (kubectl get deploy -n kubeflow "
+        "mlops-dask-operator) and its log"
+    )
+
+
+def _connect(address: str, deadline: float) -> Any:
+    """A Client once the scheduler behind its Service answers (the operator starts it)."""
     from distributed import Client
 
-    deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
@@ -215,6 +258,6 @@ def _connect(address: str, timeout_s: float) -> Any:
             last = e
             time.sleep(2)
     raise DaskClusterError(
-        f"the Dask scheduler at {address} did not answer within {timeout_s:.0f} s (last error: "
+        f"the Dask scheduler at {address} did not answer in time (last error: "
         f"{last}); check that the dask-kubernetes operator runs in the cluster"
     ) from last

@@ -160,3 +160,24 @@ def test_workers_read_a_kfp_artifact_from_the_store_not_the_steps_download(
     assert workers_uri("/tmp/local/train", "/tmp/local/train") == "/tmp/local/train"
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST")  # kfp.local: workers share this machine
     assert workers_uri(uri, path) == path
+
+
+def test_sigterm_deletes_the_cluster_on_the_way_out(tmp_path: Path) -> None:
+    """A terminated run's step gets SIGTERM: the `finally` that deletes the DaskCluster runs."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "deleted"
+    script = (
+        "import os, signal, time\n"
+        "from components.dask_kubecluster import _sigterm_unwinds\n"
+        "with _sigterm_unwinds():\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(30)\n"
+        "    finally:\n"
+        f"        open({str(marker)!r}, 'w').write('gone')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, timeout=60, check=False)
+    assert done.returncode == 128 + 15
+    assert marker.read_text() == "gone"
