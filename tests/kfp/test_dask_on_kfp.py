@@ -44,8 +44,8 @@ pytestmark = [pytest.mark.kfp, pytest.mark.slow]
 
 MODEL = "churn-dask"
 BATCH_PACKAGE = ROOT / "pipelines" / "batch_scoring.yaml"
-# The run to cancel and the batch run: one small worker each. The node has 2 CPUs, about 1.6 of
-# them requested by Kubernetes and the platform, and a worker's CPU is requested (and its limit).
+# The run to cancel and the batch run: one small worker each. The node has 2 CPUs, about 1.65 of
+# them requested by Kubernetes and the platform, and a worker requests the CPU it may use.
 SMALL = {
     "compute": "dask",
     "dask_workers": 1,
@@ -223,13 +223,14 @@ def test_a_cancelled_dask_run_leaves_no_dask_cluster(
     _, cancel = two_runs
     deadline, mine = time.monotonic() + 900, []
     while time.monotonic() < deadline:
-        mine = [n for n in watch.of_run(cancel) if watch.running_workers.get(n, 0) >= 1]
+        mine = watch.of_run(cancel)
         if mine:
             break
         state = client.get_run(cancel).state
         assert state not in {"SUCCEEDED", "FAILED", "CANCELED"}, f"the run ended first: {state}"
         time.sleep(3)
-    assert mine, "the run's train step started no Dask cluster with a running worker in 15 min"
+    assert mine, "the run's train step started no Dask cluster in 15 min"
+    time.sleep(10)  # its scheduler and worker pods are made: their deletion is checked too
     client.terminate_run(cancel)
     took = watch.wait_gone(mine, timeout_s=180)
     FACTS["dask: cluster gone after the run was cancelled"] = f"{took:.0f} s"
