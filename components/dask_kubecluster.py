@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from components.compute_spec import ComputeError, ComputeSpec
@@ -155,9 +156,25 @@ def daskcluster_body(
     }
 
 
-def scheduler_address(name: str, namespace: str) -> str:
-    """The operator names the scheduler's Service `<cluster>-scheduler`."""
-    return f"tcp://{name}-scheduler.{namespace}.svc:{SCHEDULER_PORT}"
+def scheduler_address(name: str, namespace: str, domain: str = "cluster.local") -> str:
+    """The operator names the scheduler's Service `<cluster>-scheduler`. The name is whole, in the
+    cluster's DNS domain: a shorter one that does not resolve yet (a new Service reaches the
+    cluster's DNS a moment later) falls through the resolver's search list to the DNS outside,
+    which on some networks answers every name, and the client then reads some other server's
+    reply ("HTTP/1.1" taken as a frame length: a 3 EiB allocation)."""
+    return f"tcp://{name}-scheduler.{namespace}.svc.{domain}:{SCHEDULER_PORT}"
+
+
+def cluster_domain(resolv_conf: str = "/etc/resolv.conf") -> str:
+    """The cluster's DNS domain, from the pod's search list (`<namespace>.svc.<domain>` first)."""
+    with contextlib.suppress(OSError):
+        for line in Path(resolv_conf).read_text().splitlines():
+            fields = line.split()
+            if fields[:1] == ["search"]:
+                for entry in fields[1:]:
+                    if entry.startswith("svc."):
+                        return entry.removeprefix("svc.")
+    return "cluster.local"
 
 
 def _namespace() -> str:
@@ -196,7 +213,7 @@ def kube_dask_client(spec: ComputeSpec) -> Iterator[object]:
         try:
             deadline = time.monotonic() + spec.start_timeout_s
             _wait_running(api, namespace, name, deadline)
-            dask = _connect(scheduler_address(name, namespace), deadline)
+            dask = _connect(scheduler_address(name, namespace, cluster_domain()), deadline)
             try:
                 dask.wait_for_workers(spec.workers, timeout=max(1.0, deadline - time.monotonic()))
                 yield dask
@@ -227,9 +244,7 @@ def _sigterm_unwinds() -> Iterator[None]:
 
 
 def _wait_running(api: Any, namespace: str, name: str, deadline: float) -> None:
-    """Until the operator reports the cluster Running: its scheduler Service exists. Before that
-    the Service's name does not resolve in the cluster, and a resolver that falls through to the
-    node's own search domains can reach some other server that answers in another protocol."""
+    """Until the operator reports the cluster Running: its scheduler Service exists."""
     phase = "(none yet)"
     while time.monotonic() < deadline:
         status = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)

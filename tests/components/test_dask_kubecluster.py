@@ -113,7 +113,8 @@ def test_the_scheduler_address_is_the_service_the_operator_makes() -> None:
     controller = (_operator_dir() / "controller" / "controller.py").read_text()
     assert 'f"tcp://{cluster_name}-scheduler.{namespace}.svc.cluster.local:8786"' in controller
     assert (
-        scheduler_address("c1", "kubeflow") == f"tcp://c1-scheduler.kubeflow.svc:{SCHEDULER_PORT}"
+        scheduler_address("c1", "kubeflow")
+        == f"tcp://c1-scheduler.kubeflow.svc.cluster.local:{SCHEDULER_PORT}"
     )
     body = daskcluster_body("c1", image="img:1", spec=SPEC, owner=None)
     service = body["spec"]["scheduler"]["service"]
@@ -181,3 +182,14 @@ def test_sigterm_deletes_the_cluster_on_the_way_out(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, timeout=60, check=False)
     assert done.returncode == 128 + 15
     assert marker.read_text() == "gone"
+
+
+def test_the_cluster_domain_comes_from_the_pods_search_list(tmp_path: Path) -> None:
+    from components.dask_kubecluster import cluster_domain
+
+    conf = tmp_path / "resolv.conf"
+    conf.write_text(
+        "search kubeflow.svc.corp.example svc.corp.example corp.example\nnameserver 10.96.0.10\n"
+    )
+    assert cluster_domain(str(conf)) == "corp.example"
+    assert cluster_domain(str(tmp_path / "absent")) == "cluster.local"
