@@ -269,10 +269,30 @@ def _connect(address: str, deadline: float) -> Any:
     while time.monotonic() < deadline:
         try:
             return Client(address, timeout=min(30.0, max(1.0, deadline - time.monotonic())))
-        except OSError as e:  # not yet resolvable or listening
+        except (OSError, MemoryError) as e:
+            # OSError: not resolvable or listening yet. MemoryError: something that is not a Dask
+            # scheduler answered, and its reply was read as a frame length.
             last = e
+            print(
+                f"dask: {address} not ready ({type(e).__name__}: {e}); {_peer(address)}", flush=True
+            )
             time.sleep(2)
     raise DaskClusterError(
         f"the Dask scheduler at {address} did not answer in time (last error: "
         f"{last}); check that the dask-kubernetes operator runs in the cluster"
     ) from last
+
+
+def _peer(address: str) -> str:
+    """What answers at the address: its IP and the first bytes it sends (for the step's log)."""
+    import socket
+
+    host, port = address.removeprefix("tcp://").rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=3) as sock:
+            sock.settimeout(3)
+            peer = sock.getpeername()
+            sock.sendall(b"\0" * 8)
+            return f"{peer} sent {sock.recv(32)!r}"
+    except OSError as e:
+        return f"probe: {e}"
