@@ -157,11 +157,9 @@ def daskcluster_body(
 
 
 def scheduler_address(name: str, namespace: str, domain: str = "cluster.local") -> str:
-    """The operator names the scheduler's Service `<cluster>-scheduler`. The name is whole, in the
-    cluster's DNS domain: a shorter one that does not resolve yet (a new Service reaches the
-    cluster's DNS a moment later) falls through the resolver's search list to the DNS outside,
-    which on some networks answers every name, and the client then reads some other server's
-    reply ("HTTP/1.1" taken as a frame length: a 3 EiB allocation)."""
+    """The operator names the scheduler's Service `<cluster>-scheduler`; the name is whole, in the
+    cluster's DNS domain, so a name the cluster's DNS does not know yet is never looked up
+    outside the cluster through the resolver's search list."""
     return f"tcp://{name}-scheduler.{namespace}.svc.{domain}:{SCHEDULER_PORT}"
 
 
@@ -270,8 +268,10 @@ def _connect(address: str, deadline: float) -> Any:
         try:
             return Client(address, timeout=min(30.0, max(1.0, deadline - time.monotonic())))
         except (OSError, MemoryError) as e:
-            # OSError: not resolvable or listening yet. MemoryError: something that is not a Dask
-            # scheduler answered, and its reply was read as a frame length.
+            # OSError: not resolvable or listening yet. MemoryError: something other than the
+            # scheduler answered, its reply read as a frame length ("HTTP/1.1": 3 EiB). Seen on
+            # kind: until kube-proxy programs a new Service's ClusterIP, packets to it follow the
+            # node's default route, and a transparent proxy on that network answered them.
             last = e
             print(
                 f"dask: {address} not ready ({type(e).__name__}: {e}); {_peer(address)}", flush=True
