@@ -193,3 +193,36 @@ def test_the_cluster_domain_comes_from_the_pods_search_list(tmp_path: Path) -> N
     )
     assert cluster_domain(str(conf)) == "corp.example"
     assert cluster_domain(str(tmp_path / "absent")) == "cluster.local"
+
+
+def test_an_address_answered_in_another_protocol_is_retried_not_fatal() -> None:
+    """What answered a new Service's ClusterIP before kube-proxy programmed it: an HTTP reply,
+    which the Dask client reads as a 3 EiB frame. The step retries, then names the address."""
+    import socket
+    import threading
+    import time
+
+    from components.dask_kubecluster import DaskClusterError, _connect
+
+    server = socket.create_server(("127.0.0.1", 0))
+    answered: list[int] = []
+
+    def answer_http() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+                answered.append(1)
+                time.sleep(0.5)
+
+    threading.Thread(target=answer_http, daemon=True).start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        with pytest.raises(DaskClusterError, match=f"{address} did not answer in time"):
+            _connect(address, time.monotonic() + 4)
+    finally:
+        server.close()
+    assert len(answered) >= 2  # retried, not ended by the first reply
