@@ -210,7 +210,7 @@ def kube_dask_client(spec: ComputeSpec) -> Iterator[object]:
         api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
         try:
             deadline = time.monotonic() + spec.start_timeout_s
-            _wait_running(api, namespace, name, deadline)
+            _wait_created(api, namespace, name, deadline)
             dask = _connect(scheduler_address(name, namespace, cluster_domain()), deadline)
             try:
                 dask.wait_for_workers(spec.workers, timeout=max(1.0, deadline - time.monotonic()))
@@ -241,20 +241,22 @@ def _sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _wait_running(api: Any, namespace: str, name: str, deadline: float) -> None:
-    """Until the operator reports the cluster Running: its scheduler Service exists."""
+def _wait_created(api: Any, namespace: str, name: str, deadline: float) -> None:
+    """Until the operator has made the scheduler and its Service: it then sets the phase Pending,
+    and Running once the Service reports a status. Either will do; the two handlers race at the
+    pinned version, and a cluster can stay Pending while it serves."""
     phase = "(none yet)"
     while time.monotonic() < deadline:
         status = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         phase = status.get("status", {}).get("phase", phase)
-        if phase == "Running":
+        if phase in {"Pending", "Running"}:
             return
         if phase == "Error":
             break
         time.sleep(1)
     raise DaskClusterError(
-        f"the DaskCluster {namespace}/{name} is {phase}, not Running; check that the "
-        "dask-kubernetes operator runs in the cluster (kubectl get deploy -n kubeflow "
+        f"the DaskCluster {namespace}/{name} is {phase}: the operator made no scheduler; check "
+        "that the dask-kubernetes operator runs in the cluster (kubectl get deploy -n kubeflow "
         "mlops-dask-operator) and its log"
     )
 

@@ -226,3 +226,13 @@ def test_an_address_answered_in_another_protocol_is_retried_not_fatal() -> None:
     finally:
         server.close()
     assert len(answered) >= 2  # retried, not ended by the first reply
+
+
+def test_the_phases_the_step_waits_for_are_the_operators() -> None:
+    """The step connects once the phase is Pending (scheduler, Service and workers made) or
+    Running (the Service has a status); the operator's two handlers set them, racing."""
+    controller = (_operator_dir() / "controller" / "controller.py").read_text()
+    made = controller.index("async def daskcluster_create_components")
+    assert 'patch.status["phase"] = "Pending"' in controller[made : made + 4000]
+    assert 'phase = "Running"' in controller
+    assert 'patch.status["phase"] = "Error"' in controller
