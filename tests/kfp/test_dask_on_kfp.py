@@ -1,10 +1,10 @@
 """compute=dask on the cluster, through the golden pipelines run unedited on the `make deploy`
-cluster: the train step gets a DaskCluster from the dask-kubernetes operator (which `make deploy`
-runs), trains on it, registers and deploys; a cancelled run leaves no Dask cluster behind; a batch
-scoring run scores a partitioned Parquet data set on Dask workers.
+cluster and docs/scale.md's `make run`: the train step gets a DaskCluster from the dask-kubernetes
+operator (which `make deploy` runs), trains on it, registers and deploys; a cancelled run leaves
+no Dask cluster behind; a batch scoring run scores a partitioned Parquet data set on Dask.
 
-The two training runs start together (a run spends most of its minutes waiting on pods, so two
-overlap well on 2 cores); the one to cancel is terminated once its cluster's workers run.
+The three runs start together: a run spends most of its minutes waiting on pods, so they overlap
+well on 2 cores. The one to cancel is terminated once its DaskCluster exists.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from tests.kfp.test_kfp_api import (
 pytestmark = [pytest.mark.kfp, pytest.mark.slow]
 
 MODEL = "churn-dask"
+BATCH_MODEL = "churn-dask-batch"
 BATCH_PACKAGE = ROOT / "pipelines" / "batch_scoring.yaml"
 # The run to cancel and the batch run: one small worker each. The node has 2 CPUs, about 1.65 of
 # them requested by Kubernetes and the platform, and a worker requests the CPU it may use.
@@ -182,16 +183,26 @@ class PageRun:
         raise AssertionError(f"no run submitted in {timeout_s:.0f} s: {self.log.read_text()}")
 
 
+@dataclass(frozen=True)
+class Runs:
+    page: PageRun  # docs/scale.md's training run
+    cancel: str  # a training run terminated once its DaskCluster exists
+    batch: str  # a batch scoring run over a partitioned data set
+    batch_rows: int
+
+
 @pytest.fixture(scope="module")
-def two_runs(
+def runs(
     client: Any, kfp_cluster: KfpCluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[PageRun, str]]:
-    """The page's training run on Dask, and one to cancel (the golden YAML, unedited, with the
-    page's compute arguments), started together."""
+) -> Iterator[Runs]:
+    """The three runs start together (each spends most of its minutes waiting on pods): the
+    page's training run, one to cancel (the golden YAML, unedited), and a batch run (the golden
+    batch YAML) scoring with a version registered here first."""
     line = page_command()
     args = shlex.split(line)
     assert args[:2] == ["make", "run"], line
-    log = tmp_path_factory.mktemp("dask-run") / "make-run.log"
+    tmp = tmp_path_factory.mktemp("dask-runs")
+    log = tmp / "make-run.log"
     with log.open("w") as out:
         process = subprocess.Popen(
             [*args, f"KFP_HOST={kfp_cluster.host}"],
@@ -201,14 +212,34 @@ def two_runs(
             stderr=subprocess.STDOUT,
             text=True,
         )
-    cancel = client.create_run_from_pipeline_package(
-        str(PACKAGE),
-        arguments=ui_defaults() | SMALL | {"model_name": f"{MODEL}-cancelled", "deploy": False},
-        run_name=f"{MODEL}-cancelled",
-        experiment_name="dask",
-    ).run_id
     try:
-        yield PageRun(process, log), cancel
+        cancel = client.create_run_from_pipeline_package(
+            str(PACKAGE),
+            arguments=ui_defaults() | SMALL | {"model_name": f"{MODEL}-cancelled", "deploy": False},
+            run_name=f"{MODEL}-cancelled",
+            experiment_name="dask",
+        ).run_id
+        rows = 6000
+        prefix = f"{STORE.bucket}/data/dask-batch"
+        register_batch_model(kfp_cluster, tmp)
+        with object_store(kfp_cluster) as fs:
+            if fs.exists(prefix):
+                fs.rm(prefix, recursive=True)
+            for name, data in _partitioned(rows):
+                fs.pipe_file(f"{prefix}/{name}", data)
+        batch = client.create_run_from_pipeline_package(
+            str(BATCH_PACKAGE),
+            arguments={
+                "registry_uri": STORE.registry_uri,
+                "input_uri": f"s3://{prefix}",
+                "model_name": BATCH_MODEL,
+                "version": "latest",
+            }
+            | SMALL,
+            run_name=f"{MODEL}-batch",
+            experiment_name="dask",
+        ).run_id
+        yield Runs(PageRun(process, log), cancel, batch, rows)
     finally:
         if process.poll() is None:
             process.kill()
@@ -217,10 +248,24 @@ def two_runs(
         )
 
 
+def register_batch_model(cluster: KfpCluster, tmp: Path) -> None:
+    """A version of BATCH_MODEL in the cluster's registry, trained on the churn generator."""
+    script = tmp / "register.py"
+    script.write_text(
+        "import os\n"
+        "from mlops_core.registry import ModelRegistry\n"
+        "from mlops_demo.train_and_register import train_and_register\n"
+        "registry = ModelRegistry(os.environ['MLOPS_REGISTRY_URI'])\n"
+        f"print(train_and_register(registry, {BATCH_MODEL!r}, rows=3000, seed=5))\n"
+    )
+    python = ROOT / ".venv" / "bin" / "python"
+    cluster.make("register the batch model", "store", f"CMD={python} {script}")
+
+
 def test_a_cancelled_dask_run_leaves_no_dask_cluster(
-    two_runs: tuple[PageRun, str], watch: DaskWatch, client: Any
+    runs: Runs, watch: DaskWatch, client: Any
 ) -> None:
-    _, cancel = two_runs
+    cancel = runs.cancel
     deadline, mine = time.monotonic() + 900, []
     while time.monotonic() < deadline:
         mine = watch.of_run(cancel)
@@ -237,9 +282,9 @@ def test_a_cancelled_dask_run_leaves_no_dask_cluster(
 
 
 def test_the_pages_dask_run_trains_on_the_operators_cluster_registers_and_deploys(
-    two_runs: tuple[PageRun, str], watch: DaskWatch, client: Any, kfp_cluster: KfpCluster
+    runs: Runs, watch: DaskWatch, client: Any, kfp_cluster: KfpCluster
 ) -> None:
-    page, _ = two_runs
+    page = runs.page
     train = page.run_id()
     assert page.process.wait(timeout=RUN_TIMEOUT) == 0, page.log.read_text()
     assert f"run {train} succeeded" in page.log.read_text(), page.log.read_text()
@@ -281,35 +326,18 @@ def _partitioned(rows: int) -> list[tuple[str, bytes]]:
 
 
 def test_a_batch_run_scores_a_partitioned_data_set_on_dask(
-    two_runs: tuple[PageRun, str], watch: DaskWatch, client: Any, kfp_cluster: KfpCluster
+    runs: Runs, watch: DaskWatch, client: Any, kfp_cluster: KfpCluster
 ) -> None:
     import pandas as pd
 
-    rows = 6000
-    prefix = f"{STORE.bucket}/data/dask-batch"
-    with object_store(kfp_cluster) as fs:
-        if fs.exists(prefix):
-            fs.rm(prefix, recursive=True)
-        for name, data in _partitioned(rows):
-            fs.pipe_file(f"{prefix}/{name}", data)
-    run = client.create_run_from_pipeline_package(
-        str(BATCH_PACKAGE),
-        arguments={
-            "registry_uri": STORE.registry_uri,
-            "input_uri": f"s3://{prefix}",
-            "model_name": MODEL,
-        }
-        | SMALL,
-        run_name=f"{MODEL}-batch",
-        experiment_name="dask",
-    )
-    done = wait_for_run(client, run.run_id, "batch scoring, compute=dask")
+    done = wait_for_run(client, runs.batch, "batch scoring, compute=dask")
     assert done.state == "SUCCEEDED", states(done)
-    assert len(watch.of_run(run.run_id)) == 1, watch.owners
-    outputs = run_outputs(kfp_cluster, run.run_id)["batch-score"]
+    assert len(watch.of_run(runs.batch)) == 1, watch.owners
+    outputs = run_outputs(kfp_cluster, runs.batch)["batch-score"]
     with object_store(kfp_cluster) as fs:
         scores = pd.read_parquet(io.BytesIO(fs.cat_file(outputs["scores"][1].split("://", 1)[1])))
         aside = pd.read_parquet(io.BytesIO(fs.cat_file(outputs["rejected"][1].split("://", 1)[1])))
+    rows = runs.batch_rows
     assert aside["row"].tolist() == [5, rows - 10], aside
     kept = [f"c{i:05d}" for i in range(rows) if i not in (5, rows - 10)]
     assert scores["customer_id"].tolist() == kept  # every good row, in the input's order
