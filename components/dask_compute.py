@@ -4,8 +4,8 @@
 the cluster down, on success, on an exception and on a timeout alike. Outside a pod it is a
 `distributed.LocalCluster` of worker processes, each with its memory limit. In a pod it is a
 DaskCluster custom resource for the dask-kubernetes operator (`components.dask_kubecluster`),
-deleted at the end; its ownerReference to the step's pod lets Kubernetes delete it even when the pod
-is killed before the step could.
+deleted at the end (a terminated run's SIGTERM included); its ownerReference to the step's pod lets
+Kubernetes delete it with that pod even when the step was killed before it could.
 """
 
 from __future__ import annotations

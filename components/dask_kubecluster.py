@@ -1,11 +1,12 @@
 """A Dask cluster for one pipeline step, through the dask-kubernetes operator's DaskCluster resource.
 
-KFP v2 has no resource op, so the step creates the DaskCluster with the Kubernetes API (under the
-`mlops-dask` ServiceAccount, manifests/base/dask-rbac.yaml), waits for the operator's scheduler
-Service to answer, and deletes the resource when it is done. The resource is owned by the step's
-pod (KFP's launcher sets KFP_POD_NAME and KFP_POD_UID from the downward API), so when the pod is
-killed, cancelled or times out, Kubernetes' garbage collector deletes the DaskCluster and, through
-the operator's own ownerReferences, its scheduler and workers: no orphan survives a cancelled run.
+KFP v2 has no resource op, so the step creates the DaskCluster with the Kubernetes API (as the
+step's own ServiceAccount, which manifests/base/dask-rbac.yaml lets create, read and delete them),
+waits for the operator's scheduler to answer, and deletes the resource when it is done: on
+success, on an error, and on SIGTERM (how Argo stops a terminated run's step). The resource is also
+owned by the step's pod (KFP's launcher sets KFP_POD_NAME and KFP_POD_UID from the downward API),
+so Kubernetes' garbage collector deletes it, and through the operator's own ownerReferences its
+scheduler and workers, when that pod object is deleted: the last resort for a step killed outright.
 
 Field names are the operator's CRD at the pinned version (dask-kubernetes, pyproject.toml), pinned
 by tests/components/test_dask_kubecluster.py.
