@@ -32,6 +32,7 @@ from tests.kfp.test_kfp_api import (
     STORE,
     object_store,
     read_artifact,
+    remove_tree,
     run_outputs,
     states,
     tasks_by_name,
@@ -216,8 +217,7 @@ def runs(
         prefix = f"{STORE.bucket}/data/dask-batch"
         register_batch_model(kfp_cluster, tmp)
         with object_store(kfp_cluster) as fs:
-            if fs.exists(prefix):
-                fs.rm(prefix, recursive=True)
+            remove_tree(fs, prefix)
             for name, data in _partitioned(rows):
                 fs.pipe_file(f"{prefix}/{name}", data)
         batch, cancel = (

@@ -27,7 +27,7 @@ from tests.docs.console_blocks import (
     scratch_checkout,
 )
 from tests.kfp.kfp_cluster import FACTS, KfpCluster
-from tests.kfp.test_kfp_api import STORE, object_store
+from tests.kfp.test_kfp_api import STORE, object_store, remove_tree
 from tests.kind.cluster_harness import PAGE_COMMANDS_RUN
 
 pytestmark = [pytest.mark.kfp, pytest.mark.slow]
@@ -49,8 +49,7 @@ def forget_model(cluster: KfpCluster, model: str) -> None:
     cluster has never seen (the kind tests, or a kept cluster, may have served one)."""
     cluster.kubectl("delete", "isvc", model, "-n", "mlops", "--ignore-not-found", check=False)
     with object_store(cluster) as fs:
-        if fs.exists(f"{STORE.registry_uri}/{model}"):
-            fs.rm(f"{STORE.registry_uri}/{model}", recursive=True)
+        remove_tree(fs, f"{STORE.registry_uri.removeprefix('s3://')}/{model}")
 
 
 def test_the_kfp_page_runs_on_the_cluster_as_typed(kfp_cluster: KfpCluster, tmp_path: Path) -> None:

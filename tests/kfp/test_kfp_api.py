@@ -108,9 +108,36 @@ def object_store(cluster: KfpCluster) -> Iterator[Any]:
     )
     port = int(STORE.endpoint_url.rsplit(":", 1)[1])
     with port_forward(cluster.context, "kubeflow", "svc/seaweedfs", port) as local:
+        # Its own instance, no listing cache: a listing from an earlier test is not the store.
         yield s3fs.S3FileSystem(
-            key=key, secret=secret_key, client_kwargs={"endpoint_url": f"http://127.0.0.1:{local}"}
+            key=key,
+            secret=secret_key,
+            client_kwargs={"endpoint_url": f"http://127.0.0.1:{local}"},
+            skip_instance_cache=True,
+            use_listings_cache=False,
         )
+
+
+def remove_tree(fs: Any, path: str) -> None:
+    """Every object under `path` ("bucket/key"), then its folders, checked gone. SeaweedFS (KFP's
+    store) keeps a folder after its last object is deleted and lists it, so an emptied registry
+    would still show its version folders as numbers taken; deleting a folder's own key
+    ("key/") removes it."""
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+    def folders(under: str) -> list[str]:  # deepest first
+        try:
+            entries = fs.ls(under, detail=True)
+        except FileNotFoundError:
+            return []
+        subs = [e["name"] for e in entries if e["type"] == "directory"]
+        return [f for sub in subs for f in (*folders(sub), sub)]
+
+    bucket = path.split("/", 1)[0]
+    for folder in (*folders(path), path):
+        fs.call_s3("delete_object", Bucket=bucket, Key=folder.split("/", 1)[1] + "/")
+    assert not fs.exists(path), f"{path} is still in the object store: {fs.ls(path)}"
 
 
 # MLMD's own client, in the cluster's MLMD server pod (its image carries ml-metadata): each task's
