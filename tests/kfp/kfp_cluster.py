@@ -38,6 +38,21 @@ class KfpCluster:
     def make(self, label: str, *args: str) -> str:
         return must(label, ["make", *args, f"KFP_HOST={self.host}"], **self.env)
 
+    def register(self, model: str, seed: int, scratch: Path) -> int:
+        """A version of `model` in the cluster's registry, trained on the churn generator (3,000
+        rows, `seed`), through `make store` as a user would register one; its number."""
+        script = scratch / f"register_{model}_{seed}.py"
+        script.write_text(
+            "import os\n"
+            "from mlops_core.registry import ModelRegistry\n"
+            "from mlops_demo.train_and_register import train_and_register\n"
+            "registry = ModelRegistry(os.environ['MLOPS_REGISTRY_URI'])\n"
+            f"print(train_and_register(registry, {model!r}, rows=3000, seed={seed}))\n"
+        )
+        python = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "python"
+        out = self.make(f"register {model}", "store", f"CMD={python} {script}")
+        return int(out.strip().splitlines()[-1])
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -215,7 +215,7 @@ def runs(
     try:
         rows = 3000
         prefix = f"{STORE.bucket}/data/dask-batch"
-        register_batch_model(kfp_cluster, tmp)
+        kfp_cluster.register(BATCH_MODEL, seed=5, scratch=tmp)
         with object_store(kfp_cluster) as fs:
             remove_tree(fs, prefix)
             for name, data in _partitioned(rows):
@@ -242,20 +242,6 @@ def runs(
         kfp_cluster.kubectl(
             "delete", "isvc", MODEL, "-n", "mlops", "--ignore-not-found", check=False
         )
-
-
-def register_batch_model(cluster: KfpCluster, tmp: Path) -> None:
-    """A version of BATCH_MODEL in the cluster's registry, trained on the churn generator."""
-    script = tmp / "register.py"
-    script.write_text(
-        "import os\n"
-        "from mlops_core.registry import ModelRegistry\n"
-        "from mlops_demo.train_and_register import train_and_register\n"
-        "registry = ModelRegistry(os.environ['MLOPS_REGISTRY_URI'])\n"
-        f"print(train_and_register(registry, {BATCH_MODEL!r}, rows=3000, seed=5))\n"
-    )
-    python = ROOT / ".venv" / "bin" / "python"
-    cluster.make("register the batch model", "store", f"CMD={python} {script}")
 
 
 def test_a_cancelled_dask_run_leaves_no_dask_cluster(

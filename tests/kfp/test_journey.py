@@ -11,7 +11,6 @@ targets get that tag (IMAGE_TAG), as in the checkout that ran `make images kind-
 
 from __future__ import annotations
 
-import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,7 +76,7 @@ def test_the_cluster_pages_run_on_the_cluster_as_typed(
     try:
         run_page(DOCS / "cluster.md", page_shell(tmp_path / "cluster", kfp_cluster))
         FACTS["cluster page (docs/cluster.md)"] = f"{time.monotonic() - start:.0f} s"
-        register_version_two(kfp_cluster, tmp_path)
+        assert kfp_cluster.register("churn", seed=2, scratch=tmp_path) == 2  # the canary page's
         start = time.monotonic()
         run_page(DOCS / "canary-cluster.md", page_shell(tmp_path / "canary", kfp_cluster))
         FACTS["canary page (docs/canary-cluster.md)"] = f"{time.monotonic() - start:.0f} s"
@@ -86,29 +85,6 @@ def test_the_cluster_pages_run_on_the_cluster_as_typed(
     finally:
         # The KFP tests after this one start `churn` from nothing, as before this test.
         forget_model(kfp_cluster, "churn")
-
-
-def register_version_two(cluster: KfpCluster, tmp_path: Path) -> None:
-    """churn v2 in the cluster's registry (trained on the churn generator, another seed)."""
-    script = tmp_path / "register_v2.py"
-    script.write_text(
-        "import os\n"
-        "from mlops_core.registry import ModelRegistry\n"
-        "from mlops_demo.train_and_register import train_and_register\n"
-        "registry = ModelRegistry(os.environ['MLOPS_REGISTRY_URI'])\n"
-        "print(train_and_register(registry, 'churn', rows=3000, seed=2))\n"
-    )
-    done = subprocess.run(
-        ["make", "--no-print-directory", "store", f"CMD={REPO / '.venv/bin/python'} {script}"],
-        cwd=REPO,
-        env=page_environment(REPO / ".venv" / "bin"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "2", done.stdout
 
 
 def test_the_journey_page_runs_on_the_cluster_as_typed(
