@@ -50,8 +50,11 @@ class KfpCluster:
             f"print(train_and_register(registry, {model!r}, rows=3000, seed={seed}))\n"
         )
         python = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "python"
-        out = self.make(f"register {model}", "store", f"CMD={python} {script}")
-        return int(out.strip().splitlines()[-1])
+        # No "Entering directory" lines: under `make test` this make is a sub-make.
+        out = self.make(
+            f"register {model}", "--no-print-directory", "store", f"CMD={python} {script}"
+        )
+        return next(int(line) for line in reversed(out.splitlines()) if line.strip().isdigit())
 
 
 def free_port() -> int:
