@@ -126,9 +126,10 @@ class RetrainingWatch:
     launcher: RunLauncher
     # Its own record (LAST_RETRAINING) and Events; never the rollout's annotations.
     changes: InferenceServiceChanges
-    triggers: dict[tuple[str, str], RetrainingTrigger] = field(default_factory=dict)
-    # What each trigger was made from: the object's uid and its policy annotation, as read.
-    made_from: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    # Each trigger with what it was made from: the object's uid and its policy annotation.
+    triggers: dict[tuple[str, str], tuple[tuple[str, str], RetrainingTrigger]] = field(
+        default_factory=dict
+    )
     last_seen: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def trigger_for(self, isvc: dict[str, Any], model: str) -> RetrainingTrigger:
@@ -138,7 +139,8 @@ class RetrainingWatch:
         # An edited policy, or the object deleted and made again under its name, gets a new
         # trigger: the old one's thresholds, streak and cool-down were for something else.
         origin = (str(meta.get("uid", "")), raw)
-        if key not in self.triggers or self.made_from.get(key) != origin:
+        made = self.triggers.get(key)
+        if made is None or made[0] != origin:
             try:
                 doc = yaml.safe_load(raw) if raw else {}
                 policy = TriggerPolicy(**(doc or {}))
@@ -148,8 +150,8 @@ class RetrainingWatch:
             last = RetrainingRecord.of(isvc)
             if last is not None:  # the cool-down survives a restart of the controller
                 trigger.restore_last_fired(last.at)
-            self.triggers[key], self.made_from[key] = trigger, origin
-        return self.triggers[key]
+            made = self.triggers[key] = (origin, trigger)
+        return made[1]
 
     def reconcile(self, isvc: dict[str, Any], model: str) -> str:
         if RETRAINING_ANNOTATION not in traffic.annotations_of(isvc):

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.kfp.kfp_stack import must
+from tests.kfp.kfp_stack import ROOT, must
 
 CLUSTER = os.environ.get("KFP_TEST_CLUSTER", "mlops-test")
 CONTEXT = f"kind-{CLUSTER}"
@@ -49,7 +49,7 @@ class KfpCluster:
             "registry = ModelRegistry(os.environ['MLOPS_REGISTRY_URI'])\n"
             f"print(train_and_register(registry, {model!r}, rows=3000, seed={seed}))\n"
         )
-        python = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "python"
+        python = ROOT / ".venv" / "bin" / "python"
         # No "Entering directory" lines: under `make test` this make is a sub-make.
         out = self.make(
             f"register {model}", "--no-print-directory", "store", f"CMD={python} {script}"
