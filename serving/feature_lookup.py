@@ -186,9 +186,12 @@ class FeatureSource:
             used.append({self.entity_key: key, **full_row})
         return completed, used
 
-    async def complete_v1(self, payload: Any) -> tuple[Any, list[dict[str, Any]] | None]:
-        """A V1 body with key-only rows completed; anything else is returned as it came (the
-        validator names what is wrong with it)."""
+    async def complete_v1(
+        self, payload: Any, *, max_rows: int
+    ) -> tuple[Any, list[dict[str, Any]] | None]:
+        """A V1 body with key-only rows completed; anything else (a body of more than `max_rows`
+        rows included: nothing is looked up for it) is returned as it came, for the validator
+        to name what is wrong with it."""
         body = payload
         if isinstance(body, bytes):
             try:
@@ -196,7 +199,9 @@ class FeatureSource:
             except orjson.JSONDecodeError:
                 return payload, None
         rows = body.get("instances") if isinstance(body, dict) else None
-        if not isinstance(rows, list) or not rows or not all(type(r) is dict for r in rows):
+        if not isinstance(rows, list) or not 0 < len(rows) <= max_rows:
+            return payload, None
+        if not all(type(r) is dict for r in rows):
             return payload, None
         completed, used = await self.complete_rows(rows)
         return {**body, "instances": completed}, used

@@ -144,7 +144,9 @@ class ChurnPredictor(Model):
         protocol = self._v2 if isinstance(payload, InferRequest) else self._v1
         used = None
         if self.feature_source is not None and protocol is self._v1:
-            payload, used = await self.feature_source.complete_v1(payload)
+            payload, used = await self.feature_source.complete_v1(
+                payload, max_rows=self.limits.max_rows
+            )
         rows = protocol.validate(payload)
         outputs = await self.batcher.predict(rows)
         if not is_shadow_request(headers):

@@ -153,6 +153,15 @@ def test_rows_by_key_and_full_rows_are_not_mixed(keyed_server: RunningServer) ->
     assert "instances[0] carries only the key 'customer_id'" in r.json()["error"]
 
 
+def test_a_request_over_the_row_limit_is_refused_before_any_lookup(
+    keyed_server: RunningServer,
+) -> None:
+    # 987654 is unknown: a lookup would answer 404; the row limit (1000) answers first.
+    r = _predict(keyed_server, [{ENTITY_KEY: 987_654}] * 1001)
+    assert r.status_code == 400, r.text
+    assert "over this server's limit of 1000 rows" in r.json()["error"]
+
+
 def test_an_unreachable_feature_server_is_a_502(
     registered: RegisteredModels, tmp_path: Path
 ) -> None:
