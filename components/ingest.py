@@ -50,6 +50,9 @@ class IngestSummary:
     classes: list[Any] = field(default_factory=list)
     target_missing_dropped: int = 0  # rows without a target value, dropped before the split
     set_aside: dict[str, str] = field(default_factory=dict)  # column -> why it is no feature
+    # From a feature store: the training set's fingerprint, dropped label rows and the feature
+    # views' definitions (components/feature_store.py's FeatureLineage); empty otherwise.
+    feature_lineage: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,6 +166,25 @@ def load_source(
     return df, None
 
 
+def load_training_set(
+    *, feature_store: str, data_source: str, target: str
+) -> tuple[pd.DataFrame, dict[str, Any], str]:
+    """The point-in-time-correct training set for the labels in `data_source` (default: the
+    repository's own labels table), its lineage, and the name of its source."""
+    from components.feature_store import FeatureStoreConfig, training_set
+
+    if target != CHURN_SCHEMA.target:
+        raise IngestError(
+            f"the churn feature store's target is {CHURN_SCHEMA.target!r}, not {target!r}"
+        )
+    config = FeatureStoreConfig(repo_path=feature_store)
+    labels_uri = data_source or str(config.offline_path / "labels.parquet")
+    labels = read_table(labels_uri, label_columns=(target,))
+    result = training_set(config, labels)
+    frame = result.frame.loc[:, [*CHURN_SCHEMA.feature_names, CHURN_SCHEMA.target]]
+    return frame, result.lineage.to_dict(), f"feature-store:{feature_store}:{labels_uri}"
+
+
 def split_holdout(
     df: pd.DataFrame, target: str, holdout_fraction: float, seed: int, *, stratify: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -238,6 +260,7 @@ def ingest(
     drop_columns: str,
     max_categories: int,
     estimator: str,
+    feature_store: str,
 ) -> IngestSummary:
     """Read the data, settle its schema, split it and write train/holdout Parquet + schema JSON.
 
@@ -246,10 +269,20 @@ def ingest(
     Columns named in `drop_columns`, and identifier-like columns of an inferred schema, are set
     aside: no feature. The estimator is checked against the settled task before anything is
     written, so a mismatch stops the run here.
+
+    With `feature_store` (a feature repository), the rows are its point-in-time-correct training
+    set for the labels in `data_source`, and the summary carries the set's lineage.
     """
-    df, known_schema = load_source(
-        data_source=data_source, target=target, scenario=scenario, rows=rows, seed=seed
-    )
+    lineage: dict[str, Any] = {}
+    if feature_store:
+        df, lineage, data_source = load_training_set(
+            feature_store=feature_store, data_source=data_source, target=target
+        )
+        known_schema: FeatureSchema | None = CHURN_SCHEMA
+    else:
+        df, known_schema = load_source(
+            data_source=data_source, target=target, scenario=scenario, rows=rows, seed=seed
+        )
     if df.empty:
         raise IngestError(f"data source {data_source or SYNTHETIC_SOURCE!r} has no rows")
     schema, set_aside = settle_schema(
@@ -301,6 +334,7 @@ def ingest(
         classes=list(schema.label_classes),
         target_missing_dropped=spec.dropped_missing,
         set_aside=set_aside,
+        feature_lineage=lineage,
     )
 
 

@@ -72,6 +72,7 @@ def register_step(
         estimator=train["params"]["estimator"],
         tags={"gate": "passed" if decision.promote else "rejected"},
         slices=evaluation.slice_record(),
+        feature_lineage=ingest.get("feature_lineage") or {},
     )
     promoted, reasons = decision.promote, list(decision.reasons)
     if promoted:
@@ -112,6 +113,7 @@ def register_step(
         "target_missing_dropped": ingest.get("target_missing_dropped", 0),
         "set_aside": ingest.get("set_aside", {}),
         "data_fingerprint": ingest["fingerprint"],
+        "feature_lineage": ingest.get("feature_lineage") or {},
         "run_id": run_id,
         "uri": registry.version_uri(model_name, mv.version),
     }

@@ -123,6 +123,7 @@ _VERSION_FIELDS = (
     "created_at",
     "metrics",
     "artifact_sha256",
+    "feature_lineage",
 )
 
 

@@ -100,6 +100,9 @@ class ModelVersion:
     run_id: str = ""
     estimator: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    # Trained from a feature store: the training set's fingerprint, the label rows dropped and
+    # each feature view's definition sha and max age (components/feature_store.py).
+    feature_lineage: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -426,6 +429,7 @@ class ModelRegistry:
         estimator: str = "",
         tags: dict[str, str] | None = None,
         slices: SliceMetrics | None = None,
+        feature_lineage: dict[str, Any] | None = None,
     ) -> ModelVersion:
         """Copy an artifact in as the next version and record its lineage (with `slices`, its
         holdout metrics per slice)."""
@@ -451,6 +455,7 @@ class ModelRegistry:
             run_id=run_id,
             estimator=estimator,
             tags=dict(tags or {}),
+            feature_lineage=dict(feature_lineage or {}),
         )
         self.store.put_whole(posixpath.join(vdir, "version.json"), _dumps(mv.to_dict()))
         return mv

@@ -58,6 +58,9 @@ DEFAULT_DASK_WORKER_MEMORY = "2GiB"
 DEFAULT_DASK_WORKER_CPU = 1.0
 # Seconds a step waits for the operator's DaskCluster scheduler to answer before it gives up.
 DEFAULT_DASK_START_TIMEOUT_S = 300.0
+# The feature store (components/feature_store.py): its repository folder locally (feature_store.yaml,
+# the registry, the Parquet offline store and the SQLite online store inside it).
+DEFAULT_FEATURE_REPO = ".mlops/features"
 
 
 def _env(name: str, default: str) -> str:
@@ -99,6 +102,11 @@ class Settings:
     fast_path: bool = field(
         default_factory=lambda: _env("fast_path", "true").lower() in ("1", "true", "yes")
     )
+    # Feast's feature server: a request carrying only the entity key gets the rest from it
+    # (serving/feature_lookup.py). Empty: no lookup, every request carries every feature.
+    feature_server_url: str = field(default_factory=lambda: _env("feature_server_url", ""))
+    # --- feature store (training sets, materialization) ---
+    feature_repo: str = field(default_factory=lambda: _env("feature_repo", DEFAULT_FEATURE_REPO))
     # --- monitoring: live drift monitor, label feedback, retraining trigger, audit logs ---
     audit_dir: str = field(default_factory=lambda: _env("audit_dir", ".mlops/audit"))
     # The prediction log rotates at this size (~130 bytes a request: 32 MiB is ~250k requests),

@@ -75,6 +75,11 @@ class TrainingParams(ComputeParams):
         "CSV/Parquet file or folder on any fsspec path (local, http, s3); empty or 'synthetic': "
         "the churn generator",
     )
+    feature_store: str = _param(
+        "",
+        "a feature repository folder (components/feature_store.py): train on its point-in-time-correct training "
+        "set for the labels in data_source (empty: the repository's labels table)",
+    )
     target: str = _param("churned", "the label column (labels of any type, or a number)")
     task: str = _param(
         "auto",

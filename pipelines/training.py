@@ -119,6 +119,7 @@ def build_training_pipeline(
             drop_columns=p["drop_columns"],
             max_categories=p["max_categories"],
             estimator=p["estimator"],
+            feature_store=p["feature_store"],
         )
         validate = c.validate(
             train=ingest.outputs["train"],

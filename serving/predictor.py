@@ -24,6 +24,7 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 from components.fast_inference import ModelFunction, fast_model
 from mlops_core.settings import DEFAULT_DECISION_THRESHOLD
 from serving.explanation import Explainer, ExplainerUnavailable
+from serving.feature_lookup import FeatureSource
 from serving.metrics import MODEL_CREATED, RequestMetrics, prediction_statistics
 from serving.micro_batcher import MicroBatcher
 from serving.model_bundle import ModelBundle
@@ -55,8 +56,11 @@ class ChurnPredictor(Model):
         observers: Sequence[PredictionObserver] = (),
         batch_rows: int = 256,
         fast_path: bool = True,
+        feature_source: FeatureSource | None = None,
     ) -> None:
         super().__init__(name)
+        # V1 rows that carry only the entity key get their features from here, before validation.
+        self.feature_source = feature_source
         self.bundle = bundle
         self.version = bundle.version
         self.limits = limits or RequestLimits()
@@ -134,14 +138,23 @@ class ChurnPredictor(Model):
     async def predict(
         self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
     ) -> dict[str, Any] | InferResponse:
-        """decode (protocol) -> validate (schema) -> predict (batched) -> respond (protocol)."""
+        """decode (protocol) -> complete (online features, V1) -> validate (schema) -> predict
+        (batched) -> respond (protocol)."""
         request_id = self._request_id(headers)
         protocol = self._v2 if isinstance(payload, InferRequest) else self._v1
+        used = None
+        if self.feature_source is not None and protocol is self._v1:
+            payload, used = await self.feature_source.complete_v1(
+                payload, max_rows=self.limits.max_rows
+            )
         rows = protocol.validate(payload)
         outputs = await self.batcher.predict(rows)
         if not is_shadow_request(headers):
             self._after_prediction(rows, self.outputs.scores(outputs), request_id)
-        return protocol.respond(outputs, request_id)
+        response = protocol.respond(outputs, request_id)
+        if used is not None:
+            response["features_used"] = used  # the values each row was scored with
+        return response
 
     def _respond_v2(self, outputs: np.ndarray, request_id: str) -> InferResponse:
         return InferResponse(

@@ -22,6 +22,7 @@ from fastapi.responses import Response
 from mlops_core.errors import InvalidInputError, MlopsError
 from mlops_core.settings import Settings
 from serving.access_control import AccessControl, AccessPolicy
+from serving.feature_lookup import FeatureSource
 from serving.http_errors import error_response, mlops_error_handler
 from serving.http_middleware import ServingMiddleware
 from serving.log_escaping import escape_server_logs
@@ -186,6 +187,11 @@ def build_predictor(
         observers=observers,
         batch_rows=settings.batch_rows,
         fast_path=settings.fast_path,
+        feature_source=(
+            FeatureSource(settings.feature_server_url, bundle.schema.feature_names)
+            if settings.feature_server_url
+            else None
+        ),
     )
     predictor.load()
     return predictor

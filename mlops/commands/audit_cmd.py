@@ -37,6 +37,20 @@ def audit(
     )
     console.print(f"  made by run {v['run_id']} from data {v['data_source'] or '-'}")
     console.print(f"  data fingerprint {v['data_fingerprint']}, code {v['code_version']}")
+    features = v.get("feature_lineage") or {}
+    if features:
+        console.print(
+            f"  training set from feature service {features['feature_service']!r}: "
+            f"fingerprint {features['fingerprint']}, {features['rows']} rows "
+            f"({features['dropped_rows']} label rows had no features in force)",
+            highlight=False,
+        )
+        for view, d in sorted(features["views"].items()):
+            age = f"max age {d['max_age_s']:.0f} s" if d["max_age_s"] else "no max age"
+            console.print(
+                f"    feature view {view}: definition {d['definition_sha'][:16]}, {age}",
+                highlight=False,
+            )
     made = answer["version_made_by"]
     if made and made["trigger"]:
         console.print(

@@ -1,0 +1,183 @@
+"""Requests by entity key: the real model server (`mlops serve`) fetches the features from a real
+Feast feature server (`feast serve`) over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from components.feature_store import (
+    FeatureStoreConfig,
+    apply_definitions,
+    materialize,
+    online_features,
+    write_tables,
+)
+from mlops_control.traffic.model_server_process import free_port, wait_for_http_ready
+from mlops_core.churn_data import CHURN_SCHEMA
+from mlops_core.churn_feature_tables import ENTITY_KEY, EVENT_TIMESTAMP, generate_churn_tables
+from tests.serving.harness import (
+    MODEL,
+    RegisteredModels,
+    RunningServer,
+    start_server,
+    stop_server,
+)
+
+pytest.importorskip("feast", reason="the feature server needs the features extra (feast)")
+pytestmark = pytest.mark.slow
+PREDICT = f"/v1/models/{MODEL}:predict"
+STALE = [100_003, 100_004]  # customers whose latest activity is ~70 days old (TTL: 45 days)
+
+
+@pytest.fixture(scope="module")
+def feature_repo(tmp_path_factory: pytest.TempPathFactory) -> FeatureStoreConfig:
+    now = datetime.now(UTC)
+    tables = generate_churn_tables(300, seed=21, start=now - timedelta(days=70))
+    activity = tables.customer_activity
+    old = activity[ENTITY_KEY].isin(STALE) & (
+        activity.groupby(ENTITY_KEY).cumcount() > 0  # keep only their first snapshot
+    )
+    tables = type(tables)(
+        labels=tables.labels,
+        customer_profile=tables.customer_profile,
+        customer_activity=activity[~old].reset_index(drop=True),
+        flat=tables.flat,
+    )
+    config = FeatureStoreConfig(repo_path=str(tmp_path_factory.mktemp("feature-repo")))
+    write_tables(config, tables)
+    apply_definitions(config)
+    materialize(config, now - timedelta(days=120), now)
+    return config
+
+
+@pytest.fixture(scope="module")
+def feature_server(
+    feature_repo: FeatureStoreConfig, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("feast-log") / "feast.log"
+    feast = str(Path(sys.executable).with_name("feast"))
+    argv = [feast, "--chdir", feature_repo.repo_path, "serve", "-h", "127.0.0.1", "-p", str(port)]
+    with log.open("wb") as out:
+        process = subprocess.Popen([*argv, "--no-access-log"], stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http_ready(f"{url}/health", process, log, what="feast serve", timeout_s=120)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _server(registered: RegisteredModels, feature_url: str, log: Path) -> RunningServer:
+    return start_server(
+        ["--model", MODEL, "--registry", registered.registry_uri, "--version", "champion"],
+        {"MLOPS_FEATURE_SERVER_URL": feature_url},
+        log,
+    )
+
+
+@pytest.fixture(scope="module")
+def keyed_server(
+    registered: RegisteredModels, feature_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    running = _server(registered, feature_server, tmp_path_factory.mktemp("logs") / "server.log")
+    yield running
+    assert stop_server(running) == 0, running.log.read_text()
+
+
+def _predict(server: RunningServer, rows: list[dict]) -> httpx.Response:
+    return httpx.post(server.url + PREDICT, json={"instances": rows}, timeout=30)
+
+
+def test_a_key_only_request_is_answered_with_the_online_values(
+    keyed_server: RunningServer, feature_repo: FeatureStoreConfig
+) -> None:
+    ids = [100_010, 100_011, 100_012]
+    r = _predict(keyed_server, [{ENTITY_KEY: i} for i in ids])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["predictions"]) == 3
+    used = pd.DataFrame(body["features_used"])
+    assert list(used[ENTITY_KEY]) == ids
+    online = online_features(feature_repo, ids)
+    for column in CHURN_SCHEMA.feature_names:
+        a, b = used[column], online[column]
+        if CHURN_SCHEMA.feature(column).is_numeric:
+            a, b = a.astype(float), b.astype(float)
+        assert ((a == b) | (a.isna() & b.isna())).all(), column
+    # The same values sent as full rows give the same predictions: these values were scored.
+    rows = [{k: v for k, v in row.items() if k != ENTITY_KEY} for row in body["features_used"]]
+    full = _predict(keyed_server, rows)
+    assert full.status_code == 200, full.text
+    assert "features_used" not in full.json()
+    assert full.json()["predictions"] == body["predictions"]
+
+
+def test_an_unknown_customer_is_a_404_naming_it_and_the_server_keeps_serving(
+    keyed_server: RunningServer,
+) -> None:
+    r = _predict(keyed_server, [{ENTITY_KEY: 100_010}, {ENTITY_KEY: 987_654}])
+    assert r.status_code == 404, r.text
+    assert "987654" in r.json()["error"] and "100010" not in r.json()["error"]
+    again = _predict(keyed_server, [{ENTITY_KEY: 100_020}])
+    assert again.status_code == 200, again.text
+
+
+def test_a_stale_feature_is_a_400_naming_it(keyed_server: RunningServer) -> None:
+    r = _predict(keyed_server, [{ENTITY_KEY: STALE[0]}])
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert "stale" in error and "'tenure_months'" in error and str(STALE[0]) in error
+    assert "TTL of 45.0 days" in error
+
+
+def test_rows_by_key_and_full_rows_are_not_mixed(keyed_server: RunningServer) -> None:
+    full = generate_churn_tables(1, seed=2).flat.drop(
+        columns=[ENTITY_KEY, EVENT_TIMESTAMP, CHURN_SCHEMA.target]
+    )
+    r = _predict(keyed_server, [{ENTITY_KEY: 100_010}, full.to_dict("records")[0]])
+    assert r.status_code == 400, r.text
+    assert "instances[0] carries only the key 'customer_id'" in r.json()["error"]
+
+
+def test_a_request_over_the_row_limit_is_refused_before_any_lookup(
+    keyed_server: RunningServer,
+) -> None:
+    # 987654 is unknown: a lookup would answer 404; the row limit (1000) answers first.
+    r = _predict(keyed_server, [{ENTITY_KEY: 987_654}] * 1001)
+    assert r.status_code == 400, r.text
+    assert "over this server's limit of 1000 rows" in r.json()["error"]
+
+
+def test_an_unreachable_feature_server_is_a_502(
+    registered: RegisteredModels, tmp_path: Path
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    running = _server(registered, dead, tmp_path / "server.log")
+    try:
+        r = _predict(running, [{ENTITY_KEY: 100_010}])
+        assert r.status_code == 502, r.text
+        assert dead in r.json()["error"]
+    finally:
+        assert stop_server(running) == 0, running.log.read_text()
+
+
+def test_the_model_server_does_not_import_feast() -> None:
+    code = (
+        "import sys, serving.server, serving.predictor, serving.feature_lookup; "
+        "sys.exit('feast' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
