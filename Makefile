@@ -120,7 +120,7 @@ serve: $(INSTALLED) ## serve a registry's champion on :8080 (REGISTRY=.mlops/reg
 	$(BIN)/mlops serve $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(MODEL),--model $(MODEL))
 
 # wrk (the load generator) comes from Debian; the package lists may be empty on a fresh machine.
-bench-serving: $(INSTALLED) $(MLSERVER_VENV)/.installed ## predictor vs MLServer vs in-process predict (wrk load)
+bench-serving: $(INSTALLED) $(MLSERVER_VENV)/.installed ## predictor vs MLServer vs in-process predict, and by entity key vs full rows (wrk load)
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	nice $(BIN)/python benchmarks/bench_serving.py --mlserver $(MLSERVER_VENV)/bin/mlserver
 

@@ -9,7 +9,11 @@ process (wrk, C, one thread, N connections):
   a temp dir, because that is the format MLServer's runtime loads; MLServer runs from its own venv);
 - the in-process floor: `pipeline.predict_proba` called in a loop, no HTTP;
 - `mlops serve` V1 without its access-control layer and token (before issue 14), for the
-  auth+host ratio.
+  auth+host ratio;
+- requests by entity key: a `mlops serve` that fetches the features from Feast's feature server
+  (`feast serve` over a churn feature repo, SQLite online store) for rows carrying only the
+  customer id, against the same server sent the same customers' full rows (the lookup's cost:
+  target at 1 row, at most 30% added to p50; the p99 is stated).
 
 at 1 row and 100 rows per request, with both servers up and the cases interleaved over a few
 rounds (median per case, so a burst of other load on a shared machine hits every target alike),
@@ -31,6 +35,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -43,6 +48,7 @@ from rich.table import Table
 
 from components.train import TrainParams, model_input, save_model, train_model
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
+from mlops_core.churn_feature_tables import ENTITY_KEY
 from mlops_core.drift import profile_reference
 from mlops_core.registry import ModelRegistry
 from serving.model_bundle import ModelBundle, load_registered
@@ -52,6 +58,11 @@ from serving.v1_instances import v1_instances
 MODEL = "churn"
 BEFORE_AUTH = "V1 without access layer"
 AFTER_AUTH = "V1 with access layer+token"
+BY_KEY = "mlops serve V1 by entity key"
+FULL_ROWS = "mlops serve V1 full rows (same server)"
+# One worker, no access log, and no worker recycling: by default `feast serve` restarts its
+# worker every ~1,000 requests, and requests in flight then fail.
+FEAST_SERVE_FLAGS = ["--no-access-log", "--max-requests", "0"]
 console = Console()
 
 
@@ -221,12 +232,19 @@ AUTH_TOKEN = "bench-token"
 
 
 def start_ours(
-    registry: str, work: Path, *, access_control: bool = True, fast_path: bool = True
+    registry: str,
+    work: Path,
+    *,
+    access_control: bool = True,
+    fast_path: bool = True,
+    feature_server: str = "",
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     name = "mlops-serve" if access_control else "mlops-serve-before"
+    name += "-by-key" if feature_server else ""
     log = work / f"{name}-{'fast' if fast_path else 'pipeline'}.log"
     env = {**os.environ, "MLOPS_SERVE_PORT": str(port), "MLOPS_FAST_PATH": str(fast_path).lower()}
+    env["MLOPS_FEATURE_SERVER_URL"] = feature_server
     args = ["serve", "--model", MODEL, "--registry", registry, "--version", "champion"]
     if access_control:  # as the manifests run it: a token for writes, loopback here
         cmd = [str(Path(sys.executable).with_name("mlops")), *args]
@@ -290,6 +308,45 @@ def start_mlserver(
     return proc, port
 
 
+@dataclass(frozen=True)
+class FeatureServer:
+    process: subprocess.Popen[bytes]
+    url: str
+    keys: list[int]  # customers with fresh values in the online store
+    rows: pd.DataFrame  # their online values: the full rows the lookup fills in
+
+
+def start_feature_server(work: Path, customers: int = 500) -> FeatureServer:
+    """A churn feature repo (tables from the generator, applied, materialized up to now) served
+    by `feast serve` on a free port, one worker, as the model server's lookups meet it."""
+    from components.feature_store import (
+        FeatureStoreConfig,
+        apply_definitions,
+        materialize,
+        online_features,
+        write_tables,
+    )
+    from mlops_core.churn_feature_tables import generate_churn_tables
+
+    now = datetime.now(UTC)
+    tables = generate_churn_tables(customers, seed=5, start=now - timedelta(days=40))
+    config = FeatureStoreConfig(repo_path=str(work / "feature-repo"))
+    write_tables(config, tables)
+    apply_definitions(config)
+    materialize(config, now - timedelta(days=120), now)
+    keys = [int(k) for k in tables.labels[ENTITY_KEY].unique()[:100]]
+    rows = online_features(config, keys).drop(columns=[ENTITY_KEY])
+    port = free_port()
+    log = work / "feast-serve.log"
+    feast = str(Path(sys.executable).with_name("feast"))
+    cmd = [feast, "--chdir", config.repo_path, "serve", "-h", "127.0.0.1", "-p", str(port)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*cmd, *FEAST_SERVE_FLAGS], stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(f"{url}/health", proc, log)
+    return FeatureServer(proc, url, keys, rows)
+
+
 def make_registry(work: Path, rows: int) -> str:
     registry = ModelRegistry(str(work / "registry"))
     df = generate_churn(rows, seed=3)
@@ -349,6 +406,7 @@ def main() -> None:
         from components.fast_inference import compile_pipeline
 
         compiled = compile_pipeline(bundle.pipeline)
+        features = start_feature_server(work)  # first: a failed start leaves nothing running
         ours, ours_port = start_ours(registry, work)
         # The auth+host pair: two more servers that see only the same 1-row V1 load, so neither
         # carries the other cases' background work (drift windows, prediction log).
@@ -356,8 +414,10 @@ def main() -> None:
         after, after_port = start_ours(registry, work)
         slow, slow_port = start_ours(registry, work, fast_path=False)
         bare, bare_port = start_bare(registry, work)
-        peer = None
+        peer, keyed = None, None
         try:
+            keyed, keyed_port = start_ours(registry, work, feature_server=features.url)
+            keyed_url = f"http://127.0.0.1:{keyed_port}/v1/models/{MODEL}:predict"
             peer, peer_port = start_mlserver(args.mlserver, bundle, work)
             ours_url, peer_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{peer_port}"
             pair = [
@@ -395,6 +455,14 @@ def main() -> None:
                         mlserver_body(df),
                     ),
                 ]
+            # By entity key: the same server, the same customers, sent as keys (the server looks
+            # their features up) and as the full rows the lookup returns.
+            for n in (1, 100):
+                by_key = {"instances": [{ENTITY_KEY: k} for k in features.keys[:n]]}
+                cases += [
+                    (BY_KEY, n, keyed_url, by_key),
+                    (FULL_ROWS, n, keyed_url, v1_body(features.rows.iloc[:n])),
+                ]
             kw = {"seconds": args.seconds, "connections": args.connections, "work": work}
             for i in range(args.rounds):
                 for n, df in frames.items():  # the floor, measured in the same rounds
@@ -415,8 +483,9 @@ def main() -> None:
             stop(after)
             stop(slow)
             stop(bare)
-            if peer is not None:
-                stop(peer)
+            for proc in (peer, keyed, features.process):
+                if proc is not None:
+                    stop(proc)
 
     for (target, n), runs in raw.items():
         req_s, p50, p99 = (float(np.median(col)) for col in zip(*runs, strict=True))
@@ -500,6 +569,15 @@ def main() -> None:
                 f"{proto} {n} rows: p99 {ours.p99_ms:.2f} ms vs MLServer {ml.p99_ms:.2f} ms "
                 f"[{'ok' if ours.p99_ms <= ml.p99_ms else 'MISSED'}]"
             )
+    for n in (1, 100):
+        key, full = get(BY_KEY, n), get(FULL_ROWS, n)
+        added = key.p50_ms / full.p50_ms - 1
+        verdict = f" (target: at most 30%) [{'ok' if added <= 0.3 else 'MISSED'}]" if n == 1 else ""
+        lines.append(
+            f"by entity key, {n} row{'s' if n > 1 else ''}: p50 {key.p50_ms:.2f} ms vs "
+            f"{full.p50_ms:.2f} ms with full rows = {added:+.0%}{verdict}; p99 {key.p99_ms:.2f} "
+            f"vs {full.p99_ms:.2f} ms; {key.req_s:,.0f} vs {full.req_s:,.0f} req/s"
+        )
     for line in lines:
         console.print(escape(line))
 
