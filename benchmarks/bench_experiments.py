@@ -196,6 +196,13 @@ def false_winner_rate(scenario: Scenario, runs: int, policy: BanditPolicy) -> di
     }
 
 
+def _niced(shadow: dict[str, object]) -> str:
+    nice = shadow.get("shadow_nice", 0)
+    return (
+        f", whose model server runs at nice {nice} (standing for its own pod's CPU)" if nice else ""
+    )
+
+
 def render_docs_table(result: dict) -> str:
     """The Markdown table docs/experiments.md shows, from the bench's JSON."""
     s, regret, fw = result["scenario"], result["regret"], result["false_winner"]
@@ -235,9 +242,8 @@ def render_docs_table(result: dict) -> str:
             f"Shadow tee, measured side by side in one run (two local routers, each with its own "
             f"model server of the same version, {sh['workers']} client threads alternating "
             f"between them, {sh['requests_each']:,} single-row requests each; one router copies "
-            f"{sh['mirror_percent']}% to a shadow: {sh['tee']['answered']:,} copies answered "
-            "(warm-up included), "
-            f"{sh['tee']['dropped']} dropped):",
+            f"{sh['mirror_percent']}% to a shadow{_niced(sh)}: {sh['tee']['answered']:,} copies "
+            f"answered (warm-up included), {sh['tee']['dropped']} dropped):",
             "",
             "| primary | p50 | p99 |",
             "|---|---:|---:|",
