@@ -26,10 +26,10 @@ from components.feature_definitions import (
     feast_objects,
     feature_names,
 )
-from components.ingest import fingerprint
 from mlops_core.churn_data import CHURN_SCHEMA
 from mlops_core.churn_feature_tables import ENTITY_KEY, EVENT_TIMESTAMP, ChurnTables
 from mlops_core.churn_feature_tables import write_churn_tables as _write_tables
+from mlops_core.data_fingerprint import fingerprint
 from mlops_core.errors import InvalidInputError, NotFoundError
 from mlops_core.settings import DEFAULT_FEATURE_REPO
 
