@@ -15,6 +15,7 @@ import io
 import os
 import socket
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mlops_core.churn_feature_tables import recent_start
 from mlops_core.errors import InvalidInputError, MlopsError
 from mlops_core.settings import (
     DEFAULT_FEATURE_SERVER_PORT,
@@ -65,22 +67,39 @@ def _applied(config: FeatureStoreConfig) -> None:
         )
 
 
+def _start(text: str) -> datetime:
+    if not text:
+        return recent_start(datetime.now(UTC))
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise InvalidInputError(f"--start must be an ISO 8601 day or time, got {text!r}") from e
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
 @app.command()
 def init(
     repo: Path | None = typer.Option(None, "--repo", help=REPO_HELP),
     rows: int = typer.Option(DEFAULT_FEATURE_TABLE_ROWS, "--rows", help="customers to generate"),
     seed: int = typer.Option(0, "--seed", help="generator seed"),
+    start: str = typer.Option(
+        "",
+        "--start",
+        help="the first activity snapshot's day, ISO 8601 (default: recent enough that each "
+        "customer's latest snapshot is about 10 days old, fresh for `serve`)",
+    ),
 ) -> None:
     """Write the generated churn tables (labels, profile, activity) and feature_store.yaml."""
     if rows < 1:
         raise InvalidInputError(f"--rows must be 1 or more, got {rows}")
+    first_day = _start(start)
     config = _config(repo)
     if Path(config.repo_path).exists() and not Path(config.repo_path).is_dir():
         raise InvalidInputError(f"{config.repo_path} exists and is not a folder")
     from components.feature_store import write_tables
     from mlops_core.churn_feature_tables import generate_churn_tables
 
-    paths = write_tables(config, generate_churn_tables(rows, seed=seed))
+    paths = write_tables(config, generate_churn_tables(rows, seed=seed, start=first_day))
     config.write_repo_yaml()
     console.print(f"wrote {rows} customers' tables to {config.offline_path}", soft_wrap=True)
     console.print(

@@ -38,7 +38,8 @@ def mlops(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repository made by `init` and `apply`, materialized up to 2026-05-01 by `materialize`."""
     cwd = tmp_path_factory.mktemp("cli")
-    r = mlops("features", "init", "--rows", "30", "--seed", "3", "--repo", "repo", cwd=cwd)
+    args = ("--rows", "30", "--seed", "3", "--start", "2026-01-01", "--repo", "repo")
+    r = mlops("features", "init", *args, cwd=cwd)
     assert r.returncode == 0, r.stderr
     assert "wrote 30 customers' tables to repo/data" in r.stdout
     r = mlops("features", "apply", "--repo", "repo", cwd=cwd)
@@ -91,6 +92,8 @@ def test_mistakes_are_one_line_before_any_work(tmp_path: Path) -> None:
         "got 0",
         ("features", "serve", "--repo", "r", "--port", "0"): "error: --port must be 1..65535, "
         "got 0",
+        ("features", "init", "--start", "May", "--repo", "r"): "error: --start must be an ISO "
+        "8601 day or time, got 'May'",
     }
     for args, message in cases.items():
         r = mlops(*args, cwd=tmp_path)
