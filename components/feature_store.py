@@ -26,10 +26,10 @@ from components.feature_definitions import (
     feast_objects,
     feature_names,
 )
-from components.ingest import fingerprint
 from mlops_core.churn_data import CHURN_SCHEMA
 from mlops_core.churn_feature_tables import ENTITY_KEY, EVENT_TIMESTAMP, ChurnTables
 from mlops_core.churn_feature_tables import write_churn_tables as _write_tables
+from mlops_core.data_fingerprint import fingerprint
 from mlops_core.errors import InvalidInputError, NotFoundError
 from mlops_core.settings import DEFAULT_FEATURE_REPO
 
@@ -106,7 +106,7 @@ class TrainingSet:
 
 
 @contextmanager
-def _local_dask() -> Iterator[None]:
+def local_dask() -> Iterator[None]:
     """Feast's file store computes with Dask: in this process's threads, never on a distributed
     client some other step left as the default."""
     import dask
@@ -145,7 +145,7 @@ def apply_definitions(config: FeatureStoreConfig) -> FeatureStore:
     return store
 
 
-def _applied_store(config: FeatureStoreConfig) -> FeatureStore:
+def applied_store(config: FeatureStoreConfig) -> FeatureStore:
     if not Path(config.registry_path).exists():
         raise FeatureRepoNotFoundError(
             f"no feature registry at {config.registry_path}: apply the definitions first "
@@ -166,10 +166,10 @@ def training_set(config: FeatureStoreConfig, labels: pd.DataFrame) -> TrainingSe
         raise FeatureStoreError(
             f"labels lack column(s) {lacking}; expected {needed}, found {list(labels.columns)}"
         )
-    store = _applied_store(config)
+    store = applied_store(config)
     entity_df = labels.loc[:, needed].copy()
     entity_df[EVENT_TIMESTAMP] = pd.to_datetime(entity_df[EVENT_TIMESTAMP], utc=True)
-    with _local_dask():
+    with local_dask():
         joined = store.get_historical_features(
             entity_df=entity_df, features=store.get_feature_service(FEATURE_SERVICE)
         ).to_df()
@@ -197,9 +197,9 @@ def materialize(config: FeatureStoreConfig, start: datetime, end: datetime) -> l
     Feast's incremental mode would start a view without TTL only one year back."""
     if end <= start:
         raise FeatureStoreError(f"materialize needs start before end, got {start} .. {end}")
-    store = _applied_store(config)
+    store = applied_store(config)
     done = []
-    with _local_dask():
+    with local_dask():
         for view in CHURN_VIEWS:
             store.materialize(start_date=start, end_date=end, feature_views=[view.name])
             done.append(view.name)
@@ -209,7 +209,7 @@ def materialize(config: FeatureStoreConfig, start: datetime, end: datetime) -> l
 def online_features(config: FeatureStoreConfig, customer_ids: Sequence[int]) -> pd.DataFrame:
     """The online store's values for `customer_ids` (one row each, in order), read in process;
     the model server reads the same values over HTTP from `feast serve`."""
-    store = _applied_store(config)
+    store = applied_store(config)
     response = store.get_online_features(
         features=store.get_feature_service(FEATURE_SERVICE),
         entity_rows=[{ENTITY_KEY: int(i)} for i in customer_ids],

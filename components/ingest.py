@@ -8,7 +8,6 @@ Outputs are Parquet: typed, compact and fast to read back in the next step.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -18,6 +17,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from mlops_core.churn_data import CHURN_SCHEMA, generate_churn
+from mlops_core.data_fingerprint import fingerprint
 from mlops_core.errors import MlopsError
 from mlops_core.estimators import check_estimator
 from mlops_core.schema import FeatureSchema, SchemaError, identifier_columns, infer_schema
@@ -121,14 +121,6 @@ def _table_format(uri: str, *, strict: bool) -> str:
             f"{list(_CSV_SUFFIXES + _PARQUET_SUFFIXES)}"
         )
     return ""
-
-
-def fingerprint(df: pd.DataFrame) -> str:
-    """A stable content hash of a frame: column names, order, dtypes and every value."""
-    h = hashlib.sha256()
-    h.update(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
-    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
-    return h.hexdigest()
 
 
 def arrow_safe(df: pd.DataFrame) -> pd.DataFrame:

@@ -360,6 +360,18 @@ def batch_drift(
     return json.dumps({"drifted": doc["drifted"], "share_drifted": doc["share_drifted"]})
 
 
+def materialize_features(feature_repo: str, end: str, summary: Output[Artifact]) -> str:
+    """Load each feature view's rows since its last materialization (the first time: since its
+    earliest event) up to `end` (ISO 8601; empty: now) into the online store."""
+    import json
+
+    from components.materialize_features import materialize_features_step
+
+    return json.dumps(
+        materialize_features_step(feature_repo=feature_repo, end=end, summary_path=summary.path)
+    )
+
+
 # --- the factory -------------------------------------------------------------------------------
 
 _BODIES = {
@@ -409,6 +421,21 @@ def build_batch_components(image: str | None = None) -> BatchScoringComponents:
         image=image,
         batch_score=component(batch_score, image),
         batch_drift=component(batch_drift, image),
+    )
+
+
+@dataclass(frozen=True)
+class MaterializationComponents:
+    """The feature materialization pipeline's component, built for one image."""
+
+    image: str
+    materialize_features: Any
+
+
+def build_materialization_components(image: str | None = None) -> MaterializationComponents:
+    image = image or default_image()
+    return MaterializationComponents(
+        image=image, materialize_features=component(materialize_features, image)
     )
 
 

@@ -22,6 +22,7 @@ from mlops.commands import (
     data_cmd,
     demo_cmd,
     experiment_cmd,
+    features_cmd,
     monitor_cmd,
     pipeline_cmd,
     registry_cmd,
@@ -60,6 +61,7 @@ app.add_typer(batch_cmd.app, name="batch")
 app.add_typer(dashboard_cmd.app, name="dashboard")
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(experiment_cmd.app, name="experiment")
+app.add_typer(features_cmd.app, name="features")
 app.command("audit")(audit_cmd.audit)
 app.command("demo")(demo_cmd.demo)
 

@@ -20,7 +20,7 @@ known truth the feature store's training path is checked against.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,10 @@ ACTIVITY_FEATURES = (
 TABLES = ("labels", "customer_profile", "customer_activity", "flat")
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)  # the first activity snapshot's day
 FIRST_CUSTOMER_ID = 100_000
+SNAPSHOTS = 3  # activity snapshots per customer
+SNAPSHOT_DAYS = 30  # days between a customer's snapshots
+# `recent_start`: how long before now each customer's latest snapshot falls (plus its hour).
+RECENT_SNAPSHOT_AGE = timedelta(days=10)
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,8 @@ def generate_churn_tables(
     seed: int = 0,
     scenario: str = "clean",
     start: datetime = DEFAULT_START,
-    snapshots: int = 3,
-    snapshot_days: int = 30,
+    snapshots: int = SNAPSHOTS,
+    snapshot_days: int = SNAPSHOT_DAYS,
 ) -> ChurnTables:
     """`rows` customers of `generate_churn(rows, scenario=scenario, seed=seed)` as feature tables."""
     if snapshots < 1 or snapshot_days < 2:
@@ -114,6 +118,13 @@ def generate_churn_tables(
         customer_activity=_storable(activity),
         flat=_storable(flat_keyed),
     )
+
+
+def recent_start(now: datetime) -> datetime:
+    """The `start` that puts each customer's latest activity snapshot `RECENT_SNAPSHOT_AGE` (up to
+    a day more) before `now`: tables whose online values are fresh today, within the activity
+    view's TTL, as a model server's lookup by key requires. Some labels then lie after `now`."""
+    return now - timedelta(days=SNAPSHOT_DAYS * (SNAPSHOTS - 1)) - RECENT_SNAPSHOT_AGE
 
 
 def _earlier(flat: pd.DataFrame, *, months_back: int, rng: np.random.Generator) -> pd.DataFrame:

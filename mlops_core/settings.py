@@ -61,6 +61,11 @@ DEFAULT_DASK_START_TIMEOUT_S = 300.0
 # The feature store (components/feature_store.py): its repository folder locally (feature_store.yaml,
 # the registry, the Parquet offline store and the SQLite online store inside it).
 DEFAULT_FEATURE_REPO = ".mlops/features"
+# `mlops features init`: customers in the generated churn tables. `mlops features serve`: the port
+# of Feast's feature server (Feast's own default), the URL a model server's MLOPS_FEATURE_SERVER_URL
+# names.
+DEFAULT_FEATURE_TABLE_ROWS = 2000
+DEFAULT_FEATURE_SERVER_PORT = 6566
 
 
 def _env(name: str, default: str) -> str:

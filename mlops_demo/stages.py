@@ -27,7 +27,7 @@ from pipelines.local_run import ValidationFailed
 Stage = Callable[[DemoContext], None]
 
 
-def _record_run(ctx: DemoContext, key: str, title: str, result: dict[str, Any]) -> None:
+def record_training_run(ctx: DemoContext, key: str, title: str, result: dict[str, Any]) -> None:
     drifted = result["validation"]["drifted_columns"]
     ctx.results[key] = {
         "stage": title,
@@ -45,13 +45,13 @@ def _record_run(ctx: DemoContext, key: str, title: str, result: dict[str, Any]) 
 def train_v1_on_clean_data(ctx: DemoContext) -> None:
     """v1 on clean synthetic data: no champion yet, so it becomes the first one."""
     result = ctx.train(scenario="clean", seed=0)
-    _record_run(ctx, "v1_clean", "train v1 on clean data", result)
+    record_training_run(ctx, "v1_clean", "train v1 on clean data", result)
 
 
 def retrain_on_drifted_data(ctx: DemoContext) -> None:
     """A price rise (covariate shift): drift is reported, the gate weighs it against v1."""
     result = ctx.train(scenario="covariate_shift", seed=1)
-    _record_run(ctx, "covariate_shift", "retrain on drifted data (price rise)", result)
+    record_training_run(ctx, "covariate_shift", "retrain on drifted data (price rise)", result)
 
 
 def reject_broken_data(ctx: DemoContext) -> None:

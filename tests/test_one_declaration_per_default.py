@@ -65,6 +65,8 @@ KNOWN: dict[str, tuple[object, set[str]]] = {
         settings.DEFAULT_FIRST_CANARY_PERCENT,
         {"canary_percent", "first_step"},
     ),
+    "DEFAULT_FEATURE_TABLE_ROWS": (settings.DEFAULT_FEATURE_TABLE_ROWS, {"rows", "table_rows"}),
+    "DEFAULT_FEATURE_SERVER_PORT": (settings.DEFAULT_FEATURE_SERVER_PORT, {"port"}),
 }
 # Literals that are a default wherever they appear in code.
 ANYWHERE = {

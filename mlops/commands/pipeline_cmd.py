@@ -150,8 +150,10 @@ def compile(
     ),
 ) -> None:
     """Write the training pipeline's IR YAML (the committed copy is the default image's), and,
-    without --output, the batch scoring pipeline's (pipelines/batch_scoring.yaml)."""
+    without --output, the batch scoring pipeline's (pipelines/batch_scoring.yaml) and the feature
+    materialization pipeline's (pipelines/feature_materialization.yaml)."""
     from pipelines.batch_scoring import compile_batch_scoring
+    from pipelines.feature_materialization import compile_materialization
     from pipelines.training import GOLDEN_YAML, compile_pipeline
 
     if output is not None:
@@ -164,6 +166,7 @@ def compile(
     console.print(f"compiled {path}")
     if output is None:
         console.print(f"compiled {compile_batch_scoring(image=image)}")
+        console.print(f"compiled {compile_materialization(image=image)}")
 
 
 @app.command()

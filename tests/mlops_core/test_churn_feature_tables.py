@@ -13,7 +13,9 @@ from mlops_core.churn_feature_tables import (
     ENTITY_KEY,
     EVENT_TIMESTAMP,
     PROFILE_FEATURES,
+    RECENT_SNAPSHOT_AGE,
     generate_churn_tables,
+    recent_start,
     write_churn_tables,
 )
 
@@ -101,3 +103,12 @@ def test_refuses_what_it_cannot_make() -> None:
         generate_churn_tables(10, snapshots=0)
     with pytest.raises(DataGenerationError, match="unknown scenario"):
         generate_churn_tables(10, scenario="nope", start=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_recent_start_makes_the_latest_snapshots_about_ten_days_old() -> None:
+    now = datetime(2026, 12, 7, 12, tzinfo=UTC)
+    tables = generate_churn_tables(200, seed=1, start=recent_start(now))
+    latest = tables.customer_activity.groupby(ENTITY_KEY)[EVENT_TIMESTAMP].max()
+    age = pd.Timestamp(now) - latest
+    assert age.min() > RECENT_SNAPSHOT_AGE - pd.Timedelta(days=1)
+    assert age.max() <= RECENT_SNAPSHOT_AGE  # within the activity view's 45-day TTL

@@ -1,0 +1,206 @@
+"""`mlops features`: the churn feature store on this machine (components/feature_store.py).
+
+`init` writes the generated churn tables and feature_store.yaml into the repository folder,
+`apply` registers the definitions, `materialize` loads what is new into the online store (the
+pipeline step's own function), `get` reads online values by customer id, and `serve` runs Feast's
+feature server (`feast serve`) for the repository: the URL a model server's
+MLOPS_FEATURE_SERVER_URL names. Every check of the command line runs before any work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import os
+import socket
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlops_core.churn_feature_tables import recent_start
+from mlops_core.errors import InvalidInputError, MlopsError
+from mlops_core.settings import (
+    DEFAULT_FEATURE_SERVER_PORT,
+    DEFAULT_FEATURE_TABLE_ROWS,
+    load_settings,
+)
+
+if TYPE_CHECKING:
+    from components.feature_store import FeatureStoreConfig
+
+app = typer.Typer(
+    help="The feature store: tables, definitions, materialization, online values, its server.",
+    no_args_is_help=True,
+)
+console = Console()
+
+REPO_HELP = "the feature repository folder (default: the feature_repo setting, MLOPS_FEATURE_REPO)"
+
+
+class FeaturesUnavailableError(MlopsError):
+    """Feast (the features extra) is not installed in this environment."""
+
+
+def _config(repo: Path | None) -> FeatureStoreConfig:
+    if importlib.util.find_spec("feast") is None:
+        raise FeaturesUnavailableError(
+            "the feature store needs Feast: pip install 'mlops-platform[features]'"
+        )
+    from components.feature_store import FeatureStoreConfig
+
+    return FeatureStoreConfig(repo_path=str(repo or load_settings().feature_repo))
+
+
+def _applied(config: FeatureStoreConfig) -> None:
+    from components.feature_store import FeatureRepoNotFoundError
+
+    if not Path(config.registry_path).exists():
+        raise FeatureRepoNotFoundError(
+            f"no feature registry in {config.repo_path}: run `mlops features init` and "
+            "`mlops features apply` first"
+        )
+
+
+def _start(text: str) -> datetime:
+    if not text:
+        return recent_start(datetime.now(UTC))
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise InvalidInputError(f"--start must be an ISO 8601 day or time, got {text!r}") from e
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+@app.command()
+def init(
+    repo: Path | None = typer.Option(None, "--repo", help=REPO_HELP),
+    rows: int = typer.Option(DEFAULT_FEATURE_TABLE_ROWS, "--rows", help="customers to generate"),
+    seed: int = typer.Option(0, "--seed", help="generator seed"),
+    start: str = typer.Option(
+        "",
+        "--start",
+        help="the first activity snapshot's day, ISO 8601 (default: recent enough that each "
+        "customer's latest snapshot is about 10 days old, fresh for `serve`)",
+    ),
+) -> None:
+    """Write the generated churn tables (labels, profile, activity) and feature_store.yaml."""
+    if rows < 1:
+        raise InvalidInputError(f"--rows must be 1 or more, got {rows}")
+    first_day = _start(start)
+    config = _config(repo)
+    if Path(config.repo_path).exists() and not Path(config.repo_path).is_dir():
+        raise InvalidInputError(f"{config.repo_path} exists and is not a folder")
+    from components.feature_store import write_tables
+    from mlops_core.churn_feature_tables import generate_churn_tables
+
+    paths = write_tables(config, generate_churn_tables(rows, seed=seed, start=first_day))
+    config.write_repo_yaml()
+    console.print(f"wrote {rows} customers' tables to {config.offline_path}", soft_wrap=True)
+    console.print(
+        f"labels for training: {paths['labels']}; next: mlops features apply", soft_wrap=True
+    )
+
+
+@app.command()
+def apply(repo: Path | None = typer.Option(None, "--repo", help=REPO_HELP)) -> None:
+    """Register the churn entity, feature views and feature service in the repository."""
+    config = _config(repo)
+    from components.feature_definitions import CHURN_VIEWS, FEATURE_SERVICE
+    from components.feature_store import apply_definitions
+
+    apply_definitions(config)
+    views = ", ".join(v.name for v in CHURN_VIEWS)
+    console.print(
+        f"applied views {views} and service {FEATURE_SERVICE} in {config.repo_path}",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def materialize(
+    repo: Path | None = typer.Option(None, "--repo", help=REPO_HELP),
+    end: str = typer.Option("", "--end", help="ISO 8601 time to materialize up to (default: now)"),
+) -> None:
+    """Load each view's rows since its last materialization (the first time: since its earliest
+    event) up to --end into the online store."""
+    config = _config(repo)
+    from components.materialize_features import materialize_features, parse_end
+
+    until = parse_end(end)
+    _applied(config)
+    with contextlib.redirect_stdout(io.StringIO()):  # Feast's progress lines
+        summary = materialize_features(config, until)
+    for v in summary["views"]:
+        counted = "" if v["rows"] is None else f", {v['rows']} rows, {v['customers']} customers"
+        what = f"{v['start']} .. {v['end']}{counted}" if v["materialized"] else "up to date"
+        console.print(f"{v['view']}: {what}", soft_wrap=True)
+
+
+def _customer_ids(values: list[str]) -> list[int]:
+    try:
+        return [int(v) for v in values]
+    except ValueError as e:
+        raise InvalidInputError(f"customer ids are whole numbers, got {values}") from e
+
+
+@app.command()
+def get(
+    customer_ids: list[str] = typer.Argument(..., help="customer ids (entity keys)"),
+    repo: Path | None = typer.Option(None, "--repo", help=REPO_HELP),
+) -> None:
+    """Print the online store's values for CUSTOMER_IDS (a row each; empty: none stored)."""
+    ids = _customer_ids(customer_ids)
+    config = _config(repo)
+    _applied(config)
+    from components.feature_store import online_features
+
+    frame = online_features(config, ids)
+    # A column per customer, a row per feature: readable at any terminal width.
+    table = Table("feature", *[str(i) for i in ids])
+    for column in frame.columns[1:]:
+        values = ["" if v is None or v != v else str(v) for v in frame[column]]
+        table.add_row(str(column), *values)
+    console.print(table)
+    empty = frame.iloc[:, 1:].isna().all(axis=1)
+    missing = [i for i, none in zip(ids, empty, strict=True) if none]
+    if missing:
+        console.print(f"no online values for {missing}: not materialized yet?", soft_wrap=True)
+
+
+def _port_free(host: str, port: int) -> None:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise InvalidInputError(
+                f"cannot serve on {host}:{port}: {e.strerror or e}; choose another --port"
+            ) from e
+
+
+@app.command()
+def serve(
+    repo: Path | None = typer.Option(None, "--repo", help=REPO_HELP),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to bind"),
+    port: int = typer.Option(DEFAULT_FEATURE_SERVER_PORT, "--port", help="port to listen on"),
+) -> None:
+    """Run Feast's feature server for the repository (`feast serve`) until stopped."""
+    if not 0 < port < 65536:
+        raise InvalidInputError(f"--port must be 1..65535, got {port}")
+    config = _config(repo)
+    _applied(config)
+    _port_free(host, port)
+    feast = Path(sys.executable).with_name("feast")
+    if not feast.exists():
+        raise FeaturesUnavailableError(f"no feast command next to {sys.executable}")
+    shown = "127.0.0.1" if host == "0.0.0.0" else host
+    console.print(f"feature server: set MLOPS_FEATURE_SERVER_URL=http://{shown}:{port}")
+    sys.stdout.flush()
+    repo_dir = str(Path(config.repo_path).resolve())
+    argv = [str(feast), "--chdir", repo_dir, "serve", "-h", host, "-p", str(port)]
+    os.execv(str(feast), [*argv, "--no-access-log"])  # Feast's server replaces this process
