@@ -154,6 +154,7 @@ def audit_request(request_id: str, *, audit_dir: str | Path, registry_uri: str) 
             "at": prediction["at"],
             "rows": prediction.get("rows"),
             "log": prediction["log"],
+            "features_used": prediction.get("features_used"),
         },
         "version": {k: record.get(k) for k in _VERSION_FIELDS},
         "version_made_by": _made_by(events, version),

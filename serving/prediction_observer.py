@@ -12,7 +12,7 @@ pair of answers itself.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -31,6 +31,9 @@ class PredictionObserver(Protocol):
         probabilities: np.ndarray,
         request_ids: list[str] | str,
         model_version: str,
+        features_used: list[dict[str, Any]] | None = None,
     ) -> None:
-        """`rows`: validated model input (object array, schema order); one probability per row."""
+        """`rows`: validated model input (object array, schema order); one probability per row.
+        `features_used`: for a request by entity key, each row's key and the values the feature
+        store gave it (the same values as `rows`, by name); None when the client sent them."""
         ...

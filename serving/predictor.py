@@ -120,13 +120,19 @@ class ChurnPredictor(Model):
         return self.outputs.predict(self.model, rows)
 
     def _after_prediction(
-        self, rows: np.ndarray, probabilities: np.ndarray, request_id: str
+        self,
+        rows: np.ndarray,
+        probabilities: np.ndarray,
+        request_id: str,
+        features_used: list[dict[str, Any]] | None = None,
     ) -> None:
         self.request_metrics.rows(rows.shape[0])
         self.stats.update(rows, probabilities)
         for observer in self.observers:
             try:
-                observer.observe(rows, probabilities, request_id, self.version)
+                observer.observe(
+                    rows, probabilities, request_id, self.version, features_used=features_used
+                )
             except Exception:  # an observer must never fail a prediction
                 logger.exception("prediction observer %r failed", observer)
 
@@ -150,7 +156,7 @@ class ChurnPredictor(Model):
         rows = protocol.validate(payload)
         outputs = await self.batcher.predict(rows)
         if not is_shadow_request(headers):
-            self._after_prediction(rows, self.outputs.scores(outputs), request_id)
+            self._after_prediction(rows, self.outputs.scores(outputs), request_id, used)
         response = protocol.respond(outputs, request_id)
         if used is not None:
             response["features_used"] = used  # the values each row was scored with

@@ -35,6 +35,10 @@ def audit(
         f"  served by {served['model']} v{served['version']} on revision {served['revision']} "
         f"at {datetime.fromtimestamp(served['at'], UTC).isoformat(timespec='seconds')}"
     )
+    for row in served.get("features_used") or []:
+        console.print(
+            f"  feature values looked up: {json.dumps(row)}", highlight=False, soft_wrap=True
+        )
     console.print(f"  made by run {v['run_id']} from data {v['data_source'] or '-'}")
     console.print(f"  data fingerprint {v['data_fingerprint']}, code {v['code_version']}")
     features = v.get("feature_lineage") or {}

@@ -223,6 +223,7 @@ class DriftMonitor:
         probabilities: np.ndarray,
         request_ids: list[str] | str,
         model_version: str,
+        features_used: list[dict[str, Any]] | None = None,
     ) -> None:
         probs = np.asarray(probabilities)  # one positive-class probability per row (the contract)
         with self._lock:

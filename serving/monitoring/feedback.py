@@ -171,6 +171,7 @@ class FeedbackStore:
         probabilities: np.ndarray,
         request_ids: list[str] | str,
         model_version: str,
+        features_used: list[dict[str, Any]] | None = None,
     ) -> None:
         probs = np.asarray(probabilities)  # one positive-class probability per row (the contract)
         version = str(model_version)

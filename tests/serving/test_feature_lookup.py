@@ -3,9 +3,11 @@ Feast feature server (`feast serve`) over HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,7 +86,7 @@ def feature_server(
 def _server(registered: RegisteredModels, feature_url: str, log: Path) -> RunningServer:
     return start_server(
         ["--model", MODEL, "--registry", registered.registry_uri, "--version", "champion"],
-        {"MLOPS_FEATURE_SERVER_URL": feature_url},
+        {"MLOPS_FEATURE_SERVER_URL": feature_url, "MLOPS_AUDIT_DIR": str(log.parent / "audit")},
         log,
     )
 
@@ -181,3 +183,51 @@ def test_the_model_server_does_not_import_feast() -> None:
         "sys.exit('feast' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_the_looked_up_values_are_in_the_prediction_log_and_mlops_audit_prints_them(
+    keyed_server: RunningServer, registered: RegisteredModels
+) -> None:
+    r = httpx.post(
+        keyed_server.url + PREDICT,
+        json={"instances": [{ENTITY_KEY: 100_030}]},
+        headers={"x-request-id": "by-key-audit-1"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    (used,) = r.json()["features_used"]
+    audit_dir = keyed_server.log.parent / "audit"
+    deadline = time.monotonic() + 10  # the log line is written after the answer
+    while time.monotonic() < deadline and "by-key-audit-1" not in _log_text(audit_dir):
+        time.sleep(0.2)
+    (line,) = [json.loads(x) for x in _log_text(audit_dir).splitlines() if "by-key-audit-1" in x]
+    assert line["features_used"] == [used]
+    assert used[ENTITY_KEY] == 100_030 and set(CHURN_SCHEMA.feature_names) <= set(used)
+    mlops = str(Path(sys.executable).with_name("mlops"))
+    out = subprocess.run(
+        [mlops, "audit", "by-key-audit-1", "--audit-dir", str(audit_dir),
+         "--registry", registered.registry_uri],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert f"feature values looked up: {json.dumps(used)}" in out.stdout, out.stdout
+    # a request with full rows records no looked-up values
+    rows = [{k: v for k, v in used.items() if k != ENTITY_KEY}]
+    full = httpx.post(
+        keyed_server.url + PREDICT,
+        json={"instances": rows},
+        headers={"x-request-id": "full-rows-audit-1"},
+        timeout=30,
+    )
+    assert full.status_code == 200, full.text
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "full-rows-audit-1" not in _log_text(audit_dir):
+        time.sleep(0.2)
+    (plain,) = [
+        json.loads(x) for x in _log_text(audit_dir).splitlines() if "full-rows-audit-1" in x
+    ]
+    assert "features_used" not in plain
+
+
+def _log_text(audit_dir: Path) -> str:
+    return "".join(p.read_text() for p in sorted(audit_dir.glob("predictions*.jsonl")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,12 +32,13 @@ class RecordingObserver:
         probabilities: np.ndarray,
         request_ids: list[str] | str,
         model_version: str,
+        features_used: list[dict[str, Any]] | None = None,
     ) -> None:
         self.calls.append((rows, probabilities, request_ids, model_version))
 
 
 class BrokenObserver:
-    def observe(self, *args: object) -> None:
+    def observe(self, *args: object, **kwargs: object) -> None:
         raise RuntimeError("observer bug")
 
 
