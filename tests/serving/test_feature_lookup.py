@@ -3,6 +3,7 @@ Feast feature server (`feast serve`) over HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -231,3 +233,34 @@ def test_the_looked_up_values_are_in_the_prediction_log_and_mlops_audit_prints_t
 
 def _log_text(audit_dir: Path) -> str:
     return "".join(p.read_text() for p in sorted(audit_dir.glob("predictions*.jsonl")))
+
+
+def test_concurrent_lookups_share_calls_and_an_unknown_key_fails_only_its_request(
+    feature_server: str, feature_repo: FeatureStoreConfig
+) -> None:
+    from serving.feature_lookup import FeatureSource, UnknownEntityError
+
+    ids = [100_040 + i for i in range(20)]
+    source = FeatureSource(feature_server, CHURN_SCHEMA.feature_names)
+
+    async def many() -> list[Any]:
+        first = await source.fetch([ids[0]])  # alone: straight out, one call
+        assert source.calls == 1
+        return [first] + await asyncio.gather(
+            *(source.fetch([i]) for i in ids[1:]),
+            source.fetch([ids[1], 987_654]),
+            return_exceptions=True,
+        )
+
+    answers = asyncio.run(many())
+    # 20 more requests while one call at a time goes out: they shared calls
+    assert 2 <= source.calls < 1 + 20, source.calls
+    assert isinstance(answers[-1], UnknownEntityError) and "987654" in str(answers[-1])
+    online = online_features(feature_repo, ids).set_index(ENTITY_KEY)
+    for i, answer in zip(ids, answers[:-1], strict=True):
+        assert not isinstance(answer, BaseException), answer
+        assert list(answer) == [i]
+        got = answer[i].values
+        for name in CHURN_SCHEMA.feature_names:
+            want = online.loc[i, name]
+            assert got[name] == want or (got[name] is None and pd.isna(want)), (i, name)
