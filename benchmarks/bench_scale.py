@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import tempfile
 import time
@@ -79,6 +80,21 @@ def _worker_peaks(client: Any) -> list[float]:
     return [round(mb, 1) for mb in client.run(peak_rss_mb).values()]
 
 
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) this process has used, all its threads included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_split(client: Any, run: Any) -> tuple[float, float]:
+    """CPU seconds of one `run()` in this process (the step's) and in the workers, summed."""
+    workers_before = sum(client.run(cpu_seconds).values())
+    mine = cpu_seconds()
+    run()
+    mine = cpu_seconds() - mine
+    return mine, sum(client.run(cpu_seconds).values()) - workers_before
+
+
 def _best(run: Any, repeats: int) -> float:
     """The fastest of `repeats` runs, in seconds: a shared machine's noise only ever adds time."""
     times = []
@@ -137,6 +153,10 @@ def measure(
                     lambda: score_batch_dask(dask_params, spec, client=client),  # noqa: B023
                     repeats,
                 )
+                step_cpu, workers_cpu = _cpu_split(
+                    client,
+                    lambda: score_batch_dask(dask_params, spec, client=client),  # noqa: B023
+                )
                 peaks = _worker_peaks(client)
             results[f"dask_{workers}"] = {
                 "start_s": start,
@@ -144,6 +164,8 @@ def measure(
                 "train_rows_per_s": train_rows / train_s,
                 "score_s": score_s,
                 "score_rows_per_s": score_rows / score_s,
+                "score_step_cpu_s": step_cpu,
+                "score_workers_cpu_s": workers_cpu,
                 "worker_peak_mb": peaks,
             }
             print(f"dask, {workers} worker(s): {json.dumps(results[f'dask_{workers}'])}")
@@ -224,10 +246,12 @@ def _rows(n: float | None) -> str:
 def render_docs_table(doc: dict[str, Any]) -> str:
     """The figures block of docs/scale.md, from the benchmark's JSON."""
     r, d, m, z = doc["results"], doc["derived"], doc["machine"], doc["sizes"]
+    load = m["load_average_1m"]
+    shared = ": the machine was shared" if max(load) > 0.5 * m["cpus"] else ""
     lines = [
         f"Measured by `make bench-scale` on {m['cpus']} CPUs (load average "
-        f"{m['load_average_1m'][0]:.1f} before, {m['load_average_1m'][1]:.1f} after: the machine "
-        f"was shared), {z['train_rows']:,} training rows and {z['score_rows']:,} rows scored, in "
+        f"{load[0]:.1f} before, {load[1]:.1f} after{shared}), {z['train_rows']:,} training rows "
+        f"and {z['score_rows']:,} rows scored, in "
         f"{z['parts']} Parquet files; best of {z['repeats']} runs per phase.",
         "",
         "| compute | training rows/s | scoring rows/s | cluster start | peak memory per worker |",
@@ -257,6 +281,15 @@ def render_docs_table(doc: dict[str, Any]) -> str:
         "",
         f"Fixed cost of starting a cluster: {d['start_s']:.1f} s (the mean of the two starts).",
     ]
+    two = r["dask_2"]
+    if "score_step_cpu_s" in two:
+        step, workers = two["score_step_cpu_s"], two["score_workers_cpu_s"]
+        lines += [
+            "",
+            f"Batch scoring on 2 workers: the step's own process used {step:.2f} s of CPU and the "
+            f"workers {workers:.2f} s, so {step / (step + workers):.0%} of the work ran in the one "
+            "process that receives every scored row group and writes the output file.",
+        ]
     return "\n".join(lines)
 
 
