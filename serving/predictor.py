@@ -187,13 +187,18 @@ class ChurnPredictor(Model):
                 f"explain is unavailable for this model: {self.explain_unavailable}"
             )
         request_id = self._request_id(headers)
+        used = None
+        if self.feature_source is not None:  # rows by entity key, as for predict
+            payload, used = await self.feature_source.complete_v1(
+                payload, max_rows=self.limits.max_rows
+            )
         rows = self.validator.from_v1(payload)
         explainer = self.explainer
         outputs, exp = await self.batcher.run_in_model_thread(
             lambda: (self.predict_rows(rows), explainer.explain(rows))
         )
         names = self.bundle.schema.feature_names
-        return {
+        response = {
             "explanations": self.outputs.v1_explanations(outputs, exp, names),
             "method": exp.method,
             "units": self.outputs.explanation_units,
@@ -201,6 +206,9 @@ class ChurnPredictor(Model):
             "model_version": self.version,
             "request_id": request_id,
         }
+        if used is not None:
+            response["features_used"] = used
+        return response
 
     # --- V2 metadata ---------------------------------------------------------------------------
     def get_input_types(self) -> list[dict[str, Any]]:

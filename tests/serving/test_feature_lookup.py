@@ -264,3 +264,23 @@ def test_concurrent_lookups_share_calls_and_an_unknown_key_fails_only_its_reques
         for name in CHURN_SCHEMA.feature_names:
             want = online.loc[i, name]
             assert got[name] == want or (got[name] is None and pd.isna(want)), (i, name)
+
+
+def test_explain_takes_rows_by_key_too(keyed_server: RunningServer) -> None:
+    ids = [100_050, 100_051]
+    r = httpx.post(
+        keyed_server.url + f"/v1/models/{MODEL}:explain",
+        json={"instances": [{ENTITY_KEY: i} for i in ids]},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["explanations"]) == 2
+    predicted = _predict(keyed_server, [{ENTITY_KEY: i} for i in ids]).json()
+    assert body["features_used"] == predicted["features_used"]
+    unknown = httpx.post(
+        keyed_server.url + f"/v1/models/{MODEL}:explain",
+        json={"instances": [{ENTITY_KEY: 987_654}]},
+        timeout=60,
+    )
+    assert unknown.status_code == 404, unknown.text
