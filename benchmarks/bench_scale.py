@@ -247,7 +247,8 @@ def render_docs_table(doc: dict[str, Any]) -> str:
     """The figures block of docs/scale.md, from the benchmark's JSON."""
     r, d, m, z = doc["results"], doc["derived"], doc["machine"], doc["sizes"]
     load = m["load_average_1m"]
-    shared = ": the machine was shared" if max(load) > 0.5 * m["cpus"] else ""
+    # the load after includes the benchmark's own: only the load before says another job ran
+    shared = ": the machine was shared" if load[0] > 0.5 * m["cpus"] else ""
     lines = [
         f"Measured by `make bench-scale` on {m['cpus']} CPUs (load average "
         f"{load[0]:.1f} before, {load[1]:.1f} after{shared}), {z['train_rows']:,} training rows "
