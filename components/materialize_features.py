@@ -68,7 +68,7 @@ def parse_end(end: str) -> datetime:
         raise FeatureStoreError(
             f"end must be an ISO 8601 time such as 2026-05-01T00:00:00+00:00, got {end!r}"
         ) from e
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return _utc(moment)
 
 
 def _utc(moment: datetime) -> datetime:
