@@ -3,7 +3,6 @@ real feature server it starts."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +12,8 @@ import pandas as pd
 import pytest
 
 from components.feature_store import FeatureStoreConfig, online_features
-from mlops_control.traffic.model_server_process import free_port, wait_for_http_ready
 from mlops_core.churn_feature_tables import ENTITY_KEY, EVENT_TIMESTAMP, generate_churn_tables
+from mlops_demo.feature_serving import feature_server
 
 pytest.importorskip("feast", reason="the feature store needs the features extra (feast)")
 pytestmark = pytest.mark.slow  # real CLI processes
@@ -105,17 +104,10 @@ def test_mistakes_are_one_line_before_any_work(tmp_path: Path) -> None:
 
 
 def test_serve_runs_the_feature_server_with_the_online_values(repo: Path) -> None:
-    port = free_port()
-    log = repo.parent / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [MLOPS, "features", "serve", "--repo", str(repo), "--port", str(port)],
-            stdout=out,
-            stderr=out,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http_ready(f"{url}/health", process, log, what="mlops features serve")
+    # the demo's runner: `mlops features serve --repo REPO --port PORT`, logging to the folder
+    with feature_server(FeatureStoreConfig(repo_path=str(repo)), repo.parent) as url:
+        log = repo.parent / "feature-server.log"
+        port = url.rsplit(":", 1)[1]
         body = {"features": ["customer_activity:logins_30d"], "entities": {ENTITY_KEY: [100_005]}}
         r = httpx.post(f"{url}/get-online-features", json=body, timeout=30)
         assert r.status_code == 200, r.text
@@ -128,9 +120,3 @@ def test_serve_runs_the_feature_server_with_the_online_values(repo: Path) -> Non
         r2 = mlops("features", "serve", "--repo", "repo", "--port", str(port), cwd=repo.parent)
         assert r2.returncode == 2
         assert r2.stderr.startswith(f"error: cannot serve on 127.0.0.1:{port}: ")
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()

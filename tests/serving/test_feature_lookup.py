@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -25,9 +24,10 @@ from components.feature_store import (
     online_features,
     write_tables,
 )
-from mlops_control.traffic.model_server_process import free_port, wait_for_http_ready
+from mlops_control.traffic.model_server_process import free_port
 from mlops_core.churn_data import CHURN_SCHEMA
 from mlops_core.churn_feature_tables import ENTITY_KEY, EVENT_TIMESTAMP, generate_churn_tables
+from mlops_demo import feature_serving
 from tests.serving.harness import (
     MODEL,
     RegisteredModels,
@@ -67,22 +67,8 @@ def feature_repo(tmp_path_factory: pytest.TempPathFactory) -> FeatureStoreConfig
 def feature_server(
     feature_repo: FeatureStoreConfig, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("feast-log") / "feast.log"
-    feast = str(Path(sys.executable).with_name("feast"))
-    argv = [feast, "--chdir", feature_repo.repo_path, "serve", "-h", "127.0.0.1", "-p", str(port)]
-    with log.open("wb") as out:
-        process = subprocess.Popen([*argv, "--no-access-log"], stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http_ready(f"{url}/health", process, log, what="feast serve", timeout_s=120)
+    with feature_serving.feature_server(feature_repo, tmp_path_factory.mktemp("feast-log")) as url:
         yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _server(registered: RegisteredModels, feature_url: str, log: Path) -> RunningServer:
