@@ -24,6 +24,7 @@ in-process rows/s).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -60,9 +61,6 @@ BEFORE_AUTH = "V1 without access layer"
 AFTER_AUTH = "V1 with access layer+token"
 BY_KEY = "mlops serve V1 by entity key"
 FULL_ROWS = "mlops serve V1 full rows (same server)"
-# One worker, no access log, and no worker recycling: by default `feast serve` restarts its
-# worker every ~1,000 requests, and requests in flight then fail.
-FEAST_SERVE_FLAGS = ["--no-access-log", "--max-requests", "0"]
 console = Console()
 
 
@@ -310,15 +308,16 @@ def start_mlserver(
 
 @dataclass(frozen=True)
 class FeatureServer:
-    process: subprocess.Popen[bytes]
     url: str
     keys: list[int]  # customers with fresh values in the online store
     rows: pd.DataFrame  # their online values: the full rows the lookup fills in
 
 
-def start_feature_server(work: Path, customers: int = 500) -> FeatureServer:
+def start_feature_server(
+    work: Path, stack: contextlib.ExitStack, customers: int = 500
+) -> FeatureServer:
     """A churn feature repo (tables from the generator, applied, materialized up to now) served
-    by `feast serve` on a free port, one worker, as the model server's lookups meet it."""
+    by `mlops features serve` (Feast's server, one worker) until `stack` closes."""
     from components.feature_store import (
         FeatureStoreConfig,
         apply_definitions,
@@ -327,6 +326,7 @@ def start_feature_server(work: Path, customers: int = 500) -> FeatureServer:
         write_tables,
     )
     from mlops_core.churn_feature_tables import generate_churn_tables
+    from mlops_demo.feature_serving import feature_server
 
     now = datetime.now(UTC)
     tables = generate_churn_tables(customers, seed=5, start=now - timedelta(days=40))
@@ -336,15 +336,8 @@ def start_feature_server(work: Path, customers: int = 500) -> FeatureServer:
     materialize(config, now - timedelta(days=120), now)
     keys = [int(k) for k in tables.labels[ENTITY_KEY].unique()[:100]]
     rows = online_features(config, keys).drop(columns=[ENTITY_KEY])
-    port = free_port()
-    log = work / "feast-serve.log"
-    feast = str(Path(sys.executable).with_name("feast"))
-    cmd = [feast, "--chdir", config.repo_path, "serve", "-h", "127.0.0.1", "-p", str(port)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen([*cmd, *FEAST_SERVE_FLAGS], stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(f"{url}/health", proc, log)
-    return FeatureServer(proc, url, keys, rows)
+    url = stack.enter_context(feature_server(config, work))
+    return FeatureServer(url, keys, rows)
 
 
 def make_registry(work: Path, rows: int) -> str:
@@ -406,7 +399,8 @@ def main() -> None:
         from components.fast_inference import compile_pipeline
 
         compiled = compile_pipeline(bundle.pipeline)
-        features = start_feature_server(work)  # first: a failed start leaves nothing running
+        servers = contextlib.ExitStack()
+        features = start_feature_server(work, servers)  # first: its failure leaves nothing running
         ours, ours_port = start_ours(registry, work)
         # The auth+host pair: two more servers that see only the same 1-row V1 load, so neither
         # carries the other cases' background work (drift windows, prediction log).
@@ -483,9 +477,10 @@ def main() -> None:
             stop(after)
             stop(slow)
             stop(bare)
-            for proc in (peer, keyed, features.process):
+            for proc in (peer, keyed):
                 if proc is not None:
                     stop(proc)
+            servers.close()
 
     for (target, n), runs in raw.items():
         req_s, p50, p99 = (float(np.median(col)) for col in zip(*runs, strict=True))

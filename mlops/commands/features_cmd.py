@@ -203,4 +203,7 @@ def serve(
     sys.stdout.flush()
     repo_dir = str(Path(config.repo_path).resolve())
     argv = [str(feast), "--chdir", repo_dir, "serve", "-h", host, "-p", str(port)]
-    os.execv(str(feast), [*argv, "--no-access-log"])  # Feast's server replaces this process
+    # No worker recycling: by default `feast serve` restarts its gunicorn worker every ~1,000
+    # requests, and the lookups in flight then fail; 0 turns it off (gunicorn/workers/base.py).
+    argv += ["--no-access-log", "--max-requests", "0"]
+    os.execv(str(feast), argv)  # Feast's server replaces this process
