@@ -176,10 +176,11 @@ export CLUSTER CLUSTER_NAME KIND KIND_VERSION KIND_NODE_IMAGE MINIKUBE_KUBERNETE
 wheelhouse: $(INSTALLED) $(DASHBOARD_BUNDLE) ## prepare build/ (runtime wheels + project wheel) for offline image builds
 	PYTHON_BIN=$(BIN)/python hack/wheelhouse.sh
 
-images: wheelhouse ## build the component and serving images, tagged by git revision and package version (BASE_IMAGE=...)
+images: wheelhouse ## build the component, serving and online store (Redis) images, tagged by git revision and package version (BASE_IMAGE=...)
 	docker build -f docker/components.Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(COMPONENT_IMAGE) -t $(RELEASE_COMPONENT_IMAGE) .
 	docker build -f docker/serving.Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(SERVING_IMAGE) -t $(RELEASE_SERVING_IMAGE) .
-	@echo "built $(COMPONENT_IMAGE) $(SERVING_IMAGE) (also $(RELEASE_COMPONENT_IMAGE) $(RELEASE_SERVING_IMAGE))"
+	docker build -f docker/online-store.Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(ONLINE_STORE_IMAGE) .
+	@echo "built $(COMPONENT_IMAGE) $(SERVING_IMAGE) $(ONLINE_STORE_IMAGE) (also $(RELEASE_COMPONENT_IMAGE) $(RELEASE_SERVING_IMAGE))"
 
 kind-load: ## load the images into the cluster (kind, or minikube with CLUSTER=minikube)
 	@if [ "$(CLUSTER)" = minikube ]; then \

@@ -3,6 +3,8 @@
 IMAGE_TAG ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo dev)
 COMPONENT_IMAGE ?= mlops-platform/components:$(IMAGE_TAG)
 SERVING_IMAGE ?= mlops-platform/serving:$(IMAGE_TAG)
+# The feature store's online store: Redis from Debian's package (docker/online-store.Dockerfile).
+ONLINE_STORE_IMAGE ?= mlops-platform/online-store:$(IMAGE_TAG)
 # kube-apiserver test harness (hack/kube-apiserver/, tests/apiserver/): the Kubernetes release
 # the API tests run against, the etcd it needs (>= kubeadm's MinExternalEtcdVersion for that release),
 # and the upstream releases whose CRDs the tests install (prometheus-operator's from its Go module;

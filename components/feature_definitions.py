@@ -15,7 +15,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from mlops_core.churn_data import CHURN_SCHEMA
@@ -76,9 +75,10 @@ def _feast_type_name(feature: str) -> str:
     return "Float64" if CHURN_SCHEMA.feature(feature).is_numeric else "String"
 
 
-def feast_objects(offline_dir: str | Path) -> list[Any]:
+def feast_objects(offline_dir: str) -> list[Any]:
     """Feast's entity, file sources, feature views and feature service for the tables in
-    `offline_dir` (written by `mlops_core.churn_feature_tables.write_churn_tables`)."""
+    `offline_dir`, an absolute folder or an object store prefix (written by
+    `mlops_core.churn_feature_tables.write_churn_tables`)."""
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
     from feast.types import Float64, String
 
@@ -93,7 +93,8 @@ def feast_objects(offline_dir: str | Path) -> list[Any]:
     for spec in CHURN_VIEWS:
         source = FileSource(
             name=spec.table,
-            path=str(Path(offline_dir).resolve() / f"{spec.table}.parquet"),
+            # No endpoint in the source: s3fs and pyarrow read AWS_ENDPOINT_URL where they run.
+            path=f"{offline_dir.rstrip('/')}/{spec.table}.parquet",
             timestamp_field=EVENT_TIMESTAMP,
         )
         views.append(

@@ -3,12 +3,15 @@ sets, materialize to the online store, read online values.
 
 Locally everything lives in one folder (`FeatureStoreConfig.repo_path`): `feature_store.yaml` (what
 `feast serve` reads), the registry, the Parquet offline store (Feast's file store, computed with
-Dask) and the SQLite online store. Feast is imported inside the functions: it is an extra
+Dask) and the SQLite online store. On a cluster the registry and the tables live in the object
+store (an s3:// repository) and the online store is Redis. Feast is imported inside the functions: it is an extra
 (`pip install mlops-platform[features]`), and nothing else of the project needs it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -45,41 +48,113 @@ class FeatureRepoNotFoundError(NotFoundError):
     """The feature repository named does not exist or was never applied."""
 
 
+REDIS_SCHEME = "redis://"
+
+
+def _is_remote(uri: str) -> bool:
+    return "://" in uri
+
+
+def uri_exists(uri: str) -> bool:
+    """Whether a file exists, in a folder or in the object store."""
+    if not _is_remote(uri):
+        return Path(uri).exists()
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(uri)
+    return bool(fs.exists(path))
+
+
 @dataclass(frozen=True, kw_only=True)
 class FeatureStoreConfig:
-    """Where the feature store keeps its pieces; each path defaults to a place in `repo_path`."""
+    """Where the feature store keeps its pieces; each path defaults to a place in `repo_path`.
+
+    `repo_path` is a folder, or a prefix in the object store (``s3://bucket/features``: the
+    registry and the Parquet tables there, read with the AWS_* variables as the model registry
+    is). `online_store` is ``redis://host:port`` for a Redis server; empty, a SQLite file in the
+    folder, which only a folder repository can hold."""
 
     repo_path: str = DEFAULT_FEATURE_REPO
     registry: str = ""  # default: <repo_path>/registry.db
     offline_dir: str = ""  # default: <repo_path>/data (the Parquet tables)
     online_path: str = ""  # default: <repo_path>/online.db (SQLite)
+    online_store: str = ""  # redis://host:port; empty: SQLite at online_store_path
     project: str = PROJECT
+
+    def __post_init__(self) -> None:
+        if self.online_store and not self.online_store.startswith(REDIS_SCHEME):
+            raise FeatureStoreError(
+                f"the online store must be {REDIS_SCHEME}host:port (or empty for SQLite in the "
+                f"repository folder), got {self.online_store!r}"
+            )
+
+    @property
+    def remote(self) -> bool:
+        return _is_remote(self.repo_path)
+
+    def require_online_store(self) -> None:
+        """Materialization and online reads need an online store that outlives this process:
+        a SQLite file next to an object store repository would be a scratch file nobody reads."""
+        if self.remote and not self.online_store:
+            raise FeatureStoreError(
+                f"the repository {self.repo_path} is in an object store, where SQLite cannot "
+                f"live: name a Redis online store ({REDIS_SCHEME}host:port: the "
+                "feature_online_store setting, MLOPS_FEATURE_ONLINE_STORE)"
+            )
+
+    def _in_repo(self, name: str) -> str:
+        if self.remote:
+            return f"{self.repo_path.rstrip('/')}/{name}"
+        return str(Path(self.repo_path).resolve() / name)
 
     @property
     def registry_path(self) -> str:
-        return self.registry or str(Path(self.repo_path) / "registry.db")
+        if not self.registry:
+            return self._in_repo("registry.db")
+        return self.registry if _is_remote(self.registry) else str(Path(self.registry).resolve())
 
     @property
-    def offline_path(self) -> Path:
-        return Path(self.offline_dir or Path(self.repo_path) / "data")
+    def offline_path(self) -> str:
+        return self.offline_dir or self._in_repo("data")
+
+    def table_uri(self, table: str) -> str:
+        return f"{self.offline_path.rstrip('/')}/{table}.parquet"
 
     @property
     def online_store_path(self) -> str:
-        return self.online_path or str(Path(self.repo_path) / "online.db")
+        return self.online_path or self._in_repo("online.db")
+
+    @property
+    def local_dir(self) -> Path:
+        """The folder Feast runs in (its feature_store.yaml, what `feast serve` reads): the
+        repository itself, or for one in an object store a folder named after it under the
+        system's temporary folder."""
+        if not self.remote:
+            return Path(self.repo_path).resolve()
+        digest = hashlib.sha256(self.repo_path.encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"mlops-feast-{digest}"
 
     def repo_yaml(self) -> dict[str, Any]:
-        """feature_store.yaml's content: file offline store, SQLite online store."""
+        """feature_store.yaml's content: the file offline store, and Redis or SQLite online."""
+        online: dict[str, Any]
+        if self.online_store:
+            online = {
+                "type": "redis",
+                "connection_string": self.online_store.removeprefix(REDIS_SCHEME),
+            }
+        else:
+            online = {"type": "sqlite", "path": str(Path(self.online_store_path).resolve())}
         return {
             "project": self.project,
             "provider": "local",
-            "registry": str(Path(self.registry_path).resolve()),
+            "registry": self.registry_path,
             "offline_store": {"type": "file"},
-            "online_store": {"type": "sqlite", "path": str(Path(self.online_store_path).resolve())},
+            "online_store": online,
             "entity_key_serialization_version": 3,
         }
 
     def write_repo_yaml(self) -> Path:
-        path = Path(self.repo_path) / "feature_store.yaml"
+        path = self.local_dir / "feature_store.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(self.repo_yaml(), sort_keys=False))
         return path
@@ -118,12 +193,12 @@ def local_dask() -> Iterator[None]:
 def open_store(config: FeatureStoreConfig) -> FeatureStore:
     from feast import FeatureStore, RepoConfig
 
-    Path(config.repo_path).mkdir(parents=True, exist_ok=True)
-    repo = RepoConfig(repo_path=Path(config.repo_path).resolve(), **config.repo_yaml())
+    config.local_dir.mkdir(parents=True, exist_ok=True)
+    repo = RepoConfig(repo_path=config.local_dir, **config.repo_yaml())
     return FeatureStore(config=repo)
 
 
-def write_tables(config: FeatureStoreConfig, tables: ChurnTables) -> dict[str, Path]:
+def write_tables(config: FeatureStoreConfig, tables: ChurnTables) -> dict[str, str]:
     """Write the generator's tables where the feature views read them."""
     return _write_tables(tables, config.offline_path)
 
@@ -131,9 +206,7 @@ def write_tables(config: FeatureStoreConfig, tables: ChurnTables) -> dict[str, P
 def apply_definitions(config: FeatureStoreConfig) -> FeatureStore:
     """Register the churn entity, views and service (and write feature_store.yaml for `feast
     serve`); the tables must already be in `config.offline_path`."""
-    missing = [
-        v.table for v in CHURN_VIEWS if not (config.offline_path / f"{v.table}.parquet").exists()
-    ]
+    missing = [v.table for v in CHURN_VIEWS if not uri_exists(config.table_uri(v.table))]
     if missing:
         raise FeatureRepoNotFoundError(
             f"feature tables {missing} are not in {config.offline_path}; write them first "
@@ -146,7 +219,7 @@ def apply_definitions(config: FeatureStoreConfig) -> FeatureStore:
 
 
 def applied_store(config: FeatureStoreConfig) -> FeatureStore:
-    if not Path(config.registry_path).exists():
+    if not uri_exists(config.registry_path):
         raise FeatureRepoNotFoundError(
             f"no feature registry at {config.registry_path}: apply the definitions first "
             "(components.feature_store.apply_definitions)"
@@ -197,6 +270,7 @@ def materialize(config: FeatureStoreConfig, start: datetime, end: datetime) -> l
     Feast's incremental mode would start a view without TTL only one year back."""
     if end <= start:
         raise FeatureStoreError(f"materialize needs start before end, got {start} .. {end}")
+    config.require_online_store()
     store = applied_store(config)
     done = []
     with local_dask():
@@ -209,6 +283,7 @@ def materialize(config: FeatureStoreConfig, start: datetime, end: datetime) -> l
 def online_features(config: FeatureStoreConfig, customer_ids: Sequence[int]) -> pd.DataFrame:
     """The online store's values for `customer_ids` (one row each, in order), read in process;
     the model server reads the same values over HTTP from `feast serve`."""
+    config.require_online_store()
     store = applied_store(config)
     response = store.get_online_features(
         features=store.get_feature_service(FEATURE_SERVICE),

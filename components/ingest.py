@@ -170,7 +170,7 @@ def load_training_set(
             f"the churn feature store's target is {CHURN_SCHEMA.target!r}, not {target!r}"
         )
     config = FeatureStoreConfig(repo_path=feature_store)
-    labels_uri = data_source or str(config.offline_path / "labels.parquet")
+    labels_uri = data_source or config.table_uri("labels")
     labels = read_table(labels_uri, label_columns=(target,))
     result = training_set(config, labels)
     frame = result.frame.loc[:, [*CHURN_SCHEMA.feature_names, CHURN_SCHEMA.target]]

@@ -28,8 +28,10 @@ from components.feature_store import (
     FeatureStoreError,
     applied_store,
     local_dask,
+    uri_exists,
 )
 from mlops_core.churn_feature_tables import ENTITY_KEY, EVENT_TIMESTAMP
+from mlops_core.settings import load_settings
 
 if TYPE_CHECKING:
     from feast import FeatureView
@@ -76,9 +78,10 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _source_events(view: FeatureView) -> pd.DataFrame | None:
-    """The view's source keys and event times, where the source is a readable Parquet file."""
+    """The view's source keys and event times, where the source is a Parquet file (in a folder or
+    the object store)."""
     path = getattr(view.batch_source, "path", None)
-    if not path or "://" in str(path) or not Path(path).is_file():
+    if not path or not uri_exists(str(path)):
         return None
     frame = pd.read_parquet(path, columns=[ENTITY_KEY, EVENT_TIMESTAMP])
     frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)
@@ -120,6 +123,7 @@ def materialize_features(config: FeatureStoreConfig, end: datetime | None = None
     (default now); returns the summary as a dict (`MaterializationSummary`). A view already at or
     past `end` is skipped."""
     end = _utc(end) if end is not None else datetime.now(UTC)
+    config.require_online_store()
     store = applied_store(config)
     done: list[ViewMaterialization] = []
     with local_dask():
@@ -140,13 +144,18 @@ def materialize_features(config: FeatureStoreConfig, end: datetime | None = None
                 )
             )
     return MaterializationSummary(
-        repo_path=str(Path(config.repo_path).resolve()), end=end.isoformat(), views=done
+        repo_path=config.repo_path if config.remote else str(Path(config.repo_path).resolve()),
+        end=end.isoformat(),
+        views=done,
     ).to_dict()
 
 
 def materialize_features_step(*, feature_repo: str, end: str, summary_path: str) -> dict[str, Any]:
     """The pipeline step: `end` as ISO 8601 text (empty: now); the summary also to `summary_path`."""
-    summary = materialize_features(FeatureStoreConfig(repo_path=feature_repo), parse_end(end))
+    config = FeatureStoreConfig(
+        repo_path=feature_repo, online_store=load_settings().feature_online_store
+    )
+    summary = materialize_features(config, parse_end(end))
     Path(summary_path).parent.mkdir(parents=True, exist_ok=True)
     Path(summary_path).write_text(json.dumps(summary, indent=2))
     return summary

@@ -168,12 +168,14 @@ def _storable(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_churn_tables(tables: ChurnTables, out_dir: str | Path) -> dict[str, Path]:
-    """Write each table as `<out_dir>/<name>.parquet`; returns the paths by table name."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
+def write_churn_tables(tables: ChurnTables, out_dir: str | Path) -> dict[str, str]:
+    """Write each table as `<out_dir>/<name>.parquet` (a folder, or an object store prefix such as
+    ``s3://bucket/features/data``); returns the paths by table name."""
+    out = str(out_dir).rstrip("/")
+    if "://" not in out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    paths: dict[str, str] = {}
     for name, frame in tables.frames().items():
-        paths[name] = out / f"{name}.parquet"
+        paths[name] = f"{out}/{name}.parquet"
         frame.to_parquet(paths[name], index=False)
     return paths

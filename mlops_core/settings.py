@@ -112,6 +112,9 @@ class Settings:
     feature_server_url: str = field(default_factory=lambda: _env("feature_server_url", ""))
     # --- feature store (training sets, materialization) ---
     feature_repo: str = field(default_factory=lambda: _env("feature_repo", DEFAULT_FEATURE_REPO))
+    # The online store materialization writes and the feature server reads: redis://host:port.
+    # Empty: SQLite in the repository folder (a repository in the object store needs Redis).
+    feature_online_store: str = field(default_factory=lambda: _env("feature_online_store", ""))
     # --- monitoring: live drift monitor, label feedback, retraining trigger, audit logs ---
     audit_dir: str = field(default_factory=lambda: _env("audit_dir", ".mlops/audit"))
     # The prediction log rotates at this size (~130 bytes a request: 32 MiB is ~250k requests),

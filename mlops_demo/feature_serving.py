@@ -77,8 +77,8 @@ def build_feature_store(ctx: DemoContext) -> None:
 def train_from_the_store(ctx: DemoContext) -> None:
     """v1 on the feature store's point-in-time-correct training set for the label table."""
     config = _config(ctx)
-    labels = config.offline_path / "labels.parquet"
-    result = ctx.train(feature_store=config.repo_path, data_source=str(labels), seed=0)
+    labels = config.table_uri("labels")
+    result = ctx.train(feature_store=config.repo_path, data_source=labels, seed=0)
     record_training_run(ctx, "features_v1", "train v1 from the feature store", result)
     # Served next whether or not the gate promoted it (a small demo may not pass its tests).
     ctx.results["features_v1"]["served_version"] = str(result["version"])

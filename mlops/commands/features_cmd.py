@@ -40,27 +40,33 @@ app = typer.Typer(
 )
 console = Console()
 
-REPO_HELP = "the feature repository folder (default: the feature_repo setting, MLOPS_FEATURE_REPO)"
+REPO_HELP = (
+    "the feature repository: a folder, or an s3:// prefix in the object store (default: the "
+    "feature_repo setting, MLOPS_FEATURE_REPO)"
+)
 
 
 class FeaturesUnavailableError(MlopsError):
     """Feast (the features extra) is not installed in this environment."""
 
 
-def _config(repo: Path | None) -> FeatureStoreConfig:
+def _config(repo: str | None) -> FeatureStoreConfig:
     if importlib.util.find_spec("feast") is None:
         raise FeaturesUnavailableError(
             "the feature store needs Feast: pip install 'mlops-platform[features]'"
         )
     from components.feature_store import FeatureStoreConfig
 
-    return FeatureStoreConfig(repo_path=str(repo or load_settings().feature_repo))
+    settings = load_settings()
+    return FeatureStoreConfig(
+        repo_path=repo or settings.feature_repo, online_store=settings.feature_online_store
+    )
 
 
 def _applied(config: FeatureStoreConfig) -> None:
-    from components.feature_store import FeatureRepoNotFoundError
+    from components.feature_store import FeatureRepoNotFoundError, uri_exists
 
-    if not Path(config.registry_path).exists():
+    if not uri_exists(config.registry_path):
         raise FeatureRepoNotFoundError(
             f"no feature registry in {config.repo_path}: run `mlops features init` and "
             "`mlops features apply` first"
@@ -79,7 +85,7 @@ def _start(text: str) -> datetime:
 
 @app.command()
 def init(
-    repo: Path | None = typer.Option(None, "--repo", help=REPO_HELP),
+    repo: str | None = typer.Option(None, "--repo", help=REPO_HELP),
     rows: int = typer.Option(DEFAULT_FEATURE_TABLE_ROWS, "--rows", help="customers to generate"),
     seed: int = typer.Option(0, "--seed", help="generator seed"),
     start: str = typer.Option(
@@ -94,7 +100,11 @@ def init(
         raise InvalidInputError(f"--rows must be 1 or more, got {rows}")
     first_day = _start(start)
     config = _config(repo)
-    if Path(config.repo_path).exists() and not Path(config.repo_path).is_dir():
+    if (
+        not config.remote
+        and Path(config.repo_path).exists()
+        and not Path(config.repo_path).is_dir()
+    ):
         raise InvalidInputError(f"{config.repo_path} exists and is not a folder")
     from components.feature_store import write_tables
     from mlops_core.churn_feature_tables import generate_churn_tables
@@ -108,7 +118,7 @@ def init(
 
 
 @app.command()
-def apply(repo: Path | None = typer.Option(None, "--repo", help=REPO_HELP)) -> None:
+def apply(repo: str | None = typer.Option(None, "--repo", help=REPO_HELP)) -> None:
     """Register the churn entity, feature views and feature service in the repository."""
     config = _config(repo)
     from components.feature_definitions import CHURN_VIEWS, FEATURE_SERVICE
@@ -124,7 +134,7 @@ def apply(repo: Path | None = typer.Option(None, "--repo", help=REPO_HELP)) -> N
 
 @app.command()
 def materialize(
-    repo: Path | None = typer.Option(None, "--repo", help=REPO_HELP),
+    repo: str | None = typer.Option(None, "--repo", help=REPO_HELP),
     end: str = typer.Option("", "--end", help="ISO 8601 time to materialize up to (default: now)"),
 ) -> None:
     """Load each view's rows since its last materialization (the first time: since its earliest
@@ -152,7 +162,7 @@ def _customer_ids(values: list[str]) -> list[int]:
 @app.command()
 def get(
     customer_ids: list[str] = typer.Argument(..., help="customer ids (entity keys)"),
-    repo: Path | None = typer.Option(None, "--repo", help=REPO_HELP),
+    repo: str | None = typer.Option(None, "--repo", help=REPO_HELP),
 ) -> None:
     """Print the online store's values for CUSTOMER_IDS (a row each; empty: none stored)."""
     ids = _customer_ids(customer_ids)
@@ -185,7 +195,7 @@ def _port_free(host: str, port: int) -> None:
 
 @app.command()
 def serve(
-    repo: Path | None = typer.Option(None, "--repo", help=REPO_HELP),
+    repo: str | None = typer.Option(None, "--repo", help=REPO_HELP),
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind"),
     port: int = typer.Option(DEFAULT_FEATURE_SERVER_PORT, "--port", help="port to listen on"),
 ) -> None:
@@ -201,7 +211,10 @@ def serve(
     shown = "127.0.0.1" if host == "0.0.0.0" else host
     console.print(f"feature server: set MLOPS_FEATURE_SERVER_URL=http://{shown}:{port}")
     sys.stdout.flush()
-    repo_dir = str(Path(config.repo_path).resolve())
+    config.require_online_store()
+    # Feast reads feature_store.yaml in the folder it runs in: the repository's own, or for one
+    # in the object store a local folder standing for it.
+    repo_dir = str(config.write_repo_yaml().parent)
     argv = [str(feast), "--chdir", repo_dir, "serve", "-h", host, "-p", str(port)]
     # No worker recycling: by default `feast serve` restarts its gunicorn worker every ~1,000
     # requests, and the lookups in flight then fail; 0 turns it off (gunicorn/workers/base.py).

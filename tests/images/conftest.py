@@ -1,6 +1,6 @@
 """Real images on a real Docker engine: the session starts dockerd where it can
 (hack/ensure-docker.sh), builds the local Debian base image (hack/build-base-image.sh, cached by
-tag), the offline wheelhouse (hack/wheelhouse.sh) and both project images on that base.
+tag), the offline wheelhouse (hack/wheelhouse.sh) and the project's images on that base.
 
 Each phase's seconds and each image's size are printed at the end of the session.
 """
@@ -33,12 +33,17 @@ def images(docker_engine: None) -> Images:
         or "dev"
     )
     tag = f"test-{rev}"
-    built = Images(f"mlops-platform/components:{tag}", f"mlops-platform/serving:{tag}")
+    built = Images(
+        f"mlops-platform/components:{tag}",
+        f"mlops-platform/serving:{tag}",
+        f"mlops-platform/online-store:{tag}",
+    )
     must("base image", ["bash", "hack/build-base-image.sh", BASE_IMAGE])
     must("wheelhouse", ["bash", "hack/wheelhouse.sh"], PYTHON_BIN=sys.executable)
     for label, dockerfile, name in (
         ("build components image", "docker/components.Dockerfile", built.components),
         ("build serving image", "docker/serving.Dockerfile", built.serving),
+        ("build online store image", "docker/online-store.Dockerfile", built.online_store),
     ):
         must(
             label,

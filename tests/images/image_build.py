@@ -21,6 +21,7 @@ SIZES_MB: dict[str, float] = {}
 class Images:
     components: str
     serving: str
+    online_store: str  # Redis from Debian's package (docker/online-store.Dockerfile)
 
 
 def run_script(label: str, cmd: list[str], **env: str) -> subprocess.CompletedProcess[str]:

@@ -28,7 +28,7 @@ def inspect(image: str) -> dict:
 
 
 def test_images_run_as_non_root_and_report_their_size(images: Images) -> None:
-    for image in (images.components, images.serving):
+    for image in (images.components, images.serving, images.online_store):
         info = inspect(image)
         assert info["Config"]["User"] == "10001:10001", image
         print(f"{image}: {info['Size'] / 1e6:.0f} MB")

@@ -76,7 +76,7 @@ def test_runs_materialize_only_what_is_new(tmp_path: Path) -> None:
     late[EVENT_TIMESTAMP] = first_end - timedelta(minutes=1)
     late["logins_30d"] = 299.0
     activity = pd.concat([tables.customer_activity, new, late], ignore_index=True)
-    activity.to_parquet(config.offline_path / "customer_activity.parquet", index=False)
+    activity.to_parquet(config.table_uri("customer_activity"), index=False)
     second_end = first_end + timedelta(days=3)
 
     second = run_materialization_locally(

@@ -1,0 +1,229 @@
+"""The feature store as a cluster holds it: the registry and the tables in an object store (moto's
+S3 server over real HTTP, the client path the cluster uses against SeaweedFS) and the online
+store in Redis from Debian's package (the online store image, run in Docker with a volume).
+
+Materialization writes Redis; the values read back equal the training path's as of now; they
+survive the Redis container being replaced over the same volume; and `mlops features serve`
+answers lookups from the s3:// repository.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+import httpx
+import pandas as pd
+import pytest
+
+from tests.images.image_build import Images
+
+pytest.importorskip("feast", reason="the feature store needs the features extra (feast)")
+pytest.importorskip("redis", reason="Feast's Redis online store needs the redis package")
+from moto.server import ThreadedMotoServer
+
+from components.feature_definitions import FEATURE_SERVICE, feature_names
+from components.feature_store import (
+    FeatureStoreConfig,
+    FeatureStoreError,
+    apply_definitions,
+    online_features,
+    training_set,
+    write_tables,
+)
+from components.materialize_features import materialize_features
+from mlops_control.traffic.model_server_process import mlops_executable
+from mlops_core.churn_feature_tables import (
+    ENTITY_KEY,
+    EVENT_TIMESTAMP,
+    generate_churn_tables,
+    recent_start,
+)
+from mlops_demo.feature_serving import feature_server
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+BUCKET = "mlops-features"
+CUSTOMERS = 300
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def object_store() -> Iterator[str]:
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    boto3.client(
+        "s3", endpoint_url=url, region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test",
+    ).create_bucket(Bucket=BUCKET)  # fmt: skip
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_env(object_store: str) -> Iterator[None]:
+    """The AWS_* variables the cluster's pods get, for this process and the feature server's."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in {
+            "AWS_ENDPOINT_URL": object_store,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
+            mp.setenv(name, value)
+        yield
+
+
+class Redis:
+    """The online store image in Docker, its data on a named volume that outlives a container."""
+
+    def __init__(self, image: str) -> None:
+        self.image = image
+        self.volume = f"mlops-online-store-test-{uuid.uuid4().hex[:8]}"
+        self.port = _free_port()
+        self.container = ""
+
+    def start(self) -> None:
+        run = ["docker", "run", "-d", "-p", f"127.0.0.1:{self.port}:6379"]
+        run += ["-v", f"{self.volume}:/data", self.image]
+        self.container = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ping = self.cli("PING")
+            if ping == "PONG":
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"Redis did not answer PING in 30 s: {self.logs()}")
+
+    def cli(self, *args: str) -> str:
+        out = ["docker", "exec", self.container.strip(), "redis-cli", *args]
+        return subprocess.run(out, capture_output=True, text=True).stdout.strip()
+
+    def logs(self) -> str:
+        out = ["docker", "logs", self.container.strip()]
+        return subprocess.run(out, capture_output=True, text=True).stderr[-2000:]
+
+    def remove(self) -> None:
+        subprocess.run(["docker", "rm", "-f", self.container.strip()], capture_output=True)
+
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="module")
+def redis(images: Images) -> Iterator[Redis]:
+    server = Redis(images.online_store)
+    server.start()
+    yield server
+    server.remove()
+    subprocess.run(["docker", "volume", "rm", "-f", server.volume], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def store(s3_env: None, redis: Redis) -> FeatureStoreConfig:
+    config = FeatureStoreConfig(repo_path=f"s3://{BUCKET}/churn", online_store=redis.url())
+    now = datetime.now(UTC)
+    write_tables(config, generate_churn_tables(CUSTOMERS, seed=5, start=recent_start(now)))
+    apply_definitions(config)
+    summary = materialize_features(config, now)
+    assert [v["materialized"] for v in summary["views"]] == [True, True], summary
+    return config
+
+
+def _as_of_now(config: FeatureStoreConfig, ids: list[int]) -> pd.DataFrame:
+    """The training path's values for `ids` as of now, with the label column the call needs."""
+    labels = pd.DataFrame(
+        {ENTITY_KEY: ids, EVENT_TIMESTAMP: pd.Timestamp.now(tz="UTC"), "churned": 0}
+    )
+    return training_set(config, labels).frame.set_index(ENTITY_KEY).loc[ids, feature_names()]
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _assert_same(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    """Value by value: equal (numbers as floats), or missing on both sides (None or NaN)."""
+    assert list(got.index) == list(want.index) and list(got.columns) == list(want.columns)
+    for customer in want.index:
+        for column in want.columns:
+            a, b = got.loc[customer, column], want.loc[customer, column]
+            if _missing(a) or _missing(b):
+                assert _missing(a) and _missing(b), (customer, column, a, b)
+            elif isinstance(b, str):
+                assert a == b, (customer, column, a, b)
+            else:
+                assert float(a) == pytest.approx(float(b)), (customer, column, a, b)
+
+
+def test_the_tables_and_registry_are_in_the_object_store(store: FeatureStoreConfig) -> None:
+    s3 = boto3.client("s3")
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert "churn/registry.db" in keys
+    for table in ("labels", "customer_profile", "customer_activity"):
+        assert f"churn/data/{table}.parquet" in keys
+
+
+def test_redis_holds_the_training_paths_values_and_keeps_them_across_a_restart(
+    store: FeatureStoreConfig, redis: Redis
+) -> None:
+    ids = list(range(0, CUSTOMERS, 7))
+    want = _as_of_now(store, ids)
+    got = online_features(store, ids).set_index(ENTITY_KEY).loc[ids, feature_names()]
+    _assert_same(got, want)
+    assert int(redis.cli("DBSIZE")) >= CUSTOMERS  # one hash per customer
+    # A new container over the same volume: the append-only file brings every value back.
+    redis.cli("SHUTDOWN")  # flushes the append-only file before the container stops
+    redis.remove()
+    redis.start()
+    again = online_features(store, ids).set_index(ENTITY_KEY).loc[ids, feature_names()]
+    _assert_same(again, want)
+
+
+def test_the_feature_server_answers_from_the_object_store_repository(
+    store: FeatureStoreConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_FEATURE_ONLINE_STORE", store.online_store)
+    ids = [3, 10, 42]
+    want = _as_of_now(store, ids)
+    with feature_server(store, tmp_path) as url:
+        r = httpx.post(
+            f"{url}/get-online-features",
+            json={"feature_service": FEATURE_SERVICE, "entities": {ENTITY_KEY: ids}},
+            timeout=30,
+        )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    names = body["metadata"]["feature_names"]
+    served = pd.DataFrame(
+        {name: result["values"] for name, result in zip(names, body["results"], strict=True)}
+    ).set_index(ENTITY_KEY)
+    assert list(served.index) == ids
+    _assert_same(served.loc[ids, feature_names()], want)
+
+
+def test_an_object_store_repository_without_redis_is_one_line_before_any_work(
+    store: FeatureStoreConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLOPS_FEATURE_ONLINE_STORE", raising=False)
+    with pytest.raises(FeatureStoreError, match="MLOPS_FEATURE_ONLINE_STORE"):
+        materialize_features(replace(store, online_store=""), datetime.now(UTC))
+    cli = [*mlops_executable(), "features", "materialize", "--repo", store.repo_path]
+    out = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    lines = (out.stdout + out.stderr).strip().splitlines()
+    assert out.returncode != 0 and len(lines) == 1, out
+    assert lines[0].startswith("error:") and "MLOPS_FEATURE_ONLINE_STORE" in lines[0], lines
