@@ -11,8 +11,7 @@ complete (rows by entity key: online features, per protocol) -> validate (per pr
 A request by key gets back the values it was scored with: V1 as the body's `features_used`, V2 as
 an output tensor of that name (BYTES, one JSON object per row). Not in the V2 response's
 `parameters`: the Open Inference Protocol allows only a string, number or boolean per parameter
-(REST and gRPC alike), and outputs are where the protocol puts per-row data; a client that does
-not want it names the outputs it wants in the request's `outputs`.
+(REST and gRPC alike), and outputs are where the protocol puts per-row data.
 """
 
 from __future__ import annotations
