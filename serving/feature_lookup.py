@@ -1,6 +1,7 @@
 """Online features for requests that carry only the entity key: Feast's feature server over HTTP.
 
-A V1 row `{"customer_id": 100042}` gets every feature it lacks from the feature server
+A V1 row `{"customer_id": 100042}` (or a V2 request's row of a `customer_id` input tensor: the
+predictor reads the tensors into such rows) gets every feature it lacks from the feature server
 (`POST /get-online-features` for the feature service), before schema validation, so the model,
 the metrics and the drift monitor see the fetched values exactly as if the client had sent them.
 Feast is not imported here: the model server talks HTTP (httpx) and reads each feature view's TTL

@@ -5,21 +5,28 @@ V1 `:explain`.
 between a decoded body and a response: schema checks (`RequestValidator`), the model's
 `predict_proba` (`components.fast_inference`'s compiled path, or the Pipeline), the version and
 request id in the body, per-row statistics and the observers. A request runs as named stages:
-validate (per protocol) -> predict (micro-batched) -> respond (per protocol).
+complete (rows by entity key: online features, per protocol) -> validate (per protocol) -> predict
+(micro-batched) -> respond (per protocol).
+
+A request by key gets back the values it was scored with: V1 as the body's `features_used`, V2 as
+an output tensor of that name (BYTES, one JSON object per row). Not in the V2 response's
+`parameters`: the Open Inference Protocol allows only a string, number or boolean per parameter
+(REST and gRPC alike), and outputs are where the protocol puts per-row data.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 from kserve import Model
-from kserve.protocol.infer_type import InferRequest, InferResponse
+from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
 from components.fast_inference import ModelFunction, fast_model
 from mlops_core.settings import DEFAULT_DECISION_THRESHOLD
@@ -34,13 +41,18 @@ from serving.task_outputs import TaskOutputs
 
 logger = logging.getLogger(__name__)
 
+FEATURES_USED = "features_used"  # V1 field and V2 output: each row's key and scored values
+Used = list[dict[str, Any]]  # per row: the entity key and every value the row was scored with
+
 
 @dataclass(frozen=True)
 class _Protocol:
-    """One wire protocol's two ends: body -> validated rows, and predictions -> response."""
+    """One wire protocol's stages: the decoded body -> the body with rows by key completed from
+    the feature store (and the values used, or None) -> validated rows; predictions -> response."""
 
+    complete: Callable[[FeatureSource, Any], Awaitable[tuple[Any, Used | None]]]
     validate: Callable[[Any], np.ndarray]
-    respond: Callable[[np.ndarray, str], Any]
+    respond: Callable[[np.ndarray, str, Used | None], Any]
 
 
 class ChurnPredictor(Model):
@@ -59,7 +71,8 @@ class ChurnPredictor(Model):
         feature_source: FeatureSource | None = None,
     ) -> None:
         super().__init__(name)
-        # V1 rows that carry only the entity key get their features from here, before validation.
+        # Rows that carry only the entity key (V1 and V2) get their features from here, before
+        # validation.
         self.feature_source = feature_source
         self.bundle = bundle
         self.version = bundle.version
@@ -78,8 +91,8 @@ class ChurnPredictor(Model):
         # already amortised, and bigger batches only make every request in them wait longer.
         self.batcher = MicroBatcher(self.predict_rows, max_rows=batch_rows)
         # The protocol is decided once per request; each one is its validate and respond stages.
-        self._v1 = _Protocol(self.validator.from_v1, self._respond_v1)
-        self._v2 = _Protocol(lambda p: self.validator.from_v2(p.inputs), self._respond_v2)
+        self._v1 = _Protocol(self._complete_v1, self.validator.from_v1, self._respond_v1)
+        self._v2 = _Protocol(self._complete_v2, self.validator.from_v2, self._respond_v2)
 
     def stop(self) -> None:
         self.batcher.close()
@@ -144,40 +157,76 @@ class ChurnPredictor(Model):
     async def predict(
         self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None
     ) -> dict[str, Any] | InferResponse:
-        """decode (protocol) -> complete (online features, V1) -> validate (schema) -> predict
+        """decode (protocol) -> complete (online features) -> validate (schema) -> predict
         (batched) -> respond (protocol)."""
         request_id = self._request_id(headers)
-        protocol = self._v2 if isinstance(payload, InferRequest) else self._v1
+        protocol, body = (
+            (self._v2, payload.inputs) if isinstance(payload, InferRequest) else (self._v1, payload)
+        )
         used = None
-        if self.feature_source is not None and protocol is self._v1:
-            payload, used = await self.feature_source.complete_v1(
-                payload, max_rows=self.limits.max_rows
-            )
-        rows = protocol.validate(payload)
+        if self.feature_source is not None:
+            body, used = await protocol.complete(self.feature_source, body)
+        rows = protocol.validate(body)
         outputs = await self.batcher.predict(rows)
         if not is_shadow_request(headers):
             self._after_prediction(rows, self.outputs.scores(outputs), request_id, used)
-        response = protocol.respond(outputs, request_id)
-        if used is not None:
-            response["features_used"] = used  # the values each row was scored with
-        return response
+        return protocol.respond(outputs, request_id, used)
 
-    def _respond_v2(self, outputs: np.ndarray, request_id: str) -> InferResponse:
+    async def _complete_v1(self, source: FeatureSource, body: Any) -> tuple[Any, Used | None]:
+        return await source.complete_v1(body, max_rows=self.limits.max_rows)
+
+    async def _complete_v2(
+        self, source: FeatureSource, inputs: list[InferInput]
+    ) -> tuple[list[InferInput], Used | None]:
+        """The inputs with a tensor for each feature the request lacks, by the entity key tensor
+        (which is taken out); a request without one is returned as it came."""
+        rows = self.validator.v2_keyed_rows(inputs, source.entity_key)
+        if rows is None:
+            return inputs, None
+        completed, used = await source.complete_rows(rows)
+        sent = {i.name: i for i in inputs if i.name != source.entity_key}
+        if used is None:  # every feature came with the key: nothing was looked up
+            return list(sent.values()), None
+        # Looked-up values travel as the store holds them (numbers as doubles); the values sent
+        # keep their tensors, so `from_v2` checks both the way it checks any V2 request.
+        return [
+            sent[f.name]
+            if f.name in sent
+            else InferInput(
+                f.name,
+                [len(completed)],
+                "FP64" if f.is_numeric else "BYTES",
+                [row[f.name] for row in completed],
+            )
+            for f in self.bundle.schema.features
+        ], used
+
+    def _respond_v2(self, outputs: np.ndarray, request_id: str, used: Used | None) -> InferResponse:
+        infer_outputs = self.outputs.v2_outputs(outputs)
+        if used is not None:
+            # JSON per row: KServe's JSON encoding turns a null in a BYTES tensor into "None".
+            rows = [orjson.dumps(row).decode() for row in used]
+            infer_outputs.append(InferOutput(FEATURES_USED, [len(rows)], "BYTES", rows))
         return InferResponse(
             response_id=request_id,
             model_name=self.name,
             model_version=self.version,
             parameters={"request_id": request_id},
-            infer_outputs=self.outputs.v2_outputs(outputs),
+            infer_outputs=infer_outputs,
         )
 
-    def _respond_v1(self, outputs: np.ndarray, request_id: str) -> dict[str, Any]:
-        return {
+    def _respond_v1(
+        self, outputs: np.ndarray, request_id: str, used: Used | None
+    ) -> dict[str, Any]:
+        response = {
             "predictions": self.outputs.v1_predictions(outputs),
             "model_name": self.name,
             "model_version": self.version,
             "request_id": request_id,
         }
+        if used is not None:
+            response[FEATURES_USED] = used  # the values each row was scored with
+        return response
 
     async def explain(
         self, payload: dict[str, Any], headers: dict[str, str] | None = None
@@ -207,7 +256,7 @@ class ChurnPredictor(Model):
             "request_id": request_id,
         }
         if used is not None:
-            response["features_used"] = used
+            response[FEATURES_USED] = used
         return response
 
     # --- V2 metadata ---------------------------------------------------------------------------

@@ -112,6 +112,53 @@ def _check_integers(name: str, datatype: str, data: list[Any]) -> None:
             )
 
 
+def _tensor_rows(inp: InferInput) -> int:
+    """The rows of a V2 input: shape [rows] or [rows, 1]."""
+    shape = list(inp.shape)
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 0:
+        raise InvalidRequest(f"input '{inp.name}' has shape {shape}; expected [rows] or [rows, 1]")
+    return int(shape[0])
+
+
+def _tensor_data(inp: InferInput, n_rows: int) -> list[Any]:
+    """A V2 input's values, one per row (a [rows, 1] tensor may be sent nested)."""
+    data = inp.data
+    if not isinstance(data, list):
+        raise InvalidRequest(f"input '{inp.name}': 'data' must be a JSON list")
+    if data and type(data[0]) is list:  # shape [rows, 1] sent nested
+        if any(type(v) is not list or len(v) != 1 for v in data):
+            raise InvalidRequest(f"input '{inp.name}': nested 'data' must hold one value per row")
+        data = [v[0] for v in data]
+    if len(data) != n_rows:
+        raise InvalidRequest(
+            f"input '{inp.name}' declares shape {list(inp.shape)} but holds {len(data)} values"
+        )
+    return data
+
+
+def _key_values(name: str, datatype: str, data: list[Any]) -> list[Any]:
+    """The entity keys of a V2 key tensor: whole numbers in an INT tensor (3.0 read as 3), or
+    strings in a BYTES one; never null (a row without a key has nothing to look up)."""
+    ok: tuple[type, ...]
+    if datatype in _INTEGER_DATATYPES:
+        _check_integers(name, datatype, data)
+        expected, ok = "a whole number", (int, float)
+    elif datatype == "BYTES":
+        expected, ok = "a string", (str,)
+    else:
+        raise InvalidRequest(
+            f"the entity key input '{name}' has datatype {datatype}; send the keys as INT64 "
+            "(or BYTES for string keys)"
+        )
+    for i, v in enumerate(data):
+        if type(v) not in ok:
+            raise InvalidRequest(
+                f"the entity key input '{name}' (row {i}): expected {expected}, got "
+                f"{'null' if v is None else _describe(v)}; every row needs a key"
+            )
+    return [int(v) if type(v) is float else v for v in data]
+
+
 class RequestValidator:
     """Checks request bodies against one schema; precomputes what the per-request path needs."""
 
@@ -215,15 +262,7 @@ class RequestValidator:
     def from_v2(self, inputs: list[InferInput]) -> np.ndarray:
         if not inputs:
             raise InvalidRequest("'inputs' is empty: send one input tensor per feature")
-        by_name: dict[str, InferInput] = {}
-        for inp in inputs:
-            if inp.name not in self.name_set:
-                raise InvalidRequest(
-                    f"unknown input '{inp.name}'; the model's inputs are the features {self.names}"
-                )
-            if inp.name in by_name:
-                raise InvalidRequest(f"input '{inp.name}' is sent twice")
-            by_name[inp.name] = inp
+        by_name = self._inputs_by_name(inputs)
         missing = [n for n in self.names if n not in by_name]
         if missing:
             raise InvalidRequest(f"inputs lack feature(s) {missing}; send one input per feature")
@@ -231,17 +270,13 @@ class RequestValidator:
         columns: list[Sequence[Any]] = []
         for f in self.features:
             inp = by_name[f.name]
-            shape = list(inp.shape)
-            if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 0:
-                raise InvalidRequest(
-                    f"input '{f.name}' has shape {shape}; expected [rows] or [rows, 1]"
-                )
+            rows = _tensor_rows(inp)
             if n_rows is None:
-                n_rows = shape[0]
+                n_rows = rows
                 self._check_rows(n_rows, f"inputs[{f.name}]")
-            elif shape[0] != n_rows:
+            elif rows != n_rows:
                 raise InvalidRequest(
-                    f"input '{f.name}' has {shape[0]} rows but '{self.names[0]}' has {n_rows}; "
+                    f"input '{f.name}' has {rows} rows but '{self.names[0]}' has {n_rows}; "
                     "every input needs the same number of rows"
                 )
             datatype = str(inp.datatype).upper()
@@ -254,24 +289,55 @@ class RequestValidator:
                 raise InvalidRequest(
                     f"input '{f.name}' has datatype {datatype}; a categorical feature needs BYTES"
                 )
-            data = inp.data
-            if not isinstance(data, list):
-                raise InvalidRequest(f"input '{f.name}': 'data' must be a JSON list")
-            if data and type(data[0]) is list:  # shape [rows, 1] sent nested
-                if any(type(v) is not list or len(v) != 1 for v in data):
-                    raise InvalidRequest(
-                        f"input '{f.name}': nested 'data' must hold one value per row"
-                    )
-                data = [v[0] for v in data]
-            if len(data) != n_rows:
-                raise InvalidRequest(
-                    f"input '{f.name}' declares shape {shape} but holds {len(data)} values"
-                )
+            data = _tensor_data(inp, n_rows)
             if datatype in _INTEGER_DATATYPES:
                 _check_integers(f.name, datatype, data)
             columns.append(data)
         assert n_rows is not None
         return self.assemble(columns, n_rows)
+
+    def _inputs_by_name(
+        self, inputs: list[InferInput], key: str | None = None
+    ) -> dict[str, InferInput]:
+        """Each input by name; every name a feature (or the entity `key`), none sent twice."""
+        by_name: dict[str, InferInput] = {}
+        for inp in inputs:
+            if inp.name not in self.name_set and inp.name != key:
+                keyed = f", or the entity key '{key}' and any of them" if key else ""
+                raise InvalidRequest(
+                    f"unknown input '{inp.name}'; the model's inputs are the features "
+                    f"{self.names}{keyed}"
+                )
+            if inp.name in by_name:
+                raise InvalidRequest(f"input '{inp.name}' is sent twice")
+            by_name[inp.name] = inp
+        return by_name
+
+    # --- V2 by entity key: the key tensor and the features sent with it, as rows ---------------
+    def v2_keyed_rows(self, inputs: list[InferInput], key: str) -> list[dict[str, Any]] | None:
+        """Each row's key and the features sent with it, for a V2 request that has an input named
+        `key` (the entity key); None when it has none. Only the tensors' shapes are checked here
+        (so nothing is looked up for a malformed request): the sent values are checked by
+        `from_v2`, with the looked-up ones, as in any V2 request."""
+        by_name = self._inputs_by_name(inputs, key)
+        if key not in by_name:
+            return None
+        key_input = by_name.pop(key)
+        n_rows = _tensor_rows(key_input)
+        self._check_rows(n_rows, f"inputs[{key}]")
+        keys = _key_values(key, str(key_input.datatype).upper(), _tensor_data(key_input, n_rows))
+        columns = {}
+        for name, inp in by_name.items():
+            if _tensor_rows(inp) != n_rows:
+                raise InvalidRequest(
+                    f"input '{name}' has {_tensor_rows(inp)} rows but the key '{key}' has "
+                    f"{n_rows}; every input needs the same number of rows"
+                )
+            columns[name] = _tensor_data(inp, n_rows)
+        return [
+            {key: k, **{name: column[i] for name, column in columns.items()}}
+            for i, k in enumerate(keys)
+        ]
 
     # --- shared: type, missing, finite and category checks -------------------------------------
     def assemble(self, columns: Sequence[Sequence[Any]], n_rows: int) -> np.ndarray:

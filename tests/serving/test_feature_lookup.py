@@ -28,6 +28,7 @@ from mlops_control.traffic.model_server_process import free_port
 from mlops_core.churn_data import CHURN_SCHEMA
 from mlops_core.churn_feature_tables import ENTITY_KEY, EVENT_TIMESTAMP, generate_churn_tables
 from mlops_demo import feature_serving
+from serving.request_validation import v2_datatype
 from tests.serving.harness import (
     MODEL,
     RegisteredModels,
@@ -39,6 +40,7 @@ from tests.serving.harness import (
 pytest.importorskip("feast", reason="the feature server needs the features extra (feast)")
 pytestmark = pytest.mark.slow
 PREDICT = f"/v1/models/{MODEL}:predict"
+INFER = f"/v2/models/{MODEL}/infer"
 STALE = [100_003, 100_004]  # customers whose latest activity is ~70 days old (TTL: 45 days)
 
 
@@ -161,6 +163,9 @@ def test_an_unreachable_feature_server_is_a_502(
         r = _predict(running, [{ENTITY_KEY: 100_010}])
         assert r.status_code == 502, r.text
         assert dead in r.json()["error"]
+        v2 = _infer(running, [_key_tensor([100_010])])
+        assert v2.status_code == 502, v2.text
+        assert dead in v2.json()["error"]
     finally:
         assert stop_server(running) == 0, running.log.read_text()
 
@@ -270,3 +275,119 @@ def test_explain_takes_rows_by_key_too(keyed_server: RunningServer) -> None:
         timeout=60,
     )
     assert unknown.status_code == 404, unknown.text
+
+
+# --- V2 (Open Inference Protocol): the key as an input tensor -----------------------------------
+def _infer(
+    server: RunningServer, inputs: list[dict[str, Any]], request_id: str | None = None
+) -> httpx.Response:
+    headers = {"x-request-id": request_id} if request_id else {}
+    return httpx.post(server.url + INFER, json={"inputs": inputs}, headers=headers, timeout=30)
+
+
+def _key_tensor(ids: list[Any], datatype: str = "INT64") -> dict[str, Any]:
+    return {"name": ENTITY_KEY, "shape": [len(ids)], "datatype": datatype, "data": ids}
+
+
+def _outputs(response: httpx.Response) -> dict[str, dict[str, Any]]:
+    return {o["name"]: o for o in response.json()["outputs"]}
+
+
+def _used_rows(response: httpx.Response) -> list[dict[str, Any]]:
+    """The `features_used` output: one JSON object per row."""
+    out = _outputs(response)["features_used"]
+    assert out["datatype"] == "BYTES" and out["shape"] == [len(out["data"])]
+    return [json.loads(row) for row in out["data"]]
+
+
+def _full_row_inputs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"name": f.name, "shape": [len(rows)], "datatype": v2_datatype(f),
+         "data": [row[f.name] for row in rows]}
+        for f in CHURN_SCHEMA.features
+    ]  # fmt: skip
+
+
+def test_a_v2_key_only_request_scores_the_online_values_like_a_full_row_request(
+    keyed_server: RunningServer, feature_repo: FeatureStoreConfig
+) -> None:
+    ids = [100_010, 100_011, 100_012]
+    r = _infer(keyed_server, [_key_tensor(ids)])
+    assert r.status_code == 200, r.text
+    used = _used_rows(r)
+    assert [row[ENTITY_KEY] for row in used] == ids
+    online = online_features(feature_repo, ids)
+    got = pd.DataFrame(used)
+    for column in CHURN_SCHEMA.feature_names:
+        a, b = got[column], online[column]
+        if CHURN_SCHEMA.feature(column).is_numeric:
+            a, b = a.astype(float), b.astype(float)
+        assert ((a == b) | (a.isna() & b.isna())).all(), column
+    # V1 by key fetched the same values
+    assert _predict(keyed_server, [{ENTITY_KEY: i} for i in ids]).json()["features_used"] == used
+    # the same values sent as full rows: the same prediction, and no features_used output
+    full = _infer(keyed_server, _full_row_inputs(used))
+    assert full.status_code == 200, full.text
+    assert "features_used" not in _outputs(full)
+    for name in ("probability", "label"):
+        assert _outputs(full)[name]["data"] == _outputs(r)[name]["data"], name
+
+
+def test_a_feature_sent_with_the_v2_key_is_scored_instead_of_the_stored_one(
+    keyed_server: RunningServer,
+) -> None:
+    ids = [100_013, 100_014]
+    stored = _used_rows(_infer(keyed_server, [_key_tensor(ids)]))
+    tenure = {"name": "tenure_months", "shape": [2], "datatype": "INT64", "data": [1, 70]}
+    r = _infer(keyed_server, [_key_tensor(ids), tenure])
+    assert r.status_code == 200, r.text
+    used = _used_rows(r)
+    assert [row["tenure_months"] for row in used] == [1, 70]
+    assert [{**row, "tenure_months": 0} for row in used] == [
+        {**row, "tenure_months": 0} for row in stored
+    ]  # every other value is the store's
+    full = _infer(keyed_server, _full_row_inputs(used))
+    assert _outputs(full)["probability"]["data"] == _outputs(r)["probability"]["data"]
+
+
+def test_a_v2_unknown_customer_is_a_404_naming_it_and_the_server_keeps_serving(
+    keyed_server: RunningServer,
+) -> None:
+    r = _infer(keyed_server, [_key_tensor([100_010, 987_654])])
+    assert r.status_code == 404, r.text
+    assert "customer_id 987654" in r.json()["error"] and "100010" not in r.json()["error"]
+    again = _infer(keyed_server, [_key_tensor([100_020])])
+    assert again.status_code == 200, again.text
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (
+            _key_tensor([100_010.5], "FP64"),
+            "'customer_id' has datatype FP64; send the keys as INT64",
+        ),
+        (_key_tensor([100_010, None]), "'customer_id' (row 1): expected a whole number, got null"),
+        ({**_key_tensor([100_010]), "shape": [2]}, "declares shape [2] but holds 1 values"),
+        # 987654 is unknown: a lookup would answer 404; the row limit (1000) answers first
+        (_key_tensor([987_654] * 1001), "over this server's limit of 1000 rows"),
+    ],
+)
+def test_a_malformed_v2_key_tensor_is_a_400_naming_the_problem(
+    keyed_server: RunningServer, key: dict[str, Any], message: str
+) -> None:
+    r = _infer(keyed_server, [key])
+    assert r.status_code == 400, r.text
+    assert message in r.json()["error"]
+
+
+def test_the_v2_looked_up_values_are_in_the_prediction_log(keyed_server: RunningServer) -> None:
+    r = _infer(keyed_server, [_key_tensor([100_031])], request_id="v2-by-key-audit-1")
+    assert r.status_code == 200, r.text
+    used = _used_rows(r)
+    audit_dir = keyed_server.log.parent / "audit"
+    deadline = time.monotonic() + 10  # the log line is written after the answer
+    while time.monotonic() < deadline and "v2-by-key-audit-1" not in _log_text(audit_dir):
+        time.sleep(0.2)
+    lines = [json.loads(x) for x in _log_text(audit_dir).splitlines() if "v2-by-key-audit-1" in x]
+    assert [line["features_used"] for line in lines] == [used]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from kserve.protocol.infer_type import InferInput
@@ -81,3 +83,42 @@ def test_limits_are_checked() -> None:
         RequestLimits(unknown_category="sometimes")
     with pytest.raises(ValueError, match="max_rows"):
         RequestLimits(max_rows=0)
+
+
+def test_a_v2_key_tensor_becomes_rows_of_the_key_and_the_features_sent_with_it() -> None:
+    key = InferInput("customer_id", [3, 1], "INT64", [[100042], [7.0], [100042]])
+    contract = InferInput("contract", [3], "BYTES", ["one-year", None, "month-to-month"])
+    assert VALIDATOR.v2_keyed_rows([key, contract], "customer_id") == [
+        {"customer_id": 100042, "contract": "one-year"},
+        {"customer_id": 7, "contract": None},  # a whole float is read as the integer key
+        {"customer_id": 100042, "contract": "month-to-month"},
+    ]
+    assert VALIDATOR.v2_keyed_rows([contract], "customer_id") is None  # no key: not by key
+
+
+@pytest.mark.parametrize(
+    ("key", "others", "message"),
+    [
+        (InferInput("customer_id", [1], "FP64", [1.5]), [], "datatype FP64; send the keys as"),
+        (InferInput("customer_id", [2], "INT64", [1, None]), [], "(row 1): expected a whole"),
+        (InferInput("customer_id", [1], "BYTES", [5]), [], "(row 0): expected a string"),
+        (InferInput("customer_id", [2], "INT64", [1]), [], "declares shape [2] but holds 1"),
+        (InferInput("customer_id", [0], "INT64", []), [], "'inputs[customer_id]' is empty"),
+        (InferInput("customer_id", [11], "INT64", [1] * 11), [], "over this server's limit"),
+        (
+            InferInput("customer_id", [1], "INT64", [1]),
+            [InferInput("tenure", [1], "FP64", [3.0])],
+            "unknown input 'tenure'",
+        ),
+        (
+            InferInput("customer_id", [1], "INT64", [1]),
+            [InferInput("age", [2], "FP64", [3.0, 4.0])],
+            "input 'age' has 2 rows but the key 'customer_id' has 1",
+        ),
+    ],
+)
+def test_a_bad_v2_key_request_is_refused_naming_the_problem(
+    key: InferInput, others: list[InferInput], message: str
+) -> None:
+    with pytest.raises(InvalidRequest, match=re.escape(message)):
+        VALIDATOR.v2_keyed_rows([key, *others], "customer_id")
