@@ -55,6 +55,11 @@ def _is_remote(uri: str) -> bool:
     return "://" in uri
 
 
+def _absolute(uri: str) -> str:
+    """Feast runs in `local_dir`, so a relative folder must be made absolute before it sees it."""
+    return uri if _is_remote(uri) else str(Path(uri).resolve())
+
+
 def uri_exists(uri: str) -> bool:
     """Whether a file exists, in a folder or in the object store."""
     if not _is_remote(uri):
@@ -105,13 +110,11 @@ class FeatureStoreConfig:
     def _in_repo(self, name: str) -> str:
         if self.remote:
             return f"{self.repo_path.rstrip('/')}/{name}"
-        return str(Path(self.repo_path).resolve() / name)
+        return str(Path(self.repo_path) / name)
 
     @property
     def registry_path(self) -> str:
-        if not self.registry:
-            return self._in_repo("registry.db")
-        return self.registry if _is_remote(self.registry) else str(Path(self.registry).resolve())
+        return self.registry or self._in_repo("registry.db")
 
     @property
     def offline_path(self) -> str:
@@ -147,7 +150,7 @@ class FeatureStoreConfig:
         return {
             "project": self.project,
             "provider": "local",
-            "registry": self.registry_path,
+            "registry": _absolute(self.registry_path),
             "offline_store": {"type": "file"},
             "online_store": online,
             "entity_key_serialization_version": 3,
@@ -214,7 +217,7 @@ def apply_definitions(config: FeatureStoreConfig) -> FeatureStore:
         )
     config.write_repo_yaml()
     store = open_store(config)
-    store.apply(feast_objects(config.offline_path))
+    store.apply(feast_objects(_absolute(config.offline_path)))
     return store
 
 
