@@ -184,9 +184,9 @@ images: wheelhouse ## build the component, serving and online store (Redis) imag
 
 kind-load: ## load the images into the cluster (kind, or minikube with CLUSTER=minikube)
 	@if [ "$(CLUSTER)" = minikube ]; then \
-	  for i in $(COMPONENT_IMAGE) $(SERVING_IMAGE) $(RELEASE_COMPONENT_IMAGE) $(RELEASE_SERVING_IMAGE); do minikube -p $(CLUSTER_NAME) image load $$i || exit 1; done; \
+	  for i in $(COMPONENT_IMAGE) $(SERVING_IMAGE) $(ONLINE_STORE_IMAGE) $(RELEASE_COMPONENT_IMAGE) $(RELEASE_SERVING_IMAGE); do minikube -p $(CLUSTER_NAME) image load $$i || exit 1; done; \
 	else \
-	  $(KIND) load docker-image --name $(CLUSTER_NAME) $(COMPONENT_IMAGE) $(SERVING_IMAGE) $(RELEASE_COMPONENT_IMAGE) $(RELEASE_SERVING_IMAGE); \
+	  $(KIND) load docker-image --name $(CLUSTER_NAME) $(COMPONENT_IMAGE) $(SERVING_IMAGE) $(ONLINE_STORE_IMAGE) $(RELEASE_COMPONENT_IMAGE) $(RELEASE_SERVING_IMAGE); \
 	fi
 
 offline-build: ## build every upstream image here (no registry needed); prints the LOCAL_ENV file
@@ -201,7 +201,7 @@ cluster-delete: ## delete the laptop cluster
 # The deploy runs on the project's venv Python (PyYAML); it checks its other tools (kubectl, jq,
 # openssl) before any work and names what is missing on one line.
 deploy: $(INSTALLED) ## install Gateway API+Traefik, KServe (Standard), SeaweedFS, KFP, Prometheus, the project (OVERLAY=...)
-	@PYTHON=$(CURDIR)/$(BIN)/python SERVING_IMAGE=$(SERVING_IMAGE) COMPONENT_IMAGE=$(COMPONENT_IMAGE) hack/deploy.sh $(DEPLOY_STEPS)
+	@PYTHON=$(CURDIR)/$(BIN)/python SERVING_IMAGE=$(SERVING_IMAGE) COMPONENT_IMAGE=$(COMPONENT_IMAGE) ONLINE_STORE_IMAGE=$(ONLINE_STORE_IMAGE) hack/deploy.sh $(DEPLOY_STEPS)
 
 undeploy: ## remove the project's part (its InferenceServices and manifests); add-ons stay
 	-kubectl delete inferenceservices -n mlops -l app.kubernetes.io/part-of=mlops-platform --ignore-not-found --wait

@@ -10,6 +10,11 @@ COPY build/wheelhouse /tmp/wheelhouse
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheelhouse \
       -r /tmp/req/requirements-image.txt -c /tmp/req/requirements.lock
+# Feast (the features extra), here only: this image runs the feature server and the feature
+# store's pipeline steps. A layer of its own after the one shared with the serving image.
+COPY build/requirements-features.txt /tmp/req/
+RUN /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /tmp/wheelhouse \
+      -r /tmp/req/requirements-features.txt -c /tmp/req/requirements.lock
 COPY build/project /tmp/project
 RUN /opt/venv/bin/pip install --no-cache-dir --no-index --no-deps /tmp/project/*.whl \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} + \

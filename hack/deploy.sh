@@ -288,8 +288,10 @@ install_project() {
   # The canary controller and the dashboard run the serving image of this checkout (make images;
   # kind-load), set before the apply so a redeploy rolls each once, straight to that image.
   opts+=(--image "mlops-platform/serving=${SERVING_IMAGE:?set by the Makefile (versions.mk)}")
-  # The dask-kubernetes operator runs the component image, which has it installed.
+  # The dask-kubernetes operator and the feature server run the component image, which has both
+  # installed; the online store runs Redis from Debian's package (docker/online-store.Dockerfile).
   opts+=(--image "mlops-platform/components=${COMPONENT_IMAGE:?set by the Makefile (versions.mk)}")
+  opts+=(--image "mlops-platform/online-store=${ONLINE_STORE_IMAGE:?set by the Makefile (versions.mk)}")
   apply_dask_crds
   manifests "$OVERLAY" "${opts[@]}" | apply -f -
   # The model store credentials are the object store's own; copy them at deploy time so no
@@ -323,6 +325,9 @@ install_project() {
   done
   wait_ready Prometheus monitoring statefulset prometheus-mlops
   wait_ready "Dask operator" kubeflow deployment mlops-dask-operator
+  wait_ready "online store (Redis)" "$PROJECT_NAMESPACE" deployment mlops-online-store
+  # Its first start also writes, applies and materializes the demo repository (feature-server.yaml).
+  wait_ready "feature server (Feast)" "$PROJECT_NAMESPACE" deployment mlops-feature-server
 }
 
 steps=("$@")

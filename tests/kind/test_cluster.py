@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -341,6 +342,67 @@ def events(reason: str) -> list[dict]:
     )["items"]
     uid = isvc()["metadata"]["uid"]  # this object's, not an earlier one's of the same name
     return [e for e in items if e["reason"] == reason and e["involvedObject"].get("uid") == uid]
+
+
+FEATURE_REPO = "s3://mlpipeline/features/churn"  # manifests/base/feature-store/feature-server.yaml
+
+
+def _online_rows(port: int, ids: list[int]) -> pd.DataFrame:
+    from components.feature_definitions import FEATURE_SERVICE
+    from mlops_core.churn_feature_tables import ENTITY_KEY
+
+    r = httpx.post(
+        f"http://127.0.0.1:{port}/get-online-features",
+        json={"feature_service": FEATURE_SERVICE, "entities": {ENTITY_KEY: ids}},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    names = body["metadata"]["feature_names"]
+    return pd.DataFrame({n: v["values"] for n, v in zip(names, body["results"], strict=True)})
+
+
+def test_the_feature_server_answers_the_training_paths_values_and_redis_keeps_them(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """make deploy's feature server (Feast, its repository in SeaweedFS) reads Redis, which
+    holds, for each customer, the values the training path computes from the same repository as
+    of now; a new Redis pod over the same volume has them all back."""
+    pytest.importorskip("feast", reason="the feature store needs the features extra (feast)")
+    from components.feature_definitions import feature_names
+    from components.feature_store import FeatureStoreConfig, training_set
+    from mlops_core.churn_feature_tables import ENTITY_KEY, EVENT_TIMESTAMP, FIRST_CUSTOMER_ID
+
+    ids = [FIRST_CUSTOMER_ID + i for i in range(0, 2000, 97)]
+    with port_forward(NAMESPACE, "svc/mlops-feature-server", 6566) as port:
+        (served,) = wait_for("the feature server", lambda: (_online_rows(port, ids),), timeout=120)
+        for name, value in store.env.items():
+            if name.startswith("AWS_"):
+                monkeypatch.setenv(name, value)
+        labels = pd.DataFrame(
+            {ENTITY_KEY: ids, EVENT_TIMESTAMP: pd.Timestamp.now(tz="UTC"), "churned": 0}
+        )
+        config = FeatureStoreConfig(repo_path=FEATURE_REPO)
+        offline = training_set(config, labels).frame.set_index(ENTITY_KEY)
+        got = served.set_index(ENTITY_KEY).loc[ids, feature_names()]
+        want = offline.loc[ids, feature_names()]
+        for customer in ids:
+            for name in feature_names():
+                a, b = got.loc[customer, name], want.loc[customer, name]
+                if pd.isna(a) or pd.isna(b):
+                    assert pd.isna(a) and pd.isna(b), (customer, name, a, b)
+                elif isinstance(b, str):
+                    assert a == b, (customer, name, a, b)
+                else:
+                    assert float(a) == pytest.approx(float(b)), (customer, name, a, b)
+        FACTS["feature server: customers compared with the training path"] = str(len(ids))
+        kubectl("delete", "pod", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=mlops-online-store")
+        kubectl(
+            "rollout", "status", "-n", NAMESPACE, "deployment/mlops-online-store",
+            "--timeout=180s", timeout=200,
+        )  # fmt: skip
+        (again,) = wait_for("values after Redis restarted", lambda: (_online_rows(port, ids),))
+    pd.testing.assert_frame_equal(again, served)
 
 
 def test_canary_split_at_the_gateway_matches_each_step_and_promotion_retargets(
@@ -894,7 +956,7 @@ def test_make_deploy_twice_succeeds(kind_cluster) -> None:  # type: ignore[no-un
 def project_objects() -> list[str]:
     return kubectl(
         "get",
-        "all,secrets,configmaps,networkpolicies,serviceaccounts,roles,rolebindings,"
+        "all,secrets,configmaps,networkpolicies,serviceaccounts,roles,rolebindings,pvc,"
         "podmonitors,prometheuses,prometheusrules,inferenceservices,clusterstoragecontainers",
         "-A",
         "-l",

@@ -162,6 +162,8 @@ def world() -> dict[str, Any]:
         "model": Peer(NAMESPACE, model_labels),
         "controller": pod_of("mlops-canary-controller"),
         "dashboard": pod_of("mlops-dashboard"),
+        "feature server": pod_of("mlops-feature-server"),
+        "online store": pod_of("mlops-online-store"),
         "other in mlops": Peer(NAMESPACE, {"app": "something-else"}),
         "traefik": _traefik(),
         "prometheus": _prometheus(),
@@ -190,6 +192,9 @@ ALLOWED = [
     ("dashboard", "api server", 6443),
     ("dashboard", "prometheus", 9090),
     ("dashboard", "seaweedfs", 8333),
+    ("model", "feature server", 6566),
+    ("feature server", "seaweedfs", 8333),
+    ("feature server", "online store", 6379),
 ]
 DENIED = [
     ("other in mlops", "model", 8080),
@@ -211,6 +216,14 @@ DENIED = [
     ("controller", "internet", 80),
     ("other in mlops", "api server", 6443),
     ("other in mlops", "internet", 443 + 1),
+    ("traefik", "feature server", 6566),
+    ("other in mlops", "feature server", 6566),
+    ("model", "online store", 6379),
+    ("dashboard", "online store", 6379),
+    ("other in mlops", "online store", 6379),
+    ("feature server", "internet", 443),
+    ("online store", "internet", 443),
+    ("online store", "seaweedfs", 8333),
 ]
 
 
