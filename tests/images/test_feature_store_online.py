@@ -29,6 +29,7 @@ from tests.images.image_build import Images
 pytest.importorskip("feast", reason="the feature store needs the features extra (feast)")
 pytest.importorskip("redis", reason="Feast's Redis online store needs the redis package")
 from moto.server import ThreadedMotoServer
+from s3fs import S3FileSystem
 
 from components.feature_definitions import FEATURE_SERVICE, feature_names
 from components.feature_store import (
@@ -76,7 +77,12 @@ def object_store() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def s3_env(object_store: str) -> Iterator[None]:
-    """The AWS_* variables the cluster's pods get, for this process and the feature server's."""
+    """The AWS_* variables the cluster's pods get, for this process and the feature server's.
+
+    fsspec keeps one S3 filesystem per set of arguments, whose endpoint was read from the
+    environment when it was made: cleared on the way in and out, so neither this module nor a
+    later one (the kind tests, on SeaweedFS) talks to the other's store."""
+    S3FileSystem.clear_instance_cache()
     with pytest.MonkeyPatch.context() as mp:
         for name, value in {
             "AWS_ENDPOINT_URL": object_store,
@@ -86,6 +92,7 @@ def s3_env(object_store: str) -> Iterator[None]:
         }.items():
             mp.setenv(name, value)
         yield
+    S3FileSystem.clear_instance_cache()
 
 
 class Redis:

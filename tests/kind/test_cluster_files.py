@@ -753,14 +753,17 @@ def test_a_redeploy_rolls_the_controller_once_to_this_checkouts_image() -> None:
     assert option.startswith("mlops-platform/serving=${SERVING_IMAGE:?")
     (option,) = re.findall(r'--image "(mlops-platform/components=[^"]+)"', body)
     assert option.startswith("mlops-platform/components=${COMPONENT_IMAGE:?")
+    (option,) = re.findall(r'--image "(mlops-platform/online-store=[^"]+)"', body)
+    assert option.startswith("mlops-platform/online-store=${ONLINE_STORE_IMAGE:?")
     objs = render(
         ROOT / "manifests" / "overlays" / "dev",
         "--image", "mlops-platform/serving=reg/s:abc",
         "--image", "mlops-platform/components=reg/c:abc",
+        "--image", "mlops-platform/online-store=reg/o:abc",
     )  # fmt: skip
     deployments = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Deployment"}
     # the controller and the dashboard (manifests/base/dashboard) run the serving image; the Dask
-    # operator (manifests/base/dask-operator) the component image, which has it installed
+    # operator and the feature server the component image, which has both installed; Redis its own
     images = {
         name: d["spec"]["template"]["spec"]["containers"][0]["image"]
         for name, d in deployments.items()
@@ -769,11 +772,13 @@ def test_a_redeploy_rolls_the_controller_once_to_this_checkouts_image() -> None:
         "mlops-canary-controller": "reg/s:abc",
         "mlops-dashboard": "reg/s:abc",
         "mlops-dask-operator": "reg/c:abc",
+        "mlops-feature-server": "reg/c:abc",
+        "mlops-online-store": "reg/o:abc",
     }
     dry = make_dry("deploy", "-W", ".venv/.installed")
     assert re.search(
         r"SERVING_IMAGE=mlops-platform/serving:\S+ COMPONENT_IMAGE=mlops-platform/components:\S+ "
-        r"hack/deploy\.sh",
+        r"ONLINE_STORE_IMAGE=mlops-platform/online-store:\S+ hack/deploy\.sh",
         dry,
     ), dry
 
