@@ -75,14 +75,20 @@ def object_store() -> Iterator[str]:
     server.stop()
 
 
+def _forget_s3_clients() -> None:
+    S3FileSystem.clear_instance_cache()
+    boto3.DEFAULT_SESSION = None
+
+
 @pytest.fixture(scope="module")
 def s3_env(object_store: str) -> Iterator[None]:
     """The AWS_* variables the cluster's pods get, for this process and the feature server's.
 
     fsspec keeps one S3 filesystem per set of arguments, whose endpoint was read from the
     environment when it was made: cleared on the way in and out, so neither this module nor a
-    later one (the kind tests, on SeaweedFS) talks to the other's store."""
-    S3FileSystem.clear_instance_cache()
+    later one (the kind tests, on SeaweedFS) talks to the other's store. boto3's default session
+    (Feast's S3 registry uses it) keeps the credentials it first read: dropped likewise."""
+    _forget_s3_clients()
     with pytest.MonkeyPatch.context() as mp:
         for name, value in {
             "AWS_ENDPOINT_URL": object_store,
@@ -92,7 +98,7 @@ def s3_env(object_store: str) -> Iterator[None]:
         }.items():
             mp.setenv(name, value)
         yield
-    S3FileSystem.clear_instance_cache()
+    _forget_s3_clients()
 
 
 class Redis:

@@ -369,6 +369,7 @@ def test_the_feature_server_answers_the_training_paths_values_and_redis_keeps_th
     holds, for each customer, the values the training path computes from the same repository as
     of now; a new Redis pod over the same volume has them all back."""
     pytest.importorskip("feast", reason="the feature store needs the features extra (feast)")
+    import boto3
     from s3fs import S3FileSystem
 
     from components.feature_definitions import feature_names
@@ -381,9 +382,11 @@ def test_the_feature_server_answers_the_training_paths_values_and_redis_keeps_th
         for name, value in store.env.items():
             if name.startswith("AWS_"):
                 monkeypatch.setenv(name, value)
-        # fsspec reuses an S3 filesystem made earlier in this process, with the endpoint it read
-        # then (another test's store): this one must read SeaweedFS's port-forward.
+        # fsspec's S3 filesystems and boto3's default session (Feast's S3 registry) keep the
+        # endpoint and keys they read when made, maybe by an earlier test against another store:
+        # these must read SeaweedFS's port-forward.
         S3FileSystem.clear_instance_cache()
+        boto3.DEFAULT_SESSION = None
         labels = pd.DataFrame(
             {ENTITY_KEY: ids, EVENT_TIMESTAMP: pd.Timestamp.now(tz="UTC"), "churned": 0}
         )
