@@ -9,8 +9,6 @@ answers lookups from the s3:// repository.
 
 from __future__ import annotations
 
-import math
-import socket
 import subprocess
 import time
 import uuid
@@ -20,10 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
-import httpx
-import pandas as pd
 import pytest
 
+from tests.feature_store_checks import as_of_now, assert_same_values, online_rows
 from tests.images.image_build import Images
 
 pytest.importorskip("feast", reason="the feature store needs the features extra (feast)")
@@ -31,20 +28,18 @@ pytest.importorskip("redis", reason="Feast's Redis online store needs the redis 
 from moto.server import ThreadedMotoServer
 from s3fs import S3FileSystem
 
-from components.feature_definitions import FEATURE_SERVICE, feature_names
+from components.feature_definitions import feature_names
 from components.feature_store import (
     FeatureStoreConfig,
     FeatureStoreError,
     apply_definitions,
     online_features,
-    training_set,
     write_tables,
 )
 from components.materialize_features import materialize_features
-from mlops_control.traffic.model_server_process import mlops_executable
+from mlops_control.traffic.model_server_process import free_port, mlops_executable
 from mlops_core.churn_feature_tables import (
     ENTITY_KEY,
-    EVENT_TIMESTAMP,
     generate_churn_tables,
     recent_start,
 )
@@ -55,15 +50,9 @@ BUCKET = "mlops-features"
 CUSTOMERS = 300
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def object_store() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     url = f"http://127.0.0.1:{port}"
@@ -107,7 +96,7 @@ class Redis:
     def __init__(self, image: str) -> None:
         self.image = image
         self.volume = f"mlops-online-store-test-{uuid.uuid4().hex[:8]}"
-        self.port = _free_port()
+        self.port = free_port()
         self.container = ""
 
     def start(self) -> None:
@@ -157,32 +146,6 @@ def store(s3_env: None, redis: Redis) -> FeatureStoreConfig:
     return config
 
 
-def _as_of_now(config: FeatureStoreConfig, ids: list[int]) -> pd.DataFrame:
-    """The training path's values for `ids` as of now, with the label column the call needs."""
-    labels = pd.DataFrame(
-        {ENTITY_KEY: ids, EVENT_TIMESTAMP: pd.Timestamp.now(tz="UTC"), "churned": 0}
-    )
-    return training_set(config, labels).frame.set_index(ENTITY_KEY).loc[ids, feature_names()]
-
-
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _assert_same(got: pd.DataFrame, want: pd.DataFrame) -> None:
-    """Value by value: equal (numbers as floats), or missing on both sides (None or NaN)."""
-    assert list(got.index) == list(want.index) and list(got.columns) == list(want.columns)
-    for customer in want.index:
-        for column in want.columns:
-            a, b = got.loc[customer, column], want.loc[customer, column]
-            if _missing(a) or _missing(b):
-                assert _missing(a) and _missing(b), (customer, column, a, b)
-            elif isinstance(b, str):
-                assert a == b, (customer, column, a, b)
-            else:
-                assert float(a) == pytest.approx(float(b)), (customer, column, a, b)
-
-
 def test_the_tables_and_registry_are_in_the_object_store(store: FeatureStoreConfig) -> None:
     s3 = boto3.client("s3")
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
@@ -195,16 +158,16 @@ def test_redis_holds_the_training_paths_values_and_keeps_them_across_a_restart(
     store: FeatureStoreConfig, redis: Redis
 ) -> None:
     ids = list(range(0, CUSTOMERS, 7))
-    want = _as_of_now(store, ids)
+    want = as_of_now(store, ids)
     got = online_features(store, ids).set_index(ENTITY_KEY).loc[ids, feature_names()]
-    _assert_same(got, want)
+    assert_same_values(got, want)
     assert int(redis.cli("DBSIZE")) >= CUSTOMERS  # one hash per customer
     # A new container over the same volume: the append-only file brings every value back.
     redis.cli("SHUTDOWN")  # flushes the append-only file before the container stops
     redis.remove()
     redis.start()
     again = online_features(store, ids).set_index(ENTITY_KEY).loc[ids, feature_names()]
-    _assert_same(again, want)
+    assert_same_values(again, want)
 
 
 def test_the_feature_server_answers_from_the_object_store_repository(
@@ -212,21 +175,10 @@ def test_the_feature_server_answers_from_the_object_store_repository(
 ) -> None:
     monkeypatch.setenv("MLOPS_FEATURE_ONLINE_STORE", store.online_store)
     ids = [3, 10, 42]
-    want = _as_of_now(store, ids)
+    want = as_of_now(store, ids)
     with feature_server(store, tmp_path) as url:
-        r = httpx.post(
-            f"{url}/get-online-features",
-            json={"feature_service": FEATURE_SERVICE, "entities": {ENTITY_KEY: ids}},
-            timeout=30,
-        )
-    assert r.status_code == 200, r.text
-    body = r.json()
-    names = body["metadata"]["feature_names"]
-    served = pd.DataFrame(
-        {name: result["values"] for name, result in zip(names, body["results"], strict=True)}
-    ).set_index(ENTITY_KEY)
-    assert list(served.index) == ids
-    _assert_same(served.loc[ids, feature_names()], want)
+        served = online_rows(url, ids)
+    assert_same_values(served, want)
 
 
 def test_an_object_store_repository_without_redis_is_one_line_before_any_work(

@@ -347,21 +347,6 @@ def events(reason: str) -> list[dict]:
 FEATURE_REPO = "s3://mlpipeline/features/churn"  # manifests/base/feature-store/feature-server.yaml
 
 
-def _online_rows(port: int, ids: list[int]) -> pd.DataFrame:
-    from components.feature_definitions import FEATURE_SERVICE
-    from mlops_core.churn_feature_tables import ENTITY_KEY
-
-    r = httpx.post(
-        f"http://127.0.0.1:{port}/get-online-features",
-        json={"feature_service": FEATURE_SERVICE, "entities": {ENTITY_KEY: ids}},
-        timeout=30,
-    )
-    assert r.status_code == 200, r.text
-    body = r.json()
-    names = body["metadata"]["feature_names"]
-    return pd.DataFrame({n: v["values"] for n, v in zip(names, body["results"], strict=True)})
-
-
 def test_the_feature_server_answers_the_training_paths_values_and_redis_keeps_them(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -372,13 +357,14 @@ def test_the_feature_server_answers_the_training_paths_values_and_redis_keeps_th
     import boto3
     from s3fs import S3FileSystem
 
-    from components.feature_definitions import feature_names
-    from components.feature_store import FeatureStoreConfig, training_set
-    from mlops_core.churn_feature_tables import ENTITY_KEY, EVENT_TIMESTAMP, FIRST_CUSTOMER_ID
+    from components.feature_store import FeatureStoreConfig
+    from mlops_core.churn_feature_tables import FIRST_CUSTOMER_ID
+    from tests.feature_store_checks import as_of_now, assert_same_values, online_rows
 
     ids = [FIRST_CUSTOMER_ID + i for i in range(0, 2000, 97)]
     with port_forward(NAMESPACE, "svc/mlops-feature-server", 6566) as port:
-        (served,) = wait_for("the feature server", lambda: (_online_rows(port, ids),), timeout=120)
+        url = f"http://127.0.0.1:{port}"
+        (served,) = wait_for("the feature server", lambda: (online_rows(url, ids),), timeout=120)
         for name, value in store.env.items():
             if name.startswith("AWS_"):
                 monkeypatch.setenv(name, value)
@@ -387,29 +373,14 @@ def test_the_feature_server_answers_the_training_paths_values_and_redis_keeps_th
         # these must read SeaweedFS's port-forward.
         S3FileSystem.clear_instance_cache()
         boto3.DEFAULT_SESSION = None
-        labels = pd.DataFrame(
-            {ENTITY_KEY: ids, EVENT_TIMESTAMP: pd.Timestamp.now(tz="UTC"), "churned": 0}
-        )
-        config = FeatureStoreConfig(repo_path=FEATURE_REPO)
-        offline = training_set(config, labels).frame.set_index(ENTITY_KEY)
-        got = served.set_index(ENTITY_KEY).loc[ids, feature_names()]
-        want = offline.loc[ids, feature_names()]
-        for customer in ids:
-            for name in feature_names():
-                a, b = got.loc[customer, name], want.loc[customer, name]
-                if pd.isna(a) or pd.isna(b):
-                    assert pd.isna(a) and pd.isna(b), (customer, name, a, b)
-                elif isinstance(b, str):
-                    assert a == b, (customer, name, a, b)
-                else:
-                    assert float(a) == pytest.approx(float(b)), (customer, name, a, b)
+        assert_same_values(served, as_of_now(FeatureStoreConfig(repo_path=FEATURE_REPO), ids))
         FACTS["feature server: customers compared with the training path"] = str(len(ids))
         kubectl("delete", "pod", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=mlops-online-store")
         kubectl(
             "rollout", "status", "-n", NAMESPACE, "deployment/mlops-online-store",
             "--timeout=180s", timeout=200,
         )  # fmt: skip
-        (again,) = wait_for("values after Redis restarted", lambda: (_online_rows(port, ids),))
+        (again,) = wait_for("values after Redis restarted", lambda: (online_rows(url, ids),))
     pd.testing.assert_frame_equal(again, served)
 
 
