@@ -96,7 +96,11 @@ def test_every_field_of_the_body_is_in_the_crd_and_valid() -> None:
     worker = body["spec"]["worker"]
     assert worker["replicas"] == 3
     (container,) = worker["spec"]["containers"]
-    assert container["resources"]["limits"] == {"cpu": "2", "memory": str(3 * 2**30)}
+    # CPU is requested (scheduling), never limited (throttling); memory is both.
+    assert container["resources"] == {
+        "requests": {"cpu": "2", "memory": str(3 * 2**30)},
+        "limits": {"memory": str(3 * 2**30)},
+    }
     assert container["args"][container["args"].index("--memory-limit") + 1] == str(3 * 2**30)
     assert container["args"][container["args"].index("--nthreads") + 1] == "2"
     for role in ("worker", "scheduler"):

@@ -45,7 +45,7 @@ MODEL = "churn-dask"
 BATCH_MODEL = "churn-dask-batch"
 BATCH_PACKAGE = ROOT / "pipelines" / "batch_scoring.yaml"
 # The run to cancel and the batch run: one small worker each. The node has 2 CPUs, about 1.65 of
-# them requested by Kubernetes and the platform, and a worker requests the CPU it may use.
+# them requested by Kubernetes and the platform; a worker's CPU is a request, not a limit.
 SMALL = {
     "compute": "dask",
     "dask_workers": 1,
