@@ -171,7 +171,7 @@ RELEASE_SERVING_IMAGE := mlops-platform/serving:$(PACKAGE_VERSION)
 export CLUSTER CLUSTER_NAME KIND KIND_VERSION KIND_NODE_IMAGE MINIKUBE_KUBERNETES_VERSION KSERVE_VERSION \
   KFP_VERSION PROMETHEUS_OPERATOR_VERSION GATEWAY_API_VERSION TRAEFIK_VERSION SEAWEEDFS_IMAGE_TAG
 
-.PHONY: wheelhouse images kind-load offline-build cluster cluster-delete deploy undeploy status run
+.PHONY: wheelhouse images kind-load offline-build cluster cluster-delete deploy undeploy status run materialize
 
 wheelhouse: $(INSTALLED) $(DASHBOARD_BUNDLE) ## prepare build/ (runtime wheels + project wheel) for offline image builds
 	PYTHON_BIN=$(BIN)/python hack/wheelhouse.sh
@@ -212,6 +212,9 @@ status: ## what runs on the cluster, and the port-forwards to reach KFP, Prometh
 
 run: $(INSTALLED) ## compile the pipeline for the current image tag and submit it to KFP (KFP_HOST=...)
 	$(BIN)/mlops pipeline submit --image $(COMPONENT_IMAGE) --serving-image $(SERVING_IMAGE) --host $(KFP_HOST) $(RUN_ARGS)
+
+materialize: $(INSTALLED) ## run the feature materialization pipeline once on KFP for the current image tag, and wait (KFP_HOST=...)
+	$(BIN)/mlops features submit --image $(COMPONENT_IMAGE) --host $(KFP_HOST) --wait $(MATERIALIZE_ARGS)
 
 # --- Kubeflow Pipelines built here (hack/kfp/) ------------------------------------------------------
 .PHONY: kfp-images kfp-install upload test-kfp

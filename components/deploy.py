@@ -95,6 +95,7 @@ def deploy_step(
     namespace: str,
     service_name: str,
     canary_percent: int,
+    feature_server_url: str,
     api_client: client.ApiClient | None = None,
 ) -> dict[str, Any]:
     """The pipeline's last step: serve the registered version if the gate made it champion.
@@ -116,6 +117,7 @@ def deploy_step(
         storage_uri=register_result["uri"],
         model_name=register_result["model"],
         model_version=version,
+        feature_server_url=feature_server_url,
     )
     if api_client is None:
         from components.kube_client import load_api_client

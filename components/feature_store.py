@@ -29,8 +29,13 @@ from components.feature_definitions import (
     feast_objects,
     feature_names,
 )
-from mlops_core.churn_data import CHURN_SCHEMA
-from mlops_core.churn_feature_tables import ENTITY_KEY, EVENT_TIMESTAMP, ChurnTables
+from mlops_core.churn_data import CHURN_SCHEMA, DataGenerationError
+from mlops_core.churn_feature_tables import (
+    ENTITY_KEY,
+    EVENT_TIMESTAMP,
+    ChurnTables,
+    next_activity,
+)
 from mlops_core.churn_feature_tables import write_churn_tables as _write_tables
 from mlops_core.data_fingerprint import fingerprint
 from mlops_core.errors import InvalidInputError, NotFoundError
@@ -204,6 +209,22 @@ def open_store(config: FeatureStoreConfig) -> FeatureStore:
 def write_tables(config: FeatureStoreConfig, tables: ChurnTables) -> dict[str, str]:
     """Write the generator's tables where the feature views read them."""
     return _write_tables(tables, config.offline_path)
+
+
+def add_activity_snapshot(config: FeatureStoreConfig, at: datetime, *, seed: int = 0) -> int:
+    """Append one activity snapshot per customer at `at` to the repository's activity table (the
+    generator's next month: mlops_core.churn_feature_tables.next_activity); the customers it
+    covers. Materialization then loads it into the online store."""
+    uri = config.table_uri("customer_activity")
+    if not uri_exists(uri):
+        raise FeatureRepoNotFoundError(f"no activity table at {uri}: run `mlops features init`")
+    activity = pd.read_parquet(uri)
+    try:
+        grown = next_activity(activity, at, seed=seed)
+    except DataGenerationError as e:
+        raise FeatureStoreError(str(e)) from e
+    grown.to_parquet(uri, index=False)
+    return len(grown) - len(activity)
 
 
 def apply_definitions(config: FeatureStoreConfig) -> FeatureStore:

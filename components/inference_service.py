@@ -73,6 +73,9 @@ class InferenceServiceSpec:
     min_replicas: int = 1
     max_replicas: int = 2
     resources: Resources = field(default_factory=Resources)
+    # Feast's feature server for requests sent by entity key (serving/feature_lookup.py); empty:
+    # no lookup, every request carries every feature.
+    feature_server_url: str = ""
 
     def __post_init__(self) -> None:
         for name in ("name", "namespace", "image", "storage_uri", "model_name", "model_version"):
@@ -94,6 +97,11 @@ class InferenceServiceSpec:
 
 def build_inference_service(spec: InferenceServiceSpec) -> dict[str, Any]:
     """The InferenceService body (a plain dict, as the Kubernetes API takes it)."""
+    lookup = (
+        [{"name": "MLOPS_FEATURE_SERVER_URL", "value": spec.feature_server_url}]
+        if spec.feature_server_url
+        else []
+    )
     predictor: dict[str, Any] = {
         "serviceAccountName": spec.service_account,
         "storageContainerName": STORAGE_CONTAINER,
@@ -117,6 +125,7 @@ def build_inference_service(spec: InferenceServiceSpec) -> dict[str, Any]:
                             "secretKeyRef": {"name": SERVING_TOKEN_SECRET, "key": "token"}
                         },
                     },
+                    *lookup,
                 ],
                 "ports": [{"containerPort": SERVING_PORT, "protocol": "TCP"}],
                 "readinessProbe": {

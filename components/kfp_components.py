@@ -266,6 +266,7 @@ def deploy(
     namespace: str,
     service_name: str,
     canary_percent: int,
+    feature_server_url: str,
 ) -> str:
     """Serve the new champion: create the InferenceService (100%) or roll it out as a canary."""
     import json
@@ -280,6 +281,7 @@ def deploy(
             namespace=namespace,
             service_name=service_name,
             canary_percent=canary_percent,
+            feature_server_url=feature_server_url,
         )
     )
 

@@ -155,6 +155,48 @@ def _earlier(flat: pd.DataFrame, *, months_back: int, rng: np.random.Generator) 
     )
 
 
+def next_activity(activity: pd.DataFrame, at: datetime, *, seed: int = 0) -> pd.DataFrame:
+    """The activity table with one more snapshot per customer, at `at`: what a nightly job that
+    lands new data appends. Each customer's new snapshot is a month on from its latest one:
+    tenure up by one, the month's charges (drawn near the last) added to the total, and usage
+    (logins, tickets, session length) drawn again around its latest. Earlier rows are kept."""
+    moment = pd.Timestamp(at)
+    moment = moment.tz_localize(UTC) if moment.tzinfo is None else moment.tz_convert(UTC)
+    latest = activity.sort_values(EVENT_TIMESTAMP).groupby(ENTITY_KEY).tail(1)
+    latest = latest.sort_values(ENTITY_KEY).reset_index(drop=True)
+    newest = latest[EVENT_TIMESTAMP].max()
+    if moment <= newest:
+        raise DataGenerationError(
+            f"a new snapshot must come after the latest one ({newest.isoformat()}), got "
+            f"{moment.isoformat()}"
+        )
+    rng = np.random.default_rng(seed)
+    n = len(latest)
+    num = {c: pd.to_numeric(latest[c], errors="coerce") for c in ACTIVITY_FEATURES}
+    monthly = (num["monthly_charges"] * rng.uniform(0.95, 1.05, n)).round(2).clip(10, 250)
+    tickets = rng.poisson(np.where(num["support_tickets_90d"].fillna(1) > 1, 1.5, 0.8), n)
+    new = pd.DataFrame(
+        {
+            ENTITY_KEY: latest[ENTITY_KEY],
+            "tenure_months": num["tenure_months"] + 1,
+            "monthly_charges": monthly,
+            "total_charges": (num["total_charges"] + monthly).round(2),
+            "support_tickets_90d": np.clip(tickets, 0, 30),
+            "logins_30d": (num["logins_30d"] * rng.uniform(0.6, 1.4, n)).round().clip(0, 300),
+            "avg_session_minutes": (num["avg_session_minutes"] * rng.uniform(0.7, 1.3, n))
+            .round(2)
+            .clip(0, 600),
+            EVENT_TIMESTAMP: moment,
+        }
+    )
+    for col in activity.columns:  # the table's own types where the new values fit them
+        numeric = col != EVENT_TIMESTAMP and pd.api.types.is_numeric_dtype(activity[col])
+        if numeric and new[col].notna().all():
+            new[col] = new[col].astype(activity[col].dtype)
+    new[EVENT_TIMESTAMP] = new[EVENT_TIMESTAMP].astype(activity[EVENT_TIMESTAMP].dtype)
+    return _storable(pd.concat([activity, new[list(activity.columns)]], ignore_index=True))
+
+
 def _storable(df: pd.DataFrame) -> pd.DataFrame:
     """Columns of mixed types (the broken scenario's "n/a" among numbers) become text, so Parquet
     can store them and validation still sees the value that does not parse."""

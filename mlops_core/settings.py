@@ -18,6 +18,11 @@ DEFAULT_BATCH_CHUNK_ROWS = 100_000  # rows per chunk in batch scoring (memory bo
 DEFAULT_CONTROLLER_RESYNC_S = 5.0
 # The registry in the cluster's object store (the bucket KFP uses).
 DEFAULT_CLUSTER_REGISTRY_URI = "s3://mlpipeline/registry"
+# The feature store `make deploy` runs (manifests/base/feature-store), as pipeline steps and model
+# servers reach it: the repository in that bucket, Redis and Feast's feature server in `mlops`.
+DEFAULT_CLUSTER_FEATURE_REPO = "s3://mlpipeline/features/churn"
+DEFAULT_CLUSTER_ONLINE_STORE = "redis://mlops-online-store.mlops:6379"
+DEFAULT_CLUSTER_FEATURE_SERVER_URL = "http://mlops-feature-server.mlops:6566"
 # Serving: rows in one request and bytes in one body at most.
 DEFAULT_MAX_BATCH_ROWS = 1000
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024

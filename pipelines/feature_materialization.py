@@ -6,15 +6,18 @@ the time the step runs). Each feature view is materialized from where its last m
 ended (the first time: its source's earliest event) to end, so a recurring run loads only what
 arrived since the previous one; the step's output is the JSON summary (views, windows, rows).
 
-`build_materialization_pipeline(image)` makes the pipeline for one component image; the golden IR
-YAML is `pipelines/feature_materialization.yaml` (`mlops pipeline compile` writes it with the
-others); `run_materialization_locally` runs it with kfp.local. The repository is a folder the step
-reads and writes: locally any path; a cluster run needs that folder in the step's pod, which the
-platform does not provide yet.
+`build_materialization_pipeline(image)` makes the pipeline for one component image;
+`run_materialization_locally` runs it with kfp.local on a repository folder. The golden IR YAML,
+`pipelines/feature_materialization.yaml` (`mlops pipeline compile` writes it with the others), is
+the cluster form: its `feature_repo` defaults to the repository `make deploy` keeps in the object
+store, and its step gets the store's endpoint and credentials (as training's steps do) and the
+online store `make deploy` runs (Redis), so the YAML runs unedited on that cluster, once or as a
+recurring run (`mlops features submit`, `mlops features schedule`).
 """
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,30 +28,50 @@ from components.kfp_components import (
     build_materialization_components,
     default_image,
 )
+from mlops_core.settings import DEFAULT_CLUSTER_FEATURE_REPO, DEFAULT_CLUSTER_ONLINE_STORE
 from pipelines.local_run import PipelineRunError, _absolute, local_kfp_run
+from pipelines.training import ObjectStore
 
 PIPELINE_NAME = "churn-feature-materialization"
 GOLDEN_YAML = Path(__file__).with_name("feature_materialization.yaml")
 
 
-def build_materialization_pipeline(image: str | None = None) -> Any:
+@dataclass(frozen=True)
+class ClusterForm:
+    """Where a cluster run finds the repository and the online store (`make deploy`'s)."""
+
+    object_store: ObjectStore = field(default_factory=ObjectStore)
+    feature_repo: str = DEFAULT_CLUSTER_FEATURE_REPO
+    online_store: str = DEFAULT_CLUSTER_ONLINE_STORE
+
+
+def build_materialization_pipeline(
+    image: str | None = None, cluster: ClusterForm | None = None
+) -> Any:
+    """The pipeline for one component image; with `cluster`, its cluster form (module doc)."""
     c: MaterializationComponents = build_materialization_components(image or default_image())
 
-    @dsl.pipeline(
-        name=PIPELINE_NAME,
-        description="materialize_features: each view's new rows into the online store",
-    )
     def feature_materialization(feature_repo: str, end: str = "") -> str:
         step = c.materialize_features(feature_repo=feature_repo, end=end)
+        step.set_caching_options(False)  # each run reads what arrived since the last one
+        if cluster is not None:
+            cluster.object_store.attach(step)
+            step.set_env_variable("MLOPS_FEATURE_ONLINE_STORE", cluster.online_store)
         return step.outputs["Output"]
 
-    return feature_materialization
+    if cluster is not None:  # the repository's default: the one the cluster's feature server reads
+        feature_materialization.__defaults__ = (cluster.feature_repo, "")
+    return dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="materialize_features: each view's new rows into the online store",
+    )(feature_materialization)
 
 
 def compile_materialization(path: str | Path = GOLDEN_YAML, image: str | None = None) -> Path:
-    """Write the pipeline's IR YAML."""
+    """Write the pipeline's IR YAML, in its cluster form."""
     path = Path(path)
-    compiler.Compiler().compile(build_materialization_pipeline(image), package_path=str(path))
+    pipeline = build_materialization_pipeline(image, cluster=ClusterForm())
+    compiler.Compiler().compile(pipeline, package_path=str(path))
     return path
 
 

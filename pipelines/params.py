@@ -18,6 +18,7 @@ from mlops_core.errors import InvalidInputError
 from mlops_core.estimators import check_estimator, estimators_help
 from mlops_core.settings import (
     COMPUTE_CHOICES,
+    DEFAULT_CLUSTER_FEATURE_SERVER_URL,
     DEFAULT_COMPUTE,
     DEFAULT_DASK_WORKER_CPU,
     DEFAULT_DASK_WORKER_MEMORY,
@@ -176,6 +177,12 @@ class DeployParams:
     namespace: str = _param(DEFAULT_NAMESPACE, "namespace of the InferenceService")
     canary_percent: int = _param(
         DEFAULT_FIRST_CANARY_PERCENT, "a new champion's first canary step (percent of traffic)"
+    )
+    feature_server_url: str = _param(
+        DEFAULT_CLUSTER_FEATURE_SERVER_URL,
+        "Feast's feature server the model server fetches the features of a request sent by "
+        "customer id from (its MLOPS_FEATURE_SERVER_URL; default: the one `make deploy` runs); "
+        "empty: every request carries every feature",
     )
 
     def arguments(self) -> dict[str, Any]:

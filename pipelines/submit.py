@@ -90,7 +90,6 @@ def wait_for_run(
 
 def submit_training(sub: Submission, client: Any = None) -> SubmittedRun:
     """Compile for `sub.component_image` and create a run; `client` is a `kfp.Client` (injectable)."""
-    import kfp
     from kfp import compiler
 
     if not sub.component_image or not sub.serving_image:
@@ -110,19 +109,42 @@ def submit_training(sub: Submission, client: Any = None) -> SubmittedRun:
     } | sub.arguments
     # Named after the model it trains, as a local run is: `cars-training 2026-12-06 10:41:14`.
     model = arguments.get("model_name") or DEFAULT_MODEL_NAME
-    run_name = f"{model}-training {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    return create_run(
+        package,
+        host=sub.host,
+        ui_url=sub.ui_url,
+        arguments=arguments,
+        run_name=f"{model}-training {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        experiment=EXPERIMENT,
+        client=client,
+    )
+
+
+def create_run(
+    package: Path,
+    *,
+    host: str,
+    ui_url: str,
+    arguments: dict[str, Any],
+    run_name: str,
+    experiment: str,
+    client: Any = None,
+) -> SubmittedRun:
+    """One run of a compiled pipeline on the KFP API at `host`."""
+    import kfp
+
     try:
-        kfp_client = client or kfp.Client(host=sub.host)
+        kfp_client = client or kfp.Client(host=host)
         run = kfp_client.create_run_from_pipeline_package(
-            str(package), arguments=arguments, run_name=run_name, experiment_name=EXPERIMENT
+            str(package), arguments=arguments, run_name=run_name, experiment_name=experiment
         )
     except Exception as e:  # kfp raises urllib3/ApiException/ConnectionError variants
         raise SubmitError(
-            f"cannot submit to the KFP API at {sub.host}: {e}. Is it port-forwarded? "
+            f"cannot submit to the KFP API at {host}: {e}. Is it port-forwarded? "
             "kubectl port-forward -n kubeflow svc/ml-pipeline 8887:8888"
         ) from e
     return SubmittedRun(
         run_id=run.run_id,
-        url=f"{sub.ui_url.rstrip('/')}/#/runs/details/{run.run_id}",
+        url=f"{ui_url.rstrip('/')}/#/runs/details/{run.run_id}",
         package=str(package),
     )

@@ -182,6 +182,7 @@ def build_training_pipeline(
             namespace=p["namespace"],
             service_name=model_name,
             canary_percent=p["canary_percent"],
+            feature_server_url=p["feature_server_url"],
         )
         # No step is cached: each reads what can change between two runs with the same
         # arguments (the file at the data URL, the registry's champion, the InferenceService), and

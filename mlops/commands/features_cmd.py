@@ -1,10 +1,12 @@
 """`mlops features`: the churn feature store on this machine (components/feature_store.py).
 
 `init` writes the generated churn tables and feature_store.yaml into the repository folder,
-`apply` registers the definitions, `materialize` loads what is new into the online store (the
-pipeline step's own function), `get` reads online values by customer id, and `serve` runs Feast's
-feature server (`feast serve`) for the repository: the URL a model server's
-MLOPS_FEATURE_SERVER_URL names. Every check of the command line runs before any work.
+`apply` registers the definitions, `snapshot` appends a month of new activity (the data a nightly
+job lands), `materialize` loads what is new into the online store (the pipeline step's own
+function), `get` reads online values by customer id, and `serve` runs Feast's feature server
+(`feast serve`) for the repository: the URL a model server's MLOPS_FEATURE_SERVER_URL names.
+On a cluster, `submit` runs the materialization pipeline once on KFP and `schedule` makes it a
+recurring run. Every check of the command line runs before any work.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from rich.table import Table
 from mlops_core.churn_feature_tables import recent_start
 from mlops_core.errors import InvalidInputError, MlopsError
 from mlops_core.settings import (
+    DEFAULT_CLUSTER_FEATURE_REPO,
     DEFAULT_FEATURE_SERVER_PORT,
     DEFAULT_FEATURE_TABLE_ROWS,
     load_settings,
@@ -73,14 +76,16 @@ def _applied(config: FeatureStoreConfig) -> None:
         )
 
 
-def _start(text: str) -> datetime:
-    if not text:
-        return recent_start(datetime.now(UTC))
+def _moment(text: str, option: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as e:
-        raise InvalidInputError(f"--start must be an ISO 8601 day or time, got {text!r}") from e
+        raise InvalidInputError(f"{option} must be an ISO 8601 day or time, got {text!r}") from e
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _start(text: str) -> datetime:
+    return _moment(text, "--start") if text else recent_start(datetime.now(UTC))
 
 
 @app.command()
@@ -128,6 +133,26 @@ def apply(repo: str | None = typer.Option(None, "--repo", help=REPO_HELP)) -> No
     views = ", ".join(v.name for v in CHURN_VIEWS)
     console.print(
         f"applied views {views} and service {FEATURE_SERVICE} in {config.repo_path}",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def snapshot(
+    repo: str | None = typer.Option(None, "--repo", help=REPO_HELP),
+    at: str = typer.Option("", "--at", help="ISO 8601 time of the new snapshot (default: now)"),
+    seed: int = typer.Option(0, "--seed", help="generator seed"),
+) -> None:
+    """Append a month of new activity for every customer at --at: the data a nightly job lands.
+    `materialize` then brings it to the online store."""
+    moment = _moment(at, "--at") if at else datetime.now(UTC)
+    config = _config(repo)
+    from components.feature_store import add_activity_snapshot
+
+    added = add_activity_snapshot(config, moment, seed=seed)
+    console.print(
+        f"added {added} customers' activity at {moment.isoformat()} to "
+        f"{config.table_uri('customer_activity')}; next: mlops features materialize",
         soft_wrap=True,
     )
 
@@ -220,3 +245,99 @@ def serve(
     # requests, and the lookups in flight then fail; 0 turns it off (gunicorn/workers/base.py).
     argv += ["--no-access-log", "--max-requests", "0"]
     os.execv(str(feast), argv)  # Feast's server replaces this process
+
+
+KFP_HOST_HELP = "KFP API (port-forwarded ml-pipeline)"
+IMAGE_HELP = (
+    "component image to compile the pipeline for (make materialize: COMPONENT_IMAGE; default: "
+    "the committed pipelines/feature_materialization.yaml, the release image)"
+)
+
+
+def _package(image: str) -> str:
+    """The materialization pipeline's cluster form, for `image` (empty: the committed YAML)."""
+    from pipelines.feature_materialization import GOLDEN_YAML, compile_materialization
+
+    if not image:
+        return str(GOLDEN_YAML)
+    import tempfile
+
+    out = Path(tempfile.mkdtemp(prefix="mlops-materialize-")) / "feature_materialization.yaml"
+    return str(compile_materialization(out, image))
+
+
+def _cluster_repo(repo: str) -> str:
+    if "://" not in repo:
+        raise InvalidInputError(
+            f"--repo {repo!r} is a path on this machine, which the cluster cannot read; a "
+            f"cluster run materializes a repository in the object store (s3://...)"
+        )
+    return repo
+
+
+@app.command()
+def submit(
+    image: str = typer.Option("", "--image", help=IMAGE_HELP),
+    host: str = typer.Option("http://localhost:8887", "--host", help=KFP_HOST_HELP),
+    ui: str = typer.Option("http://localhost:8888", "--ui", help="KFP UI, for the printed URL"),
+    repo: str = typer.Option(DEFAULT_CLUSTER_FEATURE_REPO, "--repo", help="repository (s3://)"),
+    end: str = typer.Option("", "--end", help="ISO 8601 time to materialize up to (default: now)"),
+    wait: bool = typer.Option(
+        False, "--wait", help="wait for the run; a failed run exits non-zero"
+    ),
+    wait_timeout: float = typer.Option(1800, "--wait-timeout", help="seconds --wait waits", min=1),
+) -> None:
+    """Run the materialization pipeline once on KFP, into the cluster's online store (Redis)."""
+    from components.materialize_features import parse_end
+
+    parse_end(end)  # a bad time is one line here, not a failed run
+    arguments = {"feature_repo": _cluster_repo(repo), "end": end}
+    from pipelines.feature_materialization import PIPELINE_NAME
+    from pipelines.submit import create_run, wait_for_run
+
+    run = create_run(
+        Path(_package(image)),
+        host=host,
+        ui_url=ui,
+        arguments=arguments,
+        run_name=f"{PIPELINE_NAME} {datetime.now().strftime('%Y-%m-%d %H:%M:%S')}",
+        experiment=PIPELINE_NAME,
+    )
+    console.print(f"submitted run {run.run_id}: {run.url}", soft_wrap=True)
+    if wait:
+        done = wait_for_run(run, host=host, timeout_s=wait_timeout)
+        console.print(f"run {done.run_id} {done.state.lower()} after {done.seconds:.0f} s")
+
+
+@app.command()
+def schedule(
+    cron: str = typer.Option(
+        ..., "--cron", help="KFP cron (6 fields, seconds first), e.g. '0 0 * * * *'"
+    ),
+    image: str = typer.Option("", "--image", help=IMAGE_HELP),
+    host: str = typer.Option("http://localhost:8887", "--host", help=KFP_HOST_HELP),
+    repo: str = typer.Option(DEFAULT_CLUSTER_FEATURE_REPO, "--repo", help="repository (s3://)"),
+    name: str = typer.Option("churn-feature-materialization", "--name", help="recurring run name"),
+) -> None:
+    """Make the materialization pipeline a KFP recurring run: each run loads what arrived since
+    the one before."""
+    import kfp
+
+    from mlops_control.retraining.trigger import check_cron, schedule_recurring_training
+
+    check_cron(cron)
+    arguments = {"feature_repo": _cluster_repo(repo), "end": ""}
+    package = _package(image)
+    try:
+        client = kfp.Client(host=host)
+    except Exception as e:
+        raise MlopsError(f"cannot reach KFP at {host}: {e}") from e
+    job = schedule_recurring_training(
+        client,
+        package_path=package,
+        arguments=arguments,
+        cron=cron,
+        name=name,
+        experiment="feature-materialization",
+    )
+    console.print(f"recurring run {job} created ({cron})")

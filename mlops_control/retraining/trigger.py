@@ -356,6 +356,14 @@ class KfpRunLauncher:
         return LaunchedRun(run_id=result.run_id, run_name=name, details={"runner": "kfp"})
 
 
+def check_cron(cron: str) -> None:
+    """KFP's cron expressions have 6 fields, seconds first."""
+    if len(cron.split()) != 6:
+        raise ScheduleError(
+            f"KFP cron expressions have 6 fields (seconds first), e.g. '0 0 3 * * *'; got {cron!r}"
+        )
+
+
 def schedule_recurring_training(
     client: Any,
     *,
@@ -365,11 +373,8 @@ def schedule_recurring_training(
     name: str = "churn-scheduled-training",
     experiment: str = "retraining",
 ) -> str:
-    """Create a KFP recurring run of the training pipeline (cron has 6 fields, seconds first)."""
-    if len(cron.split()) != 6:
-        raise ScheduleError(
-            f"KFP cron expressions have 6 fields (seconds first), e.g. '0 0 3 * * *'; got {cron!r}"
-        )
+    """Create a KFP recurring run of a compiled pipeline (cron has 6 fields, seconds first)."""
+    check_cron(cron)
     experiment_id = client.create_experiment(name=experiment).experiment_id
     job = client.create_recurring_run(
         experiment_id=experiment_id,

@@ -211,6 +211,7 @@ def test_pipeline_step_deploys_then_canaries_as_kfps_service_account(
             namespace=project_base,
             service_name=isvc_name,
             canary_percent=10,
+            feature_server_url="http://mlops-feature-server.mlops:6566",
             api_client=pipeline_runner_api,
         )
 
@@ -220,6 +221,10 @@ def test_pipeline_step_deploys_then_canaries_as_kfps_service_account(
     stored = _read(admin_api, isvc_name, project_base)
     assert stored["spec"]["predictor"]["canaryTrafficPercent"] == 10
     assert storage_uri_of(stored) == "s3://mlpipeline/registry/churn/versions/2"
+    # Requests by customer id: both versions' servers know the feature server.
+    for predictor in (stored["spec"]["predictor"], *(stored["spec"].get("canary") or [])):
+        env = {e["name"]: e.get("value") for e in predictor["containers"][0]["env"]}
+        assert env["MLOPS_FEATURE_SERVER_URL"] == "http://mlops-feature-server.mlops:6566"
 
 
 def test_pipeline_step_finds_credentials_from_kubeconfig(
@@ -232,7 +237,8 @@ def test_pipeline_step_finds_credentials_from_kubeconfig(
         "from components.deploy import deploy_step\n"
         "out = deploy_step(register_result={'promoted': True, 'version': 1, 'model': 'churn',"
         " 'uri': 's3://m/churn/1'}, enabled=True, serving_image='mlops-platform/serving:test',"
-        f" namespace={project_base!r}, service_name={isvc_name!r}, canary_percent=10)\n"
+        f" namespace={project_base!r}, service_name={isvc_name!r}, canary_percent=10,"
+        " feature_server_url='')\n"
         "print(json.dumps(out))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}

@@ -27,6 +27,7 @@ def step(**overrides):
         namespace="mlops",
         service_name="churn",
         canary_percent=10,
+        feature_server_url="",
         api_client=UNREACHABLE,
     )
     return deploy_step(**(values | overrides))
@@ -75,7 +76,7 @@ def test_a_skipped_deploy_never_loads_the_kubernetes_client() -> None:
         "import sys\n"
         "from components.deploy import deploy_step\n"
         f"r = deploy_step(register_result={RESULT!r}, enabled=False, serving_image='', "
-        "namespace='mlops', service_name='churn', canary_percent=10)\n"
+        "namespace='mlops', service_name='churn', canary_percent=10, feature_server_url='')\n"
         "assert r['action'] == 'skipped', r\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'kubernetes'))\n"
     )

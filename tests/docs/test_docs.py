@@ -37,6 +37,7 @@ CLUSTER_PAGES = {
     "canary-cluster.md": "tests/kfp/test_journey.py",
     "cluster.md": "tests/kind/cluster_fixture.py (its setup command) and tests/kfp/test_journey.py",
     "control-plane.md": "tests/kfp/test_journey.py",
+    "features-cluster.md": "tests/kfp/test_features_on_kfp.py",
     "journey.md": "tests/kfp/test_journey.py",
     "kfp.md": "tests/kfp/test_journey.py",
 }

@@ -2,8 +2,8 @@
 block, as the page shows them (tests/docs/console_blocks.py), in a scratch checkout with this
 checkout's .venv. Their own CSV put in the cluster's store, `make upload`, `make run` on it until
 the deploy step serves it, a second run's canary taken to promotion by `make canary` on traffic
-sent through the gateway, the champion moved back with `mlops registry rollback`, and a third run
-with the same arguments deploying again. No step the page does not show.
+sent through the gateway, and the champion moved back with `mlops registry rollback`. No step the
+page does not show.
 
 The images are this checkout's, built and loaded by the cluster fixture: the page's `make`
 targets get that tag (IMAGE_TAG), as in the checkout that ran `make images kind-load`.
@@ -95,7 +95,7 @@ def test_the_journey_page_runs_on_the_cluster_as_typed(
     start, since = time.monotonic(), datetime.now(UTC)
     try:
         run_page(PAGE, shell)
-        # The page's three `make run`s, named after the model they train.
+        # The page's two `make run`s, named after the model they train.
         import kfp
 
         runs = kfp.Client(host=kfp_cluster.host).list_runs(page_size=100).runs or []
@@ -104,7 +104,7 @@ def test_the_journey_page_runs_on_the_cluster_as_typed(
             for r in runs
             if (r.display_name or "").startswith(f"{MODEL}-training ") and r.created_at >= since
         ]
-        assert [r.state for r in ours] == ["SUCCEEDED"] * 3, [
+        assert [r.state for r in ours] == ["SUCCEEDED"] * 2, [
             (r.display_name, r.state) for r in runs
         ]
     finally:

@@ -138,6 +138,15 @@ def _coredns() -> Peer:
     return Peer("kube-system", {"k8s-app": "kube-dns"})
 
 
+def _pipeline_step() -> Peer:
+    """A KFP v2 run's pod: the argo compiler (KFP_VERSION) labels every pod of the workflow."""
+    argo = kfp_file("backend/src/v2/compiler/argocompiler/argo.go")
+    labels = argo[argo.index("PodMetadata: &wfapi.Metadata{") :]
+    labels = labels[labels.index("Labels: map[string]string{") :]
+    (key, value) = re.findall(r'"([^"]+)": "([^"]+)"', labels[: labels.index("}")])[0]
+    return Peer("kubeflow", {key: value})
+
+
 def _kfp_pod(path: str) -> Peer:
     deploy = yaml.safe_load(kfp_file(path))
     return Peer("kubeflow", deploy["spec"]["template"]["metadata"]["labels"])
@@ -171,6 +180,7 @@ def world() -> dict[str, Any]:
         "seaweedfs": _kfp_pod(
             "manifests/kustomize/third-party/seaweedfs/base/seaweedfs/seaweedfs-deployment.yaml"
         ),
+        "pipeline step": _pipeline_step(),
         "kfp api": _kfp_pod(
             "manifests/kustomize/base/pipeline/ml-pipeline-apiserver-deployment.yaml"
         ),
@@ -195,6 +205,7 @@ ALLOWED = [
     ("model", "feature server", 6566),
     ("feature server", "seaweedfs", 8333),
     ("feature server", "online store", 6379),
+    ("pipeline step", "online store", 6379),  # the materialization pipeline writes it
 ]
 DENIED = [
     ("other in mlops", "model", 8080),
@@ -221,6 +232,8 @@ DENIED = [
     ("model", "online store", 6379),
     ("dashboard", "online store", 6379),
     ("other in mlops", "online store", 6379),
+    ("kfp api", "online store", 6379),
+    ("pipeline step", "feature server", 6566),
     ("feature server", "internet", 443),
     ("online store", "internet", 443),
     ("online store", "seaweedfs", 8333),

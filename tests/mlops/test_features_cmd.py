@@ -93,6 +93,18 @@ def test_mistakes_are_one_line_before_any_work(tmp_path: Path) -> None:
         "got 0",
         ("features", "init", "--start", "May", "--repo", "r"): "error: --start must be an ISO "
         "8601 day or time, got 'May'",
+        ("features", "snapshot", "--at", "soon", "--repo", "r"): "error: --at must be an ISO "
+        "8601 day or time, got 'soon'",
+        ("features", "snapshot", "--repo", "r"): "error: no activity table at "
+        "r/data/customer_activity.parquet: run `mlops features init`",
+        # The cluster's commands: refused before KFP is called (nothing listens at port 9).
+        ("features", "submit", "--repo", "r", "--host", "http://127.0.0.1:9"): "error: --repo "
+        "'r' is a path on this machine, which the cluster cannot read; a cluster run "
+        "materializes a repository in the object store (s3://...)",
+        ("features", "submit", "--end", "soon", "--host", "http://127.0.0.1:9"): "error: end "
+        "must be an ISO 8601 time such as 2026-05-01T00:00:00+00:00, got 'soon'",
+        ("features", "schedule", "--cron", "0 * * * *", "--host", "http://127.0.0.1:9"): "error: "
+        "KFP cron expressions have 6 fields (seconds first), e.g. '0 0 3 * * *'; got '0 * * * *'",
     }
     for args, message in cases.items():
         r = mlops(*args, cwd=tmp_path)
@@ -120,3 +132,33 @@ def test_serve_runs_the_feature_server_with_the_online_values(repo: Path) -> Non
         r2 = mlops("features", "serve", "--repo", "repo", "--port", str(port), cwd=repo.parent)
         assert r2.returncode == 2
         assert r2.stderr.startswith(f"error: cannot serve on 127.0.0.1:{port}: ")
+
+
+def test_a_snapshot_is_new_data_that_materialize_brings_online(repo: Path) -> None:
+    """Last in this module: it changes the repository the tests above read."""
+    before = pd.read_parquet(repo / "data" / "customer_activity.parquet")
+    r = mlops("features", "snapshot", "--repo", "repo", "--at", "2026-06-01", cwd=repo.parent)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("added 30 customers' activity at 2026-06-01T00:00:00+00:00 to ")
+    after = pd.read_parquet(repo / "data" / "customer_activity.parquet")
+    pd.testing.assert_frame_equal(after.iloc[: len(before)], before)  # nothing rewritten
+    new = after.iloc[len(before) :].set_index(ENTITY_KEY)
+    assert sorted(new.index) == sorted(before[ENTITY_KEY].unique())
+    assert (new[EVENT_TIMESTAMP] == pd.Timestamp("2026-06-01", tz="UTC")).all()
+    r = mlops("features", "materialize", "--repo", "repo", "--end", "2026-06-02", cwd=repo.parent)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1] == (
+        "customer_activity: 2026-05-01T00:00:00+00:00 .. 2026-06-02T00:00:00+00:00, 30 rows, "
+        "30 customers"
+    )
+    online = online_features(FeatureStoreConfig(repo_path=str(repo)), [100_003]).iloc[0]
+    for feature in ("tenure_months", "logins_30d", "total_charges"):
+        assert online[feature] == new.loc[100_003, feature], feature
+    # A snapshot must be later than the latest one: one line, nothing written.
+    r = mlops("features", "snapshot", "--repo", "repo", "--at", "2026-05-15", cwd=repo.parent)
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        "error: a new snapshot must come after the latest one (2026-06-01T00:00:00+00:00), got "
+        "2026-05-15T00:00:00+00:00"
+    )
+    assert len(pd.read_parquet(repo / "data" / "customer_activity.parquet")) == len(after)

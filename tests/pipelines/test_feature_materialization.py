@@ -18,11 +18,13 @@ from components.feature_store import (
     write_tables,
 )
 from mlops_core.churn_feature_tables import ENTITY_KEY, EVENT_TIMESTAMP, generate_churn_tables
+from mlops_core.settings import DEFAULT_CLUSTER_FEATURE_REPO, DEFAULT_CLUSTER_ONLINE_STORE
 from pipelines.feature_materialization import (
     GOLDEN_YAML,
     compile_materialization,
     run_materialization_locally,
 )
+from pipelines.training import ObjectStore
 
 
 def test_committed_yaml_is_up_to_date(tmp_path: Path) -> None:
@@ -33,12 +35,25 @@ def test_committed_yaml_is_up_to_date(tmp_path: Path) -> None:
 
 
 def test_image_is_a_compile_time_argument(tmp_path: Path) -> None:
-    doc = yaml.safe_load(compile_materialization(tmp_path / "p.yaml", "reg.local/c:1").read_text())
+    doc, platform_doc = yaml.safe_load_all(
+        compile_materialization(tmp_path / "p.yaml", "reg.local/c:1").read_text()
+    )
     images = {e["container"]["image"] for e in doc["deploymentSpec"]["executors"].values()}
     assert images == {"reg.local/c:1"}
     assert list(doc["root"]["dag"]["tasks"]) == ["materialize-features"]
     params = doc["root"]["inputDefinitions"]["parameters"]
-    assert params["end"]["defaultValue"] == "" and "defaultValue" not in params["feature_repo"]
+    assert params["end"]["defaultValue"] == ""
+    # The cluster form: `make deploy`'s repository, object store and Redis, with no edits.
+    assert params["feature_repo"]["defaultValue"] == DEFAULT_CLUSTER_FEATURE_REPO
+    (executor,) = doc["deploymentSpec"]["executors"].values()
+    env = {e["name"]: e["value"] for e in executor["container"]["env"]}
+    assert env == {
+        "AWS_ENDPOINT_URL": ObjectStore().endpoint_url,
+        "MLOPS_FEATURE_ONLINE_STORE": DEFAULT_CLUSTER_ONLINE_STORE,
+    }
+    platform = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    (secret,) = next(iter(platform.values()))["secretAsEnv"]
+    assert secret["secretName"] == ObjectStore().secret_name
 
 
 @pytest.mark.slow
