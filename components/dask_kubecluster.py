@@ -3,10 +3,16 @@
 KFP v2 has no resource op, so the step creates the DaskCluster with the Kubernetes API (as the
 step's own ServiceAccount, which manifests/base/dask-rbac.yaml lets create, read and delete them),
 waits for the operator's scheduler to answer, and deletes the resource when it is done: on
-success, on an error, and on SIGTERM (how Argo stops a terminated run's step). The resource is also
-owned by the step's pod (KFP's launcher sets KFP_POD_NAME and KFP_POD_UID from the downward API),
-so Kubernetes' garbage collector deletes it, and through the operator's own ownerReferences its
-scheduler and workers, when that pod object is deleted: the last resort for a step killed outright.
+success, on an error, and on SIGTERM (how Argo stops a terminated run's step).
+
+SIGTERM reaches the step's whole process group: the shell KFP wraps the step in and its launcher
+end at once, and the container with them, so the step's own delete can lose that race. Two
+backstops: the operator deletes a cluster whose scheduler has been idle for `ORPHAN_IDLE_S`
+(the DaskCluster's idleTimeout), and while the step lives it keeps its scheduler busy with a tiny
+task every `HEARTBEAT_S`; a step that is gone stops, and its cluster goes a minute later. The
+resource is also owned by the step's pod (KFP's launcher sets KFP_POD_NAME and KFP_POD_UID from
+the downward API), so Kubernetes' garbage collector deletes it, and through the operator's own
+ownerReferences its scheduler and workers, when that pod object is deleted.
 
 Field names are the operator's CRD at the pinned version (dask-kubernetes, pyproject.toml), pinned
 by tests/components/test_dask_kubecluster.py.
@@ -20,7 +26,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,11 @@ VERSION = "v1"
 PLURAL = "daskclusters"
 KIND = "DaskCluster"
 SCHEDULER_PORT = 8786  # the operator's scheduler Service port "tcp-comm"
+# The operator's idle check asks the Service's port named "http-dashboard" first and skips the
+# check when there is none (controller.py check_scheduler_idle, then the RPC on "tcp-comm").
+DASHBOARD_PORT = 8787  # Dask's default dashboard address
+ORPHAN_IDLE_S = 60  # a scheduler idle this long has lost its step: the operator deletes it
+HEARTBEAT_S = 15.0  # the step's tiny task keeps its scheduler from looking idle
 # The downward-API variables KFP's argo compiler gives every executor (common.go commonEnvs).
 POD_NAME_ENV = "KFP_POD_NAME"
 POD_UID_ENV = "KFP_POD_UID"
@@ -115,6 +126,7 @@ def daskcluster_body(
         "kind": KIND,
         "metadata": metadata,
         "spec": {
+            "idleTimeout": ORPHAN_IDLE_S,
             "worker": {
                 "replicas": spec.workers,
                 "spec": {
@@ -140,6 +152,7 @@ def daskcluster_body(
                             "args": ["dask", "scheduler", "--host", "0.0.0.0"],
                             "ports": [
                                 {"name": "tcp-comm", "containerPort": SCHEDULER_PORT},
+                                {"name": "http-dashboard", "containerPort": DASHBOARD_PORT},
                             ],
                         }
                     ],
@@ -156,7 +169,13 @@ def daskcluster_body(
                             "protocol": "TCP",
                             "port": SCHEDULER_PORT,
                             "targetPort": "tcp-comm",
-                        }
+                        },
+                        {
+                            "name": "http-dashboard",
+                            "protocol": "TCP",
+                            "port": DASHBOARD_PORT,
+                            "targetPort": "http-dashboard",
+                        },
                     ],
                 },
             },
@@ -214,32 +233,72 @@ def kube_dask_client(spec: ComputeSpec) -> Iterator[object]:
     api = k8s.CustomObjectsApi(load_api_client())
     env = store_env(os.environ.get(STORE_SECRET_ENV, ""), os.environ.get(STORE_ENDPOINT_ENV, ""))
     body = daskcluster_body(name, image=image, spec=spec, owner=_owner_from_env(), env=env)
-    with _sigterm_unwinds():
+    # Its own client: SIGTERM's handler may run while `api` is in the middle of a call.
+    cleanup = k8s.CustomObjectsApi(load_api_client())
+
+    def delete() -> None:
+        with contextlib.suppress(k8s.ApiException):  # already gone: the goal
+            cleanup.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+    with _sigterm_unwinds(first=delete):
         api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
         try:
             deadline = time.monotonic() + spec.start_timeout_s
             _wait_created(api, namespace, name, deadline)
             dask = _connect(scheduler_address(name, namespace, cluster_domain()), deadline)
             try:
-                dask.wait_for_workers(spec.workers, timeout=max(1.0, deadline - time.monotonic()))
-                yield dask
+                with keep_busy(dask, HEARTBEAT_S):
+                    dask.wait_for_workers(
+                        spec.workers, timeout=max(1.0, deadline - time.monotonic())
+                    )
+                    yield dask
             finally:
                 dask.close()
         finally:
-            with contextlib.suppress(k8s.ApiException):  # already gone: the goal
-                api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            delete()
+
+
+def _beat() -> float:
+    return time.time()
 
 
 @contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    """SIGTERM (how Argo stops the step of a terminated run) raises SystemExit here, so the
-    DaskCluster is deleted on the way out. Python's default ends the process at once, and the
-    ownerReference alone waits for the step's pod object, which KFP keeps after it ends."""
+def keep_busy(dask: Any, every_s: float) -> Iterator[None]:
+    """A tiny task on the scheduler every `every_s` while the block runs: each changes its
+    transitions, so it never looks idle to the operator while this step lives (before any worker
+    joined, the waiting task keeps it busy the same way)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        pending = None
+        while not stop.is_set():
+            if pending is None or pending.done():
+                with contextlib.suppress(Exception):  # a closing client: the block is ending
+                    pending = dask.submit(_beat, pure=False)
+            stop.wait(every_s)
+
+    thread = threading.Thread(target=beat, name="dask-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds(first: Callable[[], None] | None = None) -> Iterator[None]:
+    """SIGTERM (how Argo stops the step of a terminated run) runs `first` at once (the delete,
+    before the container goes), then raises SystemExit here, so the block unwinds. Python's
+    default ends the process at once, and the ownerReference alone waits for the step's pod
+    object, which KFP keeps after it ends."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers belong to the main thread
         return
 
     def stop(signum: int, _frame: object) -> None:
+        if first is not None:
+            first()
         raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, stop)

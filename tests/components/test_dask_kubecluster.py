@@ -6,6 +6,7 @@ variables, read in the KFP source at KFP_VERSION)."""
 from __future__ import annotations
 
 import re
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from components.dask_compute import ComputeSpec
 from components.dask_kubecluster import (
     GROUP,
     KIND,
+    ORPHAN_IDLE_S,
     PLURAL,
     POD_NAME_ENV,
     POD_UID_ENV,
@@ -102,6 +104,11 @@ def test_every_field_of_the_body_is_in_the_crd_and_valid() -> None:
         "limits": {"memory": str(3 * 2**30)},
     }
     assert container["args"][container["args"].index("--memory-limit") + 1] == str(3 * 2**30)
+    # The operator's idle check (its backstop for a step killed before it deleted the cluster)
+    # asks the Service's "http-dashboard" port first and is skipped without one.
+    assert body["spec"]["idleTimeout"] == ORPHAN_IDLE_S
+    ports = {p["name"]: p["port"] for p in body["spec"]["scheduler"]["service"]["ports"]}
+    assert ports == {"tcp-comm": 8786, "http-dashboard": 8787}
     assert container["args"][container["args"].index("--nthreads") + 1] == "2"
     for role in ("worker", "scheduler"):
         assert body["spec"][role]["spec"]["serviceAccountName"] == SERVICE_ACCOUNT
@@ -116,6 +123,11 @@ def test_every_field_of_the_body_is_in_the_crd_and_valid() -> None:
 def test_the_scheduler_address_is_the_service_the_operator_makes() -> None:
     controller = (_operator_dir() / "controller" / "controller.py").read_text()
     assert 'f"tcp://{cluster_name}-scheduler.{namespace}.svc.cluster.local:8786"' in controller
+    # The idle check behind idleTimeout: a 5 s timer, the "http-dashboard" port, then the RPC.
+    idle = controller[controller.index("async def check_scheduler_idle") :]
+    assert 'port_name="http-dashboard"' in idle[:600] and "scheduler_comm.check_idle()" in idle
+    shutdown = controller[controller.index("async def daskcluster_autoshutdown") - 80 :]
+    assert "interval=5.0" in shutdown[:80] and 'spec.get("idleTimeout", 0)' in shutdown
     assert (
         scheduler_address("c1", "kubeflow")
         == f"tcp://c1-scheduler.kubeflow.svc.cluster.local:{SCHEDULER_PORT}"
@@ -168,7 +180,8 @@ def test_workers_read_a_kfp_artifact_from_the_store_not_the_steps_download(
 
 
 def test_sigterm_deletes_the_cluster_on_the_way_out(tmp_path: Path) -> None:
-    """A terminated run's step gets SIGTERM: the `finally` that deletes the DaskCluster runs."""
+    """A terminated run's step gets SIGTERM: the delete runs in the handler itself, before the
+    block unwinds (the container may end any moment), and the `finally` runs too."""
     import subprocess
     import sys
 
@@ -176,16 +189,47 @@ def test_sigterm_deletes_the_cluster_on_the_way_out(tmp_path: Path) -> None:
     script = (
         "import os, signal, time\n"
         "from components.dask_kubecluster import _sigterm_unwinds\n"
-        "with _sigterm_unwinds():\n"
+        f"log = open({str(marker)!r}, 'w')\n"
+        "with _sigterm_unwinds(first=lambda: log.write('first;')):\n"
         "    try:\n"
         "        os.kill(os.getpid(), signal.SIGTERM)\n"
         "        time.sleep(30)\n"
         "    finally:\n"
-        f"        open({str(marker)!r}, 'w').write('gone')\n"
+        "        log.write('finally')\n"
+        "        log.close()\n"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, timeout=60, check=False)
     assert done.returncode == 128 + 15
-    assert marker.read_text() == "gone"
+    assert marker.read_text() == "first;finally"
+
+
+def test_a_living_step_keeps_its_scheduler_from_looking_idle() -> None:
+    """The operator deletes a DaskCluster whose scheduler is idle for the body's idleTimeout:
+    while the step lives, its heartbeat task keeps the scheduler's transitions moving, so
+    `check_idle` (what the operator asks) never reports it idle; once it stops, it does."""
+    from distributed import Client, LocalCluster
+
+    from components.dask_kubecluster import keep_busy
+
+    with (
+        LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        scheduler = cluster.scheduler
+
+        def idle_for() -> float:  # what the operator compares with idleTimeout
+            since = scheduler.check_idle()
+            return 0.0 if since is None else time.time() - since
+
+        with keep_busy(client, every_s=0.2):
+            ages = []
+            for _ in range(15):
+                time.sleep(0.2)
+                ages.append(idle_for())
+            assert max(ages) < 1.0, ages  # every beat moves its idle time forward
+        idle_for()
+        time.sleep(2)
+        assert idle_for() > 1.5  # nothing moves once the beats stop: idle, as after a lost step
 
 
 def test_the_cluster_domain_comes_from_the_pods_search_list(tmp_path: Path) -> None:
