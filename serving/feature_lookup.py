@@ -9,7 +9,10 @@ from the plain definitions in `components.feature_definitions`.
 
 What a lookup can find, and the answer:
 
-- every feature of a customer NOT_FOUND: the customer is unknown (404, naming the id);
+- every feature of a customer NOT_FOUND: the customer is unknown (404, naming the id). Feast's
+  Redis online store answers a key it holds no row for with status PRESENT, a null value and
+  the epoch as the event time (redis.py `_get_features_for_entity`: no `_ts:<view>` field, so a
+  zero Timestamp); that is read as NOT_FOUND too (SQLite says NOT_FOUND itself);
 - some features NOT_FOUND, or a value older than its view's TTL (Feast's online read does not
   apply TTLs, so the age is checked here from the value's event time): 400, naming the feature;
 - a null value: passed on as null, and the schema decides (a nullable feature may be missing);
@@ -183,9 +186,10 @@ class FeatureSource:
                 result["event_timestamps"],
                 strict=True,
             ):
-                if status != "NOT_FOUND":
+                moment = datetime.fromisoformat(at).timestamp()
+                if status != "NOT_FOUND" and not (value is None and moment == 0):
                     found[i][name] = value
-                    times[i][name] = datetime.fromisoformat(at).timestamp()
+                    times[i][name] = moment
         return {i: FetchedRow(found[i], times[i]) if found[i] else None for i in distinct}
 
     def _checked(self, key: Any, fetched: FetchedRow, wanted: list[str]) -> dict[str, Any]:

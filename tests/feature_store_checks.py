@@ -43,9 +43,13 @@ def _missing(value: object) -> bool:
 
 
 def assert_same_values(got: pd.DataFrame, want: pd.DataFrame) -> None:
-    """Value by value: equal (numbers as floats), or missing on both sides (None or NaN)."""
+    """Value by value: equal (numbers as floats), or missing on both sides (None or NaN). Each
+    customer must have values on the training path: ids the store does not hold would compare
+    missing with missing and prove nothing."""
     assert list(got.index) == list(want.index) and list(got.columns) == list(want.columns)
     for customer in want.index:
+        known = [c for c in want.columns if not _missing(want.loc[customer, c])]
+        assert known, f"customer {customer} has no feature values on the training path"
         for column in want.columns:
             a, b = got.loc[customer, column], want.loc[customer, column]
             if _missing(a) or _missing(b):

@@ -9,6 +9,7 @@ answers lookups from the s3:// repository.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 import uuid
@@ -40,10 +41,12 @@ from components.materialize_features import materialize_features
 from mlops_control.traffic.model_server_process import free_port, mlops_executable
 from mlops_core.churn_feature_tables import (
     ENTITY_KEY,
+    FIRST_CUSTOMER_ID,
     generate_churn_tables,
     recent_start,
 )
 from mlops_demo.feature_serving import feature_server
+from serving.feature_lookup import FeatureSource, UnknownEntityError
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 BUCKET = "mlops-features"
@@ -157,7 +160,7 @@ def test_the_tables_and_registry_are_in_the_object_store(store: FeatureStoreConf
 def test_redis_holds_the_training_paths_values_and_keeps_them_across_a_restart(
     store: FeatureStoreConfig, redis: Redis
 ) -> None:
-    ids = list(range(0, CUSTOMERS, 7))
+    ids = [FIRST_CUSTOMER_ID + i for i in range(0, CUSTOMERS, 7)]
     want = as_of_now(store, ids)
     got = online_features(store, ids).set_index(ENTITY_KEY).loc[ids, feature_names()]
     assert_same_values(got, want)
@@ -174,10 +177,17 @@ def test_the_feature_server_answers_from_the_object_store_repository(
     store: FeatureStoreConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLOPS_FEATURE_ONLINE_STORE", store.online_store)
-    ids = [3, 10, 42]
+    ids = [FIRST_CUSTOMER_ID + i for i in (3, 10, 42)]
     want = as_of_now(store, ids)
     with feature_server(store, tmp_path) as url:
         served = online_rows(url, ids)
+        # A key Redis holds no row for comes back PRESENT, null, at the epoch (Feast's Redis
+        # store): the model server's lookup still reads it as an unknown customer (its 404).
+        source = FeatureSource(url, feature_names())
+        with pytest.raises(UnknownEntityError, match="7654321"):
+            asyncio.run(source.fetch([7654321]))
+        known = asyncio.run(FeatureSource(url, feature_names()).fetch([ids[0]]))
+        assert set(known[ids[0]].values) == set(feature_names())
     assert_same_values(served, want)
 
 
