@@ -159,7 +159,8 @@ def next_activity(activity: pd.DataFrame, at: datetime, *, seed: int = 0) -> pd.
     """The activity table with one more snapshot per customer, at `at`: what a nightly job that
     lands new data appends. Each customer's new snapshot is a month on from its latest one:
     tenure up by one, the month's charges (drawn near the last) added to the total, and usage
-    (logins, tickets, session length) drawn again around its latest. Earlier rows are kept."""
+    (logins, tickets, session length) drawn again around its latest, each within the schema's
+    range (a customer at the longest tenure stays there). Earlier rows are kept."""
     moment = pd.Timestamp(at)
     moment = moment.tz_localize(UTC) if moment.tzinfo is None else moment.tz_convert(UTC)
     latest = activity.sort_values(EVENT_TIMESTAMP).groupby(ENTITY_KEY).tail(1)
@@ -189,6 +190,9 @@ def next_activity(activity: pd.DataFrame, at: datetime, *, seed: int = 0) -> pd.
             EVENT_TIMESTAMP: moment,
         }
     )
+    for feature in CHURN_SCHEMA.features:  # within the schema's ranges, as validation requires
+        if feature.name in ACTIVITY_FEATURES:
+            new[feature.name] = new[feature.name].clip(feature.min, feature.max)
     for col in activity.columns:  # the table's own types where the new values fit them
         numeric = col != EVENT_TIMESTAMP and pd.api.types.is_numeric_dtype(activity[col])
         if numeric and new[col].notna().all():

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from components.feature_store import FeatureStoreConfig, online_features
+from mlops_core.churn_data import CHURN_SCHEMA
 from mlops_core.churn_feature_tables import ENTITY_KEY, EVENT_TIMESTAMP, generate_churn_tables
 from mlops_demo.feature_serving import feature_server
 
@@ -145,6 +146,11 @@ def test_a_snapshot_is_new_data_that_materialize_brings_online(repo: Path) -> No
     new = after.iloc[len(before) :].set_index(ENTITY_KEY)
     assert sorted(new.index) == sorted(before[ENTITY_KEY].unique())
     assert (new[EVENT_TIMESTAMP] == pd.Timestamp("2026-06-01", tz="UTC")).all()
+    # Validation's ranges hold for the new values: a retrained model's data passes it.
+    for feature in CHURN_SCHEMA.features:
+        if feature.name in new.columns:
+            values = pd.to_numeric(new[feature.name]).dropna()
+            assert values.between(feature.min, feature.max).all(), feature.name
     r = mlops("features", "materialize", "--repo", "repo", "--end", "2026-06-02", cwd=repo.parent)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[1] == (
